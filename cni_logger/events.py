@@ -1,0 +1,334 @@
+"""The audit event: one ECS-shaped JSON object per invocation, built by structlog processors.
+
+The processors below are plain functions that take and return an event dict, in the order they run.
+The first ones read the invocation (bound under ``_request``, ``_outcome`` and friends) and lay out
+the Elastic Common Schema fields plus the CNI specifics under ``cni.*``; the last ones drop that raw
+context, mask secrets, cap sizes and render one line. Nested objects, never dotted keys, so the line
+can be indexed unchanged by Filebeat, Fluent Bit or Vector.
+
+Schema (``ecs.version`` 9.4.0) — every field the plugin emits; the README shows an example line::
+
+    @timestamp        invocation start, UTC, ISO-8601 with microseconds and "Z"
+    message           one human sentence: command, interface, container, network, outcome
+    ecs.version       the ECS version these fields follow
+    log.level         info | warning (succeeded with a problem noted) | error (failed)
+    log.logger        "cni-logger"
+    event.kind        "event"
+    event.category    ADD/DEL: network, configuration; CHECK/STATUS: network; VERSION/GC: configuration
+    event.type        ADD: start, creation; DEL: end, deletion; GC: deletion; others: info
+    event.action      cni-add | cni-del | cni-check | cni-version | cni-gc | cni-status
+    event.outcome     success | failure
+    event.duration    nanoseconds spent in the plugin
+    event.id          random UUID, the de-duplication key for indexing
+    event.module / event.dataset / event.code   "cni" / "cni.audit" / CNI error code on failure
+    container.id      CNI_CONTAINERID
+    orchestrator.*    type "kubernetes", namespace, resource.{type "pod", name, id, ip} from K8S_POD_*
+    network.name      the CNI network name
+    host.name, host.hostname, process.pid, process.parent.pid, trace.id (from TRACEPARENT)
+    related.ip        addresses of the previous result, without prefix length
+    error.*           code, message, type: why the invocation failed (or what DEL put up with)
+    cni.command, cni.container_id, cni.netns, cni.ifname, cni.path (list), cni.args (mapping),
+    cni.version, cni.plugin_type, cni.config (redacted, without prevResult),
+    cni.prev_result.{cni_version, interfaces, ips, routes, dns}, cni.valid_attachments (GC),
+    cni.warnings      problems the logger noted (invalid settings, a sink that failed)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+from structlog.processors import EventRenamer, JSONRenderer
+
+from cni_logger import redact, results
+from cni_logger.protocol import CNIError, Outcome, Request, parse_cni_args
+
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+    from typing import Any
+
+    from cni_logger.settings import Settings
+
+    EventDict = MutableMapping[str, Any]
+
+ECS_VERSION = "9.4.0"
+LOGGER_NAME = "cni-logger"
+MAX_EVENT_BYTES = 16 * 1024
+"""One line stays below Fluent Bit's default 32 KiB tail buffer (Vector: 100 KiB, Filebeat: 10 MiB)."""
+
+_CLASSIFICATION: dict[str, tuple[list[str], list[str]]] = {
+    "ADD": (["network", "configuration"], ["start", "creation"]),
+    "DEL": (["network", "configuration"], ["end", "deletion"]),
+    "CHECK": (["network"], ["info"]),
+    "STATUS": (["network"], ["info"]),
+    "VERSION": (["configuration"], ["info"]),
+    "GC": (["configuration"], ["deletion"]),
+}
+_ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+_TOP_LEVEL_ORDER = ("@timestamp", "message", "log", "ecs", "event", "error", "container", "orchestrator",
+                    "network", "host", "process", "trace", "related", "cni")
+
+
+def iso_utc(epoch_ns: int) -> str:
+    seconds, nanos = divmod(epoch_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos // 1000:06d}Z"
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID, without importing ``uuid`` (which pulls in ``platform``)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def summarize_result(prev: dict[str, Any]) -> dict[str, Any]:
+    """Interfaces, addresses, routes and DNS of a result, in the 1.x shape whatever its version."""
+    try:
+        uniform = results.convert(prev, "1.1.0")
+    except CNIError:
+        uniform = prev
+    summary: dict[str, Any] = {"cni_version": prev.get("cniVersion", "")}
+    for key in ("interfaces", "ips", "routes", "dns"):
+        if key in uniform:
+            summary[key] = uniform[key]
+    return summary
+
+
+def result_addresses(summary: dict[str, Any]) -> list[str]:
+    ips = summary.get("ips")
+    if not isinstance(ips, list):
+        return []
+    found = []
+    for ip in ips:
+        address = ip.get("address") if isinstance(ip, dict) else None
+        if isinstance(address, str) and address:
+            found.append(address.split("/", 1)[0])
+    return list(dict.fromkeys(found))
+
+
+# -- processors, in pipeline order ---------------------------------------------------------------
+
+
+def add_base_fields(_: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """Timestamp, ECS version, log level, and where the event happened (host, process)."""
+    request: Request = event_dict["_request"]
+    event_dict["@timestamp"] = iso_utc(request.started_ns)
+    event_dict["ecs"] = {"version": ECS_VERSION}
+    event_dict["log"] = {"level": method_name, "logger": LOGGER_NAME}
+    node = os.uname().nodename
+    event_dict["host"] = {"name": node, "hostname": node}
+    event_dict["process"] = {"pid": os.getpid(), "parent": {"pid": os.getppid()}}
+    trace_id = _trace_id(request.traceparent)
+    if trace_id:
+        event_dict["trace"] = {"id": trace_id}
+    return event_dict
+
+
+def _trace_id(traceparent: str) -> str:
+    """The trace id of a W3C ``TRACEPARENT`` (``00-<32 hex>-<16 hex>-<2 hex>``), if well-formed."""
+    parts = traceparent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and all(c in "0123456789abcdef" for c in parts[1]):
+        return parts[1]
+    return ""
+
+
+def add_event_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """The ECS ``event.*`` classification of a CNI command and its outcome."""
+    request: Request = event_dict["_request"]
+    outcome: Outcome = event_dict["_outcome"]
+    category, kind_of = _CLASSIFICATION.get(request.command, (["configuration"], ["info"]))
+    event: dict[str, Any] = {
+        "kind": "event",
+        "category": category,
+        "type": kind_of,
+        "action": f"cni-{request.command.lower()}" if request.command in _CLASSIFICATION else "cni-unknown",
+        "outcome": "success" if outcome.ok else "failure",
+        "duration": event_dict["_duration_ns"],
+        "id": new_event_id(),
+        "module": "cni",
+        "dataset": "cni.audit",
+    }
+    if outcome.error is not None:
+        event["code"] = str(outcome.error.code)
+    event_dict["event"] = event
+    return event_dict
+
+
+def add_error_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """``error.*``: why the invocation failed, or what a DEL tolerated while succeeding."""
+    outcome: Outcome = event_dict["_outcome"]
+    error = outcome.error or outcome.suppressed
+    if error is not None:
+        event_dict["error"] = {"code": str(error.code), "message": str(error), "type": "CNIError"}
+    return event_dict
+
+
+def add_cni_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """``cni.*``: the invocation as the runtime made it, with the parsed (not yet redacted) config."""
+    request: Request = event_dict["_request"]
+    outcome: Outcome = event_dict["_outcome"]
+    config = request.config or {}
+    cni: dict[str, Any] = {
+        "command": request.command,
+        "container_id": request.container_id,
+        "netns": request.netns,
+        "ifname": request.ifname,
+        "path": [p for p in request.path.split(":") if p],
+        "args": parse_cni_args(request.args),
+        "version": request.cni_version,
+    }
+    if request.command == "VERSION" and outcome.result:
+        cni["version"] = outcome.result.get("cniVersion", request.cni_version)
+    if isinstance(config.get("type"), str):
+        cni["plugin_type"] = config["type"]
+    if config:
+        cni["config"] = {k: v for k, v in config.items() if k != "prevResult" and k not in _ATTACHMENT_KEYS}
+    prev = config.get("prevResult")
+    if isinstance(prev, dict):
+        cni["prev_result"] = summarize_result(prev)
+    for key in _ATTACHMENT_KEYS:
+        if key in config:
+            cni["valid_attachments"] = config[key]
+            break
+    warnings = event_dict.get("_warnings")
+    if warnings:
+        cni["warnings"] = list(warnings)
+    event_dict["cni"] = cni
+    return event_dict
+
+
+def add_ecs_context(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """Container, network, orchestrator and related-IP fields derived from ``cni.*``."""
+    cni = event_dict["cni"]
+    if cni["container_id"]:
+        event_dict["container"] = {"id": cni["container_id"]}
+    network = (event_dict["_request"].config or {}).get("name")
+    if isinstance(network, str) and network:
+        event_dict["network"] = {"name": network}
+    addresses = result_addresses(cni.get("prev_result", {}))
+    if addresses:
+        event_dict["related"] = {"ip": addresses}
+    orchestrator = kubernetes_fields(cni["args"], addresses)
+    if orchestrator:
+        event_dict["orchestrator"] = orchestrator
+    return event_dict
+
+
+def kubernetes_fields(args: dict[str, str], addresses: list[str]) -> dict[str, Any]:
+    """``orchestrator.*`` from the ``K8S_POD_*`` arguments kubelet's runtimes put in CNI_ARGS.
+
+    Podman sends only ``K8S_POD_NAME`` (the container name), so the type is "kubernetes" only when a
+    namespace or pod UID shows that Kubernetes is really behind the call.
+    """
+    namespace, name, uid = (args.get(k, "") for k in ("K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID"))
+    if not (namespace or name or uid):
+        return {}
+    kubernetes = bool(namespace or uid)
+    resource: dict[str, Any] = {"type": "pod"} if kubernetes else {}
+    if name:
+        resource["name"] = name
+    if uid:
+        resource["id"] = uid
+    if addresses:
+        resource["ip"] = addresses
+    orchestrator: dict[str, Any] = {"type": "kubernetes"} if kubernetes else {}
+    if namespace:
+        orchestrator["namespace"] = namespace
+    orchestrator["resource"] = resource
+    return orchestrator
+
+
+def drop_context(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """Remove the raw inputs bound for the processors above; they are not part of the event."""
+    for key in [k for k in event_dict if k.startswith("_")]:
+        del event_dict[key]
+    return event_dict
+
+
+def redactor(secret_keys: tuple[str, ...]) -> Any:
+    """A processor that masks secrets, caps sizes and makes every string encodable."""
+
+    def scrub_event(_: Any, __: str, event_dict: EventDict) -> EventDict:
+        scrubbed: dict[str, Any] = redact.scrub(dict(event_dict), secret_keys)
+        event_dict.clear()
+        event_dict.update(scrubbed)
+        return event_dict
+
+    return scrub_event
+
+
+def serialize(event_dict: dict[str, Any], **dumps_kw: Any) -> str:
+    """Compact JSON in a stable key order, shrunk until it fits in ``MAX_EVENT_BYTES``.
+
+    Shrinking drops the bulkiest detail first (the config, then the result's routes and DNS, then
+    CNI_ARGS) and says so in ``cni.truncated``; the identifying fields always stay.
+    """
+    ordered = {k: event_dict[k] for k in _TOP_LEVEL_ORDER if k in event_dict}
+    ordered.update((k, v) for k, v in event_dict.items() if k not in ordered)
+    line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
+    cni = ordered.get("cni")
+    if not isinstance(cni, dict):
+        return line
+    for path in (("config",), ("prev_result", "routes"), ("prev_result", "dns"), ("args",),
+                 ("valid_attachments",), ("prev_result", "interfaces"), ("prev_result",)):
+        if len(line.encode("utf-8")) <= MAX_EVENT_BYTES:
+            break
+        parent = cni
+        for key in path[:-1]:
+            parent = parent.get(key, {})
+        if isinstance(parent, dict) and path[-1] in parent:
+            del parent[path[-1]]
+            cni.setdefault("truncated", []).append(".".join(("cni", *path)))
+            line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
+    if len(line.encode("utf-8")) > MAX_EVENT_BYTES and isinstance(ordered.get("error"), dict):
+        ordered["error"]["message"] = str(ordered["error"].get("message", ""))[:1024]
+        line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
+    return line
+
+
+class _Rendered:
+    """structlog's final "logger": hands back the rendered line instead of writing it anywhere.
+
+    The plugin writes the same bytes to each sink itself, so that a sink failure can change the
+    answer (strict audit) and be reported without touching the other sinks.
+    """
+
+    def _return(self, line: str) -> str:
+        return line
+
+    info = warning = error = _return
+
+
+def message_for(request: Request, outcome: Outcome) -> str:
+    where = f" {request.ifname}" if request.ifname else ""
+    if request.container_id:
+        where += f" of container {request.container_id}"
+    if request.network_name:
+        where += f" on network {request.network_name}"
+    if outcome.error is not None:
+        return f"CNI {request.command or '(no command)'}{where} failed: {outcome.error}"
+    if outcome.suppressed is not None:
+        return f"CNI {request.command}{where} succeeded despite: {outcome.suppressed}"
+    return f"CNI {request.command}{where} succeeded"
+
+
+def render(request: Request, outcome: Outcome, settings: Settings, warnings: list[str]) -> bytes:
+    """The event line for one invocation, ready to append (UTF-8, newline-terminated)."""
+    processors: list[Any] = [
+        # structlog keeps the message under "event", which ECS needs for the event.* object: move it
+        # to "message" before anything else runs.
+        EventRenamer("message"),
+        add_base_fields, add_event_fields, add_error_fields, add_cni_fields, add_ecs_context,
+        drop_context, redactor(settings.redact_keys), JSONRenderer(serializer=serialize),
+    ]
+    log = structlog.wrap_logger(_Rendered(), processors=processors, wrapper_class=structlog.BoundLogger)
+    level = "error" if not outcome.ok else "warning" if (warnings or outcome.suppressed) else "info"
+    duration_ns = time.monotonic_ns() - request.started_monotonic_ns
+    line: str = getattr(log, level)(message_for(request, outcome), _request=request, _outcome=outcome,
+                                    _duration_ns=duration_ns, _warnings=warnings)
+    return (line.replace("\n", "\\n") + "\n").encode("utf-8")

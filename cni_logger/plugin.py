@@ -1,0 +1,150 @@
+"""The logger plugin: pass the network through unchanged and record what happened.
+
+``protocol`` does the CNI plumbing; this module decides what the logger answers and when and where
+an event is recorded:
+
+* ADD answers the ``prevResult`` in the config's version; the other commands answer nothing.
+* Every ADD, DEL, CHECK and GC is recorded. STATUS (asked every few seconds under CNI 1.1.0) is
+  recorded only with ``recordStatus: true`` or when it fails; VERSION, which carries no network
+  config, only when ``CNI_LOGGER_RECORD_VERSION=1`` is in the runtime's environment (stderr only).
+  Unrecorded invocations never import the event pipeline.
+* Fail-open: a sink that cannot be written is reported on stderr and the answer stands. With
+  ``failOnLogError: true`` ADD fails with code 11, STATUS reports code 50 while the file sink is
+  unusable, and an invalid logger setting fails with code 7; DEL always succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from cni_logger import protocol, results, settings
+from cni_logger.protocol import (
+    ERR_INVALID_NETWORK_CONFIG,
+    ERR_PLUGIN_NOT_AVAILABLE,
+    ERR_TRY_AGAIN_LATER,
+    CNIError,
+    Outcome,
+    Request,
+)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cni_logger.filesink import RotatingFile
+    from cni_logger.settings import Settings
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def file_sink(conf: Settings) -> RotatingFile | None:
+    if conf.log_file is None:
+        return None
+    from cni_logger.filesink import RotatingFile
+
+    return RotatingFile(conf.log_file, conf.max_size_bytes, conf.max_backups, conf.max_age_days,
+                        conf.compress, rotate=conf.rotation == "size")
+
+
+class LoggerPlugin:
+    """Implements ``protocol.Plugin`` for the ``logger`` type."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    # -- the operations ------------------------------------------------------------------------
+
+    def add(self, request: Request) -> dict[str, Any]:
+        assert request.config is not None
+        return results.pass_through(request.config, request.cni_version)
+
+    def check(self, request: Request) -> None:
+        assert request.config is not None
+        results.prev_result(request.config)  # CHECK must consult prevResult: it has to be usable
+
+    def delete(self, request: Request) -> None:
+        return None
+
+    def gc(self, request: Request) -> None:
+        return None  # the logger holds no per-attachment state to collect
+
+    def status(self, request: Request) -> None:
+        conf = settings.load(request.config)
+        sink = file_sink(conf)
+        if conf.fail_on_log_error and sink is not None:
+            from cni_logger.filesink import SinkError
+
+            try:
+                sink.probe()
+            except SinkError as exc:
+                raise CNIError(ERR_PLUGIN_NOT_AVAILABLE, "audit log unavailable", str(exc)) from exc
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _wants_event(self, request: Request, outcome: Outcome, conf: Settings) -> bool:
+        if request.command == "VERSION":
+            return _truthy(self.environ.get("CNI_LOGGER_RECORD_VERSION"))
+        if request.command == "STATUS":
+            return conf.record_status or not outcome.ok
+        return True
+
+    def finish(self, request: Request, outcome: Outcome) -> Outcome:
+        conf = settings.load(request.config)
+        if not self._wants_event(request, outcome, conf):
+            if conf.problems:
+                self._report_problems(conf, request)
+            return outcome
+        warnings = list(conf.problems)
+        if conf.problems:
+            self._report_problems(conf, request)
+            if conf.fail_on_log_error and outcome.ok and request.command != "DEL":
+                outcome = Outcome(error=CNIError(ERR_INVALID_NETWORK_CONFIG, "invalid logger setting",
+                                                 "; ".join(conf.problems)))
+        from cni_logger import events
+
+        line = events.render(request, outcome, conf, warnings)
+        sink = file_sink(conf) if request.command != "VERSION" else None
+        if sink is not None:
+            sink_error = self._append(sink, line)
+            if sink_error:
+                warnings.append(f"audit log file not written: {sink_error}")
+                if conf.fail_on_log_error and request.command == "ADD" and outcome.ok:
+                    outcome = Outcome(error=CNIError(ERR_TRY_AGAIN_LATER, "audit log unavailable", sink_error))
+                line = events.render(request, outcome, conf, warnings)
+        if conf.log_to_stderr or request.command == "VERSION":
+            _write_stderr(line)
+        return outcome
+
+    def _append(self, sink: RotatingFile, line: bytes) -> str:
+        """Append to the file sink; return why it failed, or ``""``."""
+        from cni_logger.filesink import SinkError
+
+        try:
+            sink.append(line)
+        except SinkError as exc:
+            from cni_logger import diagnostics
+
+            diagnostics.error("audit event not written to the log file",
+                              error={"message": str(exc), "type": "SinkError"})
+            return str(exc)
+        return ""
+
+    def _report_problems(self, conf: Settings, request: Request) -> None:
+        from cni_logger import diagnostics
+
+        for problem in conf.problems:
+            diagnostics.warn(f"logger setting ignored: {problem}",
+                             network={"name": request.network_name} if request.network_name else {})
+
+
+def _write_stderr(line: bytes) -> None:
+    try:
+        os.write(2, line)
+    except OSError:
+        pass  # stderr closed: the file (if any) is the audit path
+
+
+def run() -> int:
+    return protocol.run(LoggerPlugin())

@@ -1,0 +1,94 @@
+"""Keep secrets and oversized values out of the audit trail.
+
+Network configs carry credentials in practice: Calico substitutes a service-account token into its
+netconf, Linkerd's list carried ``k8s_auth_token``, Multus points at kubeconfigs, and containerd
+passes every pod annotation in ``runtimeConfig``. Masking is by key name (anywhere in the tree) and
+by value shape (credentials inside URLs, JWTs, PEM blocks), so a secret under an unexpected key is
+still caught when it looks like one.
+
+Every string is also made safe to encode: environment values and JSON strings may hold lone
+surrogates (undecodable bytes), which would make the rendered line unencodable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+MASK = "[REDACTED]"
+MAX_STRING_CHARS = 2048
+"""Longer strings are cut: a single value must not push an event past the line limit."""
+MAX_ITEMS = 256
+"""Longer lists and objects are cut, with a marker saying how much was left out."""
+MAX_DEPTH = 24
+POD_ANNOTATIONS_KEY = "io.kubernetes.cri.pod-annotations"
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]+@")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*")
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
+
+
+def safe_text(value: str) -> str:
+    """Replace lone surrogates (undecodable input bytes) with U+FFFD so the text always encodes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
+    folded = key.lower().replace("_", "").replace("-", "")
+    return any(part in folded for part in secret_keys)
+
+
+def mask_value_shapes(text: str) -> str:
+    """Mask credentials that are recognisable by their form wherever they appear."""
+    if "://" in text:
+        text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
+    if "-----BEGIN" in text:
+        text = _PEM.sub(MASK, text)
+    return text
+
+
+def _cap_string(text: str) -> str:
+    if len(text) <= MAX_STRING_CHARS:
+        return text
+    return f"{text[:MAX_STRING_CHARS]}...[truncated {len(text) - MAX_STRING_CHARS} characters]"
+
+
+def scrub(value: Any, secret_keys: Iterable[str], depth: int = 0) -> Any:
+    """Return a copy of ``value`` with secrets masked, sizes capped and text made encodable."""
+    keys = tuple(secret_keys)
+    if isinstance(value, str):
+        return _cap_string(mask_value_shapes(safe_text(value)))
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if depth >= MAX_DEPTH:
+        return "[truncated: nested too deep]"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= MAX_ITEMS:
+                out["[truncated]"] = f"{len(value) - MAX_ITEMS} more keys"
+                break
+            name = _cap_string(safe_text(str(key)))
+            if key == POD_ANNOTATIONS_KEY and isinstance(item, dict):
+                out[name] = {_cap_string(safe_text(str(k))): MASK for k in item}
+            elif is_secret_key(name, keys) and item not in (None, "", [], {}):
+                out[name] = MASK
+            else:
+                out[name] = scrub(item, keys, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        items = [scrub(item, keys, depth + 1) for item in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"[truncated: {len(value) - MAX_ITEMS} more items]")
+        return items
+    return _cap_string(safe_text(repr(value)))
