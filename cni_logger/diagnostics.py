@@ -25,7 +25,7 @@ LOGGER_NAME = "cni-logger.diagnostics"
 ECS_VERSION = "9.4.0"
 
 
-class EcsJsonFormatter(JsonFormatter):  # type: ignore[misc]
+class EcsJsonFormatter(JsonFormatter):
     """python-json-logger formatter that nests its fields the way the audit events do."""
 
     def __init__(self) -> None:

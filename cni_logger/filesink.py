@@ -230,7 +230,8 @@ def compress_backup(stem: str) -> bool:
         src = os.open(stem, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(src, "rb") as fin, open(tmp, "xb") as raw:
             os.fchmod(raw.fileno(), 0o640)
-            with gzip.GzipFile(filename=os.path.basename(stem), mode="wb", fileobj=raw, mtime=int(before.st_mtime)) as gz:
+            name = os.path.basename(stem)
+            with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=int(before.st_mtime)) as gz:
                 shutil.copyfileobj(fin, gz, 1 << 16)
             raw.flush()
             os.fsync(raw.fileno())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine, as root: installs what it needs
+# (scripts/setup-system.sh), then lint, type checks, and pytest — unit, protocol, property-based,
+# concurrency, and the real-runtime integration tests (cnitool, Podman) in throw-away namespaces.
+# Extra arguments go to pytest, e.g. `scripts/test.sh --run-slow` or `scripts/test.sh tests/unit`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash scripts/setup-system.sh
+VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
+echo "[test] ruff" >&2
+"$VENV/bin/ruff" check cni_logger tests
+echo "[test] mypy" >&2
+"$VENV/bin/mypy"
+echo "[test] pytest" >&2
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

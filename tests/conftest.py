@@ -1,0 +1,105 @@
+"""Shared helpers: run the installed plugin as a real process, the way a CNI runtime does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+def plugin_executable() -> str:
+    """The installed console script (override with CNI_LOGGER_BIN to test another install)."""
+    return os.environ.get("CNI_LOGGER_BIN") or str(REPO / ".venv" / "bin" / "cni-logger")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="run long reliability and fuzz runs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long run: pass --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Run:
+    """One finished plugin process."""
+
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def doc(self) -> Any:
+        """stdout parsed as exactly one JSON document (fails the test otherwise)."""
+        return parse_single_json(self.stdout)
+
+    @property
+    def stderr_events(self) -> list[dict[str, Any]]:
+        """Audit events the plugin wrote to stderr (lines with an ``event`` object)."""
+        found = []
+        for line in self.stderr.decode("utf-8", "replace").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("event"), dict):
+                found.append(doc)
+        return found
+
+
+def parse_single_json(data: bytes) -> Any:
+    """Decode ``data`` as one JSON document and nothing else (whitespace aside)."""
+    text = data.decode("utf-8")
+    decoder = json.JSONDecoder()
+    stripped = text.strip()
+    doc, end = decoder.raw_decode(stripped)
+    assert end == len(stripped), f"more than one JSON document on stdout: {text!r}"
+    return doc
+
+
+def cni_env(command: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "ctr-0123456789abcdef",
+        "CNI_NETNS": "/run/netns/test-ns",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
+        "CNI_ARGS": "",
+    }
+    env.update(overrides)
+    return env
+
+
+def run_plugin(command: str | None, config: Any = None, *, stdin: bytes | None = None,
+               env: dict[str, str] | None = None, timeout: float = 30) -> Run:
+    """Execute the plugin once: ``config`` is JSON-encoded onto stdin unless raw ``stdin`` is given."""
+    if env is None:
+        env = cni_env(command) if command is not None else {"PATH": "/usr/bin:/bin"}
+    data = stdin if stdin is not None else (b"" if config is None else json.dumps(config).encode())
+    proc = subprocess.run([plugin_executable()], input=data, env=env, capture_output=True, timeout=timeout,
+                          check=False)
+    return Run(proc.returncode, proc.stdout, proc.stderr, env)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every event line in ``path`` (which must hold only complete JSON lines)."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"", "log file does not end with a newline"
+    return [json.loads(line) for line in lines[:-1]]
