@@ -250,13 +250,24 @@ def drop_context(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+_FROM_CONFIG = ("config", "args", "prev_result", "valid_attachments")
+"""The ``cni.*`` parts that carry operator- or runtime-supplied data, where secrets hide by key name."""
+
+
 def redactor(secret_keys: tuple[str, ...]) -> Any:
-    """A processor that masks secrets, caps sizes and makes every string encodable."""
+    """A processor that masks secrets, caps sizes and makes every string encodable.
+
+    Key-name masking applies to what came from the config and CNI_ARGS; every other field (which the
+    logger itself laid out) is still checked for secret-shaped values, capped and made encodable.
+    """
 
     def scrub_event(_: Any, __: str, event_dict: EventDict) -> EventDict:
-        scrubbed: dict[str, Any] = redact.scrub(dict(event_dict), secret_keys)
-        event_dict.clear()
-        event_dict.update(scrubbed)
+        for key, value in list(event_dict.items()):
+            if key == "cni" and isinstance(value, dict):
+                event_dict[key] = {k: redact.scrub(v, secret_keys if k in _FROM_CONFIG else ())
+                                   for k, v in value.items()}
+            else:
+                event_dict[key] = redact.scrub(value, ())
         return event_dict
 
     return scrub_event
