@@ -1,7 +1,8 @@
-"""The ``cni-logger`` command: the CNI plugin when ``CNI_COMMAND`` is set, otherwise a short description.
+"""The ``cni-logger`` command: the CNI plugin when ``CNI_COMMAND`` is set, otherwise a small tool.
 
-This is the process entry point, so it imports nothing beyond what the invocation needs: the plugin
-path loads the protocol layer, and the event pipeline only once there is an event to record.
+This is the process entry point, so the plugin path imports nothing beyond what the invocation
+needs: the protocol layer, and the event pipeline only once there is an event to record. Subcommands
+(for operators, not runtimes) import what they need when they run.
 """
 
 from __future__ import annotations
@@ -11,22 +12,45 @@ import sys
 
 
 def main() -> None:
-    """Run one CNI invocation, or describe the plugin; never returns (exits without finalisation)."""
+    """Run one CNI invocation, or a subcommand; never returns (exits without finalisation)."""
     from cni_logger import protocol
 
     if "CNI_COMMAND" in os.environ:
         import gc
 
         gc.disable()  # one short-lived invocation allocates little; collection only costs time
-        from cni_logger import plugin
+        from cni_logger import deferred, plugin
 
+        deferred.install()
         protocol.main_exit(plugin.run())
-    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help", "help"):
-        sys.stderr.write(f"usage: cni-logger\n\n{protocol.about()}\n"
-                         "Run by a CNI runtime with CNI_COMMAND set; see the README for configuration.\n")
+    if len(sys.argv) == 1:
+        sys.stderr.write(protocol.about() + "\n")
         protocol.main_exit(0)
-    if len(sys.argv) > 1:
-        sys.stderr.write(f"cni-logger: unknown subcommand {sys.argv[1]!r}\n{protocol.about()}\n")
-        protocol.main_exit(2)
-    sys.stderr.write(protocol.about() + "\n")
-    protocol.main_exit(0)
+    protocol.main_exit(tool(sys.argv[1:]))
+
+
+def tool(argv: list[str]) -> int:
+    """Operator subcommands."""
+    import argparse
+
+    from cni_logger import __version__, protocol
+
+    parser = argparse.ArgumentParser(
+        prog="cni-logger", description=protocol.about() + ". Run by a CNI runtime with CNI_COMMAND set.")
+    parser.add_argument("--version", action="version", version=f"cni-logger {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    launcher = commands.add_parser("launcher", help="write the plugin executable (e.g. /opt/cni/bin/logger)")
+    launcher.add_argument("path", help="where to write it; the file name is the CNI type, normally 'logger'")
+    args = parser.parse_args(argv)
+    if args.command == "launcher":
+        from cni_logger import launcher as launcher_module
+
+        try:
+            launcher_module.write(args.path)
+        except (OSError, RuntimeError, ValueError) as exc:
+            sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
+            return 1
+        sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+        return 0
+    parser.print_help(sys.stderr)
+    return 2

@@ -16,7 +16,6 @@ an event is recorded:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from cni_logger import protocol, results, settings
 from cni_logger.protocol import (
@@ -27,6 +26,8 @@ from cni_logger.protocol import (
     Outcome,
     Request,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from typing import Any

@@ -5,18 +5,21 @@ Go ``pkg/skel`` of the reference plugins: a plugin supplies one callable per ope
 ``finish`` hook, and the skeleton turns the runtime's environment and stdin into a ``Request``,
 refuses bad input with the spec's error object, and writes exactly one JSON document to stdout.
 
-It imports only the standard library modules every invocation needs anyway (``json``, ``os``,
-``sys``, ``time``), so VERSION and STATUS can be answered without loading the event pipeline.
+It imports only what every invocation needs (``os``, ``sys``, ``time``, ``select`` and the C JSON
+accelerator through ``jsonio``), so VERSION and STATUS are answered without loading ``json``, ``re``
+or the event pipeline.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import sys
 import time
-from typing import TYPE_CHECKING
+
+from cni_logger import jsonio
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:  # typing costs start-up time on the VERSION / STATUS path; annotations are strings
     from collections.abc import Callable, Mapping
@@ -219,7 +222,7 @@ def decode_config(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise CNIError(ERR_DECODING_FAILURE, "error decoding network config", f"invalid UTF-8: {exc}") from exc
     try:
-        config = json.loads(text)
+        config = jsonio.loads(text)
     except RecursionError as exc:
         raise CNIError(ERR_DECODING_FAILURE, "error decoding network config", "JSON nested too deeply") from exc
     except ValueError as exc:
@@ -324,7 +327,7 @@ def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdi
 
 def write_json(doc: Mapping[str, Any], fd: int = 1) -> None:
     """Write one JSON document to stdout in a single write (compact, newline-terminated)."""
-    data = (json.dumps(doc, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+    data = (jsonio.dumps(doc) + "\n").encode("ascii")
     try:
         while data:
             written = os.write(fd, data)

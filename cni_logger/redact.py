@@ -13,7 +13,8 @@ surrogates (undecodable bytes), which would make the rendered line unencodable.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,9 +28,10 @@ MAX_ITEMS = 256
 MAX_DEPTH = 24
 POD_ANNOTATIONS_KEY = "io.kubernetes.cri.pod-annotations"
 
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]+@")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*")
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S)
+# Compiled on first use: most configs contain none of these shapes, and compiling costs start-up time.
+_URL_CREDENTIALS = r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]+@"
+_JWT = r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*"
+_PEM = r"(?s)-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)"
 
 
 def safe_text(value: str) -> str:
@@ -48,12 +50,12 @@ def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
 
 def mask_value_shapes(text: str) -> str:
     """Mask credentials that are recognisable by their form wherever they appear."""
-    if "://" in text:
-        text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
+    if "://" in text and "@" in text:
+        text = re.sub(_URL_CREDENTIALS, lambda m: m.group(1) + MASK + "@", text)
     if "eyJ" in text:
-        text = _JWT.sub(MASK, text)
+        text = re.sub(_JWT, MASK, text)
     if "-----BEGIN" in text:
-        text = _PEM.sub(MASK, text)
+        text = re.sub(_PEM, MASK, text)
     return text
 
 

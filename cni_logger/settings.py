@@ -7,7 +7,7 @@ strict audit, in which case the invocation fails with code 7.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from typing import Any

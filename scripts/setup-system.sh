@@ -22,7 +22,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "setup-system.sh must run as root (network namespaces, apt)"
-command -v apt-get >/dev/null && command -v dpkg-query >/dev/null || die "needs a Debian-based system (apt)"
+if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
+  die "needs a Debian-based system (apt)"
+fi
 
 WORKDIRS=()
 cleanup() { local d; for d in "${WORKDIRS[@]}"; do rm -rf -- "$d"; done; }
@@ -48,8 +50,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   log "Debian packages: all ${#APT_PKGS[@]} present"
 fi
-[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] \
-  || die "containernetworking-plugins did not install /usr/lib/cni/{bridge,host-local,portmap}"
+for p in bridge host-local portmap; do
+  [ -x "/usr/lib/cni/$p" ] || die "containernetworking-plugins did not install /usr/lib/cni/$p"
+done
 
 # --- 2. cnitool + Go `debug` plugin, built offline ----------------------------------------------------
 # They are not in any binary package (debian/rules excludes cnitool and plugins/debug), so fetch Debian's
@@ -83,8 +86,8 @@ SRC
   [ -f "$orig" ] || die "expected $orig; apt fetched: $(ls "$W/src")"
   tar -C "$W/src" -xf "$orig"
   SRC="$W/src/$SRC_PKG-$CNI_LIB_VERSION"
-  [ -d "$SRC/cnitool" ] && [ -d "$SRC/plugins/debug" ] || die "no cnitool/ or plugins/debug/ in $orig"
-  export GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE="$W/gocache" CGO_ENABLED=0
+  if [ ! -d "$SRC/cnitool" ] || [ ! -d "$SRC/plugins/debug" ]; then die "no cnitool/ or plugins/debug/ in $orig"; fi
+  export GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS="" GOCACHE="$W/gocache" CGO_ENABLED=0
   # GOPATH mode cannot build an absolute directory path ("cannot import absolute path"): cd into it.
   (cd "$SRC/cnitool" && go build -trimpath -o "$W/out/cnitool" .)
   (cd "$SRC/plugins/debug" && go build -trimpath -o "$W/out/debug" .)
@@ -115,11 +118,11 @@ else
      && "$VENV/bin/python" -c 'import cni_logger.cli' 2>/dev/null; then
     log "reusing $VENV (project already installed, editable)"
   else
-    log "pip install -e $ROOT[test] into $VENV"
+    log "pip install -e ${ROOT}[test] into $VENV"
     rm -f "$stamp"
     piplog=$(mktemp /tmp/cni-logger-pip.XXXXXX); WORKDIRS+=("$piplog")
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" >"$piplog" 2>&1 \
-      || { cat "$piplog" >&2; die "pip install -e $ROOT[test] failed (output above)"; }
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}[test]" >"$piplog" 2>&1 \
+      || { cat "$piplog" >&2; die "pip install -e ${ROOT}[test] failed (output above)"; }
     echo "$want" > "$stamp"
   fi
   if "$VENV/bin/python" -c 'import cni_logger.cli' 2>/dev/null; then

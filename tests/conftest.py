@@ -15,9 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 
+_LAUNCHER: list[str] = []
+
+
 def plugin_executable() -> str:
-    """The installed console script (override with CNI_LOGGER_BIN to test another install)."""
-    return os.environ.get("CNI_LOGGER_BIN") or str(REPO / ".venv" / "bin" / "cni-logger")
+    """The plugin as a runtime runs it: a launcher written by ``cni-logger launcher`` for the project's
+    virtualenv (override with CNI_LOGGER_BIN to test another install)."""
+    if os.environ.get("CNI_LOGGER_BIN"):
+        return os.environ["CNI_LOGGER_BIN"]
+    if not _LAUNCHER:
+        import tempfile
+
+        target = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-")) / "logger"
+        subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(target)], check=True,
+                       capture_output=True, timeout=60)
+        _LAUNCHER.append(str(target))
+    return _LAUNCHER[0]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

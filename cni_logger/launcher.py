@@ -1,0 +1,74 @@
+"""The plugin executable a runtime runs: a launcher that execs the interpreter by absolute path.
+
+A CNI runtime executes ``<bin dir>/logger`` for every operation, so the launcher is on the pod
+start path. It names the interpreter by absolute path (never a ``python3`` found on ``PATH``, which
+may be a slow shim) and runs it with ``-I -S``: the runtime's ``PYTHON*`` variables are ignored (a
+runtime passes its whole environment to plugins), and ``site`` processing is skipped, because the
+directories the plugin imports from are written into the launcher at install time.
+
+The file is written under a temporary name in the same directory and renamed over the target, so a
+runtime never executes a half-written launcher.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+REQUIRED_PACKAGES = ("cni_logger", "structlog", "pythonjsonlogger")
+
+
+def import_paths(packages: Iterable[str] = REQUIRED_PACKAGES) -> list[str]:
+    """The ``sys.path`` entries the plugin's packages are installed in, in this interpreter."""
+    import importlib.util
+
+    paths: list[str] = []
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"package {name!r} is not installed for {sys.executable}")
+        entry = os.path.dirname(os.path.abspath(next(iter(spec.submodule_search_locations))))
+        if entry not in paths:
+            paths.append(entry)
+    return paths
+
+
+def render(python: str, paths: list[str]) -> str:
+    if not os.path.isabs(python):
+        raise ValueError(f"interpreter path must be absolute: {python!r}")
+    return (
+        f"#!{python} -IS\n"
+        "# cni-logger CNI plugin launcher, written by `cni-logger launcher` / `cni-logger install`.\n"
+        "# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
+        "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
+        "import sys\n"
+        f"sys.path.extend({paths!r})\n"
+        "from cni_logger.cli import main\n"
+        "main()\n"
+    )
+
+
+def write(target: str, python: str | None = None, paths: list[str] | None = None) -> str:
+    """Atomically write the launcher to ``target`` (mode 0755); returns its text."""
+    text = render(python or sys.executable, paths if paths is not None else import_paths())
+    directory = os.path.dirname(os.path.abspath(target)) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.cni-logger-tmp.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o755)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return text
