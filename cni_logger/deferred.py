@@ -11,6 +11,10 @@ import system's own attributes (``__spec__``, ``__name__``...) from its ``__dict
 access to anything else imports the real module and from then on the placeholder forwards to it.
 So the technique *fails safe*: if a dependency starts using one of these modules, it simply loads
 (the saving shrinks, nothing breaks), and a test watches which ones stay deferred.
+
+Packages in ``DEFERRED_INITS`` are treated the same way one level down: their submodules import as
+usual, but the package's own ``__init__`` (which for structlog imports its console renderer, the
+standard-library bridge and asyncio) runs only when something reads an attribute of the package.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ DEFERRED: frozenset[str] = frozenset({
     "textwrap", "uuid", "platform", "base64", "queue", "concurrent.futures", "copy", "datetime", "linecache",
 })
 """Imported by structlog / dataclasses / python-json-logger at import time, unused by the plugin."""
+DEFERRED_INITS: frozenset[str] = frozenset({"structlog"})
+"""Packages whose ``__init__`` runs on first attribute access instead of at import."""
 
 _ModuleSpec = type(sys.__spec__)  # importlib.machinery.ModuleSpec, without importing importlib.machinery
 _realizing: set[str] = set()
@@ -61,6 +67,19 @@ def realize(name: str) -> Any:
     return real
 
 
+class DeferredPackage(_ModuleType):
+    """A package whose submodules import normally but whose ``__init__`` waits for first real use."""
+
+    def __getattr__(self, attr: str) -> Any:
+        loader = self.__dict__.get("_cni_logger_init_loader")
+        if loader is None:
+            raise AttributeError(attr)
+        self.__class__ = _ModuleType  # type: ignore[assignment]  # __init__ may read its own attributes
+        del self.__dict__["_cni_logger_init_loader"]
+        loader.exec_module(self)
+        return getattr(self, attr)
+
+
 class _Loader:
     @staticmethod
     def create_module(spec: Any) -> Any:
@@ -71,11 +90,42 @@ class _Loader:
         return None
 
 
+class _PackageLoader:
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def create_module(self, spec: Any) -> Any:
+        return DeferredPackage(spec.name)
+
+    def exec_module(self, module: Any) -> None:
+        module.__dict__["_cni_logger_init_loader"] = self.real
+
+
+def _package_spec(name: str, path: Sequence[str] | None, target: Any) -> Any:
+    """The real finders' spec for ``name``, with a loader that defers the package's ``__init__``."""
+    for finder in sys.meta_path:
+        if finder is DeferringFinder or not hasattr(finder, "find_spec"):
+            continue
+        real = finder.find_spec(name, path, target)
+        if real is None:
+            continue
+        if real.loader is None or real.submodule_search_locations is None or not hasattr(real.loader, "exec_module"):
+            return None  # not an ordinary package: import it the ordinary way
+        spec = _ModuleSpec(name, _PackageLoader(real.loader), origin=real.origin, is_package=True)  # type: ignore[arg-type]
+        spec.submodule_search_locations = real.submodule_search_locations
+        spec.has_location = real.has_location
+        spec.cached = real.cached
+        return spec
+    return None
+
+
 class DeferringFinder:
     """Meta-path finder that answers the deferred names with placeholders."""
 
     @staticmethod
     def find_spec(name: str, path: Sequence[str] | None = None, target: Any = None) -> Any:
+        if name in DEFERRED_INITS:
+            return _package_spec(name, path, target)
         if name not in DEFERRED or name in _realizing:
             return None
         return _ModuleSpec(name, _Loader, origin="deferred by cni-logger")  # type: ignore[arg-type]

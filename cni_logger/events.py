@@ -40,8 +40,14 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-import structlog
+# Imports from structlog's submodules, never ``from structlog import ...``: with the package's
+# __init__ deferred (cni_logger.deferred) they load only what this pipeline uses.
 from structlog.processors import EventRenamer, JSONRenderer
+
+try:
+    from structlog._generic import BoundLogger
+except ImportError:  # pragma: no cover - a structlog that moved it: the public name, at full import cost
+    from structlog import BoundLogger
 
 from cni_logger import redact, results
 from cni_logger.protocol import CNIError, Outcome, Request, parse_cni_args
@@ -337,7 +343,7 @@ def render(request: Request, outcome: Outcome, settings: Settings, warnings: lis
         add_base_fields, add_event_fields, add_error_fields, add_cni_fields, add_ecs_context,
         drop_context, redactor(settings.redact_keys), JSONRenderer(serializer=serialize),
     ]
-    log = structlog.wrap_logger(_Rendered(), processors=processors, wrapper_class=structlog.BoundLogger)
+    log = BoundLogger(_Rendered(), processors, {})
     level = "error" if not outcome.ok else "warning" if (warnings or outcome.suppressed) else "info"
     duration_ns = time.monotonic_ns() - request.started_monotonic_ns
     line: str = getattr(log, level)(message_for(request, outcome), _request=request, _outcome=outcome,

@@ -99,14 +99,18 @@ class RotatingFile:
 
     def append(self, line: bytes) -> None:
         """Append one complete line (ending in ``\\n``) in a single write, then rotate if due."""
-        fd, st = self._open_regular()
+        fd, _ = self._open_regular()
         try:
-            if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
-                # A previous write was cut short (disk full, killed mid-write): end that damaged line
-                # so this event starts on a line of its own.
-                line = b"\n" + line
             self._write_all(fd, line)
-            if self.rotate_enabled and st.st_size + len(line) >= self.max_bytes:
+            end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: where our line ended, whoever wrote since
+            start = end - len(line)
+            if start > 0 and os.pread(fd, 1, start - 1) != b"\n":
+                # The write before ours was cut short (disk full, writer killed mid-write), so our line
+                # was glued to its tail. Appends are serialised, so that byte is final: write our event
+                # again, on a line of its own; only the damaged line is lost.
+                self._write_all(fd, line)
+                end = os.lseek(fd, 0, os.SEEK_CUR)
+            if self.rotate_enabled and end >= self.max_bytes:
                 self._rotate(fd)
         except OSError as exc:
             raise SinkError(_explain(exc, self.path)) from exc

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""cni-logger benchmark: what one invocation costs, against the interpreter it runs on.
+
+Every figure is measured in this one run on this machine, the cases interleaved round by round so
+that load on the machine hits all of them alike; ratios are against the bare interpreter the plugin
+runs on (``python -I -c pass``), measured in the same rounds. Wall time is from spawn to reaped exit;
+peak RSS is the child's ``ru_maxrss`` from ``wait4``.
+
+Usage: scripts/benchmark.py [--runs N] [--json FILE] [--plugin PATH] [--debug PATH]
+(scripts/benchmark.sh sets the machine up first and passes its arguments here.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SPAWN: list[Path] = []  # the spawn_rss helper, compiled at start
+PREV_RESULT = {
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "cni0", "mac": "c6:60:67:4b:5d:76"},
+                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
+                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/var/run/netns/cni-1c4b6a5e"}],
+    "ips": [{"interface": 2, "address": "10.244.1.17/24", "gateway": "10.244.1.1"}],
+    "dns": {},
+}
+ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "CNI_CONTAINERID": "5f1a8c0d2b7e4f66a9d3c1e0b8a7f6d5c4b3a291807f6e5d4c3b2a1908f7e6d5",
+    "CNI_NETNS": "/var/run/netns/cni-1c4b6a5e",
+    "CNI_IFNAME": "eth0",
+    "CNI_PATH": "/opt/cni/bin",
+    "CNI_ARGS": "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-7d4b9c-x2kq;K8S_POD_UID=0d9a2c1e;IgnoreUnknown=1",
+}
+JQ_LOGGER = r"""#!/bin/bash
+# A logger of the classic kind: shell + jq, one record per call, prevResult echoed back.
+stdin=$(cat)
+log=$(jq -r '.logFile // "/dev/null"' <<<"$stdin")
+jq -c --arg cmd "$CNI_COMMAND" --arg id "$CNI_CONTAINERID" --arg ifname "$CNI_IFNAME" \
+   --arg ts "$(date -u +%FT%T.%NZ)" '{ts: $ts, command: $cmd, container: $id, ifname: $ifname, config: .}' \
+   <<<"$stdin" >>"$log"
+case "$CNI_COMMAND" in
+  ADD) jq -c '(.prevResult // {}) + {cniVersion: .cniVersion}' <<<"$stdin" ;;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+esac
+"""
+
+
+class Case:
+    """One command line with its environment and stdin."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], stdin: bytes = b"") -> None:
+        self.name, self.argv, self.env, self.stdin = name, argv, env, stdin
+        self.wall: list[float] = []
+        self.rss_kib: list[int] = []
+
+    def run_once(self, stdin_path: Path) -> tuple[float, int]:
+        stdin_path.write_bytes(self.stdin)
+        out = subprocess.run([str(SPAWN[0]), str(stdin_path), *self.argv], env=self.env, capture_output=True,
+                             check=True, text=True).stdout.split()
+        wall_ns, rss_kib, status = (int(x) for x in out)
+        if status != 0:
+            raise SystemExit(f"benchmark case {self.name!r} failed with exit status {status}")
+        return wall_ns / 1e9, rss_kib
+
+    def record(self, stdin_path: Path) -> None:
+        wall, rss = self.run_once(stdin_path)
+        self.wall.append(wall)
+        self.rss_kib.append(rss)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def interpreter_of(launcher: Path) -> str:
+    first = launcher.read_text(errors="replace").splitlines()[0]
+    if not first.startswith("#!"):
+        raise SystemExit(f"{launcher} is not a launcher script (no #! line)")
+    return first[2:].split()[0]
+
+
+def config(version: str, log: Path | None, **extra: Any) -> bytes:
+    conf: dict[str, Any] = {"cniVersion": version, "name": "k8s-pod-network", "type": "logger", **extra}
+    if log is not None:
+        conf["logFile"] = str(log)
+    return json.dumps(conf).encode()
+
+
+def latency_cases(plugin: Path, debug: Path | None, work: Path) -> list[Case]:
+    python = interpreter_of(plugin)
+    log = work / "latency" / "cni.log"
+    opts = {"logOptions": {"maxSize": 10, "maxBackups": 2}}
+    cases = [
+        Case("python -I -c pass", [python, "-I", "-c", "pass"], dict(ENV)),
+        Case("/bin/true (exec floor)", ["/bin/true"], dict(ENV)),
+        Case("logger ADD (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "ADD"},
+             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
+        Case("logger DEL (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "DEL"},
+             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
+        Case("logger VERSION", [str(plugin)], {**ENV, "CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.1.0"}'),
+        Case("logger STATUS", [str(plugin)], {**ENV, "CNI_COMMAND": "STATUS"},
+             config("1.1.0", log, logToStderr=False, **opts)),
+    ]
+    if debug is not None:
+        debug_conf = json.dumps({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "debug",
+                                 "cniOutput": str(work / "debug.out"), "prevResult": PREV_RESULT}).encode()
+        cases += [Case("Go debug ADD", [str(debug)], {**ENV, "CNI_COMMAND": "ADD", "CNI_NETNS_OVERRIDE": "1"},
+                       debug_conf),
+                  Case("Go debug VERSION", [str(debug)], {**ENV, "CNI_COMMAND": "VERSION"},
+                       b'{"cniVersion":"1.0.0"}')]
+    if shutil.which("jq"):
+        jq_logger = work / "jq-logger"
+        jq_logger.write_text(JQ_LOGGER)
+        jq_logger.chmod(0o755)
+        cases.append(Case("shell+jq logger ADD", [str(jq_logger)], {**ENV, "CNI_COMMAND": "ADD"},
+                          config("1.0.0", work / "jq.log", prevResult=PREV_RESULT)))
+    return cases
+
+
+def throughput(plugin: Path, work: Path, parallel: int, total: int) -> float:
+    """ADDs per second with ``parallel`` concurrent processes appending to one rotating file.
+
+    Each worker is a shell loop, so the harness's own cost per ADD is one cheap fork of ``sh``.
+    """
+    log = work / f"throughput-{parallel}" / "cni.log"
+    stdin = work / f"throughput-{parallel}.json"
+    stdin.write_bytes(config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False,
+                             logOptions={"maxSize": 1, "maxBackups": 0}))
+    env = {**ENV, "CNI_COMMAND": "ADD"}
+    loop = 'i=0; while [ "$i" -lt "$2" ]; do "$0" <"$1" >/dev/null 2>&1 || exit 1; i=$((i+1)); done'
+    counts = [total // parallel + (1 if i < total % parallel else 0) for i in range(parallel)]
+    start = time.perf_counter()
+    workers = [subprocess.Popen(["/bin/sh", "-c", loop, str(plugin), str(stdin), str(n)], env=env)
+               for n in counts]
+    failed = sum(1 for w in workers if w.wait() != 0)
+    elapsed = time.perf_counter() - start
+    if failed:
+        raise SystemExit(f"{failed} throughput workers saw a failing ADD")
+    written = sum(p.read_bytes().count(b"\n") for p in log.parent.iterdir() if p.is_file())
+    if written != total:
+        raise SystemExit(f"throughput run with {parallel} processes kept {written} of {total} events")
+    return total / elapsed
+
+
+def fill_log(path: Path, megabytes: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps({"message": "filler event", "pad": "x" * 900}) + "\n").encode()
+    block = line * (1024 * 1024 // len(line) + 1)
+    with open(path, "wb") as out:
+        while out.tell() < megabytes * 1024 * 1024:
+            out.write(block)
+
+
+def log_size_cases(plugin: Path, work: Path, sizes: list[int]) -> list[Case]:
+    cases = []
+    for size in sizes:
+        log = work / f"size-{size}" / "cni.log"
+        fill_log(log, size)
+        cases.append(Case(f"ADD into a {size} MB log", [str(plugin)], {**ENV, "CNI_COMMAND": "ADD"},
+                          config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False,
+                                 logOptions={"maxSize": 1000})))
+    return cases
+
+
+def run_rounds(cases: list[Case], runs: int, work: Path, warmup: int = 3) -> None:
+    stdin_path = work / "stdin.json"
+    for _ in range(warmup):
+        for case in cases:
+            case.run_once(stdin_path)
+    for _ in range(runs):
+        for case in cases:
+            case.record(stdin_path)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=60, help="measured rounds of the latency cases")
+    parser.add_argument("--throughput-adds", type=int, default=192, help="ADDs per throughput run")
+    parser.add_argument("--log-sizes", default="0,10,100", help="MB of existing log for the ADD-cost cases")
+    parser.add_argument("--plugin", type=Path, help="the plugin launcher (default: one written for .venv)")
+    parser.add_argument("--debug", type=Path, default=Path("/opt/cni-logger-tools/bin/debug"))
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cni-logger-bench-"))
+    try:
+        SPAWN.append(work / "spawn_rss")
+        subprocess.run(["cc", "-O2", "-o", str(SPAWN[0]), str(REPO / "scripts" / "spawn_rss.c")], check=True)
+        plugin = args.plugin
+        if plugin is None:
+            plugin = work / "logger"
+            subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(plugin)], check=True,
+                           stderr=subprocess.DEVNULL)
+        debug = args.debug if args.debug.exists() else None
+        latency = latency_cases(plugin, debug, work)
+        sizes = [int(s) for s in args.log_sizes.split(",") if s]
+        by_size = log_size_cases(plugin, work, sizes)
+        run_rounds(latency + by_size, args.runs, work)
+        rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in (1, 8, 32)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    base = statistics.median(latency[0].wall)
+    rows = []
+    for case in latency + by_size:
+        med = statistics.median(case.wall)
+        rows.append({"case": case.name, "median_ms": round(med * 1000, 2),
+                     "p95_ms": round(percentile(case.wall, 0.95) * 1000, 2), "ratio": round(med / base, 2),
+                     "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
+    result = {"machine": machine(), "interpreter": interpreter_of(plugin),
+              "runs": args.runs, "latency": rows,
+              "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()}}
+    width = max(len(r["case"]) for r in rows)
+    print(f"cni-logger benchmark: {args.runs} interleaved rounds; ratio = median / median of "
+          f"'python -I -c pass'\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+          f"{result['machine']['memory_gib']} GiB, Linux {result['machine']['kernel']}\n")
+    print(f"{'case':{width}}  {'median ms':>9}  {'p95 ms':>8}  {'ratio':>6}  {'peak RSS MiB':>12}")
+    for r in rows:
+        print(f"{r['case']:{width}}  {r['median_ms']:9.2f}  {r['p95_ms']:8.2f}  {r['ratio']:6.2f}  "
+              f"{r['peak_rss_mib']:12.1f}")
+    print("\nthroughput (ADDs/s into one rotating file): " +
+          ", ".join(f"{n} parallel: {rate:.0f}" for n, rate in rates.items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

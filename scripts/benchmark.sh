@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmark, from a fresh Debian machine, as root. Sets the machine up (scripts/setup-system.sh),
+# installs the current tree the way operators do — a normal (not editable) pip install, bytecode
+# compiled, into its own virtualenv on /usr/bin/python3 — writes the plugin launcher from it, and runs
+# scripts/benchmark.py against that launcher. Arguments go to benchmark.py (--runs N, --json FILE).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+bash "$ROOT/scripts/setup-system.sh"
+BENCH_VENV=${CNI_LOGGER_BENCH_VENV:-/opt/cni-logger-bench}
+[ -x "$BENCH_VENV/bin/python" ] || /usr/bin/python3 -m venv "$BENCH_VENV"
+"$BENCH_VENV/bin/python" -m pip install -q --disable-pip-version-check "$ROOT" >/dev/null
+"$BENCH_VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$ROOT" >/dev/null
+BIN=$(mktemp -d /tmp/cni-logger-bench-bin.XXXXXX)
+trap 'rm -rf "$BIN"' EXIT
+"$BENCH_VENV/bin/cni-logger" launcher "$BIN/logger" 2>/dev/null
+"$ROOT/.venv/bin/python" "$ROOT/scripts/benchmark.py" --plugin "$BIN/logger" "$@"
