@@ -29,9 +29,16 @@ def main() -> None:
     protocol.main_exit(tool(sys.argv[1:]))
 
 
+COMMAND_MODULES: tuple[str, ...] = ("cni_logger.launcher",)
+"""Modules that provide operator subcommands: each has ``register(subparsers)``, which adds its
+parsers with ``set_defaults(run=<function taking the parsed args, returning an exit status>)``.
+They are imported only here, never on the plugin path."""
+
+
 def tool(argv: list[str]) -> int:
     """Operator subcommands."""
     import argparse
+    import importlib
 
     from cni_logger import __version__, protocol
 
@@ -39,18 +46,11 @@ def tool(argv: list[str]) -> int:
         prog="cni-logger", description=protocol.about() + ". Run by a CNI runtime with CNI_COMMAND set.")
     parser.add_argument("--version", action="version", version=f"cni-logger {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    launcher = commands.add_parser("launcher", help="write the plugin executable (e.g. /opt/cni/bin/logger)")
-    launcher.add_argument("path", help="where to write it; the file name is the CNI type, normally 'logger'")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     args = parser.parse_args(argv)
-    if args.command == "launcher":
-        from cni_logger import launcher as launcher_module
-
-        try:
-            launcher_module.write(args.path)
-        except (OSError, RuntimeError, ValueError) as exc:
-            sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
-            return 1
-        sys.stderr.write(f"cni-logger: wrote {args.path}\n")
-        return 0
-    parser.print_help(sys.stderr)
-    return 2
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    status: int = args.run(args)
+    return status

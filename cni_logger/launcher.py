@@ -17,6 +17,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Iterable
 
 REQUIRED_PACKAGES = ("cni_logger", "structlog", "pythonjsonlogger")
@@ -72,3 +73,20 @@ def write(target: str, python: str | None = None, paths: list[str] | None = None
             pass
         raise
     return text
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cni-logger launcher PATH``."""
+    parser = commands.add_parser("launcher", help="write the plugin executable (e.g. /opt/cni/bin/logger)")
+    parser.add_argument("path", help="where to write it; the file name is the CNI type, normally 'logger'")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        write(args.path)
+    except (OSError, RuntimeError, ValueError) as exc:
+        sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
+        return 1
+    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+    return 0
