@@ -279,32 +279,41 @@ def redactor(secret_keys: tuple[str, ...]) -> Any:
     return scrub_event
 
 
+_SHRINK_ORDER: tuple[tuple[str, ...], ...] = (
+    ("cni", "config"), ("cni", "prev_result", "routes"), ("cni", "prev_result", "dns"), ("cni", "args"),
+    ("cni", "valid_attachments"), ("cni", "prev_result", "interfaces"), ("cni", "prev_result"), ("cni", "path"),
+    ("orchestrator", "resource", "ip"), ("related", "ip"), ("cni", "warnings"),
+)
+"""What ``serialize`` drops, in this order, until a line fits: bulky detail first, identity never."""
+
+
+def _dumps(event: dict[str, Any], dumps_kw: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False, **dumps_kw)
+
+
 def serialize(event_dict: dict[str, Any], **dumps_kw: Any) -> str:
     """Compact JSON in a stable key order, shrunk until it fits in ``MAX_EVENT_BYTES``.
 
-    Shrinking drops the bulkiest detail first (the config, then the result's routes and DNS, then
-    CNI_ARGS) and says so in ``cni.truncated``; the identifying fields always stay.
+    Shrinking drops the bulkiest detail first (``_SHRINK_ORDER``) and lists what went in
+    ``cni.truncated``; the identifying fields (time, command, container, network, outcome) stay.
     """
     ordered = {k: event_dict[k] for k in _TOP_LEVEL_ORDER if k in event_dict}
     ordered.update((k, v) for k, v in event_dict.items() if k not in ordered)
-    line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
-    cni = ordered.get("cni")
-    if not isinstance(cni, dict):
-        return line
-    for path in (("config",), ("prev_result", "routes"), ("prev_result", "dns"), ("args",),
-                 ("valid_attachments",), ("prev_result", "interfaces"), ("prev_result",)):
+    line = _dumps(ordered, dumps_kw)
+    for path in _SHRINK_ORDER:
         if len(line.encode("utf-8")) <= MAX_EVENT_BYTES:
-            break
-        parent = cni
+            return line
+        parent: Any = ordered
         for key in path[:-1]:
-            parent = parent.get(key, {})
+            parent = parent.get(key) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and path[-1] in parent:
             del parent[path[-1]]
-            cni.setdefault("truncated", []).append(".".join(("cni", *path)))
-            line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
+            truncated = ordered.setdefault("cni", {}).setdefault("truncated", [])
+            truncated.append(".".join(path))
+            line = _dumps(ordered, dumps_kw)
     if len(line.encode("utf-8")) > MAX_EVENT_BYTES and isinstance(ordered.get("error"), dict):
         ordered["error"]["message"] = str(ordered["error"].get("message", ""))[:1024]
-        line = json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), **dumps_kw)
+        line = _dumps(ordered, dumps_kw)
     return line
 
 

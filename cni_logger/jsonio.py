@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 _WHITESPACE = " \t\n\r"  # JSON's insignificant whitespace
 
 
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (RFC 8259); Go's decoder, hence libcni, refuses them too."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class _DecoderSettings:
     """The attributes ``_json.make_scanner`` reads from a ``json.JSONDecoder``, at their defaults."""
 
@@ -28,7 +33,7 @@ class _DecoderSettings:
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+    parse_constant = staticmethod(_reject_constant)
     memo: ClassVar[dict[str, Any]] = {}
 
 
@@ -43,7 +48,7 @@ try:
 
     _scan = _json.make_scanner(_DecoderSettings)  # type: ignore[arg-type]
     _encode = _json.make_encoder(None, _raise_type_error, _json.encode_basestring_ascii, None, ":", ",",
-                                 False, False, True)
+                                 False, False, False)
     _probe = '{"a": [1, 2.5, "\\u00e9", null, true]}'
     if ("".join(_encode({"a": [1, 2.5, "\u00e9\n", None, True]}, 0)) != '{"a":[1,2.5,"\\u00e9\\n",null,true]}'
             or _scan(_probe, 0) != ({"a": [1, 2.5, "\u00e9", None, True]}, len(_probe))):
@@ -53,7 +58,7 @@ except Exception:  # pragma: no cover - depends on the Python build
 
 
 def loads(text: str) -> Any:
-    """``json.loads(text)`` for a ``str``."""
+    """``json.loads(text)`` for a ``str``, refusing ``NaN`` and ``Infinity``."""
     if _scan is not None:
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:
@@ -67,13 +72,13 @@ def loads(text: str) -> Any:
                 return value
     import json
 
-    return json.loads(text)
+    return json.loads(text, parse_constant=_reject_constant)
 
 
 def dumps(value: Any) -> str:
-    """``json.dumps(value, separators=(",", ":"))``: compact, ASCII-only."""
+    """``json.dumps(value, separators=(",", ":"), allow_nan=False)``: compact, ASCII-only."""
     if _encode is not None:
         return "".join(_encode(value, 0))
     import json
 
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from cni_logger.settings import fold_key
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ def safe_text(value: str) -> str:
 
 
 def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
-    folded = key.lower().replace("_", "").replace("-", "")
+    """Whether ``key`` contains one of ``secret_keys`` (already folded by ``settings.fold_key``)."""
+    folded = fold_key(key)
     return any(part in folded for part in secret_keys)
 
 

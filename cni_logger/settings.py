@@ -22,6 +22,11 @@ DEFAULT_REDACT_KEYS: tuple[str, ...] = (
 ROTATION_MODES = ("size", "external")
 
 
+def fold_key(name: str) -> str:
+    """Key names compare case-insensitively with ``_`` and ``-`` ignored (``X-Api-Id`` ~ ``x_api_id``)."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
 class Settings:
     """Validated settings. ``problems`` lists every rejected value as a human-readable sentence."""
 
@@ -107,8 +112,9 @@ def load(config: dict[str, Any] | None) -> Settings:
         _reject(settings, "logOptions.rotation", rotation, f"expected one of {list(ROTATION_MODES)}", "size")
 
     extra = config.get("redactKeys", [])
-    if isinstance(extra, list) and all(isinstance(k, str) and k for k in extra):
-        settings.redact_keys = DEFAULT_REDACT_KEYS + tuple(k.lower() for k in extra)
+    folded = [fold_key(k) for k in extra] if isinstance(extra, list) and all(isinstance(k, str) for k in extra) else []
+    if isinstance(extra, list) and len(folded) == len(extra) and all(folded):
+        settings.redact_keys = DEFAULT_REDACT_KEYS + tuple(folded)
     else:
-        _reject(settings, "redactKeys", extra, "expected a list of non-empty strings", [])
+        _reject(settings, "redactKeys", extra, "expected a list of key names", [])
     return settings

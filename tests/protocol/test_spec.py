@@ -264,7 +264,8 @@ def test_unknown_command_is_code_4() -> None:
     assert "FROB" in doc["msg"]
 
 
-@pytest.mark.parametrize("stdin", [b"{not json", b"\xff\xfe{}", b"[1,2]", b"", b"[" * 100000])
+@pytest.mark.parametrize("stdin", [b"{not json", b"\xff\xfe{}", b"[1,2]", b"", b"[" * 100000,
+                                   b'{"cniVersion":"1.0.0","name":"n","type":"logger","mtu":NaN}'])
 def test_undecodable_config_is_code_6(stdin: bytes) -> None:
     assert_error(run_plugin("ADD", stdin=stdin), 6)
 
