@@ -105,6 +105,32 @@ def summarize_result(prev: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def plain_ip(address: str) -> str:
+    """``address`` without prefix length or zone index, or ``""`` if it is not an IP address.
+
+    ``related.ip`` and ``orchestrator.resource.ip`` are ECS ``ip`` fields: Elasticsearch refuses the
+    whole document if one value does not parse, so junk must not reach them (it stays visible in
+    ``cni.prev_result``). ``_socket.inet_pton`` checks in C what ``ipaddress`` would cost milliseconds
+    to import for; where it is missing, ``ipaddress`` does the same check.
+    """
+    candidate = address.split("/", 1)[0].split("%", 1)[0]
+    family_v6 = ":" in candidate
+    try:
+        import _socket
+
+        _socket.inet_pton(_socket.AF_INET6 if family_v6 else _socket.AF_INET, candidate)
+    except ImportError:  # pragma: no cover - a Python without the _socket accelerator
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            return ""
+    except (OSError, ValueError):
+        return ""
+    return candidate
+
+
 def result_addresses(summary: dict[str, Any]) -> list[str]:
     ips = summary.get("ips")
     if not isinstance(ips, list):
@@ -112,8 +138,9 @@ def result_addresses(summary: dict[str, Any]) -> list[str]:
     found = []
     for ip in ips:
         address = ip.get("address") if isinstance(ip, dict) else None
-        if isinstance(address, str) and address:
-            found.append(address.split("/", 1)[0])
+        plain = plain_ip(address) if isinstance(address, str) else ""
+        if plain:
+            found.append(plain)
     return list(dict.fromkeys(found))
 
 
