@@ -129,11 +129,20 @@ def latency_cases(plugin: Path, debug: Path | None, work: Path) -> list[Case]:
     return cases
 
 
-def throughput(plugin: Path, work: Path, parallel: int, total: int) -> float:
-    """ADDs per second with ``parallel`` concurrent processes appending to one rotating file.
+def throughput(plugin: Path, work: Path, parallel: int, total: int, baseline: bool = False) -> float:
+    """ADDs per second with ``parallel`` concurrent processes appending to one rotating file
+    (or, with ``baseline``, runs per second of the bare interpreter under the same harness).
 
     Each worker is a shell loop, so the harness's own cost per ADD is one cheap fork of ``sh``.
     """
+    if baseline:
+        loop = 'i=0; while [ "$i" -lt "$1" ]; do "$0" -I -c pass || exit 1; i=$((i+1)); done'
+        counts = [total // parallel + (1 if i < total % parallel else 0) for i in range(parallel)]
+        start = time.perf_counter()
+        workers = [subprocess.Popen(["/bin/sh", "-c", loop, interpreter_of(plugin), str(n)]) for n in counts]
+        if any(w.wait() != 0 for w in workers):
+            raise SystemExit("the baseline throughput run failed")
+        return total / (time.perf_counter() - start)
     log = work / f"throughput-{parallel}" / "cni.log"
     stdin = work / f"throughput-{parallel}.json"
     stdin.write_bytes(config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False,
@@ -222,6 +231,7 @@ def main() -> None:
         by_size = log_size_cases(plugin, work, sizes)
         run_rounds(latency + by_size, args.runs, work)
         rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in (1, 8, 32)}
+        bare_rates = {n: throughput(plugin, work, n, args.throughput_adds, baseline=True) for n in (1, 8, 32)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -234,7 +244,8 @@ def main() -> None:
                      "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
     result = {"machine": machine(), "interpreter": interpreter_of(plugin),
               "runs": args.runs, "latency": rows,
-              "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()}}
+              "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()},
+              "throughput_bare_interpreter_per_s": {str(n): round(rate, 1) for n, rate in bare_rates.items()}}
     width = max(len(r["case"]) for r in rows)
     print(f"cni-logger benchmark: {args.runs} interleaved rounds; ratio = median / median of "
           f"'python -I -c pass'\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
@@ -243,8 +254,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['case']:{width}}  {r['median_ms']:9.2f}  {r['p95_ms']:8.2f}  {r['ratio']:6.2f}  "
               f"{r['peak_rss_mib']:12.1f}")
-    print("\nthroughput (ADDs/s into one rotating file): " +
-          ", ".join(f"{n} parallel: {rate:.0f}" for n, rate in rates.items()))
+    print("\nthroughput, ADDs/s into one rotating file (bare interpreter runs/s, same harness):")
+    for n, rate in rates.items():
+        print(f"  {n:2d} parallel: {rate:6.1f}   ({bare_rates[n]:.1f})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
