@@ -1,0 +1,166 @@
+"""The audit subcommands' command lines: ``events``, ``timeline``, ``who-had``, ``leaks``, ``stats``, ``follow``.
+
+``cni_logger.cli.tool`` imports this module (it is in ``COMMAND_MODULES``) to register the parsers;
+the work itself lives in ``cni_logger.audit.run`` and is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cni_logger.audit import DEFAULT_LOG_FILE
+
+COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"
+
+
+def _time(text: str) -> str:
+    from cni_logger.audit.timeparse import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    from cni_logger.audit.timeparse import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _address(text: str) -> str:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text.split("/", 1)[0].strip()).compressed
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid IP address {text!r}") from None
+
+
+def _command(text: str) -> str:
+    command = text.upper()
+    if command not in COMMANDS:
+        raise argparse.ArgumentTypeError(f"invalid command {text!r}: expected one of {', '.join(COMMANDS)}")
+    return command
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
+def _files_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("input")
+    group.add_argument("--log-file", action="append", metavar="FILE",
+                       help=f"the audit log: the live file, a backup of it or a glob; repeatable (default: "
+                            f"{DEFAULT_LOG_FILE}). Rotated and gzipped backups of each file are found and read "
+                            "too, oldest first; several trails are merged by time")
+    return parent
+
+
+def _output_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="JSON lines for machines instead of a table")
+    return parent
+
+
+def _filters_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("filters (all must match)")
+    group.add_argument("--container", "-c", default="", metavar="PREFIX", help="container id (or a prefix of it)")
+    group.add_argument("--pod", default="", metavar="NAME",
+                       help="pod (orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
+    group.add_argument("--namespace", "-n", default="", metavar="NAME", help="Kubernetes namespace; globs")
+    group.add_argument("--network", default="", metavar="NAME", help="CNI network name; globs")
+    group.add_argument("--command", dest="commands", action="append", type=_command, default=[],
+                       metavar="CMD", help="ADD, DEL, CHECK, GC, STATUS or VERSION; repeatable")
+    group.add_argument("--outcome", choices=("success", "failure"), help="what the plugin answered")
+    group.add_argument("--ip", type=_address, metavar="ADDR", help="an address the event names")
+    group.add_argument("--since", type=_time, metavar="TIME", help=f"events at or after: {TIME_HELP}")
+    group.add_argument("--until", type=_time, metavar="TIME", help="events before TIME")
+    group.add_argument("--no-prefilter", action="store_true",
+                       help="decode every line instead of skipping those that lack the values sought "
+                            "(slower; for values spelled unusually in the log)")
+    return parent
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the audit subcommands to ``cni-logger``."""
+    files, output, filters = _files_parent(), _output_parent(), _filters_parent()
+    no_trunc: dict[str, Any] = {"action": "store_true", "help": "show full container ids"}
+
+    parser = commands.add_parser(
+        "events", parents=[files, output, filters], help="list events, filtered",
+        description="List audit events, oldest first. --json prints the original lines. "
+                    "Exit status 0 when events matched, 1 when none did, 2 on errors.")
+    parser.add_argument("--no-trunc", **no_trunc)
+    parser.set_defaults(run=_runner("events"))
+
+    parser = commands.add_parser(
+        "timeline", parents=[files, output], help="one container's attachments: ADD, CHECK, DEL",
+        description="Every ADD, CHECK and DEL of the containers whose id starts with CONTAINER, per network "
+                    "and interface, with addresses, interfaces, outcomes and durations.")
+    parser.add_argument("container", metavar="CONTAINER", help="container id or a prefix of it")
+    parser.set_defaults(run=_runner("timeline"))
+
+    parser = commands.add_parser(
+        "who-had", parents=[files, output], help="which container held an address (at a time)",
+        description="Which container, pod and network held IP, from ADD-to-DEL intervals: all holders, or "
+                    "with --at the one(s) holding it at that time. Exit status 1 when nobody did.")
+    parser.add_argument("ip", type=_address, metavar="IP", help="the address (a /prefix is ignored)")
+    parser.add_argument("--at", type=_time, metavar="TIME", help=f"only who held it then: {TIME_HELP}")
+    parser.add_argument("--no-prefilter", action="store_true",
+                        help="decode every line (for an IPAM that spells addresses unusually)")
+    parser.add_argument("--no-trunc", **no_trunc)
+    parser.set_defaults(run=_runner("who_had"))
+
+    parser = commands.add_parser(
+        "leaks", parents=[files, output], help="attachments never deleted, and DELs without ADD",
+        description="Attachments the trail shows added and never deleted (still running containers "
+                    "included: use --older-than), and DELs for which the trail has no ADD.")
+    parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
+                        help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
+    parser.add_argument("--no-trunc", **no_trunc)
+    parser.set_defaults(run=_runner("leaks"))
+
+    parser = commands.add_parser(
+        "stats", parents=[files, output, filters], help="counts and plugin latency percentiles",
+        description="Events per command, outcome and network, and the plugin's latency (event.duration) "
+                    "percentiles in milliseconds, overall and per command.")
+    parser.set_defaults(run=_runner("stats"))
+
+    parser = commands.add_parser(
+        "follow", parents=[files, output, filters], help="print new events as they arrive",
+        description="Print events as they are appended, across rotation, until interrupted (SIGINT and "
+                    "SIGTERM end it with status 0). --since/--until apply to the events' timestamps.")
+    parser.add_argument("--from-start", action="store_true", help="print the live file's events first")
+    parser.add_argument("--max-events", type=_count, metavar="N", help="stop after N events")
+    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
+                        help="stop after this long (status 1 if nothing was printed)")
+    parser.add_argument("--interval", type=_duration, default=0.25, metavar="DURATION",
+                        help="how often to look for new lines (default 0.25s; at most 5s)")
+    parser.add_argument("--no-trunc", **no_trunc)
+    parser.set_defaults(run=_runner("follow"))
+
+
+def _runner(name: str) -> Any:
+    """``args.run``: imports the implementation only when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from cni_logger.audit import run as implementation
+
+        status: int = getattr(implementation, name)(args)
+        return status
+
+    return run

@@ -1,0 +1,217 @@
+"""Attachments as time intervals: an ADD opens one, the matching DEL closes it (who-had, leaks).
+
+An attachment is keyed by (network, container id, interface name), the triple CNI itself uses to
+name one. Only *successful* invocations change state: a failed ADD left nothing attached (the
+runtime cleans up with a DEL), and a failed DEL did not tear anything down (the logger runs first in
+the DEL chain, so a runtime retries the whole DEL).
+
+* ADD opens an interval at its timestamp. With an address given (who-had), only an ADD whose result
+  holds the address opens one, and a later ADD of the same attachment without it closes it.
+* DEL closes the open interval of its attachment. DEL events usually carry the cached result, so
+  they name the address too, but the interval closes at the DEL either way.
+* GC (CNI 1.1) closes every open interval of its network that is not in ``cni.valid_attachments``
+  (unless that list was cut short by the plugin's size caps: then nothing is concluded).
+* A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
+  although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
+  ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
+  interval of its own: in leaks, a "DEL without ADD".
+
+Timestamps are the invocation's start. The address was allocated a little before the ADD event
+(the logger runs last in the ADD chain) and released a little after the DEL event (it runs first
+in the DEL chain), so an interval is taken as closed at both ends: ``seen <= at <= end``.
+
+Memory: only open intervals are kept (their ADD line, not the decoded event), plus a bounded set
+of recently ended attachments that tells a repeated DEL (runtimes retry DEL; it must be idempotent)
+from a DEL without ADD.
+
+Reading less (who-had, ``Tracker.prefilter``). Decoding every line is what costs; who-had decodes
+only lines that could change its answer, and that set is exact, not a guess:
+
+* lines naming the address: every ADD, CHECK and DEL that carries it (DEL usually carries the cached
+  result, so usually it is found this way too);
+* while an interval is open, lines naming its container id: the DEL that closes it may carry no
+  result at all (no cached result, e.g. after a runtime restart), and a re-ADD without the address
+  ends it too; both still name the container, which is all a DEL needs to match;
+* while an interval is open, every GC line (GC names no container, only the ones to keep).
+
+So a DEL without the address is never missed for a holder of the address; DELs of containers that
+never held it are not read, and need not be. What the byte test relies on is the spelling: the
+address must appear as the IPAM wrote it, which for IPv4 is unique and for IPv6 is tried in the
+RFC 5952 form, the exploded form and both in upper case (``query.address_spellings``);
+``--no-prefilter`` decodes everything for anything else. The cost that remains is proportional to
+the lines that match: an address that appears in every line (a gateway) is decoded everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cni_logger.audit.query import canonical_address
+from cni_logger.audit.record import Record, addresses
+
+Key = tuple[str, str, str]
+RECENT_LIMIT = 16384
+"""Ended attachments remembered (as hashes, ~100 bytes each) to recognise a repeated DEL: runtimes retry
+within minutes, long before this many other attachments have come and gone."""
+GC_MARK = b',"cni":{"command":"GC"'
+
+
+class Interval:
+    """One attachment's life, as far as the trail shows it."""
+
+    __slots__ = ("closed_by", "closing", "end", "key", "opened", "seen", "start")
+
+    def __init__(self, key: Key, opened: Record, start: str | None) -> None:
+        self.key = key
+        self.opened = opened
+        self.start = start
+        self.seen = opened.timestamp
+        self.end: str | None = None
+        self.closing: Record | None = None
+        self.closed_by = ""
+
+    def covers(self, at: str) -> bool:
+        return self.seen <= at and (self.end is None or at <= self.end)
+
+    @property
+    def orphan(self) -> bool:
+        """A DEL with nothing before it: no ADD (nor any evidence of the attachment) in the trail."""
+        return self.closing is self.opened
+
+
+class _Recent:
+    """The last ``limit`` ended attachments, as key hashes in a ring (a few dozen bytes each)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 1)
+        self.ring: list[int | None] = [None] * self.limit
+        self.position = 0
+        self.counts: dict[int, int] = {}
+
+    def add(self, key: Key) -> None:
+        digest = hash(key)
+        evicted = self.ring[self.position]
+        if evicted is not None:
+            if self.counts[evicted] > 1:
+                self.counts[evicted] -= 1
+            else:
+                del self.counts[evicted]
+        self.ring[self.position] = digest
+        self.counts[digest] = self.counts.get(digest, 0) + 1
+        self.position = (self.position + 1) % self.limit
+
+    def __contains__(self, key: Key) -> bool:
+        return hash(key) in self.counts
+
+
+class Tracker:
+    """Feeds on records in trail order; yields intervals as they close, keeps the open ones."""
+
+    def __init__(self, address: str | None = None, recent_limit: int = RECENT_LIMIT) -> None:
+        self.address = canonical_address(address) if address else None
+        self.open: dict[Key, Interval] = {}
+        self.open_ids: dict[bytes, int] = {}
+        """With an address: container ids (as bytes) of open intervals; a line without any cannot close one."""
+        self.recent = _Recent(recent_limit)
+
+    def _holds(self, rec: Record) -> bool:
+        if self.address is None:
+            return True
+        return self.address in {canonical_address(a) for a in addresses(rec.doc)}
+
+    def _open(self, rec: Record, key: Key, start: str | None) -> None:
+        self.open[key] = Interval(key, rec.forget(), start)
+        if self.address is not None:  # only who-had's prefilter needs them
+            cid = key[1].encode("utf-8", "surrogatepass")
+            self.open_ids[cid] = self.open_ids.get(cid, 0) + 1
+
+    def _close(self, key: Key, rec: Record, how: str) -> Interval:
+        interval = self.open.pop(key)
+        interval.end, interval.closing, interval.closed_by = rec.timestamp, rec.forget(), how
+        if self.address is not None:
+            cid = key[1].encode("utf-8", "surrogatepass")
+            if self.open_ids[cid] > 1:
+                self.open_ids[cid] -= 1
+            else:
+                del self.open_ids[cid]
+        self.recent.add(key)
+        return interval
+
+    def feed(self, rec: Record) -> tuple[Interval, ...]:
+        """Apply one event; return the intervals it closed (mostly none: a tuple is cheaper than a generator)."""
+        command = rec.command
+        if command == "ADD":
+            key = rec.key
+            if not rec.ok:
+                self.recent.add(key)
+            elif self._holds(rec):
+                if key not in self.open:
+                    self._open(rec, key, rec.timestamp)
+            elif key in self.open:
+                return (self._close(key, rec, "ADD"),)
+        elif command == "DEL":
+            key = rec.key
+            if key in self.open:
+                if rec.ok:
+                    return (self._close(key, rec, "DEL"),)
+            elif key in self.recent or not self._holds(rec):
+                pass
+            elif rec.ok:
+                self.recent.add(key)
+                orphan = Interval(key, rec.forget(), None)
+                orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
+                return (orphan,)
+            else:
+                self._open(rec, key, None)
+        elif command == "CHECK":
+            key = rec.key
+            if rec.ok and key not in self.open and self._holds(rec):
+                self._open(rec, key, None)
+        elif command == "GC" and rec.ok and self.open:
+            return self._collect(rec)
+        return ()
+
+    def _collect(self, rec: Record) -> tuple[Interval, ...]:
+        """GC: close the network's open intervals the runtime no longer lists as valid."""
+        valid = _valid_attachments(rec.doc)
+        if valid is None:
+            return ()
+        return tuple(self._close(key, rec, "GC")
+                     for key in [k for k in self.open if k[0] == rec.network and (k[1], k[2]) not in valid])
+
+    def prefilter(self, spellings: list[bytes]) -> Callable[[bytes], bool]:
+        """A raw-line test for who-had: the address, or (while intervals are open) a line that could close
+        one: it names an open interval's container, or it is a GC."""
+        open_ids = self.open_ids
+
+        def prefilter(line: bytes) -> bool:
+            for spelling in spellings:
+                if spelling in line:
+                    return True
+            if not open_ids:
+                return False
+            if GC_MARK in line:
+                return True
+            return any(cid in line for cid in open_ids)
+
+        return prefilter
+
+
+def _valid_attachments(doc: dict[str, Any]) -> set[tuple[str, str]] | None:
+    """GC's list of attachments still in use, or ``None`` if it is missing or was cut short."""
+    cni = doc.get("cni")
+    if not isinstance(cni, dict):
+        return None
+    listed = cni.get("valid_attachments")
+    truncated = cni.get("truncated")
+    if not isinstance(listed, list) or (isinstance(truncated, list) and "cni.valid_attachments" in truncated):
+        return None
+    valid: set[tuple[str, str]] = set()
+    for item in listed:
+        if not isinstance(item, dict):
+            return None  # "[truncated: N more items]": the list is incomplete
+        cid, ifname = item.get("containerID"), item.get("ifname")
+        if isinstance(cid, str) and isinstance(ifname, str):
+            valid.add((cid, ifname))
+    return valid

@@ -1,0 +1,204 @@
+"""One event line: the fields every question needs, read cheaply, and the full event when asked.
+
+Most questions decide from six fields (time, command, outcome, container, interface, network) what
+to do with a line, and most lines need nothing else. Decoding a whole 2 KB line costs about ten
+times as much as finding those fields in it, so a line the plugin wrote (its *canonical* shape:
+``{"@timestamp":"`` first, a ``}`` last, no second event glued on) has them sliced out of the bytes
+by ``head_from_line``, which relies on the key order ``cni_logger.events`` writes:
+
+    {"@timestamp":"<27 chars>",... ,"event":{... "outcome":"..", "duration":N ...}, ...
+     ,"network":{"name":".."}, ... ,"cni":{"command":"..","container_id":"..","netns":"..","ifname":"..", ...
+
+Why slicing is exact for such lines: inside a JSON string every ``"`` is escaped, so a sequence
+like ``,"cni":{"command":"`` can only be structure, never text; the first one is the top-level
+``cni`` object because every object before it is one the plugin lays out itself, with fixed keys. A
+value holding a backslash (an escape), a missing piece or an unexpected order makes it give up
+(``None``), and the line is decoded in full instead. ``tests/audit/test_record.py`` checks the two
+agree on the plugin's own output, including hostile names and configs.
+
+What slicing does not notice: a line of the canonical shape whose *middle* was corrupted (bit rot)
+still yields its head. Lines that are decoded (every line a question prints or inspects) are
+checked in full; the damage the plugin's writer can cause (a cut-short write, with or without the
+next event glued on) never has the canonical shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cni_logger.audit.timeparse import normalize
+
+EVENT_START = b'{"@timestamp":"'
+"""Every line the plugin writes starts with this; a second one in a line means a glued event."""
+_STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
+_CNI_KEY = b',"cni":{"command":"'
+_CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"\\]*)","container_id":"([^"\\]*)","netns":"[^"\\]*",'
+                       rb'"ifname":"([^"\\]*)"')
+_OUTCOME_KEY = b'"outcome":"'
+_OUTCOME = re.compile(rb'"outcome":"([^"\\]*)","duration":(\d+)[,}]')
+_NETWORK_KEY = b',"network":{"name":"'
+_NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
+
+
+class Record:
+    """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
+
+    __slots__ = ("_doc", "command", "container_id", "duration", "ifname", "line", "network", "outcome",
+                 "timestamp")
+
+    def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
+                 ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None) -> None:
+        self.line = line
+        self.timestamp = timestamp
+        self.command = command
+        self.outcome = outcome
+        self.container_id = container_id
+        self.ifname = ifname
+        self.network = network
+        self.duration = duration
+        self._doc = doc
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The decoded event (``{}`` if the line, taken by its head alone, turns out not to decode)."""
+        if self._doc is None:
+            try:
+                doc = json.loads(self.line)
+            except (ValueError, RecursionError):
+                doc = None
+            self._doc = doc if isinstance(doc, dict) else {}
+        return self._doc
+
+    def forget(self) -> Record:
+        """Drop the decoded event (kept records then cost their line only); returns self."""
+        self._doc = None
+        return self
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The attachment an ADD creates and its DEL removes: network, container id, interface."""
+        return (self.network, self.container_id, self.ifname)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "success"
+
+
+def is_canonical_line(line: bytes) -> bool:
+    """Shaped like a complete line of the plugin's: cheap, and false for every cut-short write."""
+    return line.startswith(EVENT_START) and line.endswith(b"}") and line.find(EVENT_START, 1) < 0
+
+
+def head_from_line(line: bytes) -> Record | None:
+    """The identifying fields sliced from a canonical line, or ``None`` to decode it in full instead.
+
+    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern that refuses
+    escapes; outcome and duration are adjacent in ``event``, command to ifname in ``cni``.
+    """
+    # In the order they appear, each search starting where the last one matched.
+    at = line.find(_OUTCOME_KEY)
+    event = _OUTCOME.match(line, at) if at >= 0 else None
+    at = line.find(_NETWORK_KEY, at)
+    network = _NETWORK.match(line, at) if at >= 0 else None
+    cni = line.find(_CNI_KEY, at)
+    if cni < 0:
+        return None
+    head = _CNI_HEAD.match(line, cni)
+    stamp = _STAMP.match(line)
+    if head is None or event is None or network is None or stamp is None:
+        return None
+    try:
+        return Record(line, stamp.group(1).decode(), head.group(1).decode(), event.group(1).decode(),
+                      head.group(2).decode(), head.group(3).decode(), network.group(1).decode(),
+                      int(event.group(2)))
+    except UnicodeDecodeError:
+        return None
+
+
+def head_from_doc(line: bytes, doc: Any) -> Record | None:
+    """The identifying fields of a decoded line; ``None`` when it is not an event (no ``event`` object)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("event"), dict):
+        return None
+    event = doc["event"]
+    cni = _dict(doc.get("cni"))
+    command = cni.get("command")
+    if not isinstance(command, str):  # not the plugin's layout: what ECS says
+        action = _text(event.get("action"))
+        command = action[4:].upper() if action.startswith("cni-") else ""
+    duration = event.get("duration")
+    stamp = normalize(_text(doc.get("@timestamp"))) or ""
+    return Record(
+        line,
+        stamp,
+        command,
+        _text(event.get("outcome")),
+        _text(cni.get("container_id")) or _text(_dict(doc.get("container")).get("id")),
+        _text(cni.get("ifname")),
+        _text(_dict(doc.get("network")).get("name")) or _text(_dict(cni.get("config")).get("name")),
+        duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        doc,
+    )
+
+
+# -- fields of a decoded event ---------------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def pod(doc: dict[str, Any]) -> str:
+    """The pod (Kubernetes) or container name (Podman): ``orchestrator.resource.name`` or K8S_POD_NAME."""
+    name = _text(_dict(_dict(doc.get("orchestrator")).get("resource")).get("name"))
+    return name or _text(_dict(_dict(doc.get("cni")).get("args")).get("K8S_POD_NAME"))
+
+
+def namespace(doc: dict[str, Any]) -> str:
+    """``orchestrator.namespace`` or K8S_POD_NAMESPACE."""
+    name = _text(_dict(doc.get("orchestrator")).get("namespace"))
+    return name or _text(_dict(_dict(doc.get("cni")).get("args")).get("K8S_POD_NAMESPACE"))
+
+
+def pod_label(doc: dict[str, Any]) -> str:
+    """``namespace/pod``, or just the pod or container name."""
+    name, space = pod(doc), namespace(doc)
+    return f"{space}/{name}" if space and name else name
+
+
+def _prev_result(doc: dict[str, Any]) -> dict[str, Any]:
+    return _dict(_dict(doc.get("cni")).get("prev_result"))
+
+
+def cidrs(doc: dict[str, Any]) -> list[str]:
+    """The result's addresses as recorded (``10.244.1.17/24``)."""
+    ips = _prev_result(doc).get("ips")
+    found = [_text(_dict(ip).get("address")) for ip in ips] if isinstance(ips, list) else []
+    return list(dict.fromkeys(a for a in found if a))
+
+
+def addresses(doc: dict[str, Any]) -> list[str]:
+    """The addresses an event names, without prefix length: the result's ips and ``related.ip``."""
+    found = [a.split("/", 1)[0] for a in cidrs(doc)]
+    related = _dict(doc.get("related")).get("ip")
+    if isinstance(related, list):
+        found.extend(a for a in related if isinstance(a, str) and a)
+    return list(dict.fromkeys(found))
+
+
+def interfaces(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """The result's interfaces: ``name``, ``mac`` and, for the container's own, ``sandbox``."""
+    found = _prev_result(doc).get("interfaces")
+    if not isinstance(found, list):
+        return []
+    return [{k: v for k, v in item.items() if k in ("name", "mac", "sandbox") and isinstance(v, str)}
+            for item in found if isinstance(item, dict)]
+
+
+def error_message(doc: dict[str, Any]) -> str:
+    return _text(_dict(doc.get("error")).get("message"))

@@ -1,0 +1,247 @@
+"""A trail's files, oldest first, streamed as bytes in bounded pieces (gzip inflated on the fly).
+
+A *trail* is one configured ``logFile`` with its backups (``<file>.<UTC stamp>[-N]`` and the same
+with ``.gz``, as ``cni_logger.filesink`` names them). Any file of a trail stands for the whole trail:
+``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
+(logrotate's ``.1``, ``.2.gz``) are trails of their own, and the reader merges trails by time.
+
+The trail keeps changing while it is read (the plugin rotates, compresses and prunes in other
+processes), so:
+
+* the live file is opened *first*, then the backups are listed; a backup that is the live file's
+  inode (it was rotated meanwhile) is skipped, because the open descriptor reads it at the end;
+* backups are listed again after the listed ones are read, so one rotated during the scan is read;
+* a backup compressed between listing and opening is read from its ``.gz``; one pruned is skipped.
+
+Every event that was in the trail when the scan started is read exactly once. (Not guaranteed: a
+trail that rotates twice during one scan, whose first new backup is gzipped before it is listed.)
+
+Gzip is inflated with ``zlib`` in pieces of at most ``CHUNK`` bytes of output, whatever the ratio,
+and concatenated gzip members are read like ``gunzip`` reads them. Compression is detected from the
+content (magic bytes), not the name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import stat
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from cni_logger.filesink import BACKUP_SUFFIX_GZ, RotatingFile
+
+CHUNK = 1 << 20
+"""Bytes read (or inflated) at a time: large enough that per-call overhead vanishes, small for RSS."""
+_GZIP_MAGIC = b"\x1f\x8b"
+_BACKUP_NAME = re.compile(r"^(?P<live>.*)\.\d{8}T[^/]*$")
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+@dataclass(frozen=True)
+class Trail:
+    """One live file path and, implicitly, its backups."""
+
+    live: str
+
+
+def live_path_of(path: str) -> str:
+    """The live file a path belongs to: a backup's stem without its stamp, otherwise the path itself."""
+    directory, name = os.path.split(path)
+    match = _BACKUP_NAME.match(name.removesuffix(BACKUP_SUFFIX_GZ).split(".gz.tmp.")[0])
+    return os.path.join(directory, match.group("live")) if match and match.group("live") else path
+
+
+def has_glob(pattern: str) -> bool:
+    return bool(_GLOB_CHARS.search(pattern))
+
+
+def resolve(patterns: list[str]) -> tuple[list[Trail], list[str]]:
+    """The trails ``--log-file`` values name (globs expanded), in order, and a message per bad one."""
+    trails: list[Trail] = []
+    problems: list[str] = []
+    for pattern in patterns:
+        if has_glob(pattern):
+            paths = sorted(glob.glob(pattern))
+            if not paths:
+                problems.append(f"{pattern}: no files match")
+                continue
+        else:
+            paths = [pattern]
+        for path in paths:
+            trail = Trail(os.path.abspath(live_path_of(path)))
+            if trail in trails:
+                continue
+            problem = _unreadable(trail)
+            if problem:
+                problems.append(problem)
+            else:
+                trails.append(trail)
+    return trails, problems
+
+
+def _unreadable(trail: Trail) -> str:
+    try:
+        st = os.stat(trail.live)
+    except FileNotFoundError:
+        if backups(trail):
+            return ""
+        return f"{trail.live}: no such file (and no rotated backups of it)"
+    except OSError as exc:
+        return f"{trail.live}: {exc.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{trail.live}: is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{trail.live}: not a regular file"
+    if not os.access(trail.live, os.R_OK):
+        return f"{trail.live}: permission denied"
+    return ""
+
+
+def backups(trail: Trail) -> list[str]:
+    """The trail's backup stems (without ``.gz``), oldest first."""
+    return RotatingFile(trail.live, 1, 0).backups()
+
+
+@dataclass
+class OpenFile:
+    """One file of a trail, open for reading."""
+
+    path: str
+    fd: int
+    size: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _open_regular(path: str, warn: Callable[[str], None]) -> tuple[OpenFile, os.stat_result] | None:
+    """Open ``path`` if it is (still) a regular file; ``None`` if it vanished or cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        warn(f"{path}: {exc.strerror}; file skipped")
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        warn(f"{path}: not a regular file; skipped")
+        return None
+    return OpenFile(path, fd, st.st_size), st
+
+
+def trail_files(trail: Trail, warn: Callable[[str], None]) -> Iterator[OpenFile]:
+    """The trail's files, opened one at a time, oldest first; the caller closes each one."""
+    live = _open_regular(trail.live, warn)
+    live_id = (live[1].st_dev, live[1].st_ino) if live else None
+    last = ""
+    try:
+        while True:
+            fresh = [stem for stem in backups(trail) if stem > last]
+            if not fresh:
+                break
+            for stem in fresh:
+                last = stem
+                opened = _open_backup(stem, live_id, warn)
+                if opened is not None:
+                    yield opened
+        if live is not None:
+            handle, live = live[0], None
+            yield handle
+    finally:
+        if live is not None:
+            live[0].close()
+
+
+def _open_backup(stem: str, live_id: tuple[int, int] | None, warn: Callable[[str], None]) -> OpenFile | None:
+    for path in (stem, stem + BACKUP_SUFFIX_GZ):
+        opened = _open_regular(path, warn)
+        if opened is None:
+            continue
+        handle, st = opened
+        if (st.st_dev, st.st_ino) == live_id:
+            handle.close()  # rotated after the live file was opened: that descriptor reads it last
+            return None
+        return handle
+    return None  # pruned meanwhile
+
+
+def total_size(trails: list[Trail]) -> int:
+    """Bytes on disk of every file of the trails (for progress: compressed files count as stored)."""
+    total = 0
+    for trail in trails:
+        for path in [trail.live] + [v for s in backups(trail) for v in (s, s + BACKUP_SUFFIX_GZ)]:
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                pass
+    return total
+
+
+def chunks(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str], None]) -> Iterator[bytes]:
+    """The file's content in pieces of at most ``CHUNK`` bytes, inflated if it is gzip.
+
+    ``advance`` is told how many bytes were read from disk; ``warn`` hears about damaged compressed
+    data (what could be inflated before the damage is still yielded).
+    """
+    try:
+        first = os.read(handle.fd, max(CHUNK, len(_GZIP_MAGIC)))
+    except OSError as exc:
+        warn(f"{handle.path}: {exc.strerror}; file skipped")
+        return
+    advance(len(first))
+    if first.startswith(_GZIP_MAGIC):
+        yield from _inflate(handle, first, advance, warn)
+        return
+    data = first
+    while data:
+        yield data
+        try:
+            data = os.read(handle.fd, CHUNK)
+        except OSError as exc:
+            warn(f"{handle.path}: {exc.strerror}; rest of the file skipped")
+            return
+        advance(len(data))
+
+
+def _inflate(handle: OpenFile, first: bytes, advance: Callable[[int], None],
+             warn: Callable[[str], None]) -> Iterator[bytes]:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    in_member = False  # fed data whose member has not ended yet
+    data = first
+    while True:
+        try:
+            if not data:  # end of file: whatever zlib still holds, then was the last member whole?
+                tail = inflater.flush()
+                if tail:
+                    yield tail
+                if in_member and not inflater.eof:
+                    warn(f"{handle.path}: compressed data ends early (truncated file); read up to the cut")
+                return
+            while data:
+                in_member = True
+                out = inflater.decompress(data, CHUNK)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+                if inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
+                    in_member = False
+                    data = inflater.unused_data
+                    if data and not _GZIP_MAGIC.startswith(data[:2]):
+                        if data.strip(b"\0"):
+                            warn(f"{handle.path}: data after the end of the compressed stream ignored")
+                        return
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        except zlib.error as exc:
+            warn(f"{handle.path}: damaged compressed data ({exc}); rest of the file skipped")
+            return
+        try:
+            data = os.read(handle.fd, CHUNK)
+        except OSError as exc:
+            warn(f"{handle.path}: {exc.strerror}; rest of the file skipped")
+            return
+        advance(len(data))

@@ -1,0 +1,145 @@
+"""Counts and plugin latency over the trail: ``stats``.
+
+Latency percentiles come from a log-linear histogram (HDR-style: 128 sub-buckets per power of two),
+so memory stays constant however long the trail is, at a relative error below 0.8% (values under
+256 ns are exact). Percentiles are nearest-rank; minimum, maximum and mean are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from cni_logger.audit.record import Record
+
+_SUB_BITS = 7
+_SUB = 1 << _SUB_BITS
+PERCENTILES = (50, 90, 99)
+
+
+class Histogram:
+    """Non-negative integers, counted in buckets of width < 1/128 of their value."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[int] = Counter()
+        self.count = 0
+        self.total = 0
+        self.min: int | None = None
+        self.max: int | None = None
+
+    @staticmethod
+    def index(value: int) -> int:
+        if value < 2 * _SUB:
+            return max(value, 0)
+        shift = value.bit_length() - _SUB_BITS - 1
+        return (shift << _SUB_BITS) + (value >> shift)
+
+    @staticmethod
+    def bounds(index: int) -> tuple[int, int]:
+        """The smallest and largest value counted in ``index``."""
+        if index < 2 * _SUB:
+            return index, index
+        shift = (index >> _SUB_BITS) - 1
+        mantissa = index - (shift << _SUB_BITS)
+        return mantissa << shift, ((mantissa + 1) << shift) - 1
+
+    def add(self, value: int) -> None:
+        self.counts[self.index(value)] += 1
+        self.count += 1
+        self.total += value
+        self.min = value if self.min is None else min(self.min, value)
+        self.max = value if self.max is None else max(self.max, value)
+
+    def percentile(self, p: float) -> int | None:
+        """The nearest-rank ``p``-th percentile (a bucket's midpoint, clamped to the exact extremes)."""
+        if not self.count or self.min is None or self.max is None:
+            return None
+        rank = max(1, math.ceil(p / 100 * self.count))
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                low, high = self.bounds(index)
+                return min(max((low + high) // 2, self.min), self.max)
+        return self.max
+
+    def summary_ms(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {"count": self.count}
+        for p in PERCENTILES:
+            value = self.percentile(p)
+            summary[f"p{p}"] = None if value is None else round(value / 1e6, 3)
+        summary["max"] = None if self.max is None else round(self.max / 1e6, 3)
+        summary["mean"] = round(self.total / self.count / 1e6, 3) if self.count else None
+        return summary
+
+
+class Stats:
+    """Everything ``stats`` reports, accumulated one record at a time.
+
+    The per-record work is kept to two dictionary increments (a cell per command/outcome/network,
+    a histogram bucket per command and duration); totals and the "all" latency are derived at the end.
+    """
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.first = ""
+        self.last = ""
+        self.cells: Counter[tuple[str, str, str]] = Counter()
+        self.buckets: Counter[tuple[str, int]] = Counter()
+        self.extremes: dict[str, list[int]] = {}
+        """Per command: [min, max, sum] of durations."""
+
+    def add(self, rec: Record) -> None:
+        self.events += 1
+        stamp = rec.timestamp
+        if stamp:
+            if stamp > self.last:
+                self.last = stamp
+            if stamp < self.first or not self.first:
+                self.first = stamp
+        command = rec.command or "(none)"
+        self.cells[command, rec.outcome or "(none)", rec.network or "(none)"] += 1
+        duration = rec.duration
+        if duration is not None:
+            self.buckets[command, Histogram.index(duration)] += 1
+            extremes = self.extremes.get(command)
+            if extremes is None:
+                self.extremes[command] = [duration, duration, duration]
+            else:
+                if duration < extremes[0]:
+                    extremes[0] = duration
+                elif duration > extremes[1]:
+                    extremes[1] = duration
+                extremes[2] += duration
+
+    def histograms(self) -> dict[str, Histogram]:
+        """Latency per command, and over all of them under ``"all"``."""
+        found: dict[str, Histogram] = {"all": Histogram()}
+        for (command, index), count in self.buckets.items():
+            for name in ("all", command):
+                histogram = found.get(name)
+                if histogram is None:
+                    histogram = found[name] = Histogram()
+                histogram.counts[index] += count
+                histogram.count += count
+        for command, (low, high, total) in self.extremes.items():
+            for name in ("all", command):
+                histogram = found[name]
+                histogram.min = low if histogram.min is None else min(histogram.min, low)
+                histogram.max = high if histogram.max is None else max(histogram.max, high)
+                histogram.total += total
+        return found
+
+    def _totals(self, position: int) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for cell, count in self.cells.items():
+            totals[cell[position]] += count
+        return dict(totals.most_common())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events, "first": self.first or None, "last": self.last or None,
+            "commands": self._totals(0), "outcomes": self._totals(1), "networks": self._totals(2),
+            "latency_ms": {name: h.summary_ms() for name, h in self.histograms().items()},
+        }

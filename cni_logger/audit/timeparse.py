@@ -1,0 +1,127 @@
+"""Times and durations as operators type them, and the one timestamp form the trail is compared in.
+
+The plugin writes ``@timestamp`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC, always 27 characters), so
+two timestamps in that form compare correctly as plain strings. Every time an operator gives is
+turned into that form once, and the scans compare strings: no datetime per event line.
+
+Accepted times:
+
+* ISO-8601 with ``Z`` or an offset (``2026-11-28T02:20:15Z``, ``2026-11-28T03:20:15+01:00``),
+  a date alone (``2026-11-28``: midnight UTC), or without an offset (taken as UTC, the trail's zone);
+* relative: ``90s``, ``30m``, ``2h``, ``7d``, ``1w``, combinations like ``1h30m``, optionally
+  followed by ``ago``: that long before now;
+* ``now``, and ``@SECONDS`` (seconds since the epoch, as ``date -d @...`` takes them).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, with an offset, or a date alone) or relative (90s, 30m, 2h, 7d)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``2h``, ``7d``, ``1w``, ``1h30m`` or a plain number of seconds."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        if not _DURATION.fullmatch(value):
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 90s, 30m, 2h, 7d or seconds") from None
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(value))
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"invalid duration {text!r}: expected a finite length of time >= 0")
+    return seconds
+
+
+def parse_time(text: str, now: float | None = None) -> str:
+    """The time ``text`` names, as a canonical trail timestamp; ``now`` is epoch seconds (default: now)."""
+    value = text.strip()
+    lowered = value.lower().removesuffix(" ago").strip()
+    if now is None:
+        now = time.time()
+    if lowered == "now":
+        return from_epoch(now)
+    if lowered.startswith("@"):
+        try:
+            return from_epoch(float(lowered[1:]))
+        except (ValueError, OverflowError):
+            raise ValueError(f"invalid time {text!r}: expected @ followed by epoch seconds") from None
+    if _DURATION.fullmatch(lowered.removeprefix("-")):
+        return from_epoch(now - parse_duration(lowered.removeprefix("-")))
+    try:
+        if _DATE_ONLY.fullmatch(value):
+            moment = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: expected {TIME_HELP}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return from_datetime(moment)
+
+
+def from_datetime(moment: datetime) -> str:
+    """``moment`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC."""
+    utc = moment.astimezone(UTC)
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+            f".{utc.microsecond:06d}Z")
+
+
+def from_epoch(seconds: float) -> str:
+    try:
+        return from_datetime(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds))
+    except OverflowError:
+        raise ValueError(f"time out of range: {seconds} seconds since the epoch") from None
+
+
+def is_canonical(stamp: str) -> bool:
+    """Whether ``stamp`` is already in the form the plugin writes (and so compares as a string)."""
+    return (len(stamp) == 27 and stamp[4] == "-" and stamp[10] == "T" and stamp[19] == "." and stamp[26] == "Z"
+            and stamp[:4].isdigit())
+
+
+def normalize(stamp: str) -> str | None:
+    """A timestamp from an event line in canonical form; ``None`` if it is not a time at all."""
+    if is_canonical(stamp):
+        return stamp
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return from_datetime(moment)
+
+
+def to_epoch(stamp: str) -> float:
+    """Epoch seconds of a canonical timestamp."""
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def short(stamp: str) -> str:
+    """A canonical timestamp to the millisecond, for tables: ``2026-11-28T02:20:15.573Z``."""
+    return stamp[:23] + "Z" if is_canonical(stamp) else stamp
+
+
+def human_duration(seconds: float) -> str:
+    """``3d4h``, ``2h05m``, ``4m09s``, ``12.5s``, ``71.6ms``: two units at most."""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"

@@ -1,0 +1,199 @@
+"""The reader: a trail's files found and streamed oldest first, gzip inflated, damage skipped and counted."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cni_logger.audit import reader, sources
+from cni_logger.audit.output import Progress
+from cni_logger.audit.reader import Scan
+
+STAMP = "2026-11-28T02:20:{:02d}.000000Z"
+
+
+def event(n: int, cid: str = "c", **extra: Any) -> bytes:
+    """A compact event line shaped like the plugin's (timestamp n seconds into the minute)."""
+    doc = {"@timestamp": STAMP.format(n), "message": f"event {n}",
+           "event": {"kind": "event", "action": "cni-add", "outcome": "success", "duration": 1000 + n, "id": str(n)},
+           "network": {"name": "net"},
+           "cni": {"command": "ADD", "container_id": cid, "netns": "/x", "ifname": "eth0"}, **extra}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def scan(*paths: Path, **kw: Any) -> tuple[list[str], Scan, list[str]]:
+    """(event ids in the order read, the scan, warnings)."""
+    trails, problems = sources.resolve([str(p) for p in paths])
+    assert not problems, problems
+    warnings: list[str] = []
+    s = Scan(trails, warn=warnings.append)
+    ids = [str(r.doc["event"]["id"]) for r in s.records(**kw)]
+    return ids, s, warnings
+
+
+def write_trail(directory: Path, files: dict[str, list[int]], gz: tuple[str, ...] = ()) -> Path:
+    """Files named ``cni.log`` and ``cni.log.<suffix>`` holding the numbered events."""
+    for suffix, numbers in files.items():
+        data = b"".join(event(n) + b"\n" for n in numbers)
+        name = "cni.log" + (f".{suffix}" if suffix else "")
+        if suffix in gz:
+            (directory / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (directory / name).write_bytes(data)
+    return directory / "cni.log"
+
+
+def test_backups_then_live_oldest_first_plain_and_gzipped(tmp_path: Path) -> None:
+    log = write_trail(tmp_path, {"20261128T010000.000000Z": [0, 1], "20261128T020000.000000Z": [2],
+                                 "20261128T020000.000000Z-1": [3, 4], "20261128T030000.000000Z": [5], "": [6]},
+                      gz=("20261128T010000.000000Z", "20261128T020000.000000Z-1"))
+    ids, s, warnings = scan(log)
+    assert ids == [str(n) for n in range(7)]
+    assert (s.skipped, warnings) == (0, [])
+    assert s.data_bytes == sum(len(event(n)) + 1 for n in range(7))
+
+
+def test_a_trail_whose_live_file_is_gone_is_read_from_its_backups(tmp_path: Path) -> None:
+    write_trail(tmp_path, {"20261128T010000.000000Z": [0], "20261128T020000.000000Z": [1]})
+    assert scan(tmp_path / "cni.log")[0] == ["0", "1"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_lines_survive_any_chunk_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(sources, "CHUNK", chunk)
+    log = write_trail(tmp_path, {"20261128T010000.000000Z": [0, 1, 2], "": [3, 4]}, gz=("20261128T010000.000000Z",))
+    assert scan(log)[0] == ["0", "1", "2", "3", "4"]
+
+
+def test_damaged_and_foreign_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    good = [event(n) for n in range(4)]
+    spaced = json.dumps(json.loads(event(9))).encode()  # another writer's spacing: still an event
+    lines = [
+        good[0], b"not json", b'{"foo": 1}', b'{"event": "x"}', b"[1,2]", b"", b"   ", b"\xff\xfe garbage",
+        good[1][:200] + good[2],  # a cut-short write with the next event glued on ...
+        good[2],                  # ... which the next writer wrote again on a line of its own
+        spaced, b"[" * 100_000, good[3], good[3][:80],  # cut short at the very end (no newline)
+    ]
+    log = tmp_path / "cni.log"
+    log.write_bytes(b"\n".join(lines))
+    ids, s, _ = scan(log)
+    assert ids == ["0", "2", "9", "3"]
+    assert s.skipped == 8  # not json, foo, event "x", [1,2], garbage, glued, deep nesting, cut short
+
+
+def test_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    log = tmp_path / "cni.log"
+    log.write_bytes(event(0) + b"\n" + event(1))
+    ids, s, _ = scan(log)
+    assert (ids, s.skipped) == (["0", "1"], 0)
+    trails, _ = sources.resolve([str(log)])
+    assert [r.line for r in Scan(trails).records()] == [event(0), event(1)]
+
+
+def test_overlong_lines_are_dropped_without_holding_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_LINE", 1000)
+    monkeypatch.setattr(sources, "CHUNK", 300)
+    log = tmp_path / "cni.log"
+    log.write_bytes(event(0) + b"\n" + b"x" * 5000 + b"\n" + event(1) + b"\n" + b"y" * 3000)
+    ids, s, _ = scan(log)
+    assert (ids, s.skipped) == (["0", "1"], 2)
+
+
+def test_gzip_members_truncation_and_corruption(tmp_path: Path) -> None:
+    stem = tmp_path / "cni.log.20261128T010000.000000Z"
+    whole = gzip.compress(event(0) + b"\n") + gzip.compress(event(1) + b"\n")
+    Path(str(stem) + ".gz").write_bytes(whole)
+    assert scan(tmp_path / "cni.log")[0] == ["0", "1"]
+
+    Path(str(stem) + ".gz").write_bytes(whole + b"\0" * 10)  # zero padding after the last member
+    ids, _, warnings = scan(tmp_path / "cni.log")
+    assert (ids, warnings) == (["0", "1"], [])
+
+    Path(str(stem) + ".gz").write_bytes(whole[:-30])  # cut inside the second member
+    ids, s, warnings = scan(tmp_path / "cni.log")
+    assert ids == ["0"] and s.skipped == 1
+    assert len(warnings) == 1 and "truncated" in warnings[0]
+
+    broken = bytearray(whole)
+    broken[len(whole) // 2 + 20: len(whole) // 2 + 40] = b"\x55" * 20
+    Path(str(stem) + ".gz").write_bytes(bytes(broken))
+    ids, _, warnings = scan(tmp_path / "cni.log")
+    assert ids[:1] == ["0"] and len(warnings) == 1 and "damaged compressed data" in warnings[0]
+
+
+def test_rotation_during_the_scan_reads_each_event_once(tmp_path: Path) -> None:
+    """The live file is renamed to a backup (and a new live file started) after the scan began."""
+    log = write_trail(tmp_path, {"20261128T010000.000000Z": [0, 1], "": [2, 3]})
+    trails, _ = sources.resolve([str(log)])
+    s = Scan(trails)
+    records = s.records()
+    first = next(records)
+    os.rename(log, tmp_path / "cni.log.20261128T020000.000000Z")  # what the plugin's rotation does
+    log.write_bytes(event(4) + b"\n")                             # written after the scan began
+    ids = [str(first.doc["event"]["id"])] + [str(r.doc["event"]["id"]) for r in records]
+    assert ids == ["0", "1", "2", "3"]
+
+
+def test_a_backup_compressed_or_pruned_meanwhile(tmp_path: Path) -> None:
+    stem = tmp_path / "cni.log.20261128T010000.000000Z"
+    Path(str(stem) + ".gz").write_bytes(gzip.compress(event(0) + b"\n"))
+    handle = sources._open_backup(str(stem), None, print)  # listed as plain, found gzipped
+    assert handle is not None and handle.path.endswith(".gz")
+    handle.close()
+    assert sources._open_backup(str(tmp_path / "cni.log.20261128T020000.000000Z"), None, print) is None
+
+
+def test_trails_are_merged_by_time(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "cni.log").write_bytes(b"".join(event(n) + b"\n" for n in (0, 3, 4, 8)))
+    (tmp_path / "b" / "cni.log").write_bytes(b"".join(event(n) + b"\n" for n in (1, 2, 5, 9)))
+    assert scan(tmp_path / "a" / "cni.log", tmp_path / "b" / "cni.log")[0] == ["0", "1", "2", "3", "4", "5", "8",
+                                                                                 "9"]
+    # logrotate-style names are trails of their own, merged the same way
+    (tmp_path / "a" / "cni.log.1").write_bytes(gzip.compress(event(6) + b"\n"))
+    ids = scan(tmp_path / "a" / "cni.log*")[0]
+    assert ids == ["0", "3", "4", "6", "8"]
+
+
+def test_resolve_names_trails_and_problems(tmp_path: Path) -> None:
+    log = write_trail(tmp_path, {"20261128T010000.000000Z": [0], "": [1]}, gz=("20261128T010000.000000Z",))
+    backup = str(log) + ".20261128T010000.000000Z.gz"
+    assert sources.live_path_of(backup) == str(log)
+    assert sources.live_path_of(str(log) + ".20261128T010000.000000Z-3") == str(log)
+    assert sources.live_path_of(str(log) + ".1") == str(log) + ".1"
+    trails, problems = sources.resolve([backup, str(log), str(tmp_path / "cni.*")])
+    assert (trails, problems) == ([sources.Trail(str(log))], [])
+    trails, problems = sources.resolve([str(tmp_path / "missing.log"), str(tmp_path), str(tmp_path / "*.x")])
+    assert trails == []
+    assert [p.split(": ", 1)[1] for p in problems] == ["no such file (and no rotated backups of it)", "is a directory",
+                                                      "no files match"]
+
+
+def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    clock = iter([0.0, 0.5, 2.0, 2.1, 3.0])
+    monkeypatch.setattr("cni_logger.audit.output.time.monotonic", lambda: next(clock))
+    tty = Tty()
+    progress = Progress(1000, tty)
+    progress.advance(100)   # 0.5 s: too early
+    progress.data = 4000
+    progress.advance(400)   # 2.0 s: drawn
+    progress.advance(100)   # 2.1 s: too soon after the last one
+    assert tty.getvalue().count("scanned") == 1
+    assert "scanned 50% (0 of 0 MB on disk; 0 MB of events, 0 MB/s)" in tty.getvalue()
+    progress.clear()
+    assert tty.getvalue().endswith("\r\x1b[K")
+    pipe = io.StringIO()
+    quiet = Progress(1000, pipe)
+    quiet.advance(1000)
+    assert pipe.getvalue() == ""
