@@ -110,6 +110,14 @@ class RotatingFile:
                 # again, on a line of its own; only the damaged line is lost.
                 self._write_all(fd, line)
                 end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_nlink == 0:
+                # We were stalled between open and write long enough for our file to be rotated and
+                # then compressed or pruned away: the line went into an unlinked inode. Write it to the
+                # live file instead (a reader that saw the old copy de-duplicates by event.id).
+                os.close(fd)
+                fd, _ = self._open_regular()
+                self._write_all(fd, line)
+                end = os.lseek(fd, 0, os.SEEK_CUR)
             if self.rotate_enabled and end >= self.max_bytes:
                 self._rotate(fd)
         except OSError as exc:

@@ -93,16 +93,14 @@ class LoggerPlugin:
 
     def finish(self, request: Request, outcome: Outcome) -> Outcome:
         conf = settings.load(request.config)
-        if not self._wants_event(request, outcome, conf):
-            if conf.problems:
-                self._report_problems(conf, request)
-            return outcome
         warnings = list(conf.problems)
         if conf.problems:
             self._report_problems(conf, request)
             if conf.fail_on_log_error and outcome.ok and request.command != "DEL":
                 outcome = Outcome(error=CNIError(ERR_INVALID_NETWORK_CONFIG, "invalid logger setting",
                                                  "; ".join(conf.problems)))
+        if not self._wants_event(request, outcome, conf):
+            return outcome
         from cni_logger import events
 
         line = events.render(request, outcome, conf, warnings)

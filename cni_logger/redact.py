@@ -34,6 +34,12 @@ POD_ANNOTATIONS_KEY = "io.kubernetes.cri.pod-annotations"
 _URL_CREDENTIALS = r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]+@"
 _JWT = r"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*"
 _PEM = r"(?s)-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)"
+_PEM_BASE64 = r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]*"  # base64 of "-----BEGIN" (kubeconfig *-data fields)
+_EMBEDDED_WORDS = ("password", "passwd", "secret", "token", "key", "cert", "credential", "auth", "bearer")
+# "name: value" / "name=value" inside a string (an inline kubeconfig, a DSN, a command line) whose name
+# contains a secret word: the value is masked, the name kept.
+_EMBEDDED_PAIR = (r"(?i)([\w.\-]*(?:" + "|".join(_EMBEDDED_WORDS) + r")[\w.\-]*[\"']?\s*[:=]\s*)"
+                  r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)")
 
 
 def safe_text(value: str) -> str:
@@ -59,6 +65,10 @@ def mask_value_shapes(text: str) -> str:
         text = re.sub(_JWT, MASK, text)
     if "-----BEGIN" in text:
         text = re.sub(_PEM, MASK, text)
+    if "LS0tLS1CRUdJTi" in text:
+        text = re.sub(_PEM_BASE64, MASK, text)
+    if ("=" in text or ":" in text) and any(word in text.lower() for word in _EMBEDDED_WORDS):
+        text = re.sub(_EMBEDDED_PAIR, lambda m: m.group(1) + MASK, text)
     return text
 
 

@@ -52,7 +52,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _reject(settings: Settings, key: str, value: Any, expected: str, default: Any) -> None:
-    shown = repr(value)
+    from cni_logger.redact import mask_value_shapes  # a rejected value may itself be a credential
+
+    shown = mask_value_shapes(repr(value))
     if len(shown) > 200:
         shown = shown[:200] + "..."
     settings.problems.append(f"invalid value for {key!r}: {shown} ({expected}); using the default {default!r}")

@@ -64,7 +64,7 @@ class Run:
     def stderr_events(self) -> list[dict[str, Any]]:
         """Audit events the plugin wrote to stderr (lines with an ``event`` object)."""
         found = []
-        for line in self.stderr.decode("utf-8", "replace").splitlines():
+        for line in self.stderr.decode("utf-8", "replace").split("\n"):  # not splitlines(): U+2028 is data
             try:
                 doc = json.loads(line)
             except ValueError:
