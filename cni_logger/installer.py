@@ -34,6 +34,8 @@ from __future__ import annotations
 import os
 import sys
 
+from cni_logger import atomicfile
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -46,7 +48,7 @@ DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
 DEFAULT_STATE_DIR = "/var/lib/cni-logger"
 JOURNAL_NAME = "install.json"
 LOCK_NAME = "install.lock"
-TMP_SUFFIX = ".cni-logger-tmp"
+TMP_SUFFIX = atomicfile.TMP_SUFFIX
 """Suffix of temporary files: no runtime loads a name that does not end in .conf/.conflist/.json."""
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
@@ -515,46 +517,15 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None,
                  expect: ConfigFile | None = None) -> None:
-    """Write under ``.<name>.cni-logger-tmp`` in the same directory, fsync, set mode and owner, rename."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}{TMP_SUFFIX}")
-    try:
-        os.unlink(tmp)  # a leftover of a killed run (serialised by the state-dir lock)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            st = os.fstat(fd)
-            if (uid is not None and uid != st.st_uid) or (gid is not None and gid != st.st_gid):
-                os.fchown(fd, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """``atomicfile.write_atomic``, abandoning the rename if ``expect``'s file changed since it was read."""
+
+    def unchanged() -> None:
         if expect is not None and expect.changed():
             raise Refusal(f"{path} changed while it was being updated (another agent wrote it); will retry")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory or ".")
+
+    atomicfile.write_atomic(path, data, mode, uid, gid, before_replace=unchanged)
 
 
 def apply(plan: Plan, state_dir: str) -> None:
@@ -571,7 +542,7 @@ def apply(plan: Plan, state_dir: str) -> None:
             if step.expect is not None and step.expect.changed():
                 raise Refusal(f"{step.path} changed while it was being updated; will retry")
             os.unlink(step.path)
-            _fsync_dir(os.path.dirname(step.path) or ".")
+            atomicfile.fsync_dir(os.path.dirname(step.path) or ".")
     if plan.journal is not None:
         save_journal(state_dir, plan.journal)
 

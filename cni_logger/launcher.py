@@ -6,14 +6,15 @@ may be a slow shim) and runs it with ``-I -S``: the runtime's ``PYTHON*`` variab
 runtime passes its whole environment to plugins), and ``site`` processing is skipped, because the
 directories the plugin imports from are written into the launcher at install time.
 
-The file is written under a temporary name in the same directory and renamed over the target, so a
-runtime never executes a half-written launcher.
+The file is replaced atomically (``atomicfile``), so a runtime never executes a half-written launcher.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from cni_logger import atomicfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,22 +57,7 @@ def render(python: str, paths: list[str]) -> str:
 def write(target: str, python: str | None = None, paths: list[str] | None = None) -> str:
     """Atomically write the launcher to ``target`` (mode 0755); returns its text."""
     text = render(python or sys.executable, paths if paths is not None else import_paths())
-    directory = os.path.dirname(os.path.abspath(target)) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(target)}.cni-logger-tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o755)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomicfile.write_atomic(os.path.abspath(target), text.encode("utf-8"), 0o755)
     return text
 
 
