@@ -43,18 +43,22 @@ def _raise_type_error(obj: Any) -> Any:
 
 _scan: Callable[[str, int], tuple[Any, int]] | None = None
 _encode: Callable[[Any, int], Any] | None = None
+_encode_text: Callable[[Any, int], Any] | None = None
 try:
     import _json
 
     _scan = _json.make_scanner(_DecoderSettings)  # type: ignore[arg-type]
     _encode = _json.make_encoder(None, _raise_type_error, _json.encode_basestring_ascii, None, ":", ",",
                                  False, False, False)
+    _encode_text = _json.make_encoder(None, _raise_type_error, _json.encode_basestring, None, ":", ",",
+                                      False, False, False)
     _probe = '{"a": [1, 2.5, "\\u00e9", null, true]}'
     if ("".join(_encode({"a": [1, 2.5, "\u00e9\n", None, True]}, 0)) != '{"a":[1,2.5,"\\u00e9\\n",null,true]}'
+            or "".join(_encode_text(["\u00e9\n"], 0)) != '["\u00e9\\n"]'
             or _scan(_probe, 0) != ({"a": [1, 2.5, "\u00e9", None, True]}, len(_probe))):
         raise ValueError("_json behaves differently from json")
 except Exception:  # pragma: no cover - depends on the Python build
-    _scan = _encode = None
+    _scan = _encode = _encode_text = None
 
 
 def loads(text: str) -> Any:
@@ -82,3 +86,12 @@ def dumps(value: Any) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def dumps_text(value: Any) -> str:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``: for UTF-8 lines."""
+    if _encode_text is not None:
+        return "".join(_encode_text(value, 0))
+    import json
+
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

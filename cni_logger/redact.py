@@ -12,8 +12,6 @@ surrogates (undecodable bytes), which would make the rendered line unencodable.
 
 from __future__ import annotations
 
-import re
-
 from cni_logger.settings import fold_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -59,16 +57,23 @@ def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
 
 def mask_value_shapes(text: str) -> str:
     """Mask credentials that are recognisable by their form wherever they appear."""
+    patterns: list[tuple[str, Any]] = []
     if "://" in text and "@" in text:
-        text = re.sub(_URL_CREDENTIALS, lambda m: m.group(1) + MASK + "@", text)
+        patterns.append((_URL_CREDENTIALS, lambda m: m.group(1) + MASK + "@"))
     if "eyJ" in text:
-        text = re.sub(_JWT, MASK, text)
+        patterns.append((_JWT, MASK))
     if "-----BEGIN" in text:
-        text = re.sub(_PEM, MASK, text)
+        patterns.append((_PEM, MASK))
     if "LS0tLS1CRUdJTi" in text:
-        text = re.sub(_PEM_BASE64, MASK, text)
+        patterns.append((_PEM_BASE64, MASK))
     if ("=" in text or ":" in text) and any(word in text.lower() for word in _EMBEDDED_WORDS):
-        text = re.sub(_EMBEDDED_PAIR, lambda m: m.group(1) + MASK, text)
+        patterns.append((_EMBEDDED_PAIR, lambda m: m.group(1) + MASK))
+    if not patterns:
+        return text
+    import re  # only text that may hold a credential pays for the regex engine
+
+    for pattern, replacement in patterns:
+        text = re.sub(pattern, replacement, text)
     return text
 
 
