@@ -12,6 +12,15 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CNITOOL_RESULT_100: dict[str, Any] = {
+    "cniVersion": "1.0.0",
+    "interfaces": [{"name": "rcbr0", "mac": "c6:60:67:4b:5d:76"},
+                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
+                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/run/netns/rc-ctr"}],
+    "ips": [{"interface": 2, "address": "10.250.77.2/24", "gateway": "10.250.77.1"}],
+    "dns": {},
+}
+"""The final result cnitool printed for bridge + host-local + logger at 1.0.0 (real-clients.md §3)."""
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 

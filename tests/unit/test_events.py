@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import pytest
 
 from cni_logger import events, settings
 from cni_logger.protocol import CNIError, Outcome, Request
+from tests.conftest import CNITOOL_RESULT_100
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -18,14 +20,7 @@ JWT = ("eyJhbGciOiJSUzI1NiIsImtpZCI6IjRhZjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZ
        ".c2lnbmF0dXJlLWJ5dGVzLWhlcmU")
 K8S_ARGS = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-7d4b9c-x2kq;"
             "K8S_POD_INFRA_CONTAINER_ID=5f1a8c0d2b7e;K8S_POD_UID=0d9a2c1e-7b5f-4e3a-9c8d-1f2e3a4b5c6d")
-CNITOOL_PREV = {
-    "cniVersion": "1.0.0",
-    "interfaces": [{"name": "rcbr0", "mac": "c6:60:67:4b:5d:76"},
-                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
-                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/run/netns/rc-ctr"}],
-    "ips": [{"interface": 2, "address": "10.250.77.2/24", "gateway": "10.250.77.1"}],
-    "dns": {},
-}
+CNITOOL_PREV = copy.deepcopy(CNITOOL_RESULT_100)
 # (category, type, action) as documented in events.py and the README.
 CLASSIFICATION = {
     "ADD": (["network", "configuration"], ["start", "creation"], "cni-add"),

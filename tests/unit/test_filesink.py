@@ -6,6 +6,7 @@ a child process with a timeout, and every wait is a bounded poll.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import os
@@ -21,6 +22,7 @@ import pytest
 
 from cni_logger import filesink
 from cni_logger.filesink import RotatingFile, SinkError
+from tests.conftest import CNITOOL_RESULT_100
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / ".venv" / "bin" / "cni-logger"
@@ -449,14 +451,7 @@ def test_compress_backup_round_trip(tmp_path: Path) -> None:
 # -- many real plugin processes on one file ---------------------------------------------------------
 
 PROCESSES = 200
-CNITOOL_PREV_RESULT = {
-    "cniVersion": "1.0.0",
-    "interfaces": [{"name": "rcbr0", "mac": "c6:60:67:4b:5d:76"},
-                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
-                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/run/netns/rc-ctr"}],
-    "ips": [{"interface": 2, "address": "10.250.77.2/24", "gateway": "10.250.77.1"}],
-    "dns": {},
-}
+CNITOOL_PREV_RESULT = copy.deepcopy(CNITOOL_RESULT_100)
 
 
 def run_concurrent_adds(tmp_path: Path, log_options: dict[str, Any]) -> tuple[Path, list[str]]:

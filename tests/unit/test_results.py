@@ -13,6 +13,7 @@ import pytest
 
 from cni_logger import results
 from cni_logger.protocol import SUPPORTED_VERSIONS, CNIError
+from tests.conftest import CNITOOL_RESULT_100
 
 FAMILIES = {"0.1.0": "020", "0.2.0": "020", "0.3.0": "040", "0.3.1": "040", "0.4.0": "040",
             "1.0.0": "100", "1.1.0": "100"}
@@ -21,14 +22,7 @@ V040 = [v for v in SUPPORTED_VERSIONS if FAMILIES[v] == "040"]
 V100 = [v for v in SUPPORTED_VERSIONS if FAMILIES[v] == "100"]
 
 # The final result cnitool printed for bridge + host-local + logger, 1.0.0 (real-clients.md §3).
-CNITOOL_100: dict[str, Any] = {
-    "cniVersion": "1.0.0",
-    "interfaces": [{"name": "rcbr0", "mac": "c6:60:67:4b:5d:76"},
-                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
-                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/run/netns/rc-ctr"}],
-    "ips": [{"interface": 2, "address": "10.250.77.2/24", "gateway": "10.250.77.1"}],
-    "dns": {},
-}
+CNITOOL_100: dict[str, Any] = copy.deepcopy(CNITOOL_RESULT_100)
 # The same chain in 0.4.0: "the same plus "version": "4" in each ip".
 CNITOOL_040: dict[str, Any] = {
     "cniVersion": "0.4.0",
