@@ -27,6 +27,7 @@ from cnil_harness import (  # type: ignore[import-not-found, unused-ignore]
     ipv4_cidrs,
     logger_bin,
     logger_unavailable_reason,
+    opened_sandbox,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,14 +39,8 @@ def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
     problem = environment_problem() or logger_unavailable_reason()
     if problem:
         pytest.skip(problem)
-    sb = CniSandbox(tmp_path)
-    try:
-        sb.setup(logger=logger_bin())
+    with opened_sandbox(tmp_path, logger_bin()) as sb:
         yield sb
-    finally:
-        problems = sb.cleanup()
-        if problems:
-            pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
 
 
 def now() -> str:

@@ -22,6 +22,7 @@ from cnil_harness import (
     environment_problem,
     logger_bin,
     logger_unavailable_reason,
+    opened_sandbox,
     result_mismatches,
     run,
 )
@@ -35,14 +36,8 @@ def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
     problem = environment_problem() or logger_unavailable_reason()
     if problem:
         pytest.skip(problem)
-    sandbox = CniSandbox(tmp_path)
-    try:
-        sandbox.setup(logger=None)
+    with opened_sandbox(tmp_path, None) as sandbox:
         yield sandbox
-    finally:
-        problems = sandbox.cleanup()
-        if problems:
-            pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
 
 
 def test_installed_chain_runs_through_cnitool_and_uninstall_restores(bare_sandbox: CniSandbox) -> None:

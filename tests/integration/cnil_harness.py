@@ -20,9 +20,12 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = Path(os.environ.get("CNI_LOGGER_TOOLS", "/opt/cni-logger-tools"))
@@ -444,6 +447,19 @@ class CniSandbox:
                 if proc.rc != 0:
                     problems.append(f"ip netns del {name}: {proc.stderr.strip()}")
         return problems
+
+
+@contextlib.contextmanager
+def opened_sandbox(tmp: Path, logger: Path | None) -> Iterator[CniSandbox]:
+    """A set-up sandbox that is always cleaned up; anything left behind fails the test that made it."""
+    sandbox = CniSandbox(tmp)
+    try:
+        sandbox.setup(logger=logger)
+        yield sandbox
+    finally:
+        problems = sandbox.cleanup()
+        if problems:
+            pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
 
 
 def _delete_link(netns: str | None, name: str) -> None:

@@ -22,6 +22,7 @@ from cnil_harness import (
     environment_problem,
     logger_bin,
     logger_unavailable_reason,
+    opened_sandbox,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -62,14 +63,8 @@ def require_logger() -> Path:
 def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
     """Namespaces + a CNI bin dir (system plugins + Go debug plugin) without the logger."""
     require_environment()
-    sandbox = CniSandbox(tmp_path)
-    try:
-        sandbox.setup(logger=None)
+    with opened_sandbox(tmp_path, None) as sandbox:
         yield sandbox
-    finally:
-        problems = sandbox.cleanup()
-        if problems:
-            pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture
@@ -77,14 +72,8 @@ def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
     """Namespaces + a CNI bin dir with ``logger`` -> the installed ``cni-logger`` console script."""
     require_environment()
     logger = require_logger()
-    sandbox = CniSandbox(tmp_path)
-    try:
-        sandbox.setup(logger=logger)
+    with opened_sandbox(tmp_path, logger) as sandbox:
         yield sandbox
-    finally:
-        problems = sandbox.cleanup()
-        if problems:
-            pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture
