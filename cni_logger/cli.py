@@ -13,7 +13,7 @@ import sys
 
 def main() -> None:
     """Run one CNI invocation, or a subcommand; never returns (exits without finalisation)."""
-    from cni_logger import protocol
+    from cni_logger import skel
 
     if "CNI_COMMAND" in os.environ:
         import gc
@@ -22,11 +22,11 @@ def main() -> None:
         from cni_logger import deferred, plugin
 
         deferred.install()
-        protocol.main_exit(plugin.run())
+        skel.main_exit(plugin.run())
     if len(sys.argv) == 1:
-        sys.stderr.write(protocol.about() + "\n")
-        protocol.main_exit(0)
-    protocol.main_exit(tool(sys.argv[1:]))
+        sys.stderr.write(skel.about() + "\n")
+        skel.main_exit(0)
+    skel.main_exit(tool(sys.argv[1:]))
 
 
 COMMAND_MODULES: tuple[str, ...] = ("cni_logger.launcher", "cni_logger.installer", "cni_logger.audit.commands")
@@ -40,10 +40,10 @@ def tool(argv: list[str]) -> int:
     import argparse
     import importlib
 
-    from cni_logger import __version__, protocol
+    from cni_logger import __version__, skel
 
     parser = argparse.ArgumentParser(
-        prog="cni-logger", description=protocol.about() + ". Run by a CNI runtime with CNI_COMMAND set.")
+        prog="cni-logger", description=skel.about() + ". Run by a CNI runtime with CNI_COMMAND set.")
     parser.add_argument("--version", action="version", version=f"cni-logger {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - a structlog that moved it: the public 
     from structlog import BoundLogger
 
 from cni_logger import jsonio, redact, results
-from cni_logger.protocol import CNIError, Outcome, Request, parse_cni_args
+from cni_logger.skel import CNIError, Outcome, Request, parse_cni_args
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping

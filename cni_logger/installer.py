@@ -451,12 +451,12 @@ def _has_logger(data: bytes) -> bool:
 
 def _check_runnable(cfg: ConfigFile, doc: dict[str, Any]) -> None:
     """Refuse a network the logger could not run in: the whole ADD would fail."""
-    from cni_logger import protocol
+    from cni_logger import skel
 
     version = doc.get("cniVersion") or "0.1.0"
-    if version not in protocol.SUPPORTED_VERSIONS:
+    if version not in skel.SUPPORTED_VERSIONS:
         raise Refusal(f"{cfg.path} has cniVersion {version!r}; the logger supports "
-                      f"{', '.join(protocol.SUPPORTED_VERSIONS)}")
+                      f"{', '.join(skel.SUPPORTED_VERSIONS)}")
     problem = _network_name_problem(doc.get("name"))
     if problem:
         raise Refusal(f"{cfg.path} {problem}")

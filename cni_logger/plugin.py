@@ -1,6 +1,6 @@
 """The logger plugin: pass the network through unchanged and record what happened.
 
-``protocol`` does the CNI plumbing; this module decides what the logger answers and when and where
+``skel`` does the CNI plumbing; this module decides what the logger answers and when and where
 an event is recorded:
 
 * ADD answers the ``prevResult`` in the config's version; the other commands answer nothing.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-from cni_logger import protocol, results, settings
-from cni_logger.protocol import (
+from cni_logger import results, settings, skel
+from cni_logger.skel import (
     ERR_INVALID_NETWORK_CONFIG,
     ERR_PLUGIN_NOT_AVAILABLE,
     ERR_TRY_AGAIN_LATER,
@@ -50,7 +50,7 @@ def file_sink(conf: Settings) -> RotatingFile | None:
 
 
 class LoggerPlugin:
-    """Implements ``protocol.Plugin`` for the ``logger`` type."""
+    """Implements ``skel.Plugin`` for the ``logger`` type."""
 
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
@@ -146,4 +146,4 @@ def _write_stderr(line: bytes) -> None:
 
 
 def run() -> int:
-    return protocol.run(LoggerPlugin())
+    return skel.run(LoggerPlugin())

@@ -11,7 +11,7 @@ Standard library only; used on the ADD path and by the event builder.
 
 from __future__ import annotations
 
-from cni_logger.protocol import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_VERSION, SUPPORTED_VERSIONS, CNIError
+from cni_logger.skel import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_VERSION, SUPPORTED_VERSIONS, CNIError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 

@@ -18,13 +18,13 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 DRIVER = """
 import sys
 sys.path.extend({paths!r})
-from cni_logger import protocol
-_exit = protocol.main_exit
+from cni_logger import skel
+_exit = skel.main_exit
 def dump_and_exit(code):
     with open({out!r}, "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
     _exit(code)
-protocol.main_exit = dump_and_exit
+skel.main_exit = dump_and_exit
 from cni_logger.cli import main
 main()
 """
@@ -40,7 +40,7 @@ def test_no_audit_module_is_imported_by_an_invocation(tmp_path: Path, command: s
                           capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
     modules = set(out.read_text().split("\n"))
-    assert "cni_logger.protocol" in modules and (tmp_path / "cni.log").exists()  # it really ran
+    assert "cni_logger.skel" in modules and (tmp_path / "cni.log").exists()  # it really ran
     assert not {m for m in modules if m == "cni_logger.audit" or m.startswith("cni_logger.audit.")}
     assert "argparse" not in modules
 

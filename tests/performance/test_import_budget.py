@@ -54,7 +54,7 @@ def loaded_modules(tmp_path: Path, command: str, config: dict[str, object]) -> s
 def test_version_and_status_do_not_load_the_event_pipeline_or_json(tmp_path: Path, command: str,
                                                                    config: dict[str, object]) -> None:
     modules = loaded_modules(tmp_path, command, config)
-    assert "cni_logger.protocol" in modules  # the driver really ran the plugin
+    assert "cni_logger.skel" in modules  # the driver really ran the plugin
     assert not modules & (PIPELINE | {"json", "re", "typing", "enum"}), sorted(modules & (PIPELINE | {"json", "re"}))
 
 

@@ -1,7 +1,7 @@
 """Property-based tests: whatever the environment and stdin, stdout is exactly one JSON document
 (or nothing, where the spec says so) and the exit status agrees with it.
 
-Two layers: many examples through ``protocol.run`` in this process (fast), and fewer through the
+Two layers: many examples through ``skel.run`` in this process (fast), and fewer through the
 installed executable as a real process (catches anything printed outside the protocol layer).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cni_logger import protocol
+from cni_logger import skel
 from cni_logger.plugin import LoggerPlugin
 from tests.conftest import SUPPORTED_VERSIONS, parse_single_json, run_plugin
 
@@ -94,7 +94,7 @@ def run_in_process(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout:
         fin.write(stdin)
         fin.seek(0)
-        rc = protocol.run(LoggerPlugin(env), env, fin.fileno(), fout.fileno())
+        rc = skel.run(LoggerPlugin(env), env, fin.fileno(), fout.fileno())
         fout.seek(0)
         return rc, fout.read()
 

@@ -7,7 +7,7 @@
 * ``run_jobs`` runs many plugin processes at once, optionally SIGKILLing some of them mid-flight.
 * ``run_proc`` runs one plugin process with the knobs the fault tests need (user, umask, cwd, raw
   stdin file, byte-valued environment) and measures how long it took.
-* ``run_in_process`` calls ``protocol.run`` in this process, for inputs ``execve`` cannot carry
+* ``run_in_process`` calls ``skel.run`` in this process, for inputs ``execve`` cannot carry
   (NUL bytes and megabytes in the environment) and for monkeypatched sinks.
 """
 
@@ -116,15 +116,15 @@ def run_proc(command: str | None, config: Any = None, *, stdin: bytes | None = N
 
 
 def run_in_process(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
-    """``protocol.run`` in this process (stderr goes to fd 2: capture it with ``capfd``)."""
-    from cni_logger import protocol
+    """``skel.run`` in this process (stderr goes to fd 2: capture it with ``capfd``)."""
+    from cni_logger import skel
     from cni_logger.plugin import LoggerPlugin
 
     with tempfile.TemporaryFile() as src, tempfile.TemporaryFile() as out:
         src.write(stdin)
         src.flush()
         src.seek(0)
-        rc = protocol.run(LoggerPlugin(env), env, src.fileno(), out.fileno())
+        rc = skel.run(LoggerPlugin(env), env, src.fileno(), out.fileno())
         out.seek(0)
         return rc, out.read()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cni_logger import protocol
+from cni_logger import skel
 from tests.conftest import cni_env, plugin_executable
 from tests.reliability.harness import (
     MAX_EVENT_BYTES,
@@ -73,7 +73,7 @@ def padded(log: Path, size: int) -> bytes:
 
 def test_stdin_exactly_at_the_limit(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
-    run = run_proc("ADD", stdin=padded(log, protocol.MAX_STDIN_BYTES))
+    run = run_proc("ADD", stdin=padded(log, skel.MAX_STDIN_BYTES))
     assert assert_sane(run) == ADD_ANSWER
     [event] = file_events(log, 1)
     assert event["cni"]["config"]["pad"].endswith("characters]")  # capped, not 16 MiB in the log
@@ -81,8 +81,8 @@ def test_stdin_exactly_at_the_limit(tmp_path: Path) -> None:
 
 def test_stdin_just_above_the_limit(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
-    run = run_proc("ADD", stdin=padded(log, protocol.MAX_STDIN_BYTES + 1))
-    doc = assert_sane(run, code=protocol.ERR_INVALID_NETWORK_CONFIG)
+    run = run_proc("ADD", stdin=padded(log, skel.MAX_STDIN_BYTES + 1))
+    doc = assert_sane(run, code=skel.ERR_INVALID_NETWORK_CONFIG)
     assert doc["msg"] == "network configuration too large"
     assert not log.exists()  # the config was never read, so neither was its logFile
     assert len(run.stderr_events) == 1
@@ -91,7 +91,7 @@ def test_stdin_just_above_the_limit(tmp_path: Path) -> None:
 def test_endless_stdin_is_cut_off() -> None:
     with open("/dev/zero", "rb") as zero:
         run = run_proc("ADD", stdin_file=zero)
-    assert assert_sane(run, code=protocol.ERR_INVALID_NETWORK_CONFIG)["msg"] == "network configuration too large"
+    assert assert_sane(run, code=skel.ERR_INVALID_NETWORK_CONFIG)["msg"] == "network configuration too large"
 
 
 # -- structure -------------------------------------------------------------------------------------
@@ -102,8 +102,8 @@ def nested(depth: int) -> str:
 
 
 @pytest.mark.parametrize(("where", "depth", "code"), [
-    ("config", 100_000, protocol.ERR_DECODING_FAILURE),
-    ("config", 5_000, protocol.ERR_DECODING_FAILURE),
+    ("config", 100_000, skel.ERR_DECODING_FAILURE),
+    ("config", 5_000, skel.ERR_DECODING_FAILURE),
     ("config", 900, None),
     ("prevResult", 900, None),
     ("config", 60, None),
@@ -142,10 +142,10 @@ def test_deeply_nested_json(tmp_path: Path, where: str, depth: int, code: int | 
 @pytest.mark.parametrize("command", ["ADD", "DEL", "VERSION"])
 def test_undecodable_stdin(data: bytes, command: str) -> None:
     run = run_proc(command, stdin=data, env=cni_env(command))
-    expected = None if command in ("DEL", "VERSION") else protocol.ERR_DECODING_FAILURE
+    expected = None if command in ("DEL", "VERSION") else skel.ERR_DECODING_FAILURE
     doc = assert_sane(run, code=expected)
     if command == "VERSION":
-        assert protocol.LATEST_VERSION in doc["supportedVersions"]
+        assert skel.LATEST_VERSION in doc["supportedVersions"]
 
 
 def test_lone_surrogates_and_nul_escapes_in_json(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_invalid_utf8_in_the_environment(tmp_path: Path, variable: str) -> None:
     env[variable] = {"CNI_ARGS": b"K8S_POD_NAME=\xff\xfe;\xc0=\xed\xa0\x80"}.get(variable, b"bad\xff\xfe\x80")
     run = run_proc("ADD", net_config(log), env=env)
     rejected = variable in ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_COMMAND")
-    doc = assert_sane(run, code=protocol.ERR_INVALID_ENVIRONMENT if rejected else None)
+    doc = assert_sane(run, code=skel.ERR_INVALID_ENVIRONMENT if rejected else None)
     if not rejected:
         assert doc == ADD_ANSWER
     # An unknown command is refused before stdin is read, so its event goes to stderr only.
@@ -177,7 +177,7 @@ def test_invalid_utf8_in_the_environment(tmp_path: Path, variable: str) -> None:
 
 
 def test_nul_bytes_in_the_environment_in_process(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """execve cannot pass NUL bytes, so this runs ``protocol.run`` in-process with them."""
+    """execve cannot pass NUL bytes, so this runs ``skel.run`` in-process with them."""
     log = tmp_path / "audit.log"
     env = cni_env("ADD", CNI_NETNS="/run/netns/a\0b", CNI_ARGS="K8S_POD_NAME=a\0b;X\0=y", CNI_PATH="/opt\0/x",
                   TRACEPARENT="00-\0")
@@ -320,7 +320,7 @@ def test_path_like_values_cannot_redirect_writes(tmp_path: Path) -> None:
             recorded += 1
         for name in (f"../{marker}", f"{up}tmp/{marker}", "..", "."):
             run = run_proc(command, net_config(log, name=name), env=cni_env(command), cwd=work)
-            assert_sane(run, code=None if command == "DEL" else protocol.ERR_INVALID_NETWORK_CONFIG)
+            assert_sane(run, code=None if command == "DEL" else skel.ERR_INVALID_NETWORK_CONFIG)
             recorded += 1
     files = sorted(str(p.relative_to(sandbox)) for p in sandbox.rglob("*"))
     assert files == ["cwd", "logs", "logs/audit.log"], files

@@ -1,6 +1,6 @@
 """The checkers are proven to fail: each kind of damage the load and fault tests look for is produced on
 purpose (tampered files, and deliberately broken sinks monkeypatched into the real pipeline run
-in-process through ``protocol.run``) and the checker must report it.
+in-process through ``skel.run``) and the checker must report it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cni_logger import protocol
+from cni_logger import skel
 from tests.conftest import cni_env
 from tests.reliability.conftest import remount
 from tests.reliability.harness import (
@@ -77,7 +77,7 @@ def assert_strict(log_file: str | Path, reason: str, *, status_unavailable: bool
     run = add(log_file, "strict", failOnLogError=True, **kw)
     assert run.elapsed < QUICK
     assert run.rc == 1, run
-    assert run.doc["code"] == protocol.ERR_TRY_AGAIN_LATER, run.doc
+    assert run.doc["code"] == skel.ERR_TRY_AGAIN_LATER, run.doc
     assert run.doc["msg"] == "audit log unavailable"
     assert str(log_file) in run.doc["details"] and reason in run.doc["details"], run.doc
     assert reason in run.stderr.decode()
@@ -91,7 +91,7 @@ def assert_strict(log_file: str | Path, reason: str, *, status_unavailable: bool
     status = run_proc("STATUS", net_config(log_file, "1.1.0", prev=False, failOnLogError=True), **kw)
     assert status.elapsed < QUICK
     if status_unavailable:
-        assert status.rc == 1 and status.doc["code"] == protocol.ERR_PLUGIN_NOT_AVAILABLE, status
+        assert status.rc == 1 and status.doc["code"] == skel.ERR_PLUGIN_NOT_AVAILABLE, status
         assert reason in status.doc["details"], status.doc
     else:
         assert status.rc == 0, status
@@ -262,7 +262,7 @@ def test_trailing_slash_is_an_invalid_setting(tmp_path: Path) -> None:
     assert run.rc == 0 and run.doc == ADD_ANSWER
     assert "logFile" in run.stderr.decode() and "not a directory" in run.stderr.decode()
     strict = add(log, "slash", failOnLogError=True)
-    assert strict.rc == 1 and strict.doc["code"] == protocol.ERR_INVALID_NETWORK_CONFIG, strict
+    assert strict.rc == 1 and strict.doc["code"] == skel.ERR_INVALID_NETWORK_CONFIG, strict
     assert not (tmp_path / "logs").exists()
 
 
@@ -308,7 +308,7 @@ def test_unix_socket_is_refused(tmp_path: Path) -> None:
         assert run.rc == 0 and run.doc == ADD_ANSWER and run.elapsed < QUICK
         assert str(log) in run.stderr.decode() and b"not written" in run.stderr
         strict = add(log, "sock", failOnLogError=True)
-        assert strict.rc == 1 and strict.doc["code"] == protocol.ERR_TRY_AGAIN_LATER
+        assert strict.rc == 1 and strict.doc["code"] == skel.ERR_TRY_AGAIN_LATER
     finally:
         server.close()
 
@@ -358,7 +358,7 @@ def test_relative_path_is_refused(tmp_path: Path, relative: str) -> None:
     assert "logFile" in err and "absolute path" in err and relative in err, err
     assert len(run.stderr_events) == 1          # the default: no file, the event on stderr only
     strict = add(relative, "rel", cwd=work, failOnLogError=True)
-    assert strict.rc == 1 and strict.doc["code"] == protocol.ERR_INVALID_NETWORK_CONFIG, strict
+    assert strict.rc == 1 and strict.doc["code"] == skel.ERR_INVALID_NETWORK_CONFIG, strict
     assert "logFile" in strict.doc["details"]
     deleted = run_proc("DEL", net_config(relative, failOnLogError=True), cwd=work)
     assert deleted.rc == 0 and deleted.stdout == b""
@@ -370,12 +370,12 @@ def test_status_reports_invalid_setting_under_strict(tmp_path: Path, setting: di
     config = net_config(None, "1.1.0", prev=False, failOnLogError=True, **setting)
     for command in ("ADD", "CHECK", "GC"):
         other = run_proc(command, config, cwd=tmp_path)
-        assert other.rc == 1 and other.doc["code"] == protocol.ERR_INVALID_NETWORK_CONFIG, (command, other)
+        assert other.rc == 1 and other.doc["code"] == skel.ERR_INVALID_NETWORK_CONFIG, (command, other)
     status = run_proc("STATUS", config, cwd=tmp_path)
     assert b"Traceback" not in status.stderr and "logger setting ignored" in status.stderr.decode()
     if status.rc == 0:
         raise KnownBug(f"STATUS answered success under failOnLogError with {setting}; ADD answers code 7")
-    assert status.doc["code"] in (protocol.ERR_INVALID_NETWORK_CONFIG, protocol.ERR_PLUGIN_NOT_AVAILABLE), status
+    assert status.doc["code"] in (skel.ERR_INVALID_NETWORK_CONFIG, skel.ERR_PLUGIN_NOT_AVAILABLE), status
 
 
 # -- nothing waits unboundedly ---------------------------------------------------------------------
@@ -386,14 +386,14 @@ def test_stdin_timeout_in_process() -> None:
     r, w = os.pipe()
     try:
         started = time.monotonic()
-        with pytest.raises(protocol.CNIError) as caught:
-            protocol.read_stdin(r, timeout=0.5)
-        assert caught.value.code == protocol.ERR_IO_FAILURE
+        with pytest.raises(skel.CNIError) as caught:
+            skel.read_stdin(r, timeout=0.5)
+        assert caught.value.code == skel.ERR_IO_FAILURE
         assert 0.4 < time.monotonic() - started < 3
 
         os.write(w, b'{"cniVersion":')  # some input, then nothing more, never closed
-        with pytest.raises(protocol.CNIError):
-            protocol.read_stdin(r, timeout=0.3)
+        with pytest.raises(skel.CNIError):
+            skel.read_stdin(r, timeout=0.3)
     finally:
         os.close(r)
         os.close(w)
@@ -418,9 +418,9 @@ def test_stdin_trickle_in_process() -> None:
     thread.start()
     try:
         started = time.monotonic()
-        with pytest.raises(protocol.CNIError) as caught:
-            protocol.read_stdin(r, timeout=0.5)
-        assert caught.value.code == protocol.ERR_IO_FAILURE
+        with pytest.raises(skel.CNIError) as caught:
+            skel.read_stdin(r, timeout=0.5)
+        assert caught.value.code == skel.ERR_IO_FAILURE
         assert time.monotonic() - started < 3
     finally:
         stop.set()
@@ -466,8 +466,8 @@ def open_stdin_run(trickle: bool) -> tuple[subprocess.CompletedProcess[bytes], f
 def _assert_stdin_timeout(done: subprocess.CompletedProcess[bytes], elapsed: float) -> None:
     assert done.returncode == 1, done
     doc = json.loads(done.stdout)
-    assert doc["code"] == protocol.ERR_IO_FAILURE and "10 seconds" in doc["details"], doc
-    assert protocol.STDIN_TIMEOUT_SECONDS - 0.5 < elapsed < 15, elapsed
+    assert doc["code"] == skel.ERR_IO_FAILURE and "10 seconds" in doc["details"], doc
+    assert skel.STDIN_TIMEOUT_SECONDS - 0.5 < elapsed < 15, elapsed
     assert b"Traceback" not in done.stderr
 
 

@@ -191,7 +191,7 @@ def test_sigkill_at_random_points(tmp_path: Path, count: int, compress: bool) ->
 
 HOOKED_PLUGIN = r"""
 import os, sys, time
-from cni_logger import filesink, protocol
+from cni_logger import filesink, skel
 from cni_logger.plugin import LoggerPlugin
 
 where, ready = sys.argv[1], int(sys.argv[2])
@@ -208,7 +208,7 @@ else:                    # inside the append: half of the line is in the file, t
         os.write(fd, data[: len(data) // 2])
         pause()
     filesink.RotatingFile._write_all = half
-sys.exit(protocol.run(LoggerPlugin()))
+sys.exit(skel.run(LoggerPlugin()))
 """
 
 

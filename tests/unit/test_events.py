@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cni_logger import events, settings
-from cni_logger.protocol import CNIError, Outcome, Request
+from cni_logger.skel import CNIError, Outcome, Request
 from tests.conftest import CNITOOL_RESULT_100
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

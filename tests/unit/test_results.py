@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cni_logger import results
-from cni_logger.protocol import SUPPORTED_VERSIONS, CNIError
+from cni_logger.skel import SUPPORTED_VERSIONS, CNIError
 from tests.conftest import CNITOOL_RESULT_100
 
 FAMILIES = {"0.1.0": "020", "0.2.0": "020", "0.3.0": "040", "0.3.1": "040", "0.4.0": "040",

@@ -1,4 +1,4 @@
-"""Unit tests for the building blocks of cni_logger.protocol (the whole protocol is in tests/protocol)."""
+"""Unit tests for the building blocks of cni_logger.skel (the whole protocol is in tests/protocol)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cni_logger import protocol
-from cni_logger.protocol import CNIError
+from cni_logger import skel
+from cni_logger.skel import CNIError
 
 
 class Pipe:
@@ -76,12 +76,12 @@ def write_and_close(fd: int, data: bytes) -> threading.Thread:
     (" A =x y", {"A": "x y"}),
 ])
 def test_parse_cni_args(raw: str, expected: dict[str, str]) -> None:
-    assert protocol.parse_cni_args(raw) == expected
+    assert skel.parse_cni_args(raw) == expected
 
 
 def test_parse_cni_args_order_does_not_matter() -> None:
     pairs = ["A=1", "B=2=3", "FLAG", "K8S_POD_NAME=x"]
-    assert protocol.parse_cni_args(";".join(pairs)) == protocol.parse_cni_args(";".join(reversed(pairs)))
+    assert skel.parse_cni_args(";".join(pairs)) == skel.parse_cni_args(";".join(reversed(pairs)))
 
 
 # -- version_tuple ---------------------------------------------------------------------------------
@@ -92,19 +92,19 @@ def test_parse_cni_args_order_does_not_matter() -> None:
     ("", (-1,)), ("x", (-1,)), ("1.0.x", (-1,)), ("1..0", (-1,)),
 ])
 def test_version_tuple(version: str, expected: tuple[int, ...]) -> None:
-    assert protocol.version_tuple(version) == expected
+    assert skel.version_tuple(version) == expected
 
 
 def test_version_tuple_orders_versions_numerically() -> None:
     versions = ["1.1.0", "0.4.0", "0.10.0", "0.3.1", "1.0.0", "0.2.0", "bogus"]
-    ordered = sorted(versions, key=protocol.version_tuple)
+    ordered = sorted(versions, key=skel.version_tuple)
     assert ordered == ["bogus", "0.2.0", "0.3.1", "0.4.0", "0.10.0", "1.0.0", "1.1.0"]
 
 
 def test_supported_versions_are_in_order() -> None:
-    tuples = [protocol.version_tuple(v) for v in protocol.SUPPORTED_VERSIONS]
+    tuples = [skel.version_tuple(v) for v in skel.SUPPORTED_VERSIONS]
     assert tuples == sorted(tuples)
-    assert protocol.LATEST_VERSION == "1.1.0"
+    assert skel.LATEST_VERSION == "1.1.0"
 
 
 # -- read_stdin ------------------------------------------------------------------------------------
@@ -114,27 +114,27 @@ def test_read_stdin_reads_everything_until_eof(pipe: Pipe) -> None:
     r, w = pipe.r, pipe.w
     data = b'{"cniVersion":"1.0.0"}' * 10_000  # more than a pipe buffer
     thread = write_and_close(pipe.hand_off(w), data)
-    assert protocol.read_stdin(r, timeout=30) == data
+    assert skel.read_stdin(r, timeout=30) == data
     thread.join(timeout=30)
 
 
 def test_read_stdin_empty_input(pipe: Pipe) -> None:
     r, w = pipe.r, pipe.w
     pipe.close(w)
-    assert protocol.read_stdin(r, timeout=5) == b""
+    assert skel.read_stdin(r, timeout=5) == b""
 
 
 def test_read_stdin_at_the_limit_is_accepted(pipe: Pipe) -> None:
     r, w = pipe.r, pipe.w
     write_and_close(pipe.hand_off(w), b"x" * 1000)
-    assert protocol.read_stdin(r, limit=1000, timeout=30) == b"x" * 1000
+    assert skel.read_stdin(r, limit=1000, timeout=30) == b"x" * 1000
 
 
 def test_read_stdin_over_the_limit_is_invalid_config(pipe: Pipe) -> None:
     r, w = pipe.r, pipe.w
     write_and_close(pipe.hand_off(w), b"x" * 1001)
     with pytest.raises(CNIError) as info:
-        protocol.read_stdin(r, limit=1000, timeout=30)
+        skel.read_stdin(r, limit=1000, timeout=30)
     assert info.value.code == 7
     assert "1000" in info.value.details
 
@@ -142,15 +142,15 @@ def test_read_stdin_over_the_limit_is_invalid_config(pipe: Pipe) -> None:
 def test_read_stdin_over_max_stdin_bytes_is_invalid_config(tmp_path: Path) -> None:
     big = tmp_path / "big.json"
     with big.open("wb") as f:
-        f.truncate(protocol.MAX_STDIN_BYTES + 1)  # sparse: no 16 MiB written to disk
+        f.truncate(skel.MAX_STDIN_BYTES + 1)  # sparse: no 16 MiB written to disk
     fd = os.open(big, os.O_RDONLY)
     try:
         with pytest.raises(CNIError) as info:
-            protocol.read_stdin(fd, timeout=60)
+            skel.read_stdin(fd, timeout=60)
     finally:
         os.close(fd)
     assert info.value.code == 7
-    assert str(protocol.MAX_STDIN_BYTES) in info.value.details
+    assert str(skel.MAX_STDIN_BYTES) in info.value.details
 
 
 def test_read_stdin_from_a_regular_file(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_read_stdin_from_a_regular_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"name":"n"}')
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert protocol.read_stdin(fd, timeout=5) == b'{"name":"n"}'
+        assert skel.read_stdin(fd, timeout=5) == b'{"name":"n"}'
     finally:
         os.close(fd)
 
@@ -166,7 +166,7 @@ def test_read_stdin_from_a_regular_file(tmp_path: Path) -> None:
 def test_read_stdin_pipe_never_closed_is_io_failure_after_the_timeout(pipe: Pipe) -> None:
     r = pipe.r  # the write end stays open: the "runtime" never closes stdin
     with pytest.raises(CNIError) as info:
-        protocol.read_stdin(r, timeout=0.2)
+        skel.read_stdin(r, timeout=0.2)
     assert info.value.code == 5
     assert "0.2 seconds" in info.value.details
 
@@ -175,7 +175,7 @@ def test_read_stdin_partial_input_then_silence_is_io_failure(pipe: Pipe) -> None
     r, w = pipe.r, pipe.w
     os.write(w, b'{"cniVersion":')
     with pytest.raises(CNIError) as info:
-        protocol.read_stdin(r, timeout=0.2)
+        skel.read_stdin(r, timeout=0.2)
     assert info.value.code == 5
 
 
@@ -183,7 +183,7 @@ def test_read_stdin_refuses_a_terminal() -> None:
     controller, terminal = os.openpty()
     try:
         with pytest.raises(CNIError) as info:
-            protocol.read_stdin(terminal, timeout=0.2)
+            skel.read_stdin(terminal, timeout=0.2)
     finally:
         os.close(controller)
         os.close(terminal)
@@ -195,7 +195,7 @@ def test_read_stdin_closed_descriptor_is_io_failure(pipe: Pipe) -> None:
     pipe.close(w)
     pipe.close(r)
     with pytest.raises(CNIError) as info:
-        protocol.read_stdin(r, timeout=0.2)
+        skel.read_stdin(r, timeout=0.2)
     assert info.value.code == 5
 
 
@@ -203,18 +203,18 @@ def test_read_stdin_closed_descriptor_is_io_failure(pipe: Pipe) -> None:
 
 
 def test_decode_config_object() -> None:
-    assert protocol.decode_config(b' {"cniVersion": "1.0.0", "name": "n", "x": [1, 2.5, null]}\n') == {
+    assert skel.decode_config(b' {"cniVersion": "1.0.0", "name": "n", "x": [1, 2.5, null]}\n') == {
         "cniVersion": "1.0.0", "name": "n", "x": [1, 2.5, None]}
 
 
 def test_decode_config_keeps_non_ascii() -> None:
-    assert protocol.decode_config('{"name": "réseau ☃"}'.encode()) == {"name": "réseau ☃"}
+    assert skel.decode_config('{"name": "réseau ☃"}'.encode()) == {"name": "réseau ☃"}
 
 
 @pytest.mark.parametrize("data", [b'{"name": "\xff\xfe"}', b"\xc3\x28", b'{"name":"\xed\xa0\x80"}'])
 def test_decode_config_invalid_utf8_is_a_decoding_failure(data: bytes) -> None:
     with pytest.raises(CNIError) as info:
-        protocol.decode_config(data)
+        skel.decode_config(data)
     assert info.value.code == 6
     assert "UTF-8" in info.value.details
 
@@ -223,7 +223,7 @@ def test_decode_config_invalid_utf8_is_a_decoding_failure(data: bytes) -> None:
                                   b'{"a":' * 200_000 + b"1" + b"}" * 200_000])
 def test_decode_config_deep_nesting_is_a_decoding_failure(data: bytes) -> None:
     with pytest.raises(CNIError) as info:
-        protocol.decode_config(data)
+        skel.decode_config(data)
     assert info.value.code == 6
 
 
@@ -232,7 +232,7 @@ def test_decode_config_deep_nesting_is_a_decoding_failure(data: bytes) -> None:
 ])
 def test_decode_config_non_object_is_a_decoding_failure(data: bytes, kind: str) -> None:
     with pytest.raises(CNIError) as info:
-        protocol.decode_config(data)
+        skel.decode_config(data)
     assert info.value.code == 6
     assert kind in info.value.details
 
@@ -241,7 +241,7 @@ def test_decode_config_non_object_is_a_decoding_failure(data: bytes, kind: str) 
                                   b'\xef\xbb\xbf{"a":1}'])
 def test_decode_config_invalid_json_is_a_decoding_failure(data: bytes) -> None:
     with pytest.raises(CNIError) as info:
-        protocol.decode_config(data)
+        skel.decode_config(data)
     assert info.value.code == 6
     assert info.value.msg == "error decoding network config"
 
@@ -252,7 +252,7 @@ def test_decode_config_invalid_json_is_a_decoding_failure(data: bytes) -> None:
 @pytest.mark.parametrize("name", ["eth0", "net1", "a", "x" * 15, "veth24e0f2cc", "eth0.100", "br-int",
                                   "wlan_0", "é" * 7, "-"])
 def test_valid_interface_names(name: str) -> None:
-    protocol._check_ifname(name)
+    skel._check_ifname(name)
 
 
 @pytest.mark.parametrize(("name", "why"), [
@@ -272,7 +272,7 @@ def test_valid_interface_names(name: str) -> None:
 ])
 def test_invalid_interface_names(name: str, why: str) -> None:
     with pytest.raises(CNIError) as info:
-        protocol._check_ifname(name)
+        skel._check_ifname(name)
     assert info.value.code == 4
     assert "CNI_IFNAME" in info.value.msg
     assert why in info.value.details
@@ -295,10 +295,10 @@ def test_cni_error_json_has_details_only_when_given() -> None:
     ({"cniVersion": "1.0.0"}, "1.0.0"),
 ])
 def test_config_version(config: dict[str, Any], expected: str) -> None:
-    assert protocol.config_version(config) == expected
+    assert skel.config_version(config) == expected
 
 
 def test_config_version_not_a_string_is_invalid_config() -> None:
     with pytest.raises(CNIError) as info:
-        protocol.config_version({"cniVersion": 1.0})
+        skel.config_version({"cniVersion": 1.0})
     assert info.value.code == 7
