@@ -35,6 +35,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           containernetworking-plugins golang-go golang-github-appc-cni-dev
           golang-github-vishvananda-netns-dev golang-golang-x-sys-dev
           golang-github-containernetworking-plugins-dev debian-archive-keyring xz-utils hyperfine time
+          containerd
           gcc libc6-dev logrotate)
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
