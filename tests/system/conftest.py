@@ -20,11 +20,12 @@ from tests.system.cri import image
 from tests.system.cri.client import GeneratedCode, compile_proto
 from tests.system.cri.containerd import PrivateContainerd, unavailable_reason
 
-NETWORK = "cnilcri-pod-net"
-"""The primary network's name: unique to this test, since libcni's result cache (/var/lib/cni/results)
-is shared by every runtime on the machine and keyed by it."""
+NETWORK = f"cnilcri-net-{os.getpid()}"
+"""The primary network's name: unique to this test run, since libcni's result cache (/var/lib/cni/results)
+is shared by every runtime on the machine, keyed by it, and cleaned up by it."""
 BRIDGE = "cnilcri0"
 SUBNET = "10.99.71.0/24"
+"""The bridge and subnet exist only in the private containerd's host network namespace."""
 
 
 @pytest.fixture(scope="session")
