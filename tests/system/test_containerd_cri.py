@@ -122,10 +122,15 @@ def test_pod_sandbox_lifecycle_through_cri_is_audited(private_containerd: Privat
     assert status.status.state == ctd.pb2.SANDBOX_READY
     pod_ip = status.status.network.ip
     assert ipaddress.ip_address(pod_ip) in ipaddress.ip_network(SUBNET), pod_ip
-    ctd.client.stop_pod_sandbox(sandbox)
-    ctd.client.remove_pod_sandbox(sandbox)
 
     # 3. What containerd called: ADD on RunPodSandbox, DEL on StopPodSandbox, DEL again on RemovePodSandbox.
+    def commands() -> list[str]:
+        return [e["cni"]["command"] for e in read_events(log_file)]
+
+    assert commands() == ["ADD"]
+    ctd.client.stop_pod_sandbox(sandbox)
+    assert commands() == ["ADD", "DEL"]
+    ctd.client.remove_pod_sandbox(sandbox)
     events = read_events(log_file)
     assert [e["cni"]["command"] for e in events] == ["ADD", "DEL", "DEL"], events
     add, stop_del, remove_del = events
