@@ -312,7 +312,7 @@ def follow(args: argparse.Namespace) -> int:
     from cni_logger.audit import follow as tail
 
     def run() -> int:
-        paths, problems = _follow_paths(args.log_file or [DEFAULT_LOG_FILE])
+        paths, problems = sources.live_paths(args.log_file or [DEFAULT_LOG_FILE])
         for problem in problems:
             output.error("follow", problem)
         if problems:
@@ -332,29 +332,9 @@ def follow(args: argparse.Namespace) -> int:
             return limit is None or printed < limit
 
         why = tail.follow(paths, on_line, interval=min(max(args.interval, 0.01), 5.0), timeout=args.timeout,
-                          from_start=args.from_start)
+                          from_start=args.from_start, on_drop=scan.count_skipped)
         if scan.skipped:
             output.error("follow", f"skipped {scan.skipped} lines (not events: damaged or foreign)")
         return NOTHING if why == "timeout" and not printed else FOUND
 
     return output.guarded(run)
-
-
-def _follow_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
-    """Live paths to follow: globs must match something now; a plain path may not exist yet."""
-    import glob
-    import os
-
-    paths: list[str] = []
-    problems: list[str] = []
-    for pattern in patterns:
-        matched = sorted(glob.glob(pattern)) if sources.has_glob(pattern) else [pattern]
-        if not matched:
-            problems.append(f"{pattern}: no files match")
-        for path in matched:
-            live = os.path.abspath(sources.live_path_of(path))
-            if os.path.isdir(live):
-                problems.append(f"{live}: is a directory")
-            elif live not in paths:
-                paths.append(live)
-    return paths, problems

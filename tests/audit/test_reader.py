@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from cni_logger.audit import reader, sources
+from cni_logger.audit import lines, sources
 from cni_logger.audit.output import Progress
 from cni_logger.audit.reader import Scan
+from cni_logger.filesink import live_path_of
 
 STAMP = "2026-11-28T02:20:{:02d}.000000Z"
 
@@ -97,7 +98,7 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
 
 
 def test_overlong_lines_are_dropped_without_holding_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "MAX_LINE", 1000)
+    monkeypatch.setattr(lines, "MAX_LINE", 1000)
     monkeypatch.setattr(sources, "CHUNK", 300)
     log = tmp_path / "cni.log"
     log.write_bytes(event(0) + b"\n" + b"x" * 5000 + b"\n" + event(1) + b"\n" + b"y" * 3000)
@@ -165,9 +166,9 @@ def test_trails_are_merged_by_time(tmp_path: Path) -> None:
 def test_resolve_names_trails_and_problems(tmp_path: Path) -> None:
     log = write_trail(tmp_path, {"20261128T010000.000000Z": [0], "": [1]}, gz=("20261128T010000.000000Z",))
     backup = str(log) + ".20261128T010000.000000Z.gz"
-    assert sources.live_path_of(backup) == str(log)
-    assert sources.live_path_of(str(log) + ".20261128T010000.000000Z-3") == str(log)
-    assert sources.live_path_of(str(log) + ".1") == str(log) + ".1"
+    assert live_path_of(backup) == str(log)
+    assert live_path_of(str(log) + ".20261128T010000.000000Z-3") == str(log)
+    assert live_path_of(str(log) + ".1") == str(log) + ".1"
     trails, problems = sources.resolve([backup, str(log), str(tmp_path / "cni.*")])
     assert (trails, problems) == ([sources.Trail(str(log))], [])
     trails, problems = sources.resolve([str(tmp_path / "missing.log"), str(tmp_path), str(tmp_path / "*.x")])
