@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from cni_logger.audit import DEFAULT_LOG_FILE, output, record, sources
+from cni_logger.audit import output, record, sources
 from cni_logger.audit.intervals import Interval, Tracker
 from cni_logger.audit.output import FOUND, NOTHING, USAGE, Out, Table, milliseconds
 from cni_logger.audit.query import Filter, address_spellings
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, human_duration, short, to_epoch
+from cni_logger.filesink import DEFAULT_LOG_FILE
 
 SHORT_ID = 12
 
