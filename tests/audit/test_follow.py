@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cni_logger.audit import lines
 from cni_logger.audit.follow import Tail
 from tests.audit.conftest import prev_result
 from tests.audit.helpers import CLI
@@ -117,6 +118,22 @@ def test_tail_finishes_the_old_file_keeps_late_lines_and_holds_partial_ones(tmp_
     tail.close()
 
 
+
+
+def test_tail_drops_an_overlong_line_without_holding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lines, "MAX_LINE", 100)
+    log = tmp_path / "cni.log"
+    log.write_bytes(b"")
+    dropped: list[int] = []
+    tail = Tail(str(log), on_drop=lambda: dropped.append(1))
+    with open(log, "ab") as out:
+        out.write(b"a1\n" + b"x" * 1000)
+        out.flush()
+        assert (tail.poll(0.0), dropped) == ([b"a1"], [1])
+        assert tail.current is not None and tail.current.lines.rest == b""  # nothing of it is held
+        out.write(b"x" * 1000 + b"\nb1\n")
+    assert (tail.poll(0.1), dropped) == ([b"b1"], [1])  # the rest of it is passed over, up to its newline
+    tail.close()
 
 @pytest.mark.parametrize("argv", [
     ["follow", "--from-start", "--max-events", "2", "--timeout", "60", "--interval", "0.01"],

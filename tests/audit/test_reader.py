@@ -128,6 +128,39 @@ def test_gzip_members_truncation_and_corruption(tmp_path: Path) -> None:
     assert ids[:1] == ["0"] and len(warnings) == 1 and "damaged compressed data" in warnings[0]
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_a_read_error_mid_file_warns_once_and_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  compressed: bool) -> None:
+    """Plain and gzip files share one read loop; a failed read ends the file with one warning (a compressed
+    stream cut by it is not flushed, nor reported as truncated too)."""
+    monkeypatch.setattr(sources, "CHUNK", 64)
+    data = b"".join(event(n) + b"\n" for n in range(20))
+    path = tmp_path / "cni.log"
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    fd = os.open(path, os.O_RDONLY)
+    warnings: list[str] = []
+    pieces = sources.chunks(sources.OpenFile(str(path), fd, 0), lambda n: None, warnings.append)
+    got = next(pieces)
+    os.close(fd)  # every read fails from here on, as on a disk that returns EIO
+    got += b"".join(pieces)
+    assert got and len(got) < len(data) and data.startswith(got)
+    assert warnings == [f"{path}: Bad file descriptor; rest of the file skipped"]
+
+
+def test_inflate_is_fed_any_pieces_and_reads_concatenated_members() -> None:
+    data = [event(0) + b"\n", event(1) + b"\n"]
+    whole = gzip.compress(data[0]) + gzip.compress(data[1])
+    warnings: list[str] = []
+    inflate = sources.Inflate(warnings.append)
+    out = b"".join(piece for n in range(len(whole)) for piece in inflate.feed(whole[n:n + 1]))
+    out += b"".join(inflate.finish())
+    assert (out, warnings, inflate.stopped) == (b"".join(data), [], True)
+    inflate = sources.Inflate(warnings.append)
+    out = b"".join(inflate.feed(whole[:-30])) + b"".join(inflate.finish())
+    assert out.startswith(data[0]) and b"".join(data).startswith(out)  # what came before the cut
+    assert warnings == ["compressed data ends early (truncated file); read up to the cut"]
+
+
 def test_rotation_during_the_scan_reads_each_event_once(tmp_path: Path) -> None:
     """The live file is renamed to a backup (and a new live file started) after the scan began."""
     log = write_trail(tmp_path, {"20261128T010000.000000Z": [0, 1], "": [2, 3]})
