@@ -15,6 +15,12 @@ kernel guarantees instead:
   least one rotation old, so a writer still holding a just-rotated file never loses its line.
 
 Files are created 0640 and directories 0750; the path is never followed through a symlink.
+
+Backups are named ``<live path>.<UTC stamp>[-N]`` (``.gz`` added when compressed), and this module is
+the one place that knows it: ``backup_name`` makes a name, ``parse_backup_name`` and ``live_path_of``
+read one back, ``list_backups`` finds a live file's backups. Retention here and the audit reader
+(``cni_logger.audit.sources``) both go through them, so they always agree on what is a backup and
+on its age order. No ``re``: this module is on the plugin's path.
 """
 
 from __future__ import annotations
@@ -25,10 +31,79 @@ import os
 import stat
 import time
 
+DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
+"""The audit log's conventional path: what the README's examples configure and the tools read by default."""
 BACKUP_SUFFIX_GZ = ".gz"
 _TMP_MARK = ".tmp."
+"""Marks a file being compressed: ``<stem>.gz.tmp.<pid>``, renamed to ``<stem>.gz`` when complete."""
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 """Read-write so the last byte can be checked; with O_NONBLOCK a FIFO never blocks the open."""
+
+
+# -- backup names ----------------------------------------------------------------------------------
+
+
+def backup_stamp(now: float) -> str:
+    """The stamp of a backup made at ``now`` (UTC to the microsecond): ``20261128T021506.573253Z``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def backup_name(live: str, stamp: str, serial: int = 0) -> str:
+    """The backup path (its stem: without ``.gz``) of ``live`` with ``stamp``; ``serial`` > 0 tells apart
+    backups made within the same stamp (``-1``, ``-2`` ...)."""
+    return f"{live}.{stamp}-{serial}" if serial else f"{live}.{stamp}"
+
+
+def _is_stamp(text: str) -> bool:
+    """What follows ``<live>.`` in a backup's stem: a stamp, perhaps with ``-N`` (loosely: 8 digits, ``T``)."""
+    return len(text) >= 16 and text[:8].isdigit() and text[8] == "T"
+
+
+def parse_backup_name(path: str) -> tuple[str, str, bool] | None:
+    """``(live path, stem, compressed)`` when ``path`` is named like a backup, else ``None``.
+
+    The stem is the backup's path without ``.gz``; stems of one live file sort oldest first. A file
+    being compressed (``<stem>.gz.tmp.<pid>``) is not a backup: its stem is, while it exists.
+    """
+    directory, name = os.path.split(path)
+    if _TMP_MARK in name:
+        return None
+    compressed = name.endswith(BACKUP_SUFFIX_GZ)
+    stem = name[: -len(BACKUP_SUFFIX_GZ)] if compressed else name
+    dot = stem.rfind(".")
+    while dot > 0:  # the last ``.<stamp>`` (a live file's own name may look like a stamp too)
+        if _is_stamp(stem[dot + 1:]):
+            return os.path.join(directory, stem[:dot]), os.path.join(directory, stem), compressed
+        dot = stem.rfind(".", 0, dot)
+    return None
+
+
+def live_path_of(path: str) -> str:
+    """The live file whose backup ``path`` is (or is being compressed into); any other path itself."""
+    directory, name = os.path.split(path)
+    mark = name.find(BACKUP_SUFFIX_GZ + _TMP_MARK)
+    parsed = parse_backup_name(os.path.join(directory, name[:mark] if mark > 0 else name))
+    return parsed[0] if parsed else path
+
+
+def list_backups(live: str) -> list[str]:
+    """The backup stems (paths without ``.gz``) of the live file ``live``, oldest first."""
+    directory, basename = os.path.split(live)
+    prefix = basename + "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    stems: set[str] = set()
+    for name in names:
+        if name.startswith(prefix):
+            parsed = parse_backup_name(os.path.join(directory, name))
+            if parsed is not None and parsed[0] == live:
+                stems.add(parsed[1])
+    return sorted(stems)
+
+
+# -- the sink --------------------------------------------------------------------------------------
 
 
 class SinkError(Exception):
@@ -157,32 +232,17 @@ class RotatingFile:
             self._compress_in_background(backups[:-1])
 
     def _new_backup_name(self) -> str:
-        now = time.time()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-        name = f"{self.path}.{stamp}"
-        suffix = 0
+        stamp = backup_stamp(time.time())
+        serial = 0
+        name = backup_name(self.path, stamp)
         while os.path.lexists(name) or os.path.lexists(name + BACKUP_SUFFIX_GZ):
-            suffix += 1
-            name = f"{self.path}.{stamp}-{suffix}"
+            serial += 1
+            name = backup_name(self.path, stamp, serial)
         return name
 
     def backups(self) -> list[str]:
         """Backup stems (path without ``.gz``), oldest first."""
-        prefix = self.basename + "."
-        stems: set[str] = set()
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return []
-        for name in names:
-            if not name.startswith(prefix) or _TMP_MARK in name:
-                continue
-            rest = name[len(prefix):]
-            if rest.endswith(BACKUP_SUFFIX_GZ):
-                rest = rest[: -len(BACKUP_SUFFIX_GZ)]
-            if len(rest) >= 16 and rest[:8].isdigit() and rest[8] == "T":
-                stems.add(os.path.join(self.directory, prefix + rest))
-        return sorted(stems)
+        return list_backups(self.path)
 
     def _prune(self) -> list[str]:
         """Apply maxBackups and maxAge; return the backups that remain, oldest first."""

@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from cni_logger.filesink import backup_name, backup_stamp  # noqa: E402 - the plugin's own backup names
+
 CLI = REPO / ".venv" / "bin" / "cni-logger"
 NETWORK = "k8s-pod-network"
 SUBNET = "10.244.1"
@@ -114,8 +117,7 @@ class Trail:
         self.written += len(line)
         if self.out.tell() >= self.file_size:
             self.out.close()
-            stamp = now.strftime("%Y%m%dT%H%M%S.%fZ")
-            backup = self.live.with_name(f"{self.live.name}.{stamp}")
+            backup = Path(backup_name(str(self.live), backup_stamp(now.timestamp())))
             os.rename(self.live, backup)
             self.backups.append(backup)
             self.out = open(self.live, "wb")  # noqa: SIM115

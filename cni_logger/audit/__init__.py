@@ -4,7 +4,8 @@
 plugin writes, together with its rotated (and gzipped) backups, oldest first, in constant memory:
 
 * ``sources``  finds a trail's files and streams their bytes (gzip through zlib, in bounded pieces);
-* ``reader``   splits them into lines, merges several trails by time and classifies each line;
+* ``lines``    splits bytes into lines, with a cap on a line's length (for ``reader`` and ``follow``);
+* ``reader``   merges several trails' lines by time and classifies each line;
 * ``record``   reads the identifying fields of an event line without decoding all of it;
 * ``timeparse``, ``query``, ``intervals``, ``timeline``, ``stats``, ``follow``: the questions;
 * ``output``   tables, JSON lines, progress and the Unix exit-status conventions;
@@ -14,5 +15,6 @@ Nothing on the plugin's path imports this package: a runtime's ADD must not pay 
 tools (``tests/audit/test_plugin_path.py`` guards this).
 """
 
-DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
-"""Where ``--log-file`` points unless told otherwise: the path the README's examples configure."""
+TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"
+"""The times ``timeparse`` accepts, in a few words: for ``--help`` and for its own error messages. Here,
+not in ``timeparse``, because ``commands`` needs it while registering and must not import the parser."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cni_logger.audit import DEFAULT_LOG_FILE
+from cni_logger.audit import TIME_HELP
+from cni_logger.filesink import DEFAULT_LOG_FILE
+from cni_logger.skel import COMMANDS
 
-COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
-TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"
+COMMAND_NAMES = ", ".join(COMMANDS[:-1]) + " or " + COMMANDS[-1]
 
 
 def _time(text: str) -> str:
@@ -45,7 +46,7 @@ def _address(text: str) -> str:
 def _command(text: str) -> str:
     command = text.upper()
     if command not in COMMANDS:
-        raise argparse.ArgumentTypeError(f"invalid command {text!r}: expected one of {', '.join(COMMANDS)}")
+        raise argparse.ArgumentTypeError(f"invalid command {text!r}: expected {COMMAND_NAMES}")
     return command
 
 
@@ -84,7 +85,7 @@ def _filters_parent() -> argparse.ArgumentParser:
     group.add_argument("--namespace", "-n", default="", metavar="NAME", help="Kubernetes namespace; globs")
     group.add_argument("--network", default="", metavar="NAME", help="CNI network name; globs")
     group.add_argument("--command", dest="commands", action="append", type=_command, default=[],
-                       metavar="CMD", help="ADD, DEL, CHECK, GC, STATUS or VERSION; repeatable")
+                       metavar="CMD", help=f"{COMMAND_NAMES}; repeatable")
     group.add_argument("--outcome", choices=("success", "failure"), help="what the plugin answered")
     group.add_argument("--ip", type=_address, metavar="ADDR", help="an address the event names")
     group.add_argument("--since", type=_time, metavar="TIME", help=f"events at or after: {TIME_HELP}")

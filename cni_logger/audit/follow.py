@@ -7,8 +7,10 @@ writer that opened the file just before the rename finishes its line there. The 
 from its beginning. A file truncated in place (logrotate's ``copytruncate``) is read again from the
 start. A path that does not exist yet is waited for.
 
-A partial line (a write still in progress) is held until its newline arrives; one that never gets
-it (the writer was killed) is handed on when its file is given up, and is then skipped as damaged.
+Lines are split by ``lines.LineSplitter``, as the scans split them: a partial line (a write still
+in progress) is held until its newline arrives, and one that never gets it (the writer was killed) is
+handed on when its file is given up, and is then skipped as damaged; a line longer than any event
+could be is dropped and counted (``on_drop``) without being held.
 
 The wait between polls is a ``select`` on a pipe that the signal handlers write to
 (``signal.set_wakeup_fd``), so SIGINT and SIGTERM end the command at once, with status 0.
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from cni_logger.audit.lines import LineSplitter
+
 GRACE = 2.0
 """Seconds a rotated-away file is still read for late writers' lines."""
 READ_LIMIT = 8 << 20
@@ -32,10 +36,10 @@ READ_LIMIT = 8 << 20
 class _Open:
     """A descriptor being read, with its unfinished last line."""
 
-    def __init__(self, fd: int, ident: tuple[int, int]) -> None:
+    def __init__(self, fd: int, ident: tuple[int, int], on_drop: Callable[[], None]) -> None:
         self.fd = fd
         self.ident = ident
-        self.partial = b""
+        self.lines = LineSplitter(on_drop)
         self.offset = 0
         self.retire_at = 0.0
 
@@ -51,14 +55,12 @@ class _Open:
                 break
             done += len(data)
             self.offset += len(data)
-            parts = (self.partial + data).split(b"\n")
-            self.partial = parts.pop()
-            lines.extend(parts)
+            lines += self.lines.feed(data)
         return lines
 
     def close(self) -> list[bytes]:
         """Give the file up; an unfinished line is handed on (it will be counted as damaged)."""
-        rest = [self.partial + b"\n"] if self.partial else []
+        rest = [self.lines.rest + b"\n"] if self.lines.rest else []
         os.close(self.fd)
         return rest
 
@@ -66,8 +68,9 @@ class _Open:
 class Tail:
     """One followed path."""
 
-    def __init__(self, path: str, *, from_start: bool = False) -> None:
+    def __init__(self, path: str, *, from_start: bool = False, on_drop: Callable[[], None] = lambda: None) -> None:
         self.path = path
+        self.on_drop = on_drop
         self.current: _Open | None = None
         self.retired: list[_Open] = []
         self.current = self._open(at_end=not from_start)
@@ -78,7 +81,7 @@ class Tail:
         except OSError:
             return None
         st = os.fstat(fd)
-        handle = _Open(fd, (st.st_dev, st.st_ino))
+        handle = _Open(fd, (st.st_dev, st.st_ino), self.on_drop)
         if at_end:
             handle.offset = os.lseek(fd, 0, os.SEEK_END)
         return handle
@@ -101,7 +104,8 @@ class Tail:
         if current is not None and st is not None and (st.st_dev, st.st_ino) == current.ident:
             if st.st_size < current.offset:  # truncated in place: start again
                 os.lseek(current.fd, 0, os.SEEK_SET)
-                current.offset, current.partial = 0, b""
+                current.offset = 0
+                current.lines.reset()
             return lines
         if st is None:
             return lines  # rotated away and not recreated yet, or not created yet: keep waiting
@@ -160,13 +164,15 @@ class StopSignals:
 
 
 def follow(paths: list[str], on_line: Callable[[bytes], bool], *, interval: float, timeout: float | None,
-           from_start: bool = False, clock: Callable[[], float] = time.monotonic) -> str:
+           from_start: bool = False, on_drop: Callable[[], None] = lambda: None,
+           clock: Callable[[], float] = time.monotonic) -> str:
     """Poll ``paths`` until ``on_line`` returns False (enough events), a signal, or the timeout.
 
-    Returns why it stopped: ``"done"``, ``"signal"`` or ``"timeout"``.
+    ``on_drop`` hears of each overlong line dropped. Returns why it stopped: ``"done"``, ``"signal"``
+    or ``"timeout"``.
     """
     stops = StopSignals()
-    tails = [Tail(path, from_start=from_start) for path in paths]
+    tails = [Tail(path, from_start=from_start, on_drop=on_drop) for path in paths]
     deadline = None if timeout is None else clock() + timeout
     try:
         while True:

@@ -14,7 +14,7 @@ Every line is classified, and what is not an event is *skipped and counted*, nev
 * any other line (not JSON, JSON that is not an object with an ``event`` object, a cut-short write
   with or without the next event glued on, a last line without its newline) is decoded in full and
   counted as skipped unless it turns out to be an event after all (another writer's spacing, say);
-* blank lines are ignored; a line longer than ``MAX_LINE`` is dropped (and counted) without
+* blank lines are ignored; a line longer than ``lines.MAX_LINE`` is dropped (and counted) without
   holding it.
 """
 
@@ -25,11 +25,9 @@ import json
 from collections.abc import Callable, Iterator
 
 from cni_logger.audit import sources
+from cni_logger.audit.lines import LineSplitter
 from cni_logger.audit.output import Progress
 from cni_logger.audit.record import EVENT_START, Record, head_from_doc, head_from_line, is_canonical_line
-
-MAX_LINE = 1 << 20
-"""Events are at most 16 KiB; a "line" beyond this is garbage, dropped without buffering it."""
 
 Prefilter = Callable[[bytes], bool]
 
@@ -53,6 +51,10 @@ class Scan:
         if self._warn_sink is not None:
             self._warn_sink(message)
 
+    def count_skipped(self) -> None:
+        """One more line that is not an event."""
+        self.skipped += 1
+
     def _advance(self, nbytes: int) -> None:
         if self.progress is not None:
             self.progress.advance(nbytes)
@@ -75,30 +77,17 @@ class Scan:
                 handle.close()
 
     def _file_lines(self, handle: sources.OpenFile) -> Iterator[bytes]:
-        rest = b""
-        discarding = False  # inside an overlong line, until its newline
+        splitter = LineSplitter(self.count_skipped)
         progress = self.progress
         for chunk in sources.chunks(handle, self._advance, self.warn):
             self.data_bytes += len(chunk)
             if progress is not None:
                 progress.data = self.data_bytes
-            parts = (rest + chunk if rest else chunk).split(b"\n")
-            rest = parts.pop()
-            if discarding:
-                if not parts:
-                    rest = b""
-                    continue
-                del parts[0]
-                discarding = False
-            yield from parts
-            if len(rest) > MAX_LINE:
-                self.skipped += 1
-                rest = b""
-                discarding = True
-        if rest and not discarding:
+            yield from splitter.feed(chunk)
+        if splitter.rest:
             # No newline at the end: a write cut short, or one still in progress. The newline added
             # here keeps it from looking canonical, so it is decoded in full: kept only if complete.
-            yield rest + b"\n"
+            yield splitter.rest + b"\n"
 
     # -- records ----------------------------------------------------------------------------------
 

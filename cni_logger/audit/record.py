@@ -165,12 +165,6 @@ def namespace(doc: dict[str, Any]) -> str:
     return name or _text(_dict(_dict(doc.get("cni")).get("args")).get("K8S_POD_NAMESPACE"))
 
 
-def pod_label(doc: dict[str, Any]) -> str:
-    """``namespace/pod``, or just the pod or container name."""
-    name, space = pod(doc), namespace(doc)
-    return f"{space}/{name}" if space and name else name
-
-
 def _prev_result(doc: dict[str, Any]) -> dict[str, Any]:
     return _dict(_dict(doc.get("cni")).get("prev_result"))
 

@@ -1,7 +1,8 @@
 """A trail's files, oldest first, streamed as bytes in bounded pieces (gzip inflated on the fly).
 
 A *trail* is one configured ``logFile`` with its backups (``<file>.<UTC stamp>[-N]`` and the same
-with ``.gz``, as ``cni_logger.filesink`` names them). Any file of a trail stands for the whole trail:
+with ``.gz``: ``cni_logger.filesink`` names them, and its naming functions are the ones used here to
+find them and to tell them from other files). Any file of a trail stands for the whole trail:
 ``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
 (logrotate's ``.1``, ``.2.gz``) are trails of their own, and the reader merges trails by time.
 
@@ -16,28 +17,27 @@ processes), so:
 Every event that was in the trail when the scan started is read exactly once. (Not guaranteed: a
 trail that rotates twice during one scan, whose first new backup is gzipped before it is listed.)
 
-Gzip is inflated with ``zlib`` in pieces of at most ``CHUNK`` bytes of output, whatever the ratio,
-and concatenated gzip members are read like ``gunzip`` reads them. Compression is detected from the
-content (magic bytes), not the name.
+One read loop serves plain and compressed files alike (``chunks``); compression is detected from
+the content (magic bytes), not the name, and gzip is inflated by ``Inflate``, a step without I/O that
+the loop feeds: ``zlib`` in pieces of at most ``CHUNK`` bytes of output, whatever the ratio, with
+concatenated gzip members read like ``gunzip`` reads them. ``cni_logger.audit.lines`` splits the
+result into lines.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import re
 import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cni_logger.filesink import BACKUP_SUFFIX_GZ, RotatingFile
+from cni_logger.filesink import BACKUP_SUFFIX_GZ, list_backups, live_path_of
 
 CHUNK = 1 << 20
 """Bytes read (or inflated) at a time: large enough that per-call overhead vanishes, small for RSS."""
 _GZIP_MAGIC = b"\x1f\x8b"
-_BACKUP_NAME = re.compile(r"^(?P<live>.*)\.\d{8}T[^/]*$")
-_GLOB_CHARS = re.compile(r"[*?[]")
 
 
 @dataclass(frozen=True)
@@ -47,29 +47,14 @@ class Trail:
     live: str
 
 
-def live_path_of(path: str) -> str:
-    """The live file a path belongs to: a backup's stem without its stamp, otherwise the path itself."""
-    directory, name = os.path.split(path)
-    match = _BACKUP_NAME.match(name.removesuffix(BACKUP_SUFFIX_GZ).split(".gz.tmp.")[0])
-    return os.path.join(directory, match.group("live")) if match and match.group("live") else path
-
-
-def has_glob(pattern: str) -> bool:
-    return bool(_GLOB_CHARS.search(pattern))
-
-
 def resolve(patterns: list[str]) -> tuple[list[Trail], list[str]]:
     """The trails ``--log-file`` values name (globs expanded), in order, and a message per bad one."""
     trails: list[Trail] = []
     problems: list[str] = []
     for pattern in patterns:
-        if has_glob(pattern):
-            paths = sorted(glob.glob(pattern))
-            if not paths:
-                problems.append(f"{pattern}: no files match")
-                continue
-        else:
-            paths = [pattern]
+        paths = _expand(pattern)
+        if not paths:
+            problems.append(f"{pattern}: no files match")
         for path in paths:
             trail = Trail(os.path.abspath(live_path_of(path)))
             if trail in trails:
@@ -80,6 +65,29 @@ def resolve(patterns: list[str]) -> tuple[list[Trail], list[str]]:
             else:
                 trails.append(trail)
     return trails, problems
+
+
+def live_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
+    """The live files ``--log-file`` values name, for ``follow``: a glob must match something now, a
+    plain path need not exist yet (it is waited for); a message per bad one."""
+    paths: list[str] = []
+    problems: list[str] = []
+    for pattern in patterns:
+        matched = _expand(pattern)
+        if not matched:
+            problems.append(f"{pattern}: no files match")
+        for path in matched:
+            live = os.path.abspath(live_path_of(path))
+            if os.path.isdir(live):
+                problems.append(f"{live}: is a directory")
+            elif live not in paths:
+                paths.append(live)
+    return paths, problems
+
+
+def _expand(pattern: str) -> list[str]:
+    """A glob's matches, sorted; any other pattern is a path of its own."""
+    return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
 
 
 def _unreadable(trail: Trail) -> str:
@@ -102,7 +110,7 @@ def _unreadable(trail: Trail) -> str:
 
 def backups(trail: Trail) -> list[str]:
     """The trail's backup stems (without ``.gz``), oldest first."""
-    return RotatingFile(trail.live, 1, 0).backups()
+    return list_backups(trail.live)
 
 
 @dataclass
@@ -185,63 +193,83 @@ def total_size(trails: list[Trail]) -> int:
 def chunks(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str], None]) -> Iterator[bytes]:
     """The file's content in pieces of at most ``CHUNK`` bytes, inflated if it is gzip.
 
-    ``advance`` is told how many bytes were read from disk; ``warn`` hears about damaged compressed
-    data (what could be inflated before the damage is still yielded).
+    ``advance`` is told how many bytes were read from disk; ``warn`` hears about unreadable files and
+    damaged compressed data (what could be read or inflated before the damage is still yielded).
     """
-    try:
-        first = os.read(handle.fd, max(CHUNK, len(_GZIP_MAGIC)))
-    except OSError as exc:
-        warn(f"{handle.path}: {exc.strerror}; file skipped")
-        return
-    advance(len(first))
-    if first.startswith(_GZIP_MAGIC):
-        yield from _inflate(handle, first, advance, warn)
-        return
-    data = first
-    while data:
-        yield data
-        try:
-            data = os.read(handle.fd, CHUNK)
-        except OSError as exc:
-            warn(f"{handle.path}: {exc.strerror}; rest of the file skipped")
-            return
-        advance(len(data))
-
-
-def _inflate(handle: OpenFile, first: bytes, advance: Callable[[int], None],
-             warn: Callable[[str], None]) -> Iterator[bytes]:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    in_member = False  # fed data whose member has not ended yet
-    data = first
+    inflate: Inflate | None = None
+    size = max(CHUNK, len(_GZIP_MAGIC))  # the first read must see the whole magic, whatever CHUNK is
+    first = True
     while True:
         try:
-            if not data:  # end of file: whatever zlib still holds, then was the last member whole?
-                tail = inflater.flush()
-                if tail:
-                    yield tail
-                if in_member and not inflater.eof:
-                    warn(f"{handle.path}: compressed data ends early (truncated file); read up to the cut")
+            data = os.read(handle.fd, size)
+        except OSError as exc:
+            warn(f"{handle.path}: {exc.strerror}; {'file' if first else 'rest of the file'} skipped")
+            return  # nor is a compressed stream cut short here flushed: the file is not at its end
+        advance(len(data))
+        if first:
+            first, size = False, CHUNK
+            if data.startswith(_GZIP_MAGIC):
+                inflate = Inflate(lambda message: warn(f"{handle.path}: {message}"))
+        if inflate is None:
+            if not data:
                 return
+            yield data
+        elif not data:
+            yield from inflate.finish()
+            return
+        else:
+            yield from inflate.feed(data)
+            if inflate.stopped:
+                return
+
+
+class Inflate:
+    """gzip to its content, fed a piece at a time and without I/O of its own.
+
+    Output comes in pieces of at most ``CHUNK`` bytes. Damage is reported through ``warn`` and stops
+    the stream (``stopped``): the caller reads no further.
+    """
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._in_member = False
+        """Fed data whose member has not ended yet."""
+        self.stopped = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
             while data:
-                in_member = True
-                out = inflater.decompress(data, CHUNK)
-                data = inflater.unconsumed_tail
+                self._in_member = True
+                out = self._inflater.decompress(data, CHUNK)
+                data = self._inflater.unconsumed_tail
                 if out:
                     yield out
-                if inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
-                    in_member = False
-                    data = inflater.unused_data
+                if self._inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
+                    self._in_member = False
+                    data = self._inflater.unused_data
                     if data and not _GZIP_MAGIC.startswith(data[:2]):
                         if data.strip(b"\0"):
-                            warn(f"{handle.path}: data after the end of the compressed stream ignored")
+                            self._warn("data after the end of the compressed stream ignored")
+                        self.stopped = True
                         return
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         except zlib.error as exc:
-            warn(f"{handle.path}: damaged compressed data ({exc}); rest of the file skipped")
-            return
+            self._damaged(exc)
+
+    def finish(self) -> Iterator[bytes]:
+        """At the end of the file: whatever zlib still holds; then, was the last member whole?"""
         try:
-            data = os.read(handle.fd, CHUNK)
-        except OSError as exc:
-            warn(f"{handle.path}: {exc.strerror}; rest of the file skipped")
+            tail = self._inflater.flush()
+        except zlib.error as exc:
+            self._damaged(exc)
             return
-        advance(len(data))
+        if tail:
+            yield tail
+        if self._in_member and not self._inflater.eof:
+            self._warn("compressed data ends early (truncated file); read up to the cut")
+        self.stopped = True
+
+    def _damaged(self, exc: zlib.error) -> None:
+        self._warn(f"damaged compressed data ({exc}); rest of the file skipped")
+        self.stopped = True

@@ -19,11 +19,12 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
+from cni_logger.audit import TIME_HELP
+
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, with an offset, or a date alone) or relative (90s, 30m, 2h, 7d)"
 
 
 def parse_duration(text: str) -> float:

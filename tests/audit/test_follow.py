@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cni_logger.audit import lines
 from cni_logger.audit.follow import Tail
 from tests.audit.conftest import prev_result
 from tests.audit.helpers import CLI
@@ -115,3 +116,57 @@ def test_tail_finishes_the_old_file_keeps_late_lines_and_holds_partial_ones(tmp_
         out.write(b"c1\n")
     assert tail.poll(11.0) == [b"c1"]
     tail.close()
+
+
+
+
+def test_tail_drops_an_overlong_line_without_holding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lines, "MAX_LINE", 100)
+    log = tmp_path / "cni.log"
+    log.write_bytes(b"")
+    dropped: list[int] = []
+    tail = Tail(str(log), on_drop=lambda: dropped.append(1))
+    with open(log, "ab") as out:
+        out.write(b"a1\n" + b"x" * 1000)
+        out.flush()
+        assert (tail.poll(0.0), dropped) == ([b"a1"], [1])
+        assert tail.current is not None and tail.current.lines.rest == b""  # nothing of it is held
+        out.write(b"x" * 1000 + b"\nb1\n")
+    assert (tail.poll(0.1), dropped) == ([b"b1"], [1])  # the rest of it is passed over, up to its newline
+    tail.close()
+
+@pytest.mark.parametrize("argv", [
+    ["follow", "--from-start", "--max-events", "2", "--timeout", "60", "--interval", "0.01"],
+    ["events"],  # the scans split lines with the same splitter
+], ids=["follow", "events"])
+def test_an_overlong_line_is_dropped_in_bounded_memory_and_the_next_events_still_come_out(
+        tmp_path: Path, argv: list[str]) -> None:
+    """200 MB without a newline (here a hole, read as NUL bytes: what a crash can leave in a file) is dropped
+    and counted, never held: peak memory stays near the baseline (~20 MiB; follow reached 618 MiB before)."""
+    log = tmp_path / "cni.log"
+    config = {"cniVersion": "1.0.0", "name": "follow-net", "type": "logger", "logFile": str(log),
+              "logOptions": {"maxSize": 1024}, "prevResult": prev_result("10.9.0.1")}  # no rotation here
+
+    def add_event(cid: str) -> str:
+        run = run_plugin("ADD", config, env=cni_env("ADD", CNI_CONTAINERID=cid))
+        assert run.rc == 0, run.stderr
+        event_id: str = run.stderr_events[0]["event"]["id"]
+        return event_id
+
+    written = [add_event("before-the-long-line")]
+    with open(log, "r+b") as out:
+        out.seek(200 << 20, os.SEEK_END)
+        out.write(b"\n")
+    written.append(add_event("after-the-long-line"))
+    assert log.stat().st_size > 200 << 20
+    proc = subprocess.Popen([CLI, *argv, "--json", "--log-file", str(log)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()  # EOF on both: the command has ended
+    _, status, usage = os.wait4(proc.pid, 0)  # its own peak RSS, not that of other children of pytest
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["event"]["id"] for line in out.splitlines()] == written
+    assert b"skipped 1 lines" in err
+    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    assert peak_mib < 60, f"{argv[0]} peaked at {peak_mib:.0f} MiB"

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from cni_logger.audit import reader, sources
+from cni_logger.audit import lines, sources
 from cni_logger.audit.output import Progress
 from cni_logger.audit.reader import Scan
+from cni_logger.filesink import live_path_of
 
 STAMP = "2026-11-28T02:20:{:02d}.000000Z"
 
@@ -97,7 +98,7 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
 
 
 def test_overlong_lines_are_dropped_without_holding_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "MAX_LINE", 1000)
+    monkeypatch.setattr(lines, "MAX_LINE", 1000)
     monkeypatch.setattr(sources, "CHUNK", 300)
     log = tmp_path / "cni.log"
     log.write_bytes(event(0) + b"\n" + b"x" * 5000 + b"\n" + event(1) + b"\n" + b"y" * 3000)
@@ -125,6 +126,39 @@ def test_gzip_members_truncation_and_corruption(tmp_path: Path) -> None:
     Path(str(stem) + ".gz").write_bytes(bytes(broken))
     ids, _, warnings = scan(tmp_path / "cni.log")
     assert ids[:1] == ["0"] and len(warnings) == 1 and "damaged compressed data" in warnings[0]
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_a_read_error_mid_file_warns_once_and_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  compressed: bool) -> None:
+    """Plain and gzip files share one read loop; a failed read ends the file with one warning (a compressed
+    stream cut by it is not flushed, nor reported as truncated too)."""
+    monkeypatch.setattr(sources, "CHUNK", 64)
+    data = b"".join(event(n) + b"\n" for n in range(20))
+    path = tmp_path / "cni.log"
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    fd = os.open(path, os.O_RDONLY)
+    warnings: list[str] = []
+    pieces = sources.chunks(sources.OpenFile(str(path), fd, 0), lambda n: None, warnings.append)
+    got = next(pieces)
+    os.close(fd)  # every read fails from here on, as on a disk that returns EIO
+    got += b"".join(pieces)
+    assert got and len(got) < len(data) and data.startswith(got)
+    assert warnings == [f"{path}: Bad file descriptor; rest of the file skipped"]
+
+
+def test_inflate_is_fed_any_pieces_and_reads_concatenated_members() -> None:
+    data = [event(0) + b"\n", event(1) + b"\n"]
+    whole = gzip.compress(data[0]) + gzip.compress(data[1])
+    warnings: list[str] = []
+    inflate = sources.Inflate(warnings.append)
+    out = b"".join(piece for n in range(len(whole)) for piece in inflate.feed(whole[n:n + 1]))
+    out += b"".join(inflate.finish())
+    assert (out, warnings, inflate.stopped) == (b"".join(data), [], True)
+    inflate = sources.Inflate(warnings.append)
+    out = b"".join(inflate.feed(whole[:-30])) + b"".join(inflate.finish())
+    assert out.startswith(data[0]) and b"".join(data).startswith(out)  # what came before the cut
+    assert warnings == ["compressed data ends early (truncated file); read up to the cut"]
 
 
 def test_rotation_during_the_scan_reads_each_event_once(tmp_path: Path) -> None:
@@ -165,9 +199,9 @@ def test_trails_are_merged_by_time(tmp_path: Path) -> None:
 def test_resolve_names_trails_and_problems(tmp_path: Path) -> None:
     log = write_trail(tmp_path, {"20261128T010000.000000Z": [0], "": [1]}, gz=("20261128T010000.000000Z",))
     backup = str(log) + ".20261128T010000.000000Z.gz"
-    assert sources.live_path_of(backup) == str(log)
-    assert sources.live_path_of(str(log) + ".20261128T010000.000000Z-3") == str(log)
-    assert sources.live_path_of(str(log) + ".1") == str(log) + ".1"
+    assert live_path_of(backup) == str(log)
+    assert live_path_of(str(log) + ".20261128T010000.000000Z-3") == str(log)
+    assert live_path_of(str(log) + ".1") == str(log) + ".1"
     trails, problems = sources.resolve([backup, str(log), str(tmp_path / "cni.*")])
     assert (trails, problems) == ([sources.Trail(str(log))], [])
     trails, problems = sources.resolve([str(tmp_path / "missing.log"), str(tmp_path), str(tmp_path / "*.x")])

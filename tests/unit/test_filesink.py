@@ -359,6 +359,27 @@ def test_backups_lists_only_backup_stems(tmp_path: Path) -> None:
         "cni.log.20261128T021507.000001Z-1")]
 
 
+def test_backup_names_round_trip_and_sort_oldest_first() -> None:
+    live = "/var/log/cni/cni.log"
+    stamps = [filesink.backup_stamp(t) for t in (1764296106.5, 1764296106.75, 1764296107.0)]
+    names = [filesink.backup_name(live, stamps[0]), filesink.backup_name(live, stamps[0], 1),
+             filesink.backup_name(live, stamps[1]), filesink.backup_name(live, stamps[2])]
+    assert names[0] == "/var/log/cni/cni.log.20251128T021506.500000Z" and names[1].endswith("Z-1")
+    assert sorted(names) == names
+    for name in names:
+        assert filesink.parse_backup_name(name) == (live, name, False)
+        assert filesink.parse_backup_name(name + ".gz") == (live, name, True)
+        assert filesink.live_path_of(name + ".gz") == filesink.live_path_of(name + ".gz.tmp.42") == live
+    assert filesink.parse_backup_name(names[0] + ".gz.tmp.42") is None  # being compressed: not a backup yet
+    stamped_live = names[0]  # a live file whose own name looks like a backup's: its backups are its own
+    parsed = filesink.parse_backup_name(filesink.backup_name(stamped_live, stamps[2]))
+    assert parsed is not None and parsed[0] == stamped_live
+    for other in ("/var/log/cni/cni.log", "/var/log/cni/cni.log.1", "/var/log/cni/cni.log.2.gz",
+                  "/var/log/cni/.20251128T021506.500000Z", "/var/log/cni/cni.log.20251128"):
+        assert filesink.parse_backup_name(other) is None
+        assert filesink.live_path_of(other) == other
+
+
 def test_nothing_is_ever_truncated(tmp_path: Path) -> None:
     path = tmp_path / "cni.log"
     path.write_bytes(b'{"pre":"existing"}\n')  # written by an earlier version, or another node agent
