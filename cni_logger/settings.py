@@ -7,6 +7,8 @@ strict audit, in which case the invocation fails with code 7.
 
 from __future__ import annotations
 
+from cni_logger.redact import DEFAULT_REDACT_KEYS, fold_key, mask_value_shapes
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
@@ -14,17 +16,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_SIZE_MB = 100.0
 DEFAULT_MAX_BACKUPS = 5
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password", "passwd", "secret", "token", "key", "cert", "credential", "kubeconfig",
-    "auth", "bearer", "apikey", "cookie", "privatekey",
-)
-"""Substrings of key names (case-insensitive) whose values are masked anywhere in the config."""
 ROTATION_MODES = ("size", "external")
-
-
-def fold_key(name: str) -> str:
-    """Key names compare case-insensitively with ``_`` and ``-`` ignored (``X-Api-Id`` ~ ``x_api_id``)."""
-    return name.lower().replace("_", "").replace("-", "")
 
 
 class Settings:
@@ -52,9 +44,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _reject(settings: Settings, key: str, value: Any, expected: str, default: Any) -> None:
-    from cni_logger.redact import mask_value_shapes  # a rejected value may itself be a credential
-
-    shown = mask_value_shapes(repr(value))
+    shown = mask_value_shapes(repr(value))  # a rejected value may itself be a credential
     if len(shown) > 200:
         shown = shown[:200] + "..."
     settings.problems.append(f"invalid value for {key!r}: {shown} ({expected}); using the default {default!r}")

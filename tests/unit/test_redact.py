@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cni_logger import redact
-from cni_logger.settings import DEFAULT_REDACT_KEYS
+from cni_logger.redact import DEFAULT_REDACT_KEYS
 
 MASK = redact.MASK
 # A real-shaped service-account JWT (header {"alg":"RS256","kid":"..."}), not a live credential.
