@@ -10,8 +10,8 @@ JSON document to stdout: encoding and writing the answer happen inside its guard
 the plugin's or of the encoder's leaves stdout empty or holding a traceback.
 
 It imports only what every invocation needs (``os``, ``sys``, ``time``, ``select`` and the C JSON
-accelerator through ``jsonio``), so VERSION and STATUS are answered without loading ``json``, ``re``
-or the event pipeline.
+accelerator through ``jsonio``), so VERSION and STATUS are answered without loading ``json`` or
+``re``; whatever else a plugin needs it imports when it needs it.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ class Request:
 class Outcome:
     """What the plugin answers: a result document (ADD, VERSION), nothing, or an error.
 
-    ``suppressed`` holds an error that DEL swallowed: DEL must succeed, but the audit trail still
-    says what was wrong with the request.
+    ``suppressed`` holds an error that an ``always_succeed`` command (DEL, for most plugins) put up
+    with: the answer is success, but ``finish`` still learns what was wrong with the request.
     """
 
     __slots__ = ("error", "result", "suppressed")
