@@ -3,11 +3,12 @@
 Key names follow Multus (``logFile``, ``logToStderr``, ``logOptions``). A bad value never breaks the
 network: it is reported (key and value) and the default is used, unless ``failOnLogError`` asks for
 strict audit, in which case the invocation fails with code 7.
+
+The secret-key words and how key names compare belong to ``redact``; this module imports it only
+when a config adds words or a value is rejected, so VERSION and STATUS never load it.
 """
 
 from __future__ import annotations
-
-from cni_logger.redact import DEFAULT_REDACT_KEYS, fold_key, mask_value_shapes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
@@ -22,8 +23,8 @@ ROTATION_MODES = ("size", "external")
 class Settings:
     """Validated settings. ``problems`` lists every rejected value as a human-readable sentence."""
 
-    __slots__ = ("compress", "fail_on_log_error", "log_file", "log_to_stderr", "max_age_days",
-                 "max_backups", "max_size_bytes", "problems", "record_status", "redact_keys", "rotation")
+    __slots__ = ("compress", "extra_redact_keys", "fail_on_log_error", "log_file", "log_to_stderr", "max_age_days",
+                 "max_backups", "max_size_bytes", "problems", "record_status", "rotation")
 
     def __init__(self) -> None:
         self.log_to_stderr = True
@@ -35,8 +36,15 @@ class Settings:
         self.rotation = "size"
         self.fail_on_log_error = False
         self.record_status = False
-        self.redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+        self.extra_redact_keys: tuple[str, ...] = ()  # the config's redactKeys, folded
         self.problems: list[str] = []
+
+    @property
+    def redact_keys(self) -> tuple[str, ...]:
+        """Every key word whose values are masked: ``redact``'s defaults, then the config's additions."""
+        from cni_logger.redact import DEFAULT_REDACT_KEYS
+
+        return DEFAULT_REDACT_KEYS + self.extra_redact_keys
 
 
 def _is_number(value: Any) -> bool:
@@ -44,7 +52,9 @@ def _is_number(value: Any) -> bool:
 
 
 def _reject(settings: Settings, key: str, value: Any, expected: str, default: Any) -> None:
-    shown = mask_value_shapes(repr(value))  # a rejected value may itself be a credential
+    from cni_logger.redact import mask_value_shapes  # a rejected value may itself be a credential
+
+    shown = mask_value_shapes(repr(value))
     if len(shown) > 200:
         shown = shown[:200] + "..."
     settings.problems.append(f"invalid value for {key!r}: {shown} ({expected}); using the default {default!r}")
@@ -103,10 +113,14 @@ def load(config: dict[str, Any] | None) -> Settings:
     else:
         _reject(settings, "logOptions.rotation", rotation, f"expected one of {list(ROTATION_MODES)}", "size")
 
-    extra = config.get("redactKeys", [])
-    folded = [fold_key(k) for k in extra] if isinstance(extra, list) and all(isinstance(k, str) for k in extra) else []
-    if isinstance(extra, list) and len(folded) == len(extra) and all(folded):
-        settings.redact_keys = DEFAULT_REDACT_KEYS + tuple(folded)
-    else:
-        _reject(settings, "redactKeys", extra, "expected a list of key names", [])
+    if "redactKeys" in config:
+        from cni_logger.redact import fold_key
+
+        extra = config["redactKeys"]
+        words = extra if isinstance(extra, list) and all(isinstance(k, str) for k in extra) else []
+        folded = [fold_key(k) for k in words]
+        if isinstance(extra, list) and len(folded) == len(extra) and all(folded):
+            settings.extra_redact_keys = tuple(folded)
+        else:
+            _reject(settings, "redactKeys", extra, "expected a list of key names", [])
     return settings
