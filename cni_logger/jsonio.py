@@ -76,15 +76,11 @@ class _DecoderSettings:
 
     strict = True
     object_hook = None
-    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+    object_pairs_hook = None
     parse_float = staticmethod(_float)
     parse_int = staticmethod(_int)
     parse_constant = staticmethod(_reject_constant)
     memo: ClassVar[dict[str, Any]] = {}
-
-
-class _UniqueKeySettings(_DecoderSettings):
-    object_pairs_hook = staticmethod(_unique_object)
 
 
 def _raise_type_error(obj: Any) -> Any:
@@ -92,7 +88,6 @@ def _raise_type_error(obj: Any) -> Any:
 
 
 _scan: Callable[[str, int], tuple[Any, int]] | None = None
-_scan_unique: Callable[[str, int], tuple[Any, int]] | None = None
 _encode: Callable[[Any, int], Any] | None = None
 _encode_text: Callable[[Any, int], Any] | None = None
 
@@ -110,7 +105,6 @@ try:
     import _json
 
     _scan = _json.make_scanner(_DecoderSettings)  # type: ignore[arg-type]
-    _scan_unique = _json.make_scanner(_UniqueKeySettings)  # type: ignore[arg-type]
     _encode = _json.make_encoder(None, _raise_type_error, _json.encode_basestring_ascii, None, ":", ",",
                                  False, False, False)
     _encode_text = _json.make_encoder(None, _raise_type_error, _json.encode_basestring, None, ":", ",",
@@ -122,7 +116,7 @@ try:
             or not _hooks_honoured(_scan)):
         raise ValueError("_json behaves differently from json")
 except Exception:  # pragma: no cover - depends on the Python build
-    _scan = _scan_unique = _encode = _encode_text = None
+    _scan = _encode = _encode_text = None
 
 
 def loads(text: str, *, unique_keys: bool = False) -> Any:
@@ -131,11 +125,10 @@ def loads(text: str, *, unique_keys: bool = False) -> Any:
     Raises ``ValueError`` (``json.JSONDecodeError`` for syntax, ``DuplicateKeyError`` with
     ``unique_keys``) or ``RecursionError`` for nesting deeper than the interpreter's stack allows.
     """
-    scan = _scan_unique if unique_keys else _scan
-    if scan is not None:
+    if _scan is not None and not unique_keys:  # unique_keys is for operator tools: json's own path will do
         start = len(text) - len(text.lstrip(_WHITESPACE))
         try:
-            value, end = scan(text, start)
+            value, end = _scan(text, start)
         except Exception:
             # Invalid input. The scanner's own error path expects json.decoder to be loaded already
             # (3.11 raises SystemError otherwise), so let json parse it again and word the error.

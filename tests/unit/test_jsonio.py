@@ -23,7 +23,6 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
     """Each test runs on the C fast path and on the fallback a Python without ``_json`` would take."""
     if request.param == "json module":
         monkeypatch.setattr(jsonio, "_scan", None)
-        monkeypatch.setattr(jsonio, "_scan_unique", None)
     yield str(request.param)
 
 
