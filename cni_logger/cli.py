@@ -24,7 +24,9 @@ def main() -> None:
         deferred.install()
         skel.main_exit(plugin.run())
     if len(sys.argv) == 1:
-        sys.stderr.write(skel.about() + "\n")
+        from cni_logger.plugin import LoggerPlugin
+
+        sys.stderr.write(skel.about(LoggerPlugin()) + "\n")
         skel.main_exit(0)
     skel.main_exit(tool(sys.argv[1:]))
 
@@ -41,9 +43,10 @@ def tool(argv: list[str]) -> int:
     import importlib
 
     from cni_logger import __version__, skel
+    from cni_logger.plugin import LoggerPlugin
 
     parser = argparse.ArgumentParser(
-        prog="cni-logger", description=skel.about() + ". Run by a CNI runtime with CNI_COMMAND set.")
+        prog="cni-logger", description=skel.about(LoggerPlugin()) + ". Run by a CNI runtime with CNI_COMMAND set.")
     parser.add_argument("--version", action="version", version=f"cni-logger {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
 
+from cni_logger.events import ECS_VERSION  # the events' schema; a diagnostic follows the same one
+
 if TYPE_CHECKING:
     from typing import Any
 
 LOGGER_NAME = "cni-logger.diagnostics"
-ECS_VERSION = "9.4.0"
 
 
 class EcsJsonFormatter(JsonFormatter):

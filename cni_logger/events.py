@@ -11,31 +11,9 @@ The renamer and the renderer are written here rather than taken from ``structlog
 that module imports the standard library's ``logging`` bridge and traceback machinery, which costs
 a plugin process about a third of its start-up for two functions of a few lines.
 
-Schema (``ecs.version`` 9.4.0) — every field the plugin emits; the README shows an example line::
-
-    @timestamp        invocation start, UTC, ISO-8601 with microseconds and "Z"
-    message           one human sentence: command, interface, container, network, outcome
-    ecs.version       the ECS version these fields follow
-    log.level         info | warning (succeeded with a problem noted) | error (failed)
-    log.logger        "cni-logger"
-    event.kind        "event"
-    event.category    ADD/DEL: network, configuration; CHECK/STATUS: network; VERSION/GC: configuration
-    event.type        ADD: start, creation; DEL: end, deletion; GC: deletion; others: info
-    event.action      cni-add | cni-del | cni-check | cni-version | cni-gc | cni-status
-    event.outcome     success | failure
-    event.duration    nanoseconds spent in the plugin
-    event.id          random UUID, the de-duplication key for indexing
-    event.module / event.dataset / event.code   "cni" / "cni.audit" / CNI error code on failure
-    container.id      CNI_CONTAINERID
-    orchestrator.*    type "kubernetes", namespace, resource.{type "pod", name, id, ip} from K8S_POD_*
-    network.name      the CNI network name
-    host.name, host.hostname, process.pid, process.parent.pid, trace.id (from TRACEPARENT)
-    related.ip        addresses of the previous result, without prefix length
-    error.*           code, message, type: why the invocation failed (or what DEL put up with)
-    cni.command, cni.container_id, cni.netns, cni.ifname, cni.path (list), cni.args (mapping),
-    cni.version, cni.plugin_type, cni.config (redacted, without prevResult),
-    cni.prev_result.{cni_version, interfaces, ips, routes, dns}, cni.valid_attachments (GC),
-    cni.warnings      problems the logger noted (invalid settings, a sink that failed)
+The fields and their meaning are documented once, in the README ("The event"), and checked against
+the ECS field definitions by ``tests/ecs``; ``ECS_VERSION`` below is the one place the schema
+version is named (the diagnostics follow it too).
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The logger plugin: pass the network through unchanged and record what happened.
 
-``skel`` does the CNI plumbing; this module decides what the logger answers and when and where
-an event is recorded:
+``skel`` does the CNI plumbing; this module declares what the skeleton applies (the ``about`` text,
+the versions, the internal-error wording, DEL always succeeding) and decides what the logger answers
+and when and where an event is recorded:
 
 * ADD answers the ``prevResult`` in the config's version; the other commands answer nothing.
 * Every ADD, DEL, CHECK and GC is recorded. STATUS (asked every few seconds under CNI 1.1.0) is
   recorded only with ``recordStatus: true`` or when it fails; VERSION, which carries no network
   config, only when ``CNI_LOGGER_RECORD_VERSION=1`` is in the runtime's environment (stderr only).
   Unrecorded invocations never import the event pipeline.
-* Fail-open: a sink that cannot be written is reported on stderr and the answer stands. With
+* Fail-open: a sink that cannot be written, or a failure while recording, is reported on stderr and
+  the answer stands. With
   ``failOnLogError: true`` ADD fails with code 11, STATUS reports code 50 while the file sink is
   unusable, and an invalid logger setting fails with code 7; DEL always succeeds.
 """
@@ -52,6 +54,11 @@ def file_sink(conf: Settings) -> RotatingFile | None:
 class LoggerPlugin:
     """Implements ``skel.Plugin`` for the ``logger`` type."""
 
+    about = "CNI logger plugin: records an audit event for every invocation"
+    versions = skel.SUPPORTED_VERSIONS  # a pass-through has nothing version-specific: every spec version
+    internal_error = "internal error in cni-logger"
+    always_succeed = frozenset({"DEL"})  # a runtime must always be able to tear a chain down
+
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
@@ -92,6 +99,15 @@ class LoggerPlugin:
         return True
 
     def finish(self, request: Request, outcome: Outcome) -> Outcome:
+        """Record the invocation; a failure while recording is reported and never changes the answer."""
+        try:
+            return self._record(request, outcome)
+        except Exception as exc:
+            text = f"{self.internal_error} while recording the event: {type(exc).__name__}: {exc}"
+            _write_stderr(text.replace("\n", "\\n").encode("utf-8", "backslashreplace") + b"\n")
+            return outcome
+
+    def _record(self, request: Request, outcome: Outcome) -> Outcome:
         conf = settings.load(request.config)
         warnings = list(conf.problems)
         if conf.problems:

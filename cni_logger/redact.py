@@ -12,14 +12,17 @@ surrogates (undecodable bytes), which would make the rendered line unencodable.
 
 from __future__ import annotations
 
-from cni_logger.settings import fold_key
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "password", "passwd", "secret", "token", "key", "cert", "credential", "kubeconfig",
+    "auth", "bearer", "apikey", "cookie", "privatekey",
+)
+"""Substrings of key names (compared folded, see ``fold_key``) whose values are masked anywhere in the config."""
 MASK = "[REDACTED]"
 MAX_STRING_CHARS = 2048
 """Longer strings are cut: a single value must not push an event past the line limit."""
@@ -49,8 +52,13 @@ def safe_text(value: str) -> str:
     return value
 
 
+def fold_key(name: str) -> str:
+    """Key names compare case-insensitively with ``_`` and ``-`` ignored (``X-Api-Id`` ~ ``x_api_id``)."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
-    """Whether ``key`` contains one of ``secret_keys`` (already folded by ``settings.fold_key``)."""
+    """Whether ``key`` contains one of ``secret_keys`` (already folded by ``fold_key``)."""
     folded = fold_key(key)
     return any(part in folded for part in secret_keys)
 

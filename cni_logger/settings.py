@@ -3,6 +3,9 @@
 Key names follow Multus (``logFile``, ``logToStderr``, ``logOptions``). A bad value never breaks the
 network: it is reported (key and value) and the default is used, unless ``failOnLogError`` asks for
 strict audit, in which case the invocation fails with code 7.
+
+The secret-key words and how key names compare belong to ``redact``; this module imports it only
+when a config adds words or a value is rejected, so VERSION and STATUS never load it.
 """
 
 from __future__ import annotations
@@ -14,24 +17,14 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_SIZE_MB = 100.0
 DEFAULT_MAX_BACKUPS = 5
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password", "passwd", "secret", "token", "key", "cert", "credential", "kubeconfig",
-    "auth", "bearer", "apikey", "cookie", "privatekey",
-)
-"""Substrings of key names (case-insensitive) whose values are masked anywhere in the config."""
 ROTATION_MODES = ("size", "external")
-
-
-def fold_key(name: str) -> str:
-    """Key names compare case-insensitively with ``_`` and ``-`` ignored (``X-Api-Id`` ~ ``x_api_id``)."""
-    return name.lower().replace("_", "").replace("-", "")
 
 
 class Settings:
     """Validated settings. ``problems`` lists every rejected value as a human-readable sentence."""
 
-    __slots__ = ("compress", "fail_on_log_error", "log_file", "log_to_stderr", "max_age_days",
-                 "max_backups", "max_size_bytes", "problems", "record_status", "redact_keys", "rotation")
+    __slots__ = ("compress", "extra_redact_keys", "fail_on_log_error", "log_file", "log_to_stderr", "max_age_days",
+                 "max_backups", "max_size_bytes", "problems", "record_status", "rotation")
 
     def __init__(self) -> None:
         self.log_to_stderr = True
@@ -43,8 +36,15 @@ class Settings:
         self.rotation = "size"
         self.fail_on_log_error = False
         self.record_status = False
-        self.redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
+        self.extra_redact_keys: tuple[str, ...] = ()  # the config's redactKeys, folded
         self.problems: list[str] = []
+
+    @property
+    def redact_keys(self) -> tuple[str, ...]:
+        """Every key word whose values are masked: ``redact``'s defaults, then the config's additions."""
+        from cni_logger.redact import DEFAULT_REDACT_KEYS
+
+        return DEFAULT_REDACT_KEYS + self.extra_redact_keys
 
 
 def _is_number(value: Any) -> bool:
@@ -113,10 +113,14 @@ def load(config: dict[str, Any] | None) -> Settings:
     else:
         _reject(settings, "logOptions.rotation", rotation, f"expected one of {list(ROTATION_MODES)}", "size")
 
-    extra = config.get("redactKeys", [])
-    folded = [fold_key(k) for k in extra] if isinstance(extra, list) and all(isinstance(k, str) for k in extra) else []
-    if isinstance(extra, list) and len(folded) == len(extra) and all(folded):
-        settings.redact_keys = DEFAULT_REDACT_KEYS + tuple(folded)
-    else:
-        _reject(settings, "redactKeys", extra, "expected a list of key names", [])
+    if "redactKeys" in config:
+        from cni_logger.redact import fold_key
+
+        extra = config["redactKeys"]
+        words = extra if isinstance(extra, list) and all(isinstance(k, str) for k in extra) else []
+        folded = [fold_key(k) for k in words]
+        if isinstance(extra, list) and len(folded) == len(extra) and all(folded):
+            settings.extra_redact_keys = tuple(folded)
+        else:
+            _reject(settings, "redactKeys", extra, "expected a list of key names", [])
     return settings

@@ -1,13 +1,17 @@
 """The CNI protocol skeleton: environment, stdin, version checks, dispatch and the one JSON answer.
 
-This module knows the CNI specification (0.1.0 to 1.1.0) and nothing about logging. It mirrors the
-Go ``pkg/skel`` of the reference plugins: a plugin supplies one callable per operation and a
-``finish`` hook, and the skeleton turns the runtime's environment and stdin into a ``Request``,
-refuses bad input with the spec's error object, and writes exactly one JSON document to stdout.
+This module knows the CNI specification (0.1.0 to 1.1.0) and nothing about any plugin. It mirrors
+the Go ``pkg/skel`` of the reference plugins: a plugin supplies one callable per operation and a
+``finish`` hook, and declares what Go's ``PluginMainFuncs`` takes as arguments (its ``about`` text and
+supported versions) plus the wording of its internal error and the commands that must succeed
+whatever happens. The skeleton turns the runtime's environment and stdin into a ``Request``, refuses
+bad input with the spec's error object, applies what the plugin declared, and writes exactly one
+JSON document to stdout: encoding and writing the answer happen inside its guard, so no failure of
+the plugin's or of the encoder's leaves stdout empty or holding a traceback.
 
 It imports only what every invocation needs (``os``, ``sys``, ``time``, ``select`` and the C JSON
-accelerator through ``jsonio``), so VERSION and STATUS are answered without loading ``json``, ``re``
-or the event pipeline.
+accelerator through ``jsonio``), so VERSION and STATUS are answered without loading ``json`` or
+``re``; whatever else a plugin needs it imports when it needs it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ else:
     Protocol = object
 
 SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+"""The spec versions this skeleton implements (Go's ``version.All``); a plugin declares which it supports."""
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 COMMANDS: tuple[str, ...] = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 
@@ -40,6 +45,8 @@ ERR_INVALID_NETWORK_CONFIG = 7
 ERR_TRY_AGAIN_LATER = 11
 ERR_PLUGIN_NOT_AVAILABLE = 50
 ERR_LIMITED_CONNECTIVITY = 51
+ERR_INTERNAL = 100
+"""The plugin itself failed (a bug): codes 0-99 are the spec's, "100 and up" are free for plugins."""
 
 MAX_STDIN_BYTES = 16 * 1024 * 1024
 """Larger network configs are refused: no real config comes close, and reading must stay bounded."""
@@ -126,8 +133,8 @@ class Request:
 class Outcome:
     """What the plugin answers: a result document (ADD, VERSION), nothing, or an error.
 
-    ``suppressed`` holds an error that DEL swallowed: DEL must succeed, but the audit trail still
-    says what was wrong with the request.
+    ``suppressed`` holds an error that an ``always_succeed`` command (DEL, for most plugins) put up
+    with: the answer is success, but ``finish`` still learns what was wrong with the request.
     """
 
     __slots__ = ("error", "result", "suppressed")
@@ -144,7 +151,16 @@ class Outcome:
 
 
 class Plugin(Protocol):
-    """The operations a plugin implements on top of the skeleton."""
+    """What a plugin declares and implements on top of the skeleton."""
+
+    about: str
+    """What the plugin is, one line: printed with the supported versions when there is no CNI_COMMAND."""
+    versions: tuple[str, ...]
+    """The spec versions it supports (a subset of ``SUPPORTED_VERSIONS``): VERSION lists them, others get code 1."""
+    internal_error: str
+    """The ``msg`` of the ``ERR_INTERNAL`` error object answered when the plugin or the encoder fails."""
+    always_succeed: frozenset[str]
+    """Commands answered with success whatever went wrong; the error is kept as ``Outcome.suppressed``."""
 
     def add(self, request: Request) -> dict[str, Any]: ...
     def check(self, request: Request) -> None: ...
@@ -216,13 +232,15 @@ def read_stdin(fd: int, limit: int = MAX_STDIN_BYTES, timeout: float = STDIN_TIM
 
 
 def decode_config(data: bytes) -> dict[str, Any]:
-    """Parse the network configuration JSON object from stdin (code 6 when it is not one)."""
+    """Parse the network configuration JSON object from stdin (code 6 when it is not one).
+
+    ``jsonio``'s reading policy is Go's: a number beyond float64 range, ``NaN`` or ``Infinity`` is a
+    decoding error here, as it is for every libcni-based plugin.
+    """
     try:
-        text = data.decode("utf-8")
+        config = jsonio.loads_bytes(data)
     except UnicodeDecodeError as exc:
         raise CNIError(ERR_DECODING_FAILURE, "error decoding network config", f"invalid UTF-8: {exc}") from exc
-    try:
-        config = jsonio.loads(text)
     except RecursionError as exc:
         raise CNIError(ERR_DECODING_FAILURE, "error decoding network config", "JSON nested too deeply") from exc
     except ValueError as exc:
@@ -245,10 +263,22 @@ def config_version(config: Mapping[str, Any]) -> str:
     return version
 
 
-def _check_name(kind: str, value: str, code: int) -> None:
+def _valid_name(value: str) -> bool:
     """Container ids and network names: ``^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`` as in pkg/utils."""
-    if not value or value[0] not in _NAME_FIRST or not _NAME_REST.issuperset(value):
-        raise CNIError(code, f"invalid characters in {kind}", value)
+    return bool(value) and value[0] in _NAME_FIRST and _NAME_REST.issuperset(value)
+
+
+def network_name_problem(name: object) -> str | None:
+    """Why libcni's ``pkg/utils.ValidateNetworkName`` refuses ``name`` (the config's ``name`` value), or None.
+
+    The one network-name rule: the skeleton answers it as code 7, the installer refuses to install
+    into a network whose every ADD would fail with it.
+    """
+    if not isinstance(name, str) or not name:
+        return "missing network name"
+    if not _valid_name(name):
+        return f"invalid characters in network name {name!r}"
+    return None
 
 
 def _check_ifname(ifname: str) -> None:
@@ -270,24 +300,25 @@ def validate(request: Request, environ: Mapping[str, str]) -> None:
     if missing:
         raise CNIError(ERR_INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
     if request.command in ("ADD", "CHECK", "DEL"):
-        _check_name("CNI_CONTAINERID", request.container_id, ERR_INVALID_ENVIRONMENT)
+        if not _valid_name(request.container_id):
+            raise CNIError(ERR_INVALID_ENVIRONMENT, "invalid characters in CNI_CONTAINERID", request.container_id)
         _check_ifname(request.ifname)
 
 
-def parse(request: Request, environ: Mapping[str, str], stdin_fd: int) -> None:
-    """Fill ``request`` from stdin and check it; raises CNIError on the first problem."""
+def parse(request: Request, environ: Mapping[str, str], stdin_fd: int,
+          versions: tuple[str, ...] = SUPPORTED_VERSIONS) -> None:
+    """Fill ``request`` from stdin and check it against ``versions``; raises CNIError on the first problem."""
     request.stdin = read_stdin(stdin_fd)
     request.config = decode_config(request.stdin)
     request.cni_version = config_version(request.config)
     validate(request, environ)
-    name = request.config.get("name")
-    if not isinstance(name, str) or not name:
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing network name")
-    _check_name("network name", name, ERR_INVALID_NETWORK_CONFIG)
-    if request.cni_version not in SUPPORTED_VERSIONS:
+    problem = network_name_problem(request.config.get("name"))
+    if problem:
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, problem)
+    if request.cni_version not in versions:
         raise CNIError(
             ERR_INCOMPATIBLE_VERSION, "incompatible CNI versions",
-            f'config is "{request.cni_version}", plugin supports {list(SUPPORTED_VERSIONS)}',
+            f'config is "{request.cni_version}", plugin supports {list(versions)}',
         )
     minimum = _MIN_VERSION.get(request.command)
     if minimum and version_tuple(request.cni_version) < version_tuple(minimum):
@@ -297,14 +328,14 @@ def parse(request: Request, environ: Mapping[str, str], stdin_fd: int) -> None:
         )
 
 
-def version_answer(request: Request) -> dict[str, Any]:
+def version_answer(request: Request, versions: tuple[str, ...] = SUPPORTED_VERSIONS) -> dict[str, Any]:
     """VERSION: echo the protocol version the runtime asked in, list every supported version."""
     asked = ""
     try:
         asked = config_version(decode_config(request.stdin)) if request.stdin.strip() else ""
     except CNIError:
         asked = ""
-    return {"cniVersion": asked or LATEST_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}
+    return {"cniVersion": asked or versions[-1], "supportedVersions": list(versions)}
 
 
 def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdin_fd: int) -> Outcome:
@@ -315,8 +346,8 @@ def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdi
             request.stdin = read_stdin(stdin_fd)
         except CNIError:
             request.stdin = b""  # VERSION needs nothing from stdin; it must always answer
-        return Outcome(result=version_answer(request))
-    parse(request, environ, stdin_fd)
+        return Outcome(result=version_answer(request, plugin.versions))
+    parse(request, environ, stdin_fd, plugin.versions)
     handlers: dict[str, Callable[[Request], Any]] = {
         "ADD": plugin.add, "CHECK": plugin.check, "DEL": plugin.delete,
         "GC": plugin.gc, "STATUS": plugin.status,
@@ -325,9 +356,13 @@ def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdi
     return Outcome(result=result if request.command == "ADD" else None)
 
 
-def write_json(doc: Mapping[str, Any], fd: int = 1) -> None:
-    """Write one JSON document to stdout in a single write (compact, newline-terminated)."""
-    data = (jsonio.dumps(doc) + "\n").encode("ascii")
+def encode_answer(doc: Mapping[str, Any]) -> bytes:
+    """One JSON document as the runtime reads it: compact, ASCII-only, newline-terminated."""
+    return (jsonio.dumps(doc) + "\n").encode("ascii")
+
+
+def write_answer(data: bytes, fd: int = 1) -> None:
+    """Write the answer in as few writes as the pipe allows."""
     try:
         while data:
             written = os.write(fd, data)
@@ -336,30 +371,59 @@ def write_json(doc: Mapping[str, Any], fd: int = 1) -> None:
         pass  # the runtime went away; there is nobody left to tell
 
 
+def _declared(plugin: Plugin, request: Request, outcome: Outcome) -> Outcome:
+    """The plugin's ``always_succeed`` policy applied to ``outcome``."""
+    if outcome.error is not None and request.command in plugin.always_succeed:
+        return Outcome(suppressed=outcome.error)
+    return outcome
+
+
+def _internal(plugin: Plugin, exc: BaseException) -> CNIError:
+    return CNIError(ERR_INTERNAL, plugin.internal_error, f"{type(exc).__name__}: {exc}")
+
+
+def _error_answer(plugin: Plugin, request: Request, error: CNIError) -> bytes:
+    version = request.cni_version if request.cni_version in plugin.versions else plugin.versions[-1]
+    return encode_answer(error.to_json(version))
+
+
 def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
-    """Serve one invocation: the whole life of a plugin process. Returns the exit status."""
+    """Serve one invocation: the whole life of a plugin process. Returns the exit status.
+
+    The result is encoded before ``finish`` sees the outcome, so a result that cannot be written is an
+    error the plugin records as such. Whatever ``finish`` or the encoder raises becomes an
+    ``ERR_INTERNAL`` error object (or, for an ``always_succeed`` command, success and a line on stderr).
+    """
     env = os.environ if environ is None else environ
     request = Request.from_environ(env)
+    answer = b""
     try:
         outcome = _dispatch(plugin, request, env, stdin_fd)
+        if outcome.result is not None:
+            answer = encode_answer(outcome.result)
     except CNIError as exc:
         outcome = Outcome(error=exc)
     except Exception as exc:  # a bug must still produce an error object, never a traceback on stdout
-        outcome = Outcome(error=CNIError(100, "internal error in cni-logger", f"{type(exc).__name__}: {exc}"))
-    if request.command == "DEL" and outcome.error is not None:
-        # DEL is best effort and must succeed, so a runtime can always tear the chain down.
-        outcome = Outcome(suppressed=outcome.error)
+        outcome = Outcome(error=_internal(plugin, exc))
+    outcome = _declared(plugin, request, outcome)
+    encoded = outcome.result
     try:
-        outcome = plugin.finish(request, outcome)
-    except Exception as exc:  # recording must never change the answer unless the plugin decided so
-        _stderr_line(f"cni-logger: internal error while recording the event: {type(exc).__name__}: {exc}")
-    if outcome.error is not None:
-        version = request.cni_version if request.cni_version in SUPPORTED_VERSIONS else LATEST_VERSION
-        write_json(outcome.error.to_json(version), stdout_fd)
-        return 1
-    if outcome.result is not None:
-        write_json(outcome.result, stdout_fd)
-    return 0
+        outcome = _declared(plugin, request, plugin.finish(request, outcome))
+        if outcome.error is not None:
+            answer = _error_answer(plugin, request, outcome.error)
+        elif outcome.result is None:
+            answer = b""
+        elif outcome.result is not encoded:
+            answer = encode_answer(outcome.result)
+    except Exception as exc:  # nobody recorded this: the answer says it, or stderr when the answer cannot
+        outcome = _declared(plugin, request, Outcome(error=_internal(plugin, exc)))
+        if outcome.error is not None:
+            answer = _error_answer(plugin, request, outcome.error)
+        else:
+            answer = b""
+            _stderr_line(f"{plugin.internal_error}: {type(exc).__name__}: {exc}")
+    write_answer(answer, stdout_fd)
+    return 0 if outcome.error is None else 1
 
 
 def _stderr_line(text: str) -> None:
@@ -369,9 +433,9 @@ def _stderr_line(text: str) -> None:
         pass
 
 
-def about() -> str:
-    return f"CNI logger plugin: records an audit event for every invocation. " \
-           f"CNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}"
+def about(plugin: Plugin) -> str:
+    """What the plugin is and which versions it speaks, as Go's skeleton prints it without CNI_COMMAND."""
+    return f"{plugin.about}\nCNI protocol versions supported: {', '.join(plugin.versions)}"
 
 
 def main_exit(code: int) -> None:

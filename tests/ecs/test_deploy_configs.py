@@ -14,7 +14,7 @@ import pytest
 from cni_logger import events as cni_events
 from cni_logger import redact
 from cni_logger.filesink import RotatingFile, compress_backup
-from cni_logger.settings import DEFAULT_REDACT_KEYS
+from cni_logger.redact import DEFAULT_REDACT_KEYS
 from tests.ecs.conftest import Recorded
 from tests.ecs.ecs_schema import (
     DEPLOY,

@@ -148,6 +148,56 @@ def test_undecodable_stdin(data: bytes, command: str) -> None:
         assert skel.LATEST_VERSION in doc["supportedVersions"]
 
 
+# Numbers Go's decoder refuses: libcni and Go plugins read every number as a float64, and a value beyond its
+# range is "json: cannot unmarshal number 1e400 into Go value of type float64" (a decoding error, code 6).
+OUT_OF_RANGE = ["1e400", "-1e400", "1.7976931348623159e308", "1" + "0" * 400]
+
+
+def number_config(log: Path, number: str, where: str) -> bytes:
+    """The logger config with ``number`` spliced in raw (json.dumps could not write it) at ``where``."""
+    text = json.dumps(net_config(log))
+    if where == "prevResult":
+        return text.replace('"dns": {}', f'"dns": {{}}, "mtu": {number}').encode()
+    return (text[:-1] + f', "mtu": {number}}}').encode()
+
+
+@pytest.mark.parametrize("where", ["config", "prevResult"])
+@pytest.mark.parametrize("number", OUT_OF_RANGE)
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
+def test_number_out_of_float64_range_is_a_decoding_error(tmp_path: Path, command: str, number: str,
+                                                         where: str) -> None:
+    log = tmp_path / "audit.log"
+    run = run_proc(command, stdin=number_config(log, number, where), env=cni_env(command))
+    doc = assert_sane(run, code=skel.ERR_DECODING_FAILURE)
+    assert number[:40] in doc["details"], doc
+    assert run.stdout.count(b"\n") == 1  # one document, nothing else
+    # The config could not be read, so neither could its logFile: the event goes to stderr only.
+    file_events(log, 0)
+    [event] = run.stderr_events
+    assert (event["event"]["outcome"], event["error"]["code"]) == ("failure", "6"), event
+
+
+@pytest.mark.parametrize("where", ["config", "prevResult"])
+@pytest.mark.parametrize("number", OUT_OF_RANGE[:2])
+def test_number_out_of_float64_range_del_succeeds_and_says_why(number: str, where: str, tmp_path: Path) -> None:
+    run = run_proc("DEL", stdin=number_config(tmp_path / "audit.log", number, where), env=cni_env("DEL"))
+    assert assert_sane(run) is None and run.stdout == b""
+    [event] = run.stderr_events
+    assert event["event"]["outcome"] == "success"
+    assert event["error"]["code"] == "6" and number in event["error"]["message"], event
+
+
+@pytest.mark.parametrize("number", ["1.7976931348623157e308", "-1.7976931348623157e308", "1e-400", "4.9e-324",
+                                    "1" + "0" * 300])
+def test_numbers_at_the_edge_of_float64_range_pass_through(tmp_path: Path, number: str) -> None:
+    log = tmp_path / "audit.log"
+    run = run_proc("ADD", stdin=number_config(log, number, "prevResult"))
+    doc = assert_sane(run)
+    assert doc["mtu"] == json.loads(number)
+    [event] = file_events(log, 1)
+    assert event["event"]["outcome"] == "success"
+
+
 def test_lone_surrogates_and_nul_escapes_in_json(tmp_path: Path) -> None:
     """Valid JSON that decodes to strings no encoder likes: passed through escaped, logged as valid UTF-8."""
     log = tmp_path / "audit.log"

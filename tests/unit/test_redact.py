@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cni_logger import redact
-from cni_logger.settings import DEFAULT_REDACT_KEYS
+from cni_logger.redact import DEFAULT_REDACT_KEYS
 
 MASK = redact.MASK
 # A real-shaped service-account JWT (header {"alg":"RS256","kid":"..."}), not a live credential.
@@ -255,3 +257,16 @@ def test_scrub_does_not_change_its_input() -> None:
     copy = json.loads(json.dumps(original))
     scrub(original)
     assert original == copy
+
+
+def test_redact_depends_on_no_other_module_of_the_plugin() -> None:
+    """The secret words and key folding live here; ``settings`` imports them, never the other way round."""
+    tree = ast.parse(Path(redact.__file__).read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert not [name for name in imported if name.startswith("cni_logger")], imported
+
+
+def test_fold_key_ignores_case_underscores_and_dashes() -> None:
+    assert redact.fold_key("X-Api_KEY") == "xapikey"
+    assert redact.is_secret_key("X-Api_Key", ("apikey",))

@@ -23,7 +23,7 @@ def assert_defaults(conf: settings.Settings, *, except_: tuple[str, ...] = ()) -
     expected = {
         "log_to_stderr": True, "log_file": None, "max_size_bytes": 100 * MB, "max_backups": 5,
         "max_age_days": 0.0, "compress": False, "rotation": "size", "fail_on_log_error": False,
-        "record_status": False, "redact_keys": settings.DEFAULT_REDACT_KEYS,
+        "record_status": False, "redact_keys": redact.DEFAULT_REDACT_KEYS,
     }
     for name, value in expected.items():
         if name not in except_:
@@ -48,7 +48,7 @@ def test_defaults(config: dict[str, Any] | None) -> None:
 def test_default_redact_keys_cover_the_documented_names() -> None:
     for name in ("password", "passwd", "secret", "token", "key", "cert", "credential", "kubeconfig",
                  "auth", "bearer", "apikey", "cookie", "privatekey"):
-        assert name in settings.DEFAULT_REDACT_KEYS
+        assert name in redact.DEFAULT_REDACT_KEYS
 
 
 # -- booleans --------------------------------------------------------------------------------------
@@ -238,8 +238,8 @@ def test_unknown_keys_are_ignored() -> None:
 
 def test_redact_keys_extend_the_defaults_lowercased() -> None:
     conf = settings.load(base(redactKeys=["SessionId", "pin"]))
-    assert conf.redact_keys[: len(settings.DEFAULT_REDACT_KEYS)] == settings.DEFAULT_REDACT_KEYS
-    assert conf.redact_keys[len(settings.DEFAULT_REDACT_KEYS):] == ("sessionid", "pin")
+    assert conf.redact_keys[: len(redact.DEFAULT_REDACT_KEYS)] == redact.DEFAULT_REDACT_KEYS
+    assert conf.redact_keys[len(redact.DEFAULT_REDACT_KEYS):] == ("sessionid", "pin")
     assert conf.problems == []
 
 
@@ -259,6 +259,6 @@ def test_extra_redact_key_with_separator_masks_the_exact_key(entry: str) -> None
 @pytest.mark.parametrize("value", ["token", [""], [1], ["ok", None], {"a": 1}, None])
 def test_invalid_redact_keys_keep_the_defaults(value: Any) -> None:
     conf = settings.load(base(redactKeys=value))
-    assert conf.redact_keys == settings.DEFAULT_REDACT_KEYS
+    assert conf.redact_keys == redact.DEFAULT_REDACT_KEYS
     problem = only_problem(conf)
     assert "'redactKeys'" in problem and repr(value) in problem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import threading
 from collections.abc import Iterator
@@ -302,3 +303,118 @@ def test_config_version_not_a_string_is_invalid_config() -> None:
     with pytest.raises(CNIError) as info:
         skel.config_version({"cniVersion": 1.0})
     assert info.value.code == 7
+
+
+# -- network_name_problem: the one network-name rule -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["n", "k8s-pod-network", "podman", "net_1.a-b", "0", "A"])
+def test_valid_network_names(name: str) -> None:
+    assert skel.network_name_problem(name) is None
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    (None, "missing network name"), ("", "missing network name"), (5, "missing network name"),
+    ("a b", "invalid characters in network name 'a b'"), ("-n", "invalid characters in network name '-n'"),
+    ("../x", "invalid characters in network name '../x'"), (".", "invalid characters in network name '.'"),
+    ("réseau", "invalid characters in network name 'réseau'"), ("n\n", "invalid characters in network name 'n\\n'"),
+])
+def test_invalid_network_names(name: object, problem: str) -> None:
+    assert skel.network_name_problem(name) == problem
+
+
+# -- run: what the plugin declares, and exactly one JSON document -----------------------------------
+
+
+class DeclaringPlugin:
+    """A minimal real plugin: ADD answers ``result``; ``finish`` keeps what it saw (or raises ``fail``)."""
+
+    about = "test plugin"
+    versions = ("0.4.0", "1.0.0")
+    internal_error = "internal error in the test plugin"
+    always_succeed = frozenset({"DEL"})
+
+    def __init__(self, result: dict[str, Any], fail: Exception | None = None) -> None:
+        self.result = result
+        self.fail = fail
+        self.seen: list[skel.Outcome] = []
+
+    def add(self, request: skel.Request) -> dict[str, Any]:
+        return self.result
+
+    def check(self, request: skel.Request) -> None:
+        raise CNIError(skel.ERR_INVALID_NETWORK_CONFIG, "check refused")
+
+    def delete(self, request: skel.Request) -> None:
+        raise CNIError(skel.ERR_INVALID_NETWORK_CONFIG, "delete refused")
+
+    def gc(self, request: skel.Request) -> None:
+        return None
+
+    def status(self, request: skel.Request) -> None:
+        return None
+
+    def finish(self, request: skel.Request, outcome: skel.Outcome) -> skel.Outcome:
+        self.seen.append(outcome)
+        if self.fail is not None:
+            raise self.fail
+        return outcome
+
+
+def serve(plugin: DeclaringPlugin, command: str, config: bytes, tmp_path: Path) -> tuple[int, bytes]:
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0"}
+    (tmp_path / "in").write_bytes(config)
+    with open(tmp_path / "in", "rb") as src, open(tmp_path / "out", "w+b") as out:
+        rc = skel.run(plugin, env, src.fileno(), out.fileno())
+        out.seek(0)
+        return rc, out.read()
+
+
+CONFIG = b'{"cniVersion": "1.0.0", "name": "n", "type": "t"}'
+
+
+def test_a_result_that_cannot_be_encoded_is_an_internal_error_the_plugin_sees(tmp_path: Path) -> None:
+    plugin = DeclaringPlugin({"cniVersion": "1.0.0", "mtu": float("inf")})
+    rc, out = serve(plugin, "ADD", CONFIG, tmp_path)
+    assert rc == 1 and out.count(b"\n") == 1
+    doc = skel.jsonio.loads_bytes(out)
+    assert (doc["code"], doc["msg"]) == (skel.ERR_INTERNAL, "internal error in the test plugin"), doc
+    assert doc["cniVersion"] == "1.0.0" and "ValueError" in doc["details"]
+    [seen] = plugin.seen  # finish recorded the failure, not a success
+    assert seen.error is not None and seen.error.code == skel.ERR_INTERNAL
+
+
+def test_a_failing_finish_hook_still_answers_one_error_object(tmp_path: Path) -> None:
+    rc, out = serve(DeclaringPlugin({"cniVersion": "1.0.0"}, fail=RuntimeError("boom")), "ADD", CONFIG, tmp_path)
+    doc = skel.jsonio.loads_bytes(out)
+    assert rc == 1 and (doc["code"], doc["details"]) == (skel.ERR_INTERNAL, "RuntimeError: boom")
+
+
+def test_always_succeed_commands_succeed_and_pass_the_error_on_as_suppressed(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    plugin = DeclaringPlugin({})
+    assert serve(plugin, "DEL", CONFIG, tmp_path) == (0, b"")
+    [seen] = plugin.seen
+    assert seen.ok and seen.suppressed is not None and seen.suppressed.msg == "delete refused"
+    assert serve(plugin, "CHECK", CONFIG, tmp_path)[0] == 1  # only the declared commands
+    failing = DeclaringPlugin({}, fail=RuntimeError("boom"))
+    assert serve(failing, "DEL", CONFIG, tmp_path) == (0, b"")
+    assert capfd.readouterr().err == "internal error in the test plugin: RuntimeError: boom\n"
+
+
+def test_the_declared_versions_are_the_ones_answered(tmp_path: Path) -> None:
+    plugin = DeclaringPlugin({"cniVersion": "1.0.0"})
+    rc, out = serve(plugin, "VERSION", b"", tmp_path)
+    assert rc == 0 and skel.jsonio.loads_bytes(out) == {"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0"]}
+    rc, out = serve(plugin, "ADD", CONFIG.replace(b"1.0.0", b"1.1.0"), tmp_path)
+    doc = skel.jsonio.loads_bytes(out)
+    assert rc == 1 and doc["code"] == skel.ERR_INCOMPATIBLE_VERSION and doc["cniVersion"] == "1.0.0", doc
+    assert skel.about(plugin) == "test plugin\nCNI protocol versions supported: 0.4.0, 1.0.0"
+
+
+def test_skel_says_nothing_about_the_logger() -> None:
+    """Every word the skeleton answers or prints comes from the plugin's declarations."""
+    tree = ast.parse(Path(skel.__file__).read_text())
+    texts = [node.value.lower() for node in ast.walk(tree) if isinstance(node, ast.Constant)
+             and isinstance(node.value, str)]
+    assert not [t for t in texts if "logger" in t or "audit" in t or "event" in t]
