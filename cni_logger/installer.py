@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cni_logger import atomicfile
+from cni_logger.install import atomicfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -533,7 +533,7 @@ def apply(plan: Plan, state_dir: str) -> None:
         if isinstance(step, Write):
             os.makedirs(os.path.dirname(step.path), mode=0o755, exist_ok=True)  # e.g. rkt's plugin dir
         if isinstance(step, Write) and step.launcher:
-            from cni_logger import launcher
+            from cni_logger.install import launcher
 
             launcher.write(step.path)
         elif isinstance(step, Write):
@@ -605,7 +605,7 @@ class _StateLock:
 
 def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
     """The launcher's path and its text when it must be (re)written, None when it is already current."""
-    from cni_logger import launcher
+    from cni_logger.install import launcher
 
     target = os.path.join(bin_dir, LOGGER_TYPE)
     text = launcher.render(sys.executable, launcher.import_paths())

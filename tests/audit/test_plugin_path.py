@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cni_logger import cli, launcher
+from cni_logger import cli
+from cni_logger.install import launcher
 from tests.conftest import REPO, cni_env
 
 PYTHON = str(REPO / ".venv" / "bin" / "python")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from cni_logger import atomicfile
+from cni_logger.install import atomicfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
