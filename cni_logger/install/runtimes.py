@@ -1,7 +1,7 @@
 """The runtimes the installer knows and the names it shares; ``Options``: what one install is asked to do.
 
-``cli`` imports this module to build its parsers (the runtime choices, the defaults in the help), and
-``cli.tool`` imports ``cli`` for every subcommand: so this module imports nothing.
+``install.cli`` imports this module to build its parsers (the runtime choices, the defaults in the help),
+and ``cni_logger.cli.tool`` imports ``install.cli`` for every subcommand: so this module imports nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ CILIUM_TYPE = "cilium-cni"
 class Runtime:
     """A runtime's rules: which files it loads, its default dirs, and whether it chains plugins.
 
-    (Plain classes here, not dataclasses: ``cli.tool`` imports this module, through ``install.cli``, for
-    every subcommand, and dataclasses costs more start-up time than the rest of the module.)
+    (Plain classes here, not dataclasses: ``cni_logger.cli.tool`` imports this module, through
+    ``install.cli``, for every subcommand, and dataclasses costs more start-up time than the rest of the module.)
     """
 
     __slots__ = ("bin_dir", "chaining", "conf_dir", "extensions", "name")
