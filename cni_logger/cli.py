@@ -31,7 +31,7 @@ def main() -> None:
     skel.main_exit(tool(sys.argv[1:]))
 
 
-COMMAND_MODULES: tuple[str, ...] = ("cni_logger.launcher", "cni_logger.installer", "cni_logger.audit.commands")
+COMMAND_MODULES: tuple[str, ...] = ("cni_logger.install.cli", "cni_logger.audit.commands")
 """Modules that provide operator subcommands: each has ``register(subparsers)``, which adds its
 parsers with ``set_defaults(run=<function taking the parsed args, returning an exit status>)``.
 They are imported only here, never on the plugin path."""

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cni_logger import installer
+from cni_logger.install import choose
 from tests.install.nodes import Node
 
 
 @pytest.fixture(autouse=True)
 def fast_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(installer, "SETTLE_SECONDS", 0.01)
+    monkeypatch.setattr(choose, "SETTLE_SECONDS", 0.01)
 
 
 @pytest.fixture

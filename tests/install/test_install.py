@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cni_logger import installer
+from cni_logger.install import atomicfile, launcher
+from cni_logger.install import content as new_content
 from tests.install.nodes import Node, shape
 
 LOGGER = {"type": "logger", "logFile": "/var/log/cni/cni-logger.log"}
@@ -478,25 +480,33 @@ def test_rkt_refuses_a_foreign_file_at_its_name_and_a_second_cni_logger_network(
 # Pieces
 
 
+def test_a_package_missing_for_this_interpreter_is_a_launcher_error_saying_what_to_run() -> None:
+    with pytest.raises(launcher.LauncherError) as caught:
+        launcher.import_paths(["cni_logger", "no_such_package_for_cni_logger"])
+    message = str(caught.value)
+    assert "'no_such_package_for_cni_logger' is not installed for " + sys.executable in message
+    assert "bin/cni-logger" in message
+
+
 def test_temporary_names_are_never_loaded_by_a_runtime() -> None:
     for ext in (".conf", ".conflist", ".json"):
-        assert not f".10-calico.conflist{installer.TMP_SUFFIX}".endswith(ext)
+        assert not f".10-calico.conflist{atomicfile.TMP_SUFFIX}".endswith(ext)
 
 
 def test_a_leftover_temporary_file_is_replaced(node: Node) -> None:
     node.put("10-flannel.conflist")
-    (node.net_d / f".10-flannel.conflist{installer.TMP_SUFFIX}").symlink_to("/etc/passwd")
+    (node.net_d / f".10-flannel.conflist{atomicfile.TMP_SUFFIX}").symlink_to("/etc/passwd")
     assert node.install()[0] == 0
-    assert not (node.net_d / f".10-flannel.conflist{installer.TMP_SUFFIX}").exists()
+    assert not (node.net_d / f".10-flannel.conflist{atomicfile.TMP_SUFFIX}").exists()
     assert Path("/etc/passwd").read_text()  # untouched, the symlink itself was replaced
 
 
 def test_style_detection() -> None:
-    assert installer._style(b'{"a":1}') == (None, (",", ":"), False)
-    assert installer._style(b'{"a": 1}\n') == (None, (", ", ": "), True)
-    assert installer._style(b'{\n\t"a": 1\n}') == ("\t", None, False)
-    assert installer._style(b'{\n    "a": 1\n}\n') == (4, None, True)
-    assert installer._style(None) == (2, None, True)
+    assert new_content._style(b'{"a":1}') == (None, (",", ":"), False)
+    assert new_content._style(b'{"a": 1}\n') == (None, (", ", ": "), True)
+    assert new_content._style(b'{\n\t"a": 1\n}') == ("\t", None, False)
+    assert new_content._style(b'{\n    "a": 1\n}\n') == (4, None, True)
+    assert new_content._style(None) == (2, None, True)
 
 
 def test_rkt_creates_its_directories_and_refuses_network(node: Node) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cni_logger import installer
+from cni_logger.install import cli as install_cli
 from tests.conftest import REPO
 from tests.install.nodes import shape
 
@@ -64,7 +64,7 @@ def test_daemonset_runs_on_every_node_before_pod_networking() -> None:
 def install_args(container: dict[str, Any]) -> argparse.Namespace:
     """The container's arguments as the entry point passes them to ``cni-logger install --watch``."""
     parser = argparse.ArgumentParser()
-    installer.register(parser.add_subparsers())
+    install_cli.register(parser.add_subparsers())
     env = {e["name"]: e["value"] for e in container.get("env", [])}
     return parser.parse_args(["install", "--watch", "--bin-dir", env["CNI_BIN_DIR"], *container["args"]])
 

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cni_logger import jsonio, launcher
+from cni_logger import jsonio
+from cni_logger.install import launcher
 from tests.conftest import REPO, cni_env
 
 PYTHON = str(REPO / ".venv" / "bin" / "python")

@@ -11,28 +11,30 @@ The file is replaced atomically (``atomicfile``), so a runtime never executes a 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 
-from cni_logger import atomicfile
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import argparse
-    from collections.abc import Iterable
+from cni_logger.install import atomicfile
 
 REQUIRED_PACKAGES = ("cni_logger", "structlog", "pythonjsonlogger")
+MARKER = b"# cni-logger CNI plugin launcher"
+"""The start of the header comment ``render`` writes: uninstall removes a bin-dir file only if it has it."""
+
+
+class LauncherError(Exception):
+    """The launcher cannot be written for this interpreter; the message says what to run instead."""
 
 
 def import_paths(packages: Iterable[str] = REQUIRED_PACKAGES) -> list[str]:
     """The ``sys.path`` entries the plugin's packages are installed in, in this interpreter."""
-    import importlib.util
-
     paths: list[str] = []
     for name in packages:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError(f"package {name!r} is not installed for {sys.executable}")
+            raise LauncherError(f"package {name!r} is not installed for {sys.executable}: run the cni-logger "
+                                "of the environment the plugin is installed in (e.g. <venv>/bin/cni-logger)")
         entry = os.path.dirname(os.path.abspath(next(iter(spec.submodule_search_locations))))
         if entry not in paths:
             paths.append(entry)
@@ -44,7 +46,7 @@ def render(python: str, paths: list[str]) -> str:
         raise ValueError(f"interpreter path must be absolute: {python!r}")
     return (
         f"#!{python} -IS\n"
-        "# cni-logger CNI plugin launcher, written by `cni-logger launcher` / `cni-logger install`.\n"
+        f"{MARKER.decode()}, written by `cni-logger launcher` / `cni-logger install`.\n"
         "# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
         "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
         "import sys\n"
@@ -61,18 +63,6 @@ def write(target: str, python: str | None = None, paths: list[str] | None = None
     return text
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``cni-logger launcher PATH``."""
-    parser = commands.add_parser("launcher", help="write the plugin executable (e.g. /opt/cni/bin/logger)")
-    parser.add_argument("path", help="where to write it; the file name is the CNI type, normally 'logger'")
-    parser.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        write(args.path)
-    except (OSError, RuntimeError, ValueError) as exc:
-        sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
-        return 1
-    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
-    return 0
+def is_launcher(data: bytes) -> bool:
+    """Whether a file's content is a launcher this module wrote (any version, for any interpreter)."""
+    return data.startswith(b"#!") and MARKER in data[:1024]

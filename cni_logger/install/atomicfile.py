@@ -10,10 +10,7 @@ given its mode and owner, and renamed over the target; then the directory is fsy
 from __future__ import annotations
 
 import os
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from collections.abc import Callable
 
 TMP_SUFFIX = ".cni-logger-tmp"
 

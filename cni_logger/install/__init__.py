@@ -1,0 +1,53 @@
+"""``cni-logger launcher``, ``install`` and ``uninstall``: put the logger into a node's CNI setup, and take it out.
+
+Install writes the plugin launcher into the CNI bin dir (first: CRI-O skips a whole network whose
+plugins are not all present), then appends ``{"type": "logger", ...}`` to the plugin list of the
+network the runtime uses. Appended *last*, because on ADD the runtime runs the list in order, so the
+logger receives the final result of every plugin before it as ``prevResult`` (and on DEL, run in
+reverse, it records the teardown before anything is removed).
+
+Which file is "the network the runtime uses" follows the runtimes' own rule: list ``*.conf``,
+``*.conflist`` and ``*.json`` (Podman: only ``*.conflist``; rkt: only ``*.conf``), sort the names
+lexicographically, take the first valid network config (rkt has no plugin lists: there the logger
+gets a network file of its own). containerd stops loading *every* network at
+the first file it cannot parse, where CRI-O and kubelet skip it; the installer skips such a file like
+CRI-O but says loudly that containerd will not start pods while it is there. A file the installer
+cannot rewrite without guessing (duplicate keys, which Go's decoder accepts silently, or a config the
+logger itself could not run in) is refused: a broken conflist stops containerd from loading any
+network, so nothing is written unless the result is certain to be valid.
+
+Every write goes to a temporary name that no runtime loads (``.<name>.cni-logger-tmp``: it does not
+end in ``.conf``, ``.conflist`` or ``.json``), is fsynced, takes the original's mode and owner, and is
+renamed over the target; nothing is written when the content would not change. What install changed
+is kept in a journal (``<state dir>/install.json``, mode 0600: it holds the original file, which may
+contain credentials such as Calico's token), so that uninstall restores the original byte for byte
+when nobody else changed the file since, and otherwise removes only ``type: logger`` entries.
+
+``--watch`` keeps running for a DaemonSet: agents such as Calico rewrite their file on restart (and
+non-atomically, so a parse error is retried before it is believed), so the entry is re-inserted
+whenever it disappears; SIGTERM removes the entry again but leaves the launcher, which pods set up with
+the logger still need for DEL.
+
+What lives where (one job per module; the order is the order of an install):
+
+- ``cli``: the subcommands' parsers; imported for every ``cni-logger`` subcommand, so it loads the rest
+  only when one of its commands runs.
+- ``runtimes``: each runtime's rules (which files it loads, its default dirs, whether it chains
+  plugins), the installer's names and defaults, and ``Options`` (one install's command line, resolved).
+- ``configs``: reading the conf dir strictly, as Go's decoder and libcni read it.
+- ``choose``: which file the runtime uses, and whether the logger could run in its network.
+- ``content``: the logger's entry, and a config with and without it, rendered in the file's own style.
+- ``plan``: what install or uninstall would write or remove (what ``--dry-run`` prints).
+- ``journal``: the state dir: what install changed, and the lock that serialises installers.
+- ``apply``: carrying out a plan atomically under the lock; one install or uninstall pass.
+- ``watch``: ``--watch``: re-insert the entry whenever it disappears; take it out on SIGTERM.
+- ``launcher``: the plugin executable a runtime runs.
+- ``atomicfile``: replacing a file all at once, or not at all.
+
+Nothing on the plugin's path (the top level of ``cni_logger``) imports this package; ``cni_logger.cli``
+names ``cni_logger.install.cli`` only as a string in ``COMMAND_MODULES``.
+"""
+
+
+class Refusal(Exception):
+    """A config the installer will not touch, or a step that failed; the message says why and what to do."""

@@ -1,0 +1,139 @@
+"""The command lines of ``cni-logger launcher``, ``install`` and ``uninstall``.
+
+``cni_logger.cli.tool`` imports this module (it is in ``COMMAND_MODULES``) for every subcommand, the
+audit ones too, to register the parsers: so it imports only ``runtimes`` for the choices and defaults,
+and each command imports the modules that do the work when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from cni_logger.install import Refusal
+from cni_logger.install.runtimes import DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cni-logger launcher PATH``, ``cni-logger install ...`` and ``cni-logger uninstall ...``."""
+    launcher = commands.add_parser("launcher", help="write the plugin executable (e.g. /opt/cni/bin/logger)")
+    launcher.add_argument("path", help="where to write it; the file name is the CNI type, normally 'logger'")
+    launcher.set_defaults(run=_run_launcher)
+
+    install = commands.add_parser(
+        "install", help="install the plugin and add it to the node's network config",
+        description="Write the launcher into the CNI bin dir and append the logger to the primary network's "
+                    "plugin list (the first valid config in the runtime's order), atomically and idempotently.")
+    install.add_argument("--runtime", choices=sorted(RUNTIMES), default="containerd",
+                         help="whose rules pick the file: containerd, crio (first valid .conf/.conflist/.json), "
+                              "podman (a named .conflist), rkt (a separate logger network) [containerd]")
+    install.add_argument("--conf-dir", help="CNI config dir [/etc/cni/net.d; rkt: /etc/rkt/net.d]")
+    install.add_argument("--bin-dir", help="CNI plugin dir [/opt/cni/bin; rkt: /usr/lib/rkt/plugins/net]")
+    install.add_argument("--conf-file", help="insert into this file (name in --conf-dir, or a path) instead of "
+                                             f"the primary one; rkt: the logger network's file [{RKT_FILE}]")
+    install.add_argument("--network", help="insert into the network of this name (CRI-O's cni_default_network)")
+    install.add_argument("--log-file", default=DEFAULT_LOG_FILE, help=f"audit log path [{DEFAULT_LOG_FILE}]")
+    install.add_argument("--fail-on-log-error", action="store_true", help="strict audit: failOnLogError true")
+    install.add_argument("--max-size", type=_number, metavar="MB", help="logOptions.maxSize")
+    install.add_argument("--max-backups", type=int, metavar="N", help="logOptions.maxBackups")
+    install.add_argument("--max-age", type=_number, metavar="DAYS", help="logOptions.maxAge")
+    install.add_argument("--compress", action="store_true", help="logOptions.compress true")
+    install.add_argument("--rotation", choices=("size", "external"), help="logOptions.rotation")
+    install.add_argument("--capabilities", metavar="LIST",
+                         help="comma-separated capabilities to receive, e.g. portMappings,bandwidth")
+    install.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                         help=f"where the install journal is kept [{DEFAULT_STATE_DIR}]")
+    install.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
+    install.add_argument("--watch", action="store_true",
+                         help="keep running: re-insert when the file is rewritten; uninstall on SIGTERM")
+    install.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                         help="--watch: seconds between checks [5]")
+    install.add_argument("--ready-file", help="--watch: exists while the logger is in place (readiness probe)")
+    install.set_defaults(run=_run_install)
+
+    uninstall = commands.add_parser(
+        "uninstall", help="undo what install recorded",
+        description="Remove what install added, as recorded in its journal: restore each file byte for byte "
+                    "if nobody changed it since, else remove only the logger entries; then the launcher.")
+    uninstall.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help=f"[{DEFAULT_STATE_DIR}]")
+    uninstall.add_argument("--keep-launcher", action="store_true",
+                           help="leave the plugin executable (pods set up with it may still need it for DEL)")
+    uninstall.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
+    uninstall.set_defaults(run=_run_uninstall)
+
+
+def _emitter(command: str) -> Callable[[list[str]], None]:
+    def emit(notes: list[str]) -> None:
+        for note in notes:
+            sys.stderr.write(f"cni-logger {command}: {note}\n")
+        sys.stderr.flush()
+
+    return emit
+
+
+def _run_launcher(args: argparse.Namespace) -> int:
+    from cni_logger.install import launcher
+
+    try:
+        launcher.write(args.path)
+    except (OSError, launcher.LauncherError, ValueError) as exc:
+        sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
+        return 1
+    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+    return 0
+
+
+def _run_install(args: argparse.Namespace) -> int:
+    from cni_logger.install.apply import install_once
+    from cni_logger.install.content import logger_entry
+    from cni_logger.install.watch import watch
+
+    emit = _emitter("install")
+    runtime = RUNTIMES[args.runtime]
+    try:
+        if args.watch and args.dry_run:
+            raise Refusal("--watch and --dry-run exclude each other")
+        if args.interval <= 0:
+            raise Refusal("--interval must be > 0")
+        capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
+        entry = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
+                             max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
+                             rotation=args.rotation, capabilities=capabilities)
+    except Refusal as exc:
+        emit([f"refused: {exc}"])
+        return 1
+    opts = Options(runtime=runtime, conf_dir=os.path.abspath(args.conf_dir or runtime.conf_dir),
+                   bin_dir=os.path.abspath(args.bin_dir or runtime.bin_dir), conf_file=args.conf_file,
+                   network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
+                   dry_run=args.dry_run)
+    if args.watch:
+        return watch(opts, args.interval, args.ready_file, emit)
+    notes: list[str] = []
+    try:
+        install_once(opts, notes)
+    except Refusal as exc:
+        emit([*notes, f"refused: {exc}"])
+        return 1
+    emit(notes)
+    return 0
+
+
+def _run_uninstall(args: argparse.Namespace) -> int:
+    from cni_logger.install.apply import uninstall_once
+
+    emit = _emitter("uninstall")
+    notes: list[str] = []
+    try:
+        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes)
+    except Refusal as exc:
+        emit([*notes, f"refused: {exc}"])
+        return 1
+    emit(notes)
+    return 0

@@ -1,0 +1,149 @@
+"""Reading the conf dir strictly: as Go's decoder parses JSON and as libcni picks and classifies files.
+
+Strict, because the installer rewrites what it reads: a file a runtime would read differently from
+Python (duplicate keys, NaN, invalid UTF-8) is never rewritten on a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any
+
+from cni_logger.install import Refusal
+from cni_logger.install.runtimes import Runtime
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _Duplicate(f"duplicate key {key!r}")
+        doc[key] = value
+    return doc
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN/Infinity, Go's decoder does not
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON as Go's decoder reads it (strict UTF-8, no NaN); duplicate keys raise ``_Duplicate``."""
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_pairs, parse_constant=_no_constant,
+                      parse_float=_finite)
+
+
+class ConfigFile:
+    """One file in the conf dir, read once: its bytes, its parse, and why it is not usable (if it is not).
+
+    ``unparsable``: the bytes are not JSON (or not UTF-8), possibly a half-written file. ``ambiguous``: valid
+    for a runtime but not rewritable without guessing (duplicate keys, a symlink).
+    """
+
+    __slots__ = ("ambiguous", "data", "doc", "path", "problem", "stat", "unparsable")
+
+    def __init__(self, path: str, data: bytes, stat: os.stat_result, *, problem: str | None = None,
+                 ambiguous: bool = False) -> None:
+        self.path, self.data, self.stat = path, data, stat
+        self.doc: Any = None
+        self.problem, self.ambiguous = problem, ambiguous
+        self.unparsable = False
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def is_list(self) -> bool:
+        return self.path.endswith(".conflist")
+
+    @property
+    def network(self) -> str | None:
+        name = self.doc.get("name") if isinstance(self.doc, dict) else None
+        return name if isinstance(name, str) else None
+
+    def changed(self) -> bool:
+        """Whether the file on disk is no longer what was read (another writer got in between)."""
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            return True
+        return (now.st_ino, now.st_size, now.st_mtime_ns) != (
+            self.stat.st_ino, self.stat.st_size, self.stat.st_mtime_ns)
+
+
+def _valid_plugin(plugin: Any) -> bool:
+    return isinstance(plugin, dict) and isinstance(plugin.get("type"), str) and bool(plugin["type"])
+
+
+def read_config(path: str) -> ConfigFile:
+    """Read and classify one file the way libcni would load it (by extension: list or single config)."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return ConfigFile(path, b"", st, problem="is a symbolic link (not modified: write its target instead)",
+                          ambiguous=True)
+    if not stat.S_ISREG(st.st_mode):
+        return ConfigFile(path, b"", st, problem="is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read()
+    cfg = ConfigFile(path, data, st)
+    try:
+        cfg.doc = parse_json(data)
+    except _Duplicate as exc:
+        cfg.problem, cfg.ambiguous = f"has a {exc} (Go keeps the last one; refusing to guess)", True
+        return cfg
+    except (ValueError, RecursionError) as exc:
+        cfg.problem, cfg.unparsable = f"is not valid JSON ({exc})", True
+        return cfg
+    doc = cfg.doc
+    if not isinstance(doc, dict):
+        cfg.problem = "is not a JSON object"
+    elif "cniVersion" in doc and not isinstance(doc["cniVersion"], str):
+        cfg.problem = "has a cniVersion that is not a string"
+    elif cfg.is_list:
+        plugins = doc.get("plugins")
+        if not isinstance(plugins, list):
+            cfg.problem = "is a .conflist without a 'plugins' list"
+        elif not plugins:
+            cfg.problem = "is a .conflist with no plugins"
+        elif not all(_valid_plugin(p) for p in plugins):
+            cfg.problem = "has a plugin entry that is not an object with a 'type'"
+        elif not isinstance(doc.get("name"), str) or not doc["name"]:
+            cfg.problem = "is a .conflist without a network 'name'"
+    elif not _valid_plugin(doc):
+        cfg.problem = "has no 'type' (a plugin list must be named .conflist)"
+    return cfg
+
+
+def scan(conf_dir: str, runtime: Runtime) -> list[ConfigFile]:
+    """The files the runtime would consider, in its (lexicographic) order."""
+    try:
+        names = sorted(os.listdir(conf_dir))
+    except FileNotFoundError:
+        raise Refusal(f"{conf_dir} does not exist (is this the runtime's CNI conf dir? see --conf-dir)") from None
+    found = []
+    for name in names:
+        if not name.endswith(runtime.extensions):
+            continue
+        path = os.path.join(conf_dir, name)
+        if os.path.isdir(path):
+            continue  # libcni's ConfFiles skips directories
+        try:
+            found.append(read_config(path))
+        except FileNotFoundError:
+            continue  # removed while we listed: the runtime will not see it either
+        except OSError as exc:
+            raise Refusal(f"cannot read {path}: {exc}") from exc
+    return found

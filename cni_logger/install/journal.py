@@ -1,0 +1,60 @@
+"""The state dir: the journal of what install changed, and the lock that lets one installer run at a time.
+
+The journal (``install.json``, mode 0600: it holds original files, which may contain credentials such
+as Calico's token) is what lets uninstall restore a file byte for byte, or take out only what install
+added.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from typing import Any
+
+from cni_logger.install import Refusal, atomicfile
+
+JOURNAL_NAME = "install.json"
+LOCK_NAME = "install.lock"
+
+
+def load_journal(state_dir: str) -> dict[str, Any]:
+    path = os.path.join(state_dir, JOURNAL_NAME)
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        return {"version": 1, "launcher": None, "configs": {}}
+    except ValueError as exc:
+        raise Refusal(f"{path} is not valid JSON ({exc}); move it away to start afresh") from exc
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("configs"), dict):
+        raise Refusal(f"{path} is not a cni-logger install journal (version 1)")
+    return doc
+
+
+def save_journal(state_dir: str, journal: dict[str, Any]) -> None:
+    path = os.path.join(state_dir, JOURNAL_NAME)
+    if not journal["configs"] and not journal.get("launcher"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    atomicfile.write_atomic(path, (json.dumps(journal, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+
+
+class StateLock:
+    """An flock on ``<state dir>/install.lock``: one installer or uninstaller at a time on a node."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self.fd = -1
+
+    def __enter__(self) -> StateLock:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # releases the lock

@@ -1,0 +1,272 @@
+"""What install or uninstall would change, as steps: shown as a diff by ``--dry-run``, carried out by ``apply``.
+
+Planning reads and never writes, so a pass with nothing to change (every ``--watch`` check, normally)
+or a refusal touches nothing at all, not even the state dir.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import os
+import sys
+from typing import Any
+
+from cni_logger.install import Refusal, launcher
+from cni_logger.install.choose import check_runnable, conf_path, settled_choice
+from cni_logger.install.configs import ConfigFile, read_config, scan
+from cni_logger.install.content import has_logger, render, with_logger, without_logger, wrap
+from cni_logger.install.journal import load_journal
+from cni_logger.install.runtimes import (
+    CILIUM_FILE,
+    CILIUM_TYPE,
+    DEFAULT_CNI_VERSION,
+    LOGGER_TYPE,
+    RKT_FILE,
+    RKT_NETWORK,
+    Options,
+)
+
+
+class Write:
+    """Replace ``path`` (``old``: its content now, None if it does not exist) with ``data``.
+
+    ``expect`` is the file as read: the write is abandoned if it changed since (another agent wrote it
+    meanwhile). ``launcher``: written by ``launcher.write`` (the same text, rendered for this interpreter).
+    """
+
+    __slots__ = ("data", "expect", "gid", "launcher", "mode", "old", "path", "uid")
+
+    def __init__(self, path: str, data: bytes, old: bytes | None, mode: int, uid: int | None, gid: int | None,
+                 expect: ConfigFile | None = None, *, launcher: bool = False) -> None:
+        self.path, self.data, self.old, self.mode, self.uid, self.gid = path, data, old, mode, uid, gid
+        self.expect, self.launcher = expect, launcher
+
+
+class Remove:
+    __slots__ = ("expect", "old", "path")
+
+    def __init__(self, path: str, old: bytes, expect: ConfigFile | None = None) -> None:
+        self.path, self.old, self.expect = path, old, expect
+
+
+class Plan:
+    """The steps in order, and the journal to save after them (None: leave it as it is)."""
+
+    __slots__ = ("journal", "steps")
+
+    def __init__(self, journal: dict[str, Any] | None = None) -> None:
+        self.steps: list[Write | Remove] = []
+        self.journal = journal
+
+    def diff(self) -> str:
+        out: list[str] = []
+        for step in self.steps:
+            old = (step.old or b"").decode("utf-8", "replace").splitlines(keepends=True)
+            new = step.data.decode("utf-8", "replace").splitlines(keepends=True) if isinstance(step, Write) else []
+            before = step.path if step.old is not None else "/dev/null"
+            after = step.path if isinstance(step, Write) else "/dev/null"
+            lines = list(difflib.unified_diff(old, new, before, after))
+            out.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+        return "".join(out)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
+    """The launcher's path and its text when it must be (re)written, None when it is already current."""
+    target = os.path.join(bin_dir, LOGGER_TYPE)
+    text = launcher.render(sys.executable, launcher.import_paths())
+    try:
+        with open(target, "rb") as f:
+            current = f.read()
+    except FileNotFoundError:
+        return target, text
+    if os.path.islink(target) or not launcher.is_launcher(current):
+        raise Refusal(f"{target} exists and is not a cni-logger launcher; remove it or choose another --bin-dir")
+    return target, (None if current == text.encode("utf-8") and os.access(target, os.X_OK) else text)
+
+
+def _record(journal: dict[str, Any], path: str, cfg: ConfigFile | None) -> dict[str, Any]:
+    """The journal record for writing ``path`` whose current content is ``cfg`` (None: does not exist).
+
+    The original is kept from an earlier install as long as the file is still exactly what we wrote; a
+    file someone else rewrote becomes the new original, unless it still holds a logger entry after we
+    had installed into it (then no one can tell which parts are ours, and uninstall only removes
+    logger entries).
+    """
+    old = journal["configs"].get(path)
+    if cfg is None:
+        return {"created": True, "original": None, "converted_from": None}
+    if old is not None and old.get("written_sha256") == _sha256(cfg.data):
+        return dict(old)
+    if old is not None and has_logger(cfg.data):
+        return {"created": False, "original": None, "converted_from": None}
+    return {"created": False, "original": cfg.data.decode("utf-8"), "converted_from": None,
+            "mode": cfg.stat.st_mode & 0o7777, "uid": cfg.stat.st_uid, "gid": cfg.stat.st_gid}
+
+
+def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Plan:
+    """Everything install would change, in order: launcher first (CRI-O skips a network whose plugins are
+    not all installed), then the config; the journal updated to match."""
+    plan = Plan()
+    new_journal = copy.deepcopy(journal)
+    launcher_path, launcher_text = _launcher_plan(opts.bin_dir)
+    if launcher_text is not None:
+        old = None
+        if os.path.exists(launcher_path):
+            with open(launcher_path, "rb") as f:
+                old = f.read()
+        plan.steps.append(Write(launcher_path, launcher_text.encode("utf-8"), old, 0o755, os.geteuid(), os.getegid(),
+                                launcher=True))
+    new_journal["launcher"] = launcher_path
+
+    if opts.runtime.chaining:
+        _plan_chain(opts, new_journal, plan, notes)
+    else:
+        _plan_rkt(opts, new_journal, plan, notes)
+    if plan.steps or new_journal != journal:
+        plan.journal = new_journal
+    return plan
+
+
+def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+    target = settled_choice(opts, notes)
+    doc = target.doc
+    if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in doc.get("plugins", [doc])):
+        notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
+                     "(Helm value), it rewrites the file and removes the logger entry")
+    if target.is_list:
+        check_runnable(target, doc)
+        new = render(with_logger(doc, opts.entry), target.data)
+        if new == target.data:
+            return
+        record = _record(journal, target.path, target)
+        plan.steps.append(Write(target.path, new, target.data, target.stat.st_mode & 0o7777, target.stat.st_uid,
+                                target.stat.st_gid, target))
+    else:
+        wrapped = wrap(doc)
+        check_runnable(target, wrapped)
+        destination = os.path.splitext(target.path)[0] + ".conflist"
+        previous = journal["configs"].get(destination)
+        existing = None
+        if os.path.lexists(destination):
+            if not previous or previous.get("converted_from") != target.path:
+                raise Refusal(f"{target.path} would become {destination}, which exists already; "
+                              "resolve which one is meant (or name one with --conf-file)")
+            existing = read_config(destination)
+        new = render(with_logger(wrapped, opts.entry), target.data)
+        record = {"created": False, "converted_from": target.path, "original": target.data.decode("utf-8"),
+                  "mode": target.stat.st_mode & 0o7777, "uid": target.stat.st_uid, "gid": target.stat.st_gid}
+        notes.append(f"{target.path} is a single-plugin config: it becomes the plugin list {destination}")
+        plan.steps.append(Write(destination, new, existing.data if existing else None, record["mode"],
+                                record["uid"], record["gid"], existing))
+        plan.steps.append(Remove(target.path, target.data, target))
+        target = ConfigFile(destination, new, target.stat)
+    record["written_sha256"] = _sha256(new)
+    journal["configs"][target.path] = record
+
+
+def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+    """rkt has no plugin lists: each .conf is a separate network. The logger gets one of its own."""
+    if opts.network:
+        raise Refusal("--network does not apply to rkt: the logger's network is always "
+                      f"{RKT_NETWORK!r} (use --conf-file to name its file)")
+    path = conf_path(opts, opts.conf_file or RKT_FILE)
+    if not path.endswith(".conf"):
+        raise Refusal(f"{path}: rkt loads only .conf files")
+    current = None
+    for cfg in scan(opts.conf_dir, opts.runtime) if os.path.isdir(opts.conf_dir) else []:
+        if cfg.path == path:
+            current = cfg
+        elif cfg.unparsable or cfg.ambiguous:
+            notes.append(f"warning: {cfg.path} {cfg.problem}: rkt refuses to set up any network while it is there")
+        elif cfg.network == RKT_NETWORK:
+            raise Refusal(f"{cfg.path} already defines network {RKT_NETWORK!r}; remove it or install into it "
+                          "with --conf-file")
+    if current is None and os.path.lexists(path):
+        current = read_config(path)
+    version = DEFAULT_CNI_VERSION
+    if current is not None:
+        if current.problem or current.doc.get("type") != LOGGER_TYPE:
+            raise Refusal(f"{path} exists and is not a logger network ({current.problem or 'another type'})")
+        version = current.doc.get("cniVersion") or version
+    new = render({"cniVersion": version, "name": RKT_NETWORK, **opts.entry}, current.data if current else None)
+    if current is not None and new == current.data:
+        return
+    record = _record(journal, path, current)
+    record["written_sha256"] = _sha256(new)
+    journal["configs"][path] = record
+    mode, uid, gid = (current.stat.st_mode & 0o7777, current.stat.st_uid, current.stat.st_gid) if current else (
+        0o644, os.geteuid(), os.getegid())
+    plan.steps.append(Write(path, new, current.data if current else None, mode, uid, gid, current))
+    notes.append(f"rkt: the logger is network {RKT_NETWORK!r} in {path}; pods use it with "
+                 f"--net=default,{RKT_NETWORK} (or --net=all)")
+
+
+def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str]) -> Plan:
+    """Undo what the journal records, touching only what install added (see the package docstring)."""
+    journal = load_journal(state_dir)
+    new_journal = copy.deepcopy(journal)
+    plan = Plan(journal=new_journal)
+    for path, record in journal["configs"].items():
+        _plan_restore(path, record, plan, notes)
+        del new_journal["configs"][path]
+    launcher_path = journal.get("launcher")
+    if launcher_path and not keep_launcher:
+        try:
+            with open(launcher_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
+            plan.steps.append(Remove(launcher_path, data))
+        elif data is not None:
+            notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
+        new_journal["launcher"] = None
+    return plan
+
+
+def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+    try:
+        current = read_config(path)
+    except FileNotFoundError:
+        notes.append(f"{path} no longer exists: nothing to undo there")
+        return
+    unchanged = _sha256(current.data) == record.get("written_sha256")
+    if record.get("created"):
+        if current.doc and isinstance(current.doc, dict) and current.doc.get("type") == LOGGER_TYPE:
+            plan.steps.append(Remove(path, current.data, current))
+        else:
+            notes.append(f"warning: {path} is no longer the logger network install wrote: left in place")
+        return
+    original = record.get("original")
+    if unchanged and original is not None:
+        data = original.encode("utf-8")
+        mode, uid, gid = record.get("mode", 0o644), record.get("uid"), record.get("gid")
+        source = record.get("converted_from")
+        if source:
+            if os.path.lexists(source):
+                notes.append(f"{source} was written again by someone else: removing only {path}")
+            else:
+                plan.steps.append(Write(source, data, None, mode, uid, gid))
+            plan.steps.append(Remove(path, current.data, current))
+        else:
+            plan.steps.append(Write(path, data, current.data, mode, uid, gid, current))
+        return
+    # Changed by someone else since: take out only logger entries.
+    if current.problem or not current.is_list:
+        notes.append(f"warning: {path} {current.problem or 'is no longer a plugin list'}: left as it is")
+        return
+    new_doc = without_logger(current.doc)
+    if new_doc == current.doc:
+        return
+    if not new_doc["plugins"]:
+        notes.append(f"warning: {path} would have no plugins left without the logger: left as it is")
+        return
+    mode = current.stat.st_mode & 0o7777
+    plan.steps.append(Write(path, render(new_doc, current.data), current.data, mode, current.stat.st_uid,
+                            current.stat.st_gid, current))

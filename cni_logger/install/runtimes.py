@@ -1,0 +1,58 @@
+"""The runtimes the installer knows and the names it shares; ``Options``: what one install is asked to do.
+
+``install.cli`` imports this module to build its parsers (the runtime choices, the defaults in the help),
+and ``cni_logger.cli.tool`` imports ``install.cli`` for every subcommand: so this module imports nothing.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+LOGGER_TYPE = "logger"
+"""The CNI ``type`` of the plugin, and so the executable's name in the bin dir."""
+DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
+DEFAULT_STATE_DIR = "/var/lib/cni-logger"
+DEFAULT_CNI_VERSION = "0.4.0"
+"""cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
+RKT_NETWORK = "cni-logger"
+RKT_FILE = "zz-cni-logger.conf"
+"""rkt sets up networks in file-name order and names interfaces eth0, eth1... by position: sorting last
+keeps the user's own networks' interface names unchanged under ``--net=all``."""
+CILIUM_FILE = "05-cilium.conflist"
+CILIUM_TYPE = "cilium-cni"
+
+
+class Runtime:
+    """A runtime's rules: which files it loads, its default dirs, and whether it chains plugins.
+
+    (Plain classes here, not dataclasses: ``cni_logger.cli.tool`` imports this module, through
+    ``install.cli``, for every subcommand, and dataclasses costs more start-up time than the rest of the module.)
+    """
+
+    __slots__ = ("bin_dir", "chaining", "conf_dir", "extensions", "name")
+
+    def __init__(self, name: str, extensions: tuple[str, ...], conf_dir: str, bin_dir: str, chaining: bool) -> None:
+        self.name, self.extensions, self.chaining = name, extensions, chaining
+        self.conf_dir, self.bin_dir = conf_dir, bin_dir
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "containerd": Runtime("containerd", (".conf", ".conflist", ".json"), "/etc/cni/net.d", "/opt/cni/bin", True),
+    "crio": Runtime("crio", (".conf", ".conflist", ".json"), "/etc/cni/net.d", "/opt/cni/bin", True),
+    "podman": Runtime("podman", (".conflist",), "/etc/cni/net.d", "/opt/cni/bin", True),
+    "rkt": Runtime("rkt", (".conf",), "/etc/rkt/net.d", "/usr/lib/rkt/plugins/net", False),
+}
+
+
+class Options:
+    """What to install where (the command line, resolved)."""
+
+    __slots__ = ("bin_dir", "conf_dir", "conf_file", "dry_run", "entry", "network", "runtime", "state_dir")
+
+    def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
+                 entry: dict[str, Any], state_dir: str, dry_run: bool = False) -> None:
+        self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
+        self.conf_file, self.network, self.entry = conf_file, network, entry
+        self.state_dir, self.dry_run = state_dir, dry_run
