@@ -114,21 +114,12 @@ def settled_choice(opts: Options, notes: list[str]) -> ConfigFile:
     raise AssertionError("unreachable")
 
 
-def _network_name_problem(name: Any) -> str | None:
-    """The logger refuses a network name that libcni's pkg/utils would refuse: say so before installing."""
-    if not isinstance(name, str) or not name:
-        return "has no network name"
-    first = name[0].isascii() and name[0].isalnum()
-    rest = all(c.isascii() and (c.isalnum() or c in "_.-") for c in name)
-    return None if first and rest else f"has a network name the plugin refuses: {name!r}"
-
-
 def check_runnable(cfg: ConfigFile, doc: dict[str, Any]) -> None:
     """Refuse a network the logger could not run in: the whole ADD would fail."""
     version = doc.get("cniVersion") or "0.1.0"
     if version not in skel.SUPPORTED_VERSIONS:
         raise Refusal(f"{cfg.path} has cniVersion {version!r}; the logger supports "
                       f"{', '.join(skel.SUPPORTED_VERSIONS)}")
-    problem = _network_name_problem(doc.get("name"))
+    problem = skel.network_name_problem(doc.get("name"))
     if problem:
-        raise Refusal(f"{cfg.path} {problem}")
+        raise Refusal(f"{cfg.path}: {problem}")

@@ -12,8 +12,9 @@ import os
 import sys
 from collections.abc import Callable
 
+from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
-from cni_logger.install.runtimes import DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
+from cni_logger.install.runtimes import DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
 
 
 def _number(text: str) -> float:

@@ -6,43 +6,13 @@ Python (duplicate keys, NaN, invalid UTF-8) is never rewritten on a guess.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from typing import Any
 
+from cni_logger import jsonio
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import Runtime
-
-
-class _Duplicate(ValueError):
-    pass
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise _Duplicate(f"duplicate key {key!r}")
-        doc[key] = value
-    return doc
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # Python accepts NaN/Infinity, Go's decoder does not
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def parse_json(data: bytes) -> Any:
-    """JSON as Go's decoder reads it (strict UTF-8, no NaN); duplicate keys raise ``_Duplicate``."""
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_pairs, parse_constant=_no_constant,
-                      parse_float=_finite)
 
 
 class ConfigFile:
@@ -100,8 +70,8 @@ def read_config(path: str) -> ConfigFile:
         data = f.read()
     cfg = ConfigFile(path, data, st)
     try:
-        cfg.doc = parse_json(data)
-    except _Duplicate as exc:
+        cfg.doc = jsonio.loads_bytes(data, unique_keys=True)
+    except jsonio.DuplicateKeyError as exc:
         cfg.problem, cfg.ambiguous = f"has a {exc} (Go keeps the last one; refusing to guess)", True
         return cfg
     except (ValueError, RecursionError) as exc:

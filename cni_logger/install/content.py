@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cni_logger import settings
+from cni_logger import jsonio, settings
 from cni_logger.install import Refusal
-from cni_logger.install.configs import parse_json
 from cni_logger.install.runtimes import DEFAULT_CNI_VERSION, LOGGER_TYPE
 
 
@@ -82,7 +81,7 @@ def wrap(doc: dict[str, Any]) -> dict[str, Any]:
 def has_logger(data: bytes) -> bool:
     """Whether the config ``data`` holds a logger entry (as its single plugin or in its list)."""
     try:
-        doc = parse_json(data)
+        doc = jsonio.loads_bytes(data, unique_keys=True)
     except ValueError:
         return False
     plugins = doc.get("plugins") if isinstance(doc, dict) else None

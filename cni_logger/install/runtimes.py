@@ -12,7 +12,6 @@ if TYPE_CHECKING:
 
 LOGGER_TYPE = "logger"
 """The CNI ``type`` of the plugin, and so the executable's name in the bin dir."""
-DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
 DEFAULT_STATE_DIR = "/var/lib/cni-logger"
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""

@@ -311,10 +311,10 @@ REFUSALS: list[tuple[str, dict[str, str], list[str], str]] = [
      "duplicate key"),
     ("unsupported cniVersion", {"10-x.conflist": '{"cniVersion": "9.9.9", "name": "x", "plugins": [{"type": "b"}]}'},
      [], "cniVersion '9.9.9'"),
-    ("network name the plugin refuses", {"10-x.conflist": '{"cniVersion": "1.0.0", "name": "a b", "plugins": '
+    ("invalid characters in network name", {"10-x.conflist": '{"cniVersion": "1.0.0", "name": "a b", "plugins": '
                                                            '[{"type": "b"}]}'}, [], "network name"),
     ("conf without a name cannot be wrapped", {"10-x.conf": '{"cniVersion": "1.0.0", "type": "bridge"}'}, [],
-     "no network name"),
+     "missing network name"),
     ("no config at all", {}, [], "no valid network config"),
     ("only broken configs", {"10-x.conflist": "{"}, [], "no valid network config"),
     ("two files for the named network", {"10-a.conflist": "", "20-b.conflist": ""}, ["--network", "cbr0"],
