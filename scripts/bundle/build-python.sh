@@ -54,8 +54,9 @@ cd "$1"
 # zlib (gzip of rotated audit files; imported by zipfile/shutil users) and binascii (its crc32) are linked
 # into the interpreter itself with zlib's static library: bullseye's libz.a is built for executables
 # (-fPIE, not -fPIC), so it cannot go into a shared extension module, and the node need not have libz.
-# _crypt and nis would need libcrypt.so.1 / libnsl.so.2, which are not glibc's on every distribution
-# (libc6-dev pulls their headers in, so they would otherwise be built).
+# Disabled: _crypt and nis would need libcrypt.so.1 / libnsl.so.2, which are not glibc's on every
+# distribution (libc6-dev pulls their headers in, so they would otherwise be built); _ctypes would need
+# libffi.so.7 (Debian 12 has .so.8); the rest is unused here (example modules, sound, shadow passwords).
 cat > Modules/Setup.local <<'SETUP'
 *static*
 zlib zlibmodule.c -l:libz.a
@@ -64,6 +65,13 @@ binascii binascii.c -DUSE_ZLIB_CRC32 -l:libz.a
 *disabled*
 _crypt
 nis
+_ctypes
+xxlimited
+xxlimited_35
+_xxsubinterpreters
+audioop
+ossaudiodev
+spwd
 SETUP
 
 conf=(--prefix=/opt/cni-logger-python --without-ensurepip --disable-test-modules --disable-shared

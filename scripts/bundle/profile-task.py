@@ -71,11 +71,9 @@ def main() -> None:
     run("pass", 20, "-I")
     run(INVOCATION, 150, "-I", "-S")
     run(OPERATOR, 30, "-I")
-    # A few regression-test modules of the same stdlib areas, in process, for their steady-state paths.
-    from test import libregrtest
-
-    libregrtest.main(["--pgo", "test_json", "test_re", "test_typing", "test_enum", "test_functools",
-                      "test_datetime", "test_argparse", "test_zlib", "test_dataclasses"])
+    # A few regression-test modules of the same stdlib areas, for their steady-state paths.
+    subprocess.run([sys.executable, "-m", "test", "--pgo", "test_json", "test_re", "test_typing", "test_enum",
+                    "test_functools", "test_argparse", "test_zlib", "test_dataclasses"], check=False)
 
 
 if __name__ == "__main__":
