@@ -47,7 +47,8 @@ class Bundle:
 
 def build() -> Path:
     """Run scripts/build-bundle.sh (as root; cached interpreter) and return the tarball it printed."""
-    env = dict(os.environ, CNI_LOGGER_VENV=str(REPO / ".venv"))
+    env = dict(os.environ)
+    env.setdefault("CNI_LOGGER_VENV", str(REPO / ".venv"))
     proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, capture_output=True, text=True, check=False,
                           timeout=3600)
     assert proc.returncode == 0, f"build-bundle.sh failed:\n{proc.stderr[-4000:]}"
