@@ -6,7 +6,11 @@ that load on the machine hits all of them alike; ratios are against the bare int
 runs on (``python -I -c pass``), measured in the same rounds. Wall time is from spawn to reaped exit;
 peak RSS is the child's ``ru_maxrss`` from ``wait4``.
 
-Usage: scripts/benchmark.py [--runs N] [--json FILE] [--plugin PATH] [--debug PATH]
+With ``--bundle FOLDER`` (an unpacked scripts/build-bundle.sh tarball) the same rounds also run the
+bundle's own bare interpreter and the plugin through a launcher written by the bundle: the column
+``own`` is then the ratio to the bare interpreter each case runs on (the bundle's, or Debian's).
+
+Usage: scripts/benchmark.py [--runs N] [--json FILE] [--plugin PATH] [--debug PATH] [--bundle FOLDER]
 (scripts/benchmark.sh sets the machine up first and passes its arguments here.)
 """
 
@@ -96,6 +100,22 @@ def config(version: str, log: Path | None, **extra: Any) -> bytes:
     if log is not None:
         conf["logFile"] = str(log)
     return json.dumps(conf).encode()
+
+
+def bundle_cases(folder: Path, work: Path) -> list[Case]:
+    """The bundle's bare interpreter and its plugin (ADD, VERSION), through a launcher the bundle wrote."""
+    launcher = work / "bundle-bin" / "logger"
+    subprocess.run([str(folder / "bin" / "cni-logger"), "launcher", str(launcher)], check=True,
+                   stderr=subprocess.DEVNULL)
+    log = work / "bundle" / "cni.log"
+    opts = {"logOptions": {"maxSize": 10, "maxBackups": 2}}
+    return [
+        Case("bundle python -I -c pass", [interpreter_of(launcher), "-I", "-c", "pass"], dict(ENV)),
+        Case("bundle logger ADD (file sink)", [str(launcher)], {**ENV, "CNI_COMMAND": "ADD"},
+             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
+        Case("bundle logger VERSION", [str(launcher)], {**ENV, "CNI_COMMAND": "VERSION"},
+             b'{"cniVersion":"1.1.0"}'),
+    ]
 
 
 def latency_cases(plugin: Path, debug: Path | None, work: Path) -> list[Case]:
@@ -214,6 +234,7 @@ def main() -> None:
     parser.add_argument("--plugin", type=Path, help="the plugin launcher (default: one written for .venv)")
     parser.add_argument("--debug", type=Path, default=Path("/opt/cni-logger-tools/bin/debug"))
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--bundle", type=Path, help="an unpacked bundle folder to measure as well")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cni-logger-bench-"))
@@ -229,20 +250,24 @@ def main() -> None:
         latency = latency_cases(plugin, debug, work)
         sizes = [int(s) for s in args.log_sizes.split(",") if s]
         by_size = log_size_cases(plugin, work, sizes)
-        run_rounds(latency + by_size, args.runs, work)
+        bundled = bundle_cases(args.bundle, work) if args.bundle else []
+        run_rounds(latency + bundled + by_size, args.runs, work)
         rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in (1, 8, 32)}
         bare_rates = {n: throughput(plugin, work, n, args.throughput_adds, baseline=True) for n in (1, 8, 32)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     base = statistics.median(latency[0].wall)
+    own_base = statistics.median(bundled[0].wall) if bundled else base
     rows = []
-    for case in latency + by_size:
+    for case in latency + bundled + by_size:
         med = statistics.median(case.wall)
+        own = own_base if case in bundled else base
         rows.append({"case": case.name, "median_ms": round(med * 1000, 2),
                      "p95_ms": round(percentile(case.wall, 0.95) * 1000, 2), "ratio": round(med / base, 2),
-                     "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
+                     "own": round(med / own, 2), "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
     result = {"machine": machine(), "interpreter": interpreter_of(plugin),
+              "bundle": str(args.bundle) if args.bundle else None,
               "runs": args.runs, "latency": rows,
               "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()},
               "throughput_bare_interpreter_per_s": {str(n): round(rate, 1) for n, rate in bare_rates.items()}}
@@ -250,10 +275,13 @@ def main() -> None:
     print(f"cni-logger benchmark: {args.runs} interleaved rounds; ratio = median / median of "
           f"'python -I -c pass'\nmachine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
           f"{result['machine']['memory_gib']} GiB, Linux {result['machine']['kernel']}\n")
-    print(f"{'case':{width}}  {'median ms':>9}  {'p95 ms':>8}  {'ratio':>6}  {'peak RSS MiB':>12}")
+    if bundled:
+        print("own = median / median of the bare interpreter the case runs on ('bundle python -I -c pass' "
+              "for the bundle's cases)\n")
+    print(f"{'case':{width}}  {'median ms':>9}  {'p95 ms':>8}  {'ratio':>6}  {'own':>5}  {'peak RSS MiB':>12}")
     for r in rows:
         print(f"{r['case']:{width}}  {r['median_ms']:9.2f}  {r['p95_ms']:8.2f}  {r['ratio']:6.2f}  "
-              f"{r['peak_rss_mib']:12.1f}")
+              f"{r['own']:5.2f}  {r['peak_rss_mib']:12.1f}")
     print("\nthroughput, ADDs/s into one rotating file (bare interpreter runs/s, same harness):")
     for n, rate in rates.items():
         print(f"  {n:2d} parallel: {rate:6.1f}   ({bare_rates[n]:.1f})")

@@ -2,7 +2,9 @@
 # The benchmark, from a fresh Debian machine, as root. Sets the machine up (scripts/setup-system.sh),
 # installs the current tree the way operators do — a normal (not editable) pip install, bytecode
 # compiled, into its own virtualenv on /usr/bin/python3 — writes the plugin launcher from it, and runs
-# scripts/benchmark.py against that launcher. Arguments go to benchmark.py (--runs N, --json FILE).
+# scripts/benchmark.py against that launcher, in the same interleaved rounds as the relocatable bundle
+# (scripts/build-bundle.sh, cached; unpacked to a temporary folder). Arguments go to benchmark.py
+# (--runs N, --json FILE). NO_BUNDLE=1 leaves the bundle out.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 bash "$ROOT/scripts/setup-system.sh"
@@ -13,4 +15,10 @@ BENCH_VENV=${CNI_LOGGER_BENCH_VENV:-/opt/cni-logger-bench}
 BIN=$(mktemp -d /tmp/cni-logger-bench-bin.XXXXXX)
 trap 'rm -rf "$BIN"' EXIT
 "$BENCH_VENV/bin/cni-logger" launcher "$BIN/logger" 2>/dev/null
-"$ROOT/.venv/bin/python" "$ROOT/scripts/benchmark.py" --plugin "$BIN/logger" "$@"
+bundle=()
+if [ "${NO_BUNDLE:-0}" != 1 ]; then
+  tarball=$(bash "$ROOT/scripts/build-bundle.sh" | tail -1)
+  tar -C "$BIN" -xzf "$tarball"
+  bundle=(--bundle "$(echo "$BIN"/cni-logger-*/)")
+fi
+"$ROOT/.venv/bin/python" "$ROOT/scripts/benchmark.py" --plugin "$BIN/logger" "${bundle[@]}" "$@"

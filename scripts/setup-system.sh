@@ -10,9 +10,11 @@
 #   WITH_PODMAN=0     skip podman/runc/busybox (the Podman integration tests then skip)
 #   FORCE_BUILD=1     rebuild cnitool/debug even if they are present
 #   SKIP_VENV=1       do not create/update the virtualenv
+#   DEBIAN_MIRROR     the Debian archive for source packages (default: the one in this machine's apt config)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/scripts/lib/apt-mirror.sh"
 TOOLS=${CNI_LOGGER_TOOLS:-/opt/cni-logger-tools}   # cnitool, debug (built), kept across runs
 VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
 CNI_LIB_VERSION=1.1.2                               # golang-github-appc-cni in bookworm
@@ -36,7 +38,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           golang-github-vishvananda-netns-dev golang-golang-x-sys-dev
           golang-github-containernetworking-plugins-dev debian-archive-keyring xz-utils hyperfine time
           containerd
-          gcc libc6-dev logrotate)
+          gcc libc6-dev logrotate debootstrap binutils)   # debootstrap, binutils: scripts/build-bundle.sh
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
 fi
@@ -70,10 +72,11 @@ if [ "${FORCE_BUILD:-0}" != 1 ] && tools_ok; then
 else
   log "building cnitool and debug $CNI_LIB_VERSION from Debian's source package $SRC_PKG"
   W=$(mktemp -d /tmp/cni-logger-setup.XXXXXX); WORKDIRS+=("$W")
+  mirror=$(debian_mirror) || die "no Debian archive in this machine's apt configuration (set DEBIAN_MIRROR)"
   mkdir -p "$W/aptsrc/lists/partial" "$W/aptsrc/etc" "$W/src" "$W/out"
   cat > "$W/aptsrc/etc/src.sources" <<SRC
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

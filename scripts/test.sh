@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine, as root: installs what it needs
 # (scripts/setup-system.sh), then lint, type checks, and pytest — unit, protocol, property-based,
-# concurrency, and the real-runtime integration tests (cnitool, Podman) in throw-away namespaces.
+# concurrency, and the real-runtime integration tests (cnitool, Podman) in throw-away namespaces, and
+# the relocatable bundle's system tests (tests/system: glibc floor, relocation, contents).
 # Extra arguments go to pytest, e.g. `scripts/test.sh --run-slow` or `scripts/test.sh tests/unit`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,5 +13,11 @@ echo "[test] ruff" >&2
 "$VENV/bin/ruff" check cni_logger tests
 echo "[test] mypy" >&2
 "$VENV/bin/mypy"
+if [ $# -eq 0 ]; then
+  # The whole suite: build the relocatable bundle first, so its progress shows (~25 min cold, seconds once
+  # the interpreter is cached in /var/cache/cni-logger). With arguments, the tests that need it build it.
+  echo "[test] bundle" >&2
+  CNI_LOGGER_VENV="$VENV" bash scripts/build-bundle.sh >/dev/null
+fi
 echo "[test] pytest" >&2
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

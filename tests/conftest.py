@@ -125,3 +125,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b"", "log file does not end with a newline"
     return [json.loads(line) for line in lines[:-1]]
+
+
+# The relocatable bundle (scripts/build-bundle.sh), built or reused from the cache once per session, for
+# any test directory: `def test_x(bundle: Bundle)` (see tests/system/bundle.py).
+from tests.system.bundle import bundle  # noqa: E402, F401

@@ -57,8 +57,9 @@ def render(python: str, paths: list[str]) -> str:
 
 
 def write(target: str, python: str | None = None, paths: list[str] | None = None) -> str:
-    """Atomically write the launcher to ``target`` (mode 0755); returns its text."""
+    """Atomically write the launcher to ``target`` (mode 0755), creating its directory; returns its text."""
     text = render(python or sys.executable, paths if paths is not None else import_paths())
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)  # e.g. a fresh node's /opt/cni/bin
     atomicfile.write_atomic(os.path.abspath(target), text.encode("utf-8"), 0o755)
     return text
 

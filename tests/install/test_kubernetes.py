@@ -17,6 +17,7 @@ import pytest
 from cni_logger.install import cli as install_cli
 from tests.conftest import REPO
 from tests.install.nodes import shape
+from tests.system.bundle import PYTHON_VERSION, Bundle
 
 DEPLOY = REPO / "deploy"
 MANIFEST = DEPLOY / "kubernetes" / "cni-logger.yaml"
@@ -93,7 +94,10 @@ def test_dockerfile_ships_the_entry_point() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert "COPY deploy/kubernetes/cni-logger-node.sh /usr/local/bin/cni-logger-node" in text
     assert 'ENTRYPOINT ["/usr/local/bin/cni-logger-node"]' in text
-    assert "FROM python:3.11-slim-bookworm AS wheels" in text
+    # The bundle is built in Debian 11 by the very scripts scripts/build-bundle.sh runs.
+    assert "FROM debian:bullseye AS python" in text
+    for script in ("fetch-python-source.sh", "build-python.sh", "assemble.sh"):
+        assert f"scripts/bundle/{script}" in text
 
 
 def test_entry_point_is_valid_posix_shell() -> None:
@@ -107,46 +111,65 @@ def test_entry_point_is_valid_posix_shell() -> None:
         assert proc.returncode == 0, proc.stdout
 
 
-@pytest.mark.slow
-def test_entry_point_end_to_end_with_the_host_root_at_slash(tmp_path: Path) -> None:
+def test_entry_point_end_to_end_with_the_host_root_at_slash(tmp_path: Path, bundle: Bundle) -> None:
     """The image's entry point with HOST_ROOT=/ (this machine plays the node; every path is under tmp):
-    builds the wheels as the Dockerfile does (needs PyPI), creates the host venv with /usr/bin/python3,
-    writes a launcher that answers VERSION, inserts the entry, and takes it out on SIGTERM."""
+    installs the bundle as <install dir>/<build id>, removes an older build no launcher names (keeping
+    one that the launcher names), writes a launcher on the bundle's interpreter that answers VERSION,
+    inserts the entry, and takes it out on SIGTERM. The host's Python is not used."""
     if os.geteuid() != 0:
         pytest.skip("chroot needs root")
-    pip = REPO / ".venv" / "bin" / "pip"
-    wheels = tmp_path / "wheels"
-    for argv in ([str(pip), "wheel", "-q", "--no-cache-dir", "--wheel-dir", str(wheels), str(REPO)],
-                 [str(pip), "download", "-q", "--no-cache-dir", "--only-binary=:all:", "--dest", str(wheels), "pip"]):
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot build the wheels here: {proc.stderr[-500:]}")
-    (wheels / "BUILD_ID").write_text("test\n")
-    net_d, bin_dir = tmp_path / "net.d", tmp_path / "bin"
+    net_d, bin_dir, opt = tmp_path / "net.d", tmp_path / "bin", tmp_path / "opt"
     net_d.mkdir()
-    bin_dir.mkdir()
     (net_d / "10-flannel.conflist").write_bytes(shape("10-flannel.conflist"))
+    unused, legacy, foreign = opt / "00000000deadbeef", opt / "venv-0123", opt / "keep-me"
+    for folder in (unused, legacy, foreign):
+        (folder / "bin").mkdir(parents=True)
     ready = tmp_path / "state" / "ready"
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOST_ROOT": "/", "INSTALL_DIR": str(tmp_path / "opt"),
-           "CNI_BIN_DIR": str(bin_dir), "WHEELS": str(wheels)}
-    proc = subprocess.Popen(["sh", str(ENTRYPOINT), f"--conf-dir={net_d}", f"--state-dir={tmp_path / 'state'}",
-                             f"--ready-file={ready}", "--interval=0.5"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOST_ROOT": "/", "INSTALL_DIR": str(opt),
+           "CNI_BIN_DIR": str(bin_dir), "BUNDLE": str(bundle.tarball)}
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(["sh", str(ENTRYPOINT), f"--conf-dir={net_d}", f"--state-dir={tmp_path / 'state'}",
+                                 f"--ready-file={ready}", "--interval=0.5"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(proc: subprocess.Popen[str]) -> None:
         deadline = time.monotonic() + 300
         while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert ready.exists(), proc.communicate(timeout=10)[1] if proc.poll() is not None else "not ready"
+
+    def stop(proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGTERM)           # the shell exec'd chroot, which exec'd the installer
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+
+    # A launcher left by an earlier build names `legacy`: that folder stays until the launcher changes.
+    bin_dir.mkdir()
+    (bin_dir / "logger").write_text(f"#!{legacy}/bin/python3.11 -IS\n# cni-logger CNI plugin launcher\n")
+    proc = start()
+    try:
+        wait_ready(proc)
+        installed = opt / bundle.build_id
+        assert (installed / "BUILD_ID").read_text().strip() == bundle.build_id
+        assert not unused.exists() and legacy.exists() and foreign.exists()
+        assert not list(opt.glob(".unpack-*"))
         launcher = (bin_dir / "logger").read_text()
-        assert launcher.startswith(f"#!{tmp_path / 'opt' / 'venv-test' / 'bin' / 'python'} -IS\n")
+        assert launcher.startswith(f"#!{installed / 'bin' / f'python{PYTHON_VERSION}'} -IS\n")
         version = subprocess.run([str(bin_dir / "logger")], input=b'{"cniVersion": "1.0.0"}',
                                  env={"CNI_COMMAND": "VERSION"}, capture_output=True, timeout=30, check=False)
         assert version.returncode == 0 and b"supportedVersions" in version.stdout, version.stderr
         assert b'"logger"' in (net_d / "10-flannel.conflist").read_bytes()
-        proc.send_signal(signal.SIGTERM)           # the shell exec'd chroot, which exec'd the installer
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+        stop(proc)
         assert (net_d / "10-flannel.conflist").read_bytes() == shape("10-flannel.conflist")
+
+        # The next start reuses the installed folder and, the launcher now naming it, drops `legacy`.
+        mtime = installed.stat().st_mtime_ns
+        proc = start()
+        wait_ready(proc)
+        assert installed.stat().st_mtime_ns == mtime
+        assert not legacy.exists() and foreign.exists()
+        stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds the relocatable bundle dist/cni-logger-<version>-linux-<arch>.tar.gz, as root, and prints its
+# path as the last line. It unpacks to one folder cni-logger-<version>/ holding a CPython built here (not
+# this machine's), the project and its dependencies installed and byte-compiled, and nothing that needs
+# more from the node than glibc >= 2.31 and /proc (README.md, "The bundle").
+#
+# Two layers:
+#   1. the interpreter (slow, cached): CPython from Debian's source package python3.11 (bookworm),
+#      built by scripts/bundle/build-python.sh inside a Debian 11 (bullseye, glibc 2.31) root made with
+#      debootstrap, so it runs on every glibc >= 2.31. Cached as $CNI_LOGGER_CACHE/cpython-<key>, the key
+#      being a hash of its inputs (source tarball, build script, profile task, optimisation, architecture).
+#      deploy/Dockerfile runs the same build-python.sh in a debian:bullseye stage.
+#   2. the project (seconds, every run): cni-logger + structlog + python-json-logger installed with the
+#      virtualenv's pip (--target), then scripts/bundle/assemble.sh (also run by deploy/Dockerfile).
+#
+# Environment:
+#   CNI_LOGGER_CACHE        cache directory outside the clone (default /var/cache/cni-logger)
+#   CNI_LOGGER_PYTHON_OPT   pgo-lto (default; ~25 min cold on 2 cores) or o3 (~3 min; slower start-up)
+#   CNI_LOGGER_VENV         the project's virtualenv, whose pip installs the project layer (<repo>/.venv)
+#   DEBIAN_MIRROR           override the Debian archive taken from this machine's apt configuration
+#   DIST                    output directory (default <repo>/dist)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/scripts/lib/apt-mirror.sh"
+CACHE=${CNI_LOGGER_CACHE:-/var/cache/cni-logger}
+OPT=${CNI_LOGGER_PYTHON_OPT:-pgo-lto}
+VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
+DIST=${DIST:-$ROOT/dist}
+PY_PKG=python3.11            # Debian's source package, from bookworm
+PY_VERSION=3.11.2            # its upstream version
+PY_SUITE=bookworm
+BUILD_SUITE=bullseye         # glibc 2.31: the oldest glibc the bundle supports
+BUNDLE_SCRIPTS=$ROOT/scripts/bundle
+
+log() { printf '[build-bundle] %s\n' "$*" >&2; }
+die() { printf '[build-bundle] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "build-bundle.sh must run as root (debootstrap, chroot)"
+case $OPT in o3 | pgo-lto) ;; *) die "CNI_LOGGER_PYTHON_OPT must be o3 or pgo-lto, not '$OPT'" ;; esac
+[ -x "$VENV/bin/python" ] || die "no virtualenv at $VENV (run scripts/setup-system.sh)"
+DEB_ARCH=$(dpkg --print-architecture)
+mkdir -p "$CACHE"
+started=$SECONDS
+WORKDIRS=()
+trap 'for d in "${WORKDIRS[@]}"; do rm -rf -- "$d"; done' EXIT
+
+# Concurrent runs (several test sessions) share the cache: each step holds its own lock, so a second run
+# waits for the first and then reuses what it made.
+locked() { local lock=$1; shift; ( flock 9; "$@" ) 9>"$lock"; }
+
+# --- 1a. CPython's source, from Debian's source package ------------------------------------------------------
+fetch_source() {
+  ls "$CACHE/src/${PY_PKG}_${PY_VERSION}".orig.tar.* >/dev/null 2>&1 \
+    || bash "$BUNDLE_SCRIPTS/fetch-python-source.sh" "$CACHE/src" "$PY_PKG" "$PY_VERSION" "$PY_SUITE" >/dev/null
+}
+locked "$CACHE/.lock-src" fetch_source
+src_tarball=$(ls "$CACHE/src/${PY_PKG}_${PY_VERSION}".orig.tar.* | head -1)
+
+# --- 1b. A Debian 11 root to build in --------------------------------------------------------------------------
+rootfs="$CACHE/rootfs-$BUILD_SUITE-$DEB_ARCH"
+make_rootfs() {
+  [ ! -f "$rootfs/.complete" ] || return 0
+  command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/setup-system.sh installs it)"
+  local mirror
+  mirror=$(debian_mirror) || die "no Debian archive in this machine's apt configuration (set DEBIAN_MIRROR)"
+  log "debootstrap --variant=minbase $BUILD_SUITE $rootfs $mirror"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase --arch="$DEB_ARCH" "$BUILD_SUITE" "$rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
+  touch "$rootfs/.complete"
+}
+
+# --- 1c. The interpreter, built in that root, cached by a hash of its inputs -----------------------------------
+key=$( { sha256sum "$src_tarball" "$BUNDLE_SCRIPTS/build-python.sh" "$BUNDLE_SCRIPTS/profile-task.py" | cut -d' ' -f1
+         echo "$OPT $BUILD_SUITE $DEB_ARCH"; } | sha256sum | cut -c1-16)
+python_dir="$CACHE/cpython-$PY_VERSION-$OPT-$key"
+build_python() {
+  if [ -f "$python_dir/.complete" ]; then
+    log "reusing $python_dir (built in $(cat "$python_dir/.build-seconds") s)"
+    return 0
+  fi
+  locked "$CACHE/.lock-rootfs" make_rootfs
+  local build="/build-$key" t0=$SECONDS
+  rm -rf "${rootfs:?}$build" "$python_dir.tmp"
+  mkdir -p "$rootfs$build"
+  cp "$BUNDLE_SCRIPTS/build-python.sh" "$BUNDLE_SCRIPTS/profile-task.py" "$rootfs$build/"
+  cp "$src_tarball" "$rootfs$build/src.tar"
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true   # for build-python.sh's apt-get
+  log "building CPython $PY_VERSION ($OPT) in the $BUILD_SUITE root: o3 ~3 min, pgo-lto ~25 min on 2 cores"
+  # A private mount namespace: /proc and /dev exist for the build only and vanish with it, however it ends.
+  unshare --mount --propagation private /bin/sh -ec '
+      mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
+      exec chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+        /bin/bash "$2/build-python.sh" "$2/src.tar" "$2/out" "$3"' sh "$rootfs" "$build" "$OPT" \
+    || { rm -rf "${rootfs:?}$build"; die "the CPython build failed (output above)"; }
+  mv "$rootfs$build/out" "$python_dir.tmp"
+  rm -rf "${rootfs:?}$build"
+  echo $((SECONDS - t0)) > "$python_dir.tmp/.build-seconds"
+  touch "$python_dir.tmp/.complete"
+  rm -rf "$python_dir" && mv "$python_dir.tmp" "$python_dir"
+  log "built $python_dir in $((SECONDS - t0)) s"
+}
+locked "$python_dir.lock" build_python
+
+# --- 2. The project layer, every run ---------------------------------------------------------------------------
+W=$(mktemp -d /tmp/cni-logger-bundle.XXXXXX); WORKDIRS+=("$W")
+# The dependencies at the versions the project is developed and tested with (those of its virtualenv).
+read -r -a pins < <("$VENV/bin/python" -c 'from importlib.metadata import version as v
+print(" ".join(f"{p}=={v(p)}" for p in ("structlog", "python-json-logger")))')
+log "pip install --target: $ROOT ${pins[*]}"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-warn-script-location --no-compile \
+  --target "$W/site" "$ROOT" "${pins[@]}" >"$W/pip.log" 2>&1 || { cat "$W/pip.log" >&2; die "pip install failed"; }
+out=$(bash "$BUNDLE_SCRIPTS/assemble.sh" "$python_dir" "$W/site" "$DIST" | tail -1)
+log "done in $((SECONDS - started)) s"
+echo "$out"

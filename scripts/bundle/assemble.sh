@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The project layer of the bundle (seconds): copies the interpreter that build-python.sh made, adds the
+# project and its dependencies, byte-compiles them with the bundle's own interpreter, writes the
+# `bin/cni-logger` wrapper and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose
+# path it prints as its last line.
+#
+#   assemble.sh PYTHON_DIR SITE_DIR DIST
+#
+# SITE_DIR holds cni-logger, structlog and python-json-logger as `pip install --target` left them (pure
+# Python, so any pip for Python 3.11 can make it: the project's virtualenv in scripts/build-bundle.sh, the
+# python:3.11 stage in deploy/Dockerfile). Used by both, so the two build the same bundle the same way.
+set -euo pipefail
+
+PYTHON_DIR=$1
+SITE_DIR=$2
+DIST=$3
+
+die() { printf '[assemble] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$PYTHON_DIR/bin/python3.11" ] || die "no interpreter in $PYTHON_DIR"
+set -- "$SITE_DIR"/cni_logger-*.dist-info
+[ -d "$1" ] || die "cni-logger is not installed in $SITE_DIR"
+version=$(sed -n 's/^Version: //p' "$1/METADATA")
+[ -n "$version" ] || die "no version in $1/METADATA"
+
+name="cni-logger-$version"
+W=$(mktemp -d /tmp/cni-logger-assemble.XXXXXX)
+trap 'rm -rf -- "$W"' EXIT
+folder="$W/$name"
+cp -a "$PYTHON_DIR" "$folder"
+rm -f "$folder/.complete" "$folder/.build-seconds"
+site="$folder/lib/python3.11/site-packages"
+cp -a "$SITE_DIR"/. "$site/"
+rm -rf "$site/bin"                    # pip's console script names the build host's interpreter
+find "$site" -depth -type d -name __pycache__ -exec rm -rf {} +
+# Byte-compiled by the bundle's own interpreter. Unchecked-hash .pyc files are used without comparing
+# the source's mtime, so they stay valid whatever unpacking does to timestamps (the folder is immutable).
+"$folder/bin/python3.11" -I -m compileall -q -j0 --invalidation-mode unchecked-hash "$site" >/dev/null
+cat > "$folder/bin/cni-logger" <<'WRAPPER'
+#!/bin/sh
+# The operator CLI of this bundle, from wherever the folder is: the interpreter beside this file, isolated
+# from PYTHON* variables. (The CNI plugin itself is the launcher `cni-logger launcher PATH` writes: it
+# names this folder's interpreter by absolute path and needs no shell.)
+here=$(dirname "$(readlink -f "$0")")
+exec "$here/python3.11" -I -c 'from cni_logger.cli import main; main()' "$@"
+WRAPPER
+chmod 0755 "$folder/bin/cni-logger"
+# BUILD_ID names this build's content: the DaemonSet installs it as /opt/cni-logger/<BUILD_ID>/.
+build_id=$(cd "$folder" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+echo "$build_id" > "$folder/BUILD_ID"
+"$folder/bin/cni-logger" --version >/dev/null || die "the bundle's cni-logger does not run"
+
+mkdir -p "$DIST"
+out="$DIST/$name-linux-$(uname -m).tar.gz"
+tar -C "$W" --sort=name --owner=0 --group=0 --numeric-owner -cf - "$name" | gzip -6n > "$out.tmp"
+mv "$out.tmp" "$out"
+printf '[assemble] %s MB unpacked (%s files), %s MB tar.gz, build id %s\n' \
+  "$(du -sm --apparent-size "$folder" | cut -f1)" "$(find "$folder" -type f | wc -l)" \
+  "$(du -m --apparent-size "$out" | cut -f1)" "$build_id" >&2
+echo "$out"
