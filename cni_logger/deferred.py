@@ -13,7 +13,7 @@ after the import, which makes a LazyLoader module load for real.
 
 The technique *fails safe*: any use of the package namespace (``from structlog import X``,
 ``structlog.get_logger``) runs the real ``__init__`` first, so nothing breaks; the saving is lost.
-``tests/performance/test_import_budget.py`` watches which modules an ADD loads.
+``tests/system/test_rooms.py`` watches which modules an ADD loads.
 """
 
 from __future__ import annotations

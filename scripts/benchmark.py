@@ -259,7 +259,7 @@ def main() -> None:
 
     base = statistics.median(latency[0].wall)
     own_base = statistics.median(bundled[0].wall) if bundled else base
-    rows = []
+    rows: list[dict[str, Any]] = []
     for case in latency + bundled + by_size:
         med = statistics.median(case.wall)
         own = own_base if case in bundled else base

@@ -3,14 +3,14 @@
 # (scripts/setup-system.sh), then lint, type checks, and pytest — unit, protocol, property-based,
 # concurrency, and the real-runtime integration tests (cnitool, Podman) in throw-away namespaces, and
 # the relocatable bundle's system tests (tests/system: glibc floor, relocation, contents).
-# Extra arguments go to pytest, e.g. `scripts/test.sh --run-slow` or `scripts/test.sh tests/unit`.
+# Extra arguments go to pytest, e.g. `scripts/test.sh --run-slow` or `scripts/test.sh tests/plugin`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup-system.sh
 VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
 echo "[test] ruff" >&2
-"$VENV/bin/ruff" check cni_logger tests
+"$VENV/bin/ruff" check cni_logger tests scripts
 echo "[test] mypy" >&2
 "$VENV/bin/mypy"
 if [ $# -eq 0 ]; then

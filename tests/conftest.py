@@ -1,45 +1,14 @@
-"""Shared helpers: run the installed plugin as a real process, the way a CNI runtime does."""
+"""Test-session hooks (``--run-slow``) and fixtures every test directory can use.
+
+The shared helpers themselves live in the importable package ``tests.harness``; this file only wires them
+into pytest.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CNITOOL_RESULT_100: dict[str, Any] = {
-    "cniVersion": "1.0.0",
-    "interfaces": [{"name": "rcbr0", "mac": "c6:60:67:4b:5d:76"},
-                   {"name": "veth24e0f2cc", "mac": "62:dc:de:d3:77:14"},
-                   {"name": "eth0", "mac": "ca:4d:f4:32:50:b1", "sandbox": "/run/netns/rc-ctr"}],
-    "ips": [{"interface": 2, "address": "10.250.77.2/24", "gateway": "10.250.77.1"}],
-    "dns": {},
-}
-"""The final result cnitool printed for bridge + host-local + logger at 1.0.0 (real-clients.md §3)."""
-SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-
-
-_LAUNCHER: list[str] = []
-
-
-def plugin_executable() -> str:
-    """The plugin as a runtime runs it: a launcher written by ``cni-logger launcher`` for the project's
-    virtualenv (override with CNI_LOGGER_BIN to test another install)."""
-    if os.environ.get("CNI_LOGGER_BIN"):
-        return os.environ["CNI_LOGGER_BIN"]
-    if not _LAUNCHER:
-        import tempfile
-
-        target = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-")) / "logger"
-        subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(target)], check=True,
-                       capture_output=True, timeout=60)
-        _LAUNCHER.append(str(target))
-    return _LAUNCHER[0]
+from tests.harness.bundle import bundle  # noqa: F401  (the relocatable bundle, for any test directory)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,80 +22,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@dataclass
-class Run:
-    """One finished plugin process."""
-
-    rc: int
-    stdout: bytes
-    stderr: bytes
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def doc(self) -> Any:
-        """stdout parsed as exactly one JSON document (fails the test otherwise)."""
-        return parse_single_json(self.stdout)
-
-    @property
-    def stderr_events(self) -> list[dict[str, Any]]:
-        """Audit events the plugin wrote to stderr (lines with an ``event`` object)."""
-        found = []
-        for line in self.stderr.decode("utf-8", "replace").split("\n"):  # not splitlines(): U+2028 is data
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("event"), dict):
-                found.append(doc)
-        return found
-
-
-def parse_single_json(data: bytes) -> Any:
-    """Decode ``data`` as one JSON document and nothing else (whitespace aside)."""
-    text = data.decode("utf-8")
-    decoder = json.JSONDecoder()
-    stripped = text.strip()
-    doc, end = decoder.raw_decode(stripped)
-    assert end == len(stripped), f"more than one JSON document on stdout: {text!r}"
-    return doc
-
-
-def cni_env(command: str, **overrides: str) -> dict[str, str]:
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "ctr-0123456789abcdef",
-        "CNI_NETNS": "/run/netns/test-ns",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
-        "CNI_ARGS": "",
-    }
-    env.update(overrides)
-    return env
-
-
-def run_plugin(command: str | None, config: Any = None, *, stdin: bytes | None = None,
-               env: dict[str, str] | None = None, timeout: float = 30) -> Run:
-    """Execute the plugin once: ``config`` is JSON-encoded onto stdin unless raw ``stdin`` is given."""
-    if env is None:
-        env = cni_env(command) if command is not None else {"PATH": "/usr/bin:/bin"}
-    data = stdin if stdin is not None else (b"" if config is None else json.dumps(config).encode())
-    proc = subprocess.run([plugin_executable()], input=data, env=env, capture_output=True, timeout=timeout,
-                          check=False)
-    return Run(proc.returncode, proc.stdout, proc.stderr, env)
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Every event line in ``path`` (which must hold only complete JSON lines)."""
-    if not path.exists():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    assert lines[-1] == b"", "log file does not end with a newline"
-    return [json.loads(line) for line in lines[:-1]]
-
-
-# The relocatable bundle (scripts/build-bundle.sh), built or reused from the cache once per session, for
-# any test directory: `def test_x(bundle: Bundle)` (see tests/system/bundle.py).
-from tests.system.bundle import bundle  # noqa: E402, F401

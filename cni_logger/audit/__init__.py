@@ -12,7 +12,7 @@ plugin writes, together with its rotated (and gzipped) backups, oldest first, in
 * ``commands`` the argparse registration, imported by ``cni_logger.cli.tool`` only.
 
 Nothing on the plugin's path imports this package: a runtime's ADD must not pay for an operator's
-tools (``tests/audit/test_plugin_path.py`` guards this).
+tools (``tests/system/test_rooms.py`` guards this).
 """
 
 TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"

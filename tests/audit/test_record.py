@@ -12,7 +12,7 @@ from cni_logger import events
 from cni_logger import settings as logger_settings
 from cni_logger.audit.record import Record, head_from_doc, head_from_line, is_canonical_line
 from cni_logger.skel import CNIError, Outcome, Request
-from tests.audit.conftest import Trail
+from tests.harness.trails import Trail
 
 FIELDS = ("timestamp", "command", "outcome", "container_id", "ifname", "network", "duration")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cni_logger.install import choose
-from tests.install.nodes import Node
+from tests.harness.nodes import Node
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ import pytest
 
 from cni_logger.install import atomicfile, launcher
 from cni_logger.install import content as new_content
-from tests.install.nodes import Node, shape
+from tests.harness.nodes import Node, shape
 
 LOGGER = {"type": "logger", "logFile": "/var/log/cni/cni-logger.log"}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.harness.plugin import REPO
 from tests.system.cri import image
 from tests.system.cri.client import GeneratedCode, compile_proto
 from tests.system.cri.containerd import PrivateContainerd, unavailable_reason

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.harness.plugin import REPO
 
 LIB = REPO / "scripts" / "lib" / "apt-mirror.sh"
 

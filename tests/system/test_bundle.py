@@ -9,8 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import CNITOOL_RESULT_100, cni_env, parse_single_json, read_events
-from tests.system.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, unpack
+from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, unpack
+from tests.harness.plugin import CNITOOL_RESULT_100, cni_env, parse_single_json, read_events
 
 GLIBC_FLOOR = (2, 31)
 """Debian 11 and Ubuntu 20.04: the oldest glibc the bundle supports (README.md, "The bundle")."""

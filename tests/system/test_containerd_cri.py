@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import read_events
+from tests.harness.plugin import read_events
 from tests.system.conftest import NETWORK, SUBNET
 from tests.system.cri.containerd import PrivateContainerd, wait_for
 

@@ -7,7 +7,7 @@ to containerd exactly like this: gRPC over ``unix://<socket>``, service ``runtim
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -36,14 +36,21 @@ def compile_proto(out_dir: Path) -> GeneratedCode:
     rc = protoc.main(args)
     if rc != 0:
         raise RuntimeError(f"protoc failed (rc={rc}) on {PROTO}")
-    # The generated _grpc module does ``import cri_minimal_pb2``: the output dir must be importable.
-    sys.path.insert(0, str(out_dir))
-    try:
-        pb2 = importlib.import_module("cri_minimal_pb2")
-        pb2_grpc = importlib.import_module("cri_minimal_pb2_grpc")
-    finally:
-        sys.path.remove(str(out_dir))
+    # The generated _grpc module does ``import cri_minimal_pb2``: register the messages module under that
+    # name first (sys.modules), so nothing is added to sys.path.
+    pb2 = _load("cri_minimal_pb2", out_dir / "cri_minimal_pb2.py")
+    pb2_grpc = _load("cri_minimal_pb2_grpc", out_dir / "cri_minimal_pb2_grpc.py")
     return GeneratedCode(pb2, pb2_grpc)
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class CriClient:

@@ -1,0 +1,73 @@
+"""After ``cni-logger install`` a real chain still works through cnitool (libcni), and uninstall restores it.
+
+Uses the integration harness (``tests/harness/cnitool.py``): throw-away network namespaces, a CNI
+bin dir of the system's reference plugins, and a conf dir in a temporary directory. Needs root and cnitool;
+skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cnitool import (
+    CniSandbox,
+    cnitool_container_id,
+    environment_problem,
+    logger_bin,
+    logger_unavailable_reason,
+    opened_sandbox,
+    result_mismatches,
+    run,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
+    """Namespaces and a bin dir with the reference plugins but no logger: install puts it there."""
+    problem = environment_problem() or logger_unavailable_reason()
+    if problem:
+        pytest.skip(problem)
+    with opened_sandbox(tmp_path, None) as sandbox:
+        yield sandbox
+
+
+def test_installed_chain_runs_through_cnitool_and_uninstall_restores(bare_sandbox: CniSandbox) -> None:
+    sb = bare_sandbox
+    net = sb.new_network("install")
+    conflist = sb.write_conflist(net, "1.0.0", [net.bridge_plugin()])
+    original = conflist.read_bytes()
+    cni_logger = str(logger_bin())
+    state = sb.tmp / "state"
+
+    run([cni_logger, "install", "--conf-dir", str(sb.netconf_dir), "--bin-dir", str(sb.bin_dir),
+         "--log-file", str(net.log_file), "--state-dir", str(state)], check=True)
+    plugins = json.loads(conflist.read_text())["plugins"]
+    assert [p["type"] for p in plugins] == ["bridge", "logger"]
+    assert (sb.bin_dir / "logger").read_text().startswith("#!/")
+
+    ctr = sb.new_container()
+    add = sb.cnitool("add", net, ctr)
+    assert add.rc == 0, add.describe()
+    assert result_mismatches(json.loads(add.stdout), sb.bridge_result(net, ctr, "1.0.0")) == []
+    check = sb.cnitool("check", net, ctr)
+    assert check.rc == 0, check.describe()
+    delete = sb.cnitool("del", net, ctr)
+    assert delete.rc == 0, delete.describe()
+
+    events = net.events()
+    assert [e["cni"]["command"] for e in events] == ["ADD", "CHECK", "DEL"]
+    add_event = events[0]
+    assert add_event["event"]["outcome"] == "success"
+    assert add_event["container"]["id"] == cnitool_container_id(sb.netns_path(ctr))
+    assert add_event["network"]["name"] == net.name
+    assert add_event["cni"]["prev_result"]["ips"], "the logger, last, saw the bridge's result"
+
+    run([cni_logger, "uninstall", "--state-dir", str(state)], check=True)
+    assert conflist.read_bytes() == original
+    assert not (sb.bin_dir / "logger").exists()
