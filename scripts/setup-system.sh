@@ -36,7 +36,8 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           golang-github-vishvananda-netns-dev golang-golang-x-sys-dev
           golang-github-containernetworking-plugins-dev debian-archive-keyring xz-utils hyperfine time
           containerd
-          gcc libc6-dev logrotate)
+          gcc libc6-dev logrotate
+          chromium)
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
 fi
