@@ -185,6 +185,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_runner("follow"))
 
+    _register_report(commands, files)
+
 
 def _timeline_runner(parser: argparse.ArgumentParser) -> Any:
     run = _runner("timeline")
@@ -195,6 +197,28 @@ def _timeline_runner(parser: argparse.ArgumentParser) -> Any:
         return run(args)  # type: ignore[no-any-return]
 
     return check
+
+
+def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                     files: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "report", parents=[files], help="what the trail covers, occupancy, conflicts, leaks, failures, latency",
+        description="One pass over the trail: the files and span it covers, damaged stretches and quiet gaps, "
+                    "per-network address occupancy, conflicts (an address held twice at once), leaks, failed "
+                    "invocations and latency percentiles, for the window --since/--until (the whole trail is "
+                    "read: what is still held at its end decides the leaks). Text for a terminal, --json for "
+                    "machines, and --html FILE: one self-contained page with a picture of address occupancy.")
+    parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
+    parser.add_argument("--until", type=_time, metavar="TIME", help="window end")
+    parser.add_argument("--json", action="store_true", help="the report as one JSON object")
+    parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    parser.add_argument("--gap", type=_duration, default=3600.0, metavar="DURATION",
+                        help="report stretches without any event at least this long (default 1h)")
+    parser.add_argument("--max-bars", type=_count, default=5000, metavar="N",
+                        help="the picture draws at most N holdings, those that ended last (default 5000)")
+    parser.add_argument("--max-addresses", type=_count, default=512, metavar="N",
+                        help="the picture has at most N address rows, the lowest addresses (default 512)")
+    parser.set_defaults(run=_runner("report"))
 
 
 def _runner(name: str) -> Any:

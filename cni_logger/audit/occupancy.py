@@ -136,6 +136,8 @@ class Occupancy:
         """With ``keep_orphans``: the DELs without ADD (``leaks``' other kind); the caller may clear the list."""
         self.conflicts = 0
         """Pairs of holdings found overlapping."""
+        self.opened: list[Holding] = []
+        """The holdings the last ``feed`` opened."""
 
     def _wanted(self, address: str) -> bool:
         if self.subnet is None:
@@ -149,6 +151,8 @@ class Occupancy:
         """Apply one event; the holdings it ended."""
         closed = self.tracker.feed(rec)
         ended: list[Holding] = []
+        if self.opened:
+            self.opened = []
         for interval in closed:
             if interval.orphan:
                 if self.keep_orphans:
@@ -184,6 +188,7 @@ class Occupancy:
             holdings.append(holding)
         if holdings:
             self.open[interval.key] = holdings
+            self.opened = holdings
 
     def still_held(self) -> list[Holding]:
         """The holdings open at the end of what was read, by address."""

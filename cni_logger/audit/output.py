@@ -469,3 +469,80 @@ def latency_table(out: Out, latency: dict[str, dict[str, Any]], percentiles: Seq
         if summary["count"]:
             table.row([name, str(summary["count"]), *(f"{summary[f'p{p}']:.1f}" for p in percentiles),
                        f"{summary['max']:.1f}", f"{summary['mean']:.1f}"])
+
+
+def _listed(out: Out, title: str, section: dict[str, Any], columns: Sequence[tuple[str, int]],
+            cells: Callable[[dict[str, Any]], list[str]]) -> None:
+    """A report section: ``title: N`` (with how many are listed, if not all), then its table."""
+    shown = len(section["listed"])
+    more = f" (first {shown} listed)" if shown < section["count"] else ""
+    out.text("")
+    out.text(f"{title}: {section['count']}{more}")
+    table = Table(out, columns, indent="  ")
+    for item in section["listed"]:
+        table.row(cells(item))
+
+
+def _opt(stamp: str | None) -> str:
+    return short(stamp) if stamp else "-"
+
+
+def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
+    """``report`` for a terminal: the trail, occupancy per network, then the lists and the latency."""
+    trail, window = data["trail"], data["window"]
+    span = "the whole trail" if not (window["since"] or window["until"]) else \
+        f"{_opt(window['since'])} .. {_opt(window['until'])}"
+    out.text(f"report for {span}")
+    out.text(f"trail: {len(trail['files'])} files, {sum(f['bytes'] for f in trail['files']) / 1e6:.1f} MB on disk; "
+             f"events {_opt(trail['first'])} .. {_opt(trail['last'])}")
+    for item in trail["files"]:
+        out.text(f"  {item['path']}  ({item['bytes']} bytes)")
+    out.text(f"events in the window: {trail['events_in_window']}"
+             + (f"  ({_opt(trail['first_in_window'])} .. {_opt(trail['last_in_window'])})"
+                if trail["first_in_window"] else ""))
+    out.text(f"damaged lines skipped: {trail['skipped_lines']}")
+    for warning in trail["warnings"]:
+        out.text(f"  warning: {warning}")
+    _listed(out, "damaged stretches", trail["damaged"], (("AFTER", 24), ("BEFORE", 24), ("LINES", 0)),
+            lambda d: [_opt(d["after"]), _opt(d["before"]) if d["before"] else "(end of trail)", str(d["lines"])])
+    _listed(out, f"quiet gaps (no event for {human_duration(trail['gaps']['min_seconds'])} or more)",
+            trail["gaps"], (("FROM", 24), ("UNTIL", 24), ("LENGTH", 0)),
+            lambda g: [short(g["from"]), short(g["until"]), human_duration(g["seconds"])])
+    out.text("")
+    out.text("address occupancy per network (holdings that overlap the window)")
+    table = Table(out, (("NETWORK", 18), ("ADDRESSES", 9), ("HOLDINGS", 8), ("PEAK", 5), ("CONFLICTS", 9),
+                        ("STILL HELD", 0)), indent="  ")
+    for name, use in data["networks"].items():
+        table.row([name or "-", str(use["addresses"]), str(use["holdings"]), str(use["peak"]), str(use["conflicts"]),
+                   str(use["still_held"])])
+    if not data["networks"]:
+        out.text("  (no address was held)")
+    _listed(out, "conflicts (an address held by two attachments at once)", data["conflicts"],
+            (("AT", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("WHILE HELD BY", 0)),
+            lambda c: [short(c["at"]), c["address"], c["network"] or "-", container(c["container_id"], False),
+                       pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
+    leaks_found = data["leaks"]
+    _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
+            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+                       container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
+    _listed(out, "DELs without ADD", leaks_found["del_without_add"],
+            (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
+                       pod_label(o["namespace"], o["pod"]) or "-"])
+    _listed(out, "failed invocations", data["failures"],
+            (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
+            lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
+                       container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
+                       f["error"] or "-"])
+    stats_found = data["stats"]
+    out.text("")
+    out.text("events per command: " + (", ".join(f"{k} {v}" for k, v in stats_found["commands"].items()) or "none")
+             + "; per outcome: " + (", ".join(f"{k} {v}" for k, v in stats_found["outcomes"].items()) or "none"))
+    latency_table(out, stats_found["latency_ms"], percentiles, indent="  ")
+    if html:
+        picture = data["picture"]
+        out.text("")
+        out.text(f"HTML report written to {html}: {picture['bars']} holdings drawn on {picture['rows']} address rows"
+                 + (f"; {picture['bars_not_drawn']} holdings and {picture['rows_not_drawn']} addresses not drawn"
+                    if picture["bars_not_drawn"] or picture["rows_not_drawn"] else ""))

@@ -244,6 +244,31 @@ def stats(args: argparse.Namespace) -> int:
     return _session("stats", args, body)
 
 
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace) -> int:
+    from cni_logger.audit import report as summary
+    from cni_logger.audit.stats import PERCENTILES
+
+    def body(session: Session) -> bool:
+        window = summary.Window(args.since or "", args.until or "")
+        built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
+                              max_addresses=args.max_addresses)
+        data = built.to_json()
+        if args.html:
+            from cni_logger.audit import page
+
+            page.write(args.html, built, data)
+        if args.json:
+            session.out.json(data)
+        else:
+            output.report(session.out, data, percentiles=PERCENTILES, html=args.html)
+        return built.events_read > 0
+
+    return _session("report", args, body)
+
+
 # -- follow -----------------------------------------------------------------------------------------
 
 
