@@ -33,6 +33,8 @@ from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record, is_canonical_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+KNOWN_LIMIT = 1 << 16
+"""Address spellings remembered with their canonical form (a few MiB at most)."""
 
 _RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"\\]*"(?:,"[^"\\]*")*)?)\]\}')
 _ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"\\]*",)?(?:"namespace":"([^"\\]*)",)?'
@@ -136,16 +138,26 @@ class Occupancy:
         """With ``keep_orphans``: the DELs without ADD (``leaks``' other kind); the caller may clear the list."""
         self.conflicts = 0
         """Pairs of holdings found overlapping."""
+        self._known: dict[str, str | None] = {}
         self.opened: list[Holding] = []
         """The holdings the last ``feed`` opened."""
 
-    def _wanted(self, address: str) -> bool:
-        if self.subnet is None:
-            return True
-        try:
-            return ipaddress.ip_address(address) in self.subnet
-        except ValueError:
-            return False
+    def _canonical(self, address: str) -> str | None:
+        """An address as ``canonical_address`` spells it, or ``None`` outside the subnet; remembered, because
+        parsing costs more than the rest of a holding and a node reuses few addresses many times."""
+        if address in self._known:
+            return self._known[address]
+        canonical: str | None = canonical_address(address)
+        if self.subnet is not None:
+            try:
+                inside = ipaddress.ip_address(address.split("/", 1)[0].strip()) in self.subnet
+            except ValueError:
+                inside = False
+            canonical = canonical if inside else None
+        if len(self._known) >= KNOWN_LIMIT:
+            self._known.clear()
+        self._known[address] = canonical
+        return canonical
 
     def feed(self, rec: Record) -> list[Holding]:
         """Apply one event; the holdings it ended."""
@@ -175,8 +187,8 @@ class Occupancy:
         addresses, namespace, pod = line_fields(rec)
         network, container_id, ifname = interval.key
         holdings = []
-        for address in dict.fromkeys(canonical_address(a) for a in addresses):
-            if not self._wanted(address):
+        for address in dict.fromkeys(self._canonical(a) for a in addresses):
+            if address is None:
                 continue
             holding = Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen)
             peers = self.by_address.setdefault(address, [])

@@ -113,7 +113,7 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
     width = LABEL_WIDTH + PLOT_WIDTH + 10
     colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(sorted(data["networks"]))}
     conflicted = {bar.address for bar in report.bars if bar.conflicts_with}
-    svg = [f"<div class='scroll'><svg id='occupancy' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+    svg = [f"<div class='scroll'><svg id='occupancy' width='{width}' "
            f"height='{height}' viewBox='0 0 {width} {height}'>",
            "<defs><pattern id='hatch' width='6' height='6' patternUnits='userSpaceOnUse' "
            "patternTransform='rotate(45)'><rect width='3' height='6' fill='#c9c9c9'/></pattern></defs>"]
@@ -141,8 +141,8 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
                    f"y1='{AXIS_HEIGHT - 6}' y2='{plot_bottom}' data-lines='{damage['lines']}'><title>"
                    f"{damage['lines']} damaged lines between {esc(_time(damage['after']))} and "
                    f"{esc(_time(damage['before']))}</title></line>")
-    for bar in report.bars:
-        svg.append(_bar(bar, rows[bar.address], x, colours.get(bar.network, PALETTE[0])))
+    for bar, lane, lanes in _lanes(report.bars):
+        svg.append(_bar(bar, rows[bar.address], x, colours.get(bar.network, PALETTE[0]), lane, lanes))
     svg.append("</svg></div>")
     legend = ("<p class='legend'>" + "".join(
         f"<span><i style='background:{colour}'></i>{esc(name or '-')}</span>" for name, colour in colours.items())
@@ -170,7 +170,29 @@ def _axis(t0: float, t1: float, rows: int) -> str:
     return "".join(parts)
 
 
-def _bar(bar: Holding, row: int, x: Any, colour: str) -> str:
+def _lanes(bars: list[Holding]) -> list[tuple[Holding, int, int]]:
+    """Each bar with its lane in its address row, and the row's lane count: holdings that overlap (a
+    conflict) share the row's height side by side instead of hiding one another."""
+    by_address: dict[str, list[Holding]] = {}
+    for bar in bars:
+        by_address.setdefault(bar.address, []).append(bar)
+    placed: list[tuple[Holding, int, int]] = []
+    for group in by_address.values():
+        group.sort(key=lambda h: h.since)
+        ends: list[str | None] = []  # per lane: where its last bar ends (None: still held)
+        lanes: list[int] = []
+        for bar in group:
+            lane = next((n for n, end in enumerate(ends) if end is not None and end < bar.since), len(ends))
+            if lane == len(ends):
+                ends.append(bar.end)
+            else:
+                ends[lane] = bar.end
+            lanes.append(lane)
+        placed += [(bar, lane, len(ends)) for bar, lane in zip(group, lanes, strict=True)]
+    return placed
+
+
+def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int = 1) -> str:
     left = x(bar.since, 0.0)
     right = x(bar.end, PLOT_WIDTH)
     width = max(right - left, MIN_BAR)
@@ -193,9 +215,10 @@ def _bar(bar: Holding, row: int, x: Any, colour: str) -> str:
                   "ifname": bar.ifname, "from": bar.start or "", "seen": bar.seen, "until": bar.end or "",
                   "ended-by": bar.ended_by, "conflicts": " ".join(bar.conflicts_with)}
     data = " ".join(f"data-{key}='{esc(value)}'" for key, value in attributes.items())
-    y = AXIS_HEIGHT + row * ROW_HEIGHT + 2
-    return (f"<rect class='{' '.join(classes)}' x='{LABEL_WIDTH + left:.1f}' y='{y}' width='{width:.1f}' "
-            f"height='{ROW_HEIGHT - 4}' fill='{colour}' {data}><title>{esc(title)}</title></rect>")
+    height = (ROW_HEIGHT - 4) / lanes
+    y = AXIS_HEIGHT + row * ROW_HEIGHT + 2 + lane * height
+    return (f"<rect class='{' '.join(classes)}' x='{LABEL_WIDTH + left:.1f}' y='{y:.1f}' width='{width:.1f}' "
+            f"height='{height:.1f}' fill='{colour}' {data}><title>{esc(title)}</title></rect>")
 
 
 def _table(title: str, key: str, section: dict[str, Any] | None, columns: list[str], rows: list[list[Any]]) -> str:
