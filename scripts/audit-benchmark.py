@@ -279,6 +279,10 @@ def main() -> int:
             ("leaks", ["leaks", *log]),
             ("stats", ["stats", *log]),
             (f"events --container {info['at_cid'][:12]}", ["events", "--container", info["at_cid"][:12], *log]),
+            (f"who-had {SUBNET}.0/24", ["who-had", f"{SUBNET}.0/24", *log]),
+            (f"who-had {SUBNET}.0/24 --at T", ["who-had", f"{SUBNET}.0/24", "--at", info["at"], *log]),
+            ("report", ["report", *log]),
+            ("report --html", ["report", "--html", str(work / "report.html"), *log]),
         ]
         results = []
         floor = measure(["/bin/true"], work)[1]
@@ -297,6 +301,8 @@ def main() -> int:
                 raise SystemExit(f"{name}: exit status {status}")
             if name.startswith("who-had") and "--at" in argv and info["at_cid"][:12].encode() not in stdout:
                 raise SystemExit(f"{name}: wrong answer (expected {info['at_cid'][:12]}):\n{stdout.decode()}")
+            if name == "report --html" and b"<svg id='occupancy'" not in (work / "report.html").read_bytes():
+                raise SystemExit(f"{name}: the page has no occupancy picture")
             row = {"command": name, "wall_s": round(wall, 3), "mb_per_s": round(info["written"] / 1e6 / wall, 1),
                    "disk_mb_per_s": round(disk / 1e6 / wall, 1), "peak_rss_mib": round(rss_kib / 1024, 1),
                    "exit": status, "output_lines": stdout.count(b"\n")}

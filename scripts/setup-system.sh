@@ -38,7 +38,10 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           golang-github-vishvananda-netns-dev golang-golang-x-sys-dev
           golang-github-containernetworking-plugins-dev debian-archive-keyring xz-utils hyperfine time
           containerd
-          gcc libc6-dev logrotate debootstrap binutils)   # debootstrap, binutils: scripts/build-bundle.sh
+          gcc libc6-dev logrotate
+          debootstrap binutils      # scripts/build-bundle.sh
+          chromium                  # the audit report's page, rendered in the tests
+          )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
 fi

@@ -18,3 +18,6 @@ tools (``tests/system/test_rooms.py`` guards this).
 TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"
 """The times ``timeparse`` accepts, in a few words: for ``--help`` and for its own error messages. Here,
 not in ``timeparse``, because ``commands`` needs it while registering and must not import the parser."""
+
+FORMATS = ("table", "json", "csv", "tsv")
+"""``--format`` choices (``formats`` writes them); here because ``commands`` registers them without importing it."""

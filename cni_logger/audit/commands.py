@@ -1,4 +1,5 @@
-"""The audit subcommands' command lines: ``events``, ``timeline``, ``who-had``, ``leaks``, ``stats``, ``follow``.
+"""The audit subcommands' command lines: ``events``, ``timeline``, ``who-had``, ``leaks``, ``stats``, ``follow``,
+``report``.
 
 ``cni_logger.cli.tool`` imports this module (it is in ``COMMAND_MODULES``) to register the parsers;
 the work itself lives in ``cni_logger.audit.run`` and is imported only when a command runs.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cni_logger.audit import TIME_HELP
+from cni_logger.audit import FORMATS, TIME_HELP
 from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.skel import COMMANDS
 
@@ -43,6 +44,22 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid IP address {text!r}") from None
 
 
+def _address_or_subnet(text: str) -> str:
+    """An address (an interface address's ``/prefix`` is ignored, as before), or a subnet: a ``/prefix``
+    with no host bits set (``10.244.1.0/24``, ``fd00::/64``) asks about every address in it."""
+    import ipaddress
+
+    if "/" in text:
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError:
+            pass
+        else:
+            if network.num_addresses > 1:
+                return network.compressed
+    return _address(text)
+
+
 def _command(text: str) -> str:
     command = text.upper()
     if command not in COMMANDS:
@@ -72,7 +89,12 @@ def _files_parent() -> argparse.ArgumentParser:
 
 def _output_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", help="JSON lines for machines instead of a table")
+    group = parent.add_argument_group("output")
+    group.add_argument("--format", choices=FORMATS, default="table",
+                       help="table for people (default; control characters shown escaped), JSON lines, or CSV "
+                            "(RFC 4180) / TSV with a header and one row per answer (cells that a spreadsheet "
+                            "would take for a formula get a leading ')")
+    group.add_argument("--json", action="store_const", const="json", dest="format", help="the same as --format json")
     return parent
 
 
@@ -103,23 +125,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     parser = commands.add_parser(
         "events", parents=[files, output, filters], help="list events, filtered",
-        description="List audit events, oldest first. --json prints the original lines. "
+        description="List audit events, oldest first. --format json prints the original lines. "
                     "Exit status 0 when events matched, 1 when none did, 2 on errors.")
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_runner("events"))
 
     parser = commands.add_parser(
-        "timeline", parents=[files, output], help="one container's attachments: ADD, CHECK, DEL",
-        description="Every ADD, CHECK and DEL of the containers whose id starts with CONTAINER, per network "
-                    "and interface, with addresses, interfaces, outcomes and durations.")
-    parser.add_argument("container", metavar="CONTAINER", help="container id or a prefix of it")
-    parser.set_defaults(run=_runner("timeline"))
+        "timeline", parents=[files, output], help="one container's (or pod's) attachments: ADD, CHECK, DEL",
+        description="Every ADD, CHECK and DEL of the containers whose id starts with CONTAINER, or of every "
+                    "sandbox of a pod (--pod), per network and interface, with addresses, interfaces, "
+                    "outcomes and durations; times also as epoch seconds.")
+    parser.add_argument("container", metavar="CONTAINER", nargs="?", default="",
+                        help="container id or a prefix of it")
+    parser.add_argument("--pod", default="", metavar="NAMESPACE/NAME",
+                        help="a pod's sandboxes over time: NAMESPACE/NAME, or NAME alone (Podman); * ? [ ] globs")
+    parser.set_defaults(run=_timeline_runner(parser))
 
     parser = commands.add_parser(
-        "who-had", parents=[files, output], help="which container held an address (at a time)",
+        "who-had", parents=[files, output], help="which container held an address or subnet (at a time)",
         description="Which container, pod and network held IP, from ADD-to-DEL intervals: all holders, or "
-                    "with --at the one(s) holding it at that time. Exit status 1 when nobody did.")
-    parser.add_argument("ip", type=_address, metavar="IP", help="the address (a /prefix is ignored)")
+                    "with --at the one(s) holding it at that time. With a subnet (10.244.1.0/24) every "
+                    "address in it, each holder once, as its holding ends (still held last; with --at: by "
+                    "address), marking holders that overlapped another holder of the same address. "
+                    "Exit status 1 when nobody did.")
+    parser.add_argument("ip", type=_address_or_subnet, metavar="IP|CIDR",
+                        help="the address (an interface address's /prefix is ignored), or a subnet with no host "
+                             "bits set")
     parser.add_argument("--at", type=_time, metavar="TIME", help=f"only who held it then: {TIME_HELP}")
     parser.add_argument("--no-prefilter", action="store_true",
                         help="decode every line (for an IPAM that spells addresses unusually)")
@@ -153,6 +184,41 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="how often to look for new lines (default 0.25s; at most 5s)")
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_runner("follow"))
+
+    _register_report(commands, files)
+
+
+def _timeline_runner(parser: argparse.ArgumentParser) -> Any:
+    run = _runner("timeline")
+
+    def check(args: argparse.Namespace) -> int:
+        if not args.container and not args.pod:
+            parser.error("give a CONTAINER (id or prefix) or --pod NAMESPACE/NAME")
+        return run(args)  # type: ignore[no-any-return]
+
+    return check
+
+
+def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                     files: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "report", parents=[files], help="what the trail covers, occupancy, conflicts, leaks, failures, latency",
+        description="One pass over the trail: the files and span it covers, damaged stretches and quiet gaps, "
+                    "per-network address occupancy, conflicts (an address held twice at once), leaks, failed "
+                    "invocations and latency percentiles, for the window --since/--until (the whole trail is "
+                    "read: what is still held at its end decides the leaks). Text for a terminal, --json for "
+                    "machines, and --html FILE: one self-contained page with a picture of address occupancy.")
+    parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
+    parser.add_argument("--until", type=_time, metavar="TIME", help="window end")
+    parser.add_argument("--json", action="store_true", help="the report as one JSON object")
+    parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
+    parser.add_argument("--gap", type=_duration, default=3600.0, metavar="DURATION",
+                        help="report stretches without any event at least this long (default 1h)")
+    parser.add_argument("--max-bars", type=_count, default=5000, metavar="N",
+                        help="the picture draws at most N holdings, those that ended last (default 5000)")
+    parser.add_argument("--max-addresses", type=_count, default=512, metavar="N",
+                        help="the picture has at most N address rows, the lowest addresses (default 512)")
+    parser.set_defaults(run=_runner("report"))
 
 
 def _runner(name: str) -> Any:

@@ -1,8 +1,10 @@
 """Printing the answers, with the output conventions of ordinary Unix tools.
 
 The questions (``cni_logger.audit.run``) compute answers: records, attachments, holder and leak
-summaries, a stats report. This module prints them, as tables for people or, with ``--json``, as
-JSON lines for machines (an event as its original line); nothing here reads the trail.
+summaries, a stats report. This module prints them in the ``--format`` asked for (``formats``): a
+table for people (the default), JSON lines for machines (``--json`` is the same; an event is its
+original line), CSV or TSV with one row per answer; nothing here reads the trail. Every
+human-readable line goes through ``Out.text``, which shows control characters as escapes.
 
 Conventions: results on stdout, everything else on stderr.
 
@@ -24,8 +26,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from cni_logger.audit import record
+from cni_logger.audit.formats import Cell, Delimited, visible
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import human_duration, short, to_epoch
+from cni_logger.audit.timeparse import human_duration, is_canonical, short, to_epoch
 
 if TYPE_CHECKING:
     from cni_logger.audit.timeline import Attachment
@@ -33,35 +36,52 @@ if TYPE_CHECKING:
 FOUND, NOTHING, USAGE = 0, 1, 2
 PROG = "cni-logger"
 SHORT_ID = 12
-"""Container ids are shown this long unless ``--no-trunc`` (as ``docker ps`` shows them)."""
+"""Hex container ids are shown this long unless ``--no-trunc`` (as ``docker ps`` shows them)."""
+LONG_ID = 32
+"""Other ids (``cnitool-`` + 20 hex, Podman names, test ids) are shown whole up to this length."""
 
 
 class Out:
-    """stdout as bytes: table rows and JSON lines alike, written through one buffer."""
+    """stdout as bytes: table rows, text, JSON and CSV lines alike, written through one buffer.
+
+    A ``Table`` may hold its first rows back to size its columns; any other output, and ``flush``,
+    lets them out first, so the order of what is written never changes.
+    """
 
     def __init__(self, stream: IO[bytes] | None = None, *, flush_each: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.flush_each = flush_each
+        self.held: list[Table] = []
 
     def raw(self, data: bytes) -> None:
+        if self.held:
+            self.release()
         self.stream.write(data)
         if self.flush_each:
             self.stream.flush()
 
     def text(self, line: str) -> None:
-        self.raw(line.encode("utf-8", "replace") + b"\n")
+        """A line for people: control characters and bidi overrides shown as escapes (``formats.visible``)."""
+        self.raw(visible(line).encode("utf-8", "replace") + b"\n")
 
     def json(self, value: Any) -> None:
-        """One compact JSON line (non-ASCII kept as UTF-8)."""
-        self.text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        """One compact JSON line (non-ASCII kept as UTF-8), exact: not escaped for terminals."""
+        self.raw(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n")
+
+    def release(self) -> None:
+        """Write the rows tables are holding back."""
+        tables, self.held = self.held, []
+        for table in tables:
+            table.start()
 
     def flush(self) -> None:
+        self.release()
         self.stream.flush()
 
 
 def error(command: str, message: str) -> None:
-    """One line on stderr, prefixed like other tools prefix theirs."""
-    sys.stderr.write(f"{PROG} {command}: {message}\n")
+    """One line on stderr, prefixed like other tools prefix theirs (escaped: it may quote the trail)."""
+    sys.stderr.write(visible(f"{PROG} {command}: {message}") + "\n")
     sys.stderr.flush()
 
 
@@ -89,21 +109,52 @@ def _silence_stdout() -> None:
 
 
 class Table:
-    """Fixed-width columns, streamed row by row (no buffering to measure): long values just overflow.
+    """Aligned columns, sized to fit the first ``SAMPLE`` rows, then streamed row by row.
+
+    Each column is at least its given width and at most ``MAX_WIDTH`` wide (wider values overflow,
+    keeping the next columns readable by the two-space gap); the first rows are held until ``SAMPLE``
+    have come or anything else is written (``Out.release``). With ``sample=0`` (``follow``: rows must
+    appear as they happen) the given widths are used from the start. Cells are escaped by ``Out.text``.
 
     The header comes with the first row, so a question without answers prints nothing at all.
     """
 
-    def __init__(self, out: Out, columns: Sequence[tuple[str, int]], indent: str = "") -> None:
+    SAMPLE = 100
+    MAX_WIDTH = 64
+
+    def __init__(self, out: Out, columns: Sequence[tuple[str, int]], indent: str = "", *,
+                 sample: int | None = None) -> None:
         self.out = out
         self.widths = [width for _, width in columns]
         self.indent = indent
         self.header: list[str] | None = [name for name, _ in columns]
+        self.sample = (0 if out.flush_each else self.SAMPLE) if sample is None else sample
+        self.pending: list[list[str]] = []
 
     def row(self, values: Sequence[str]) -> None:
         if self.header is not None:
-            header, self.header = self.header, None
-            self.row(header)
+            self.pending.append([visible(v) for v in values])
+            if len(self.pending) == 1:
+                self.out.held.append(self)
+            if len(self.pending) >= self.sample:
+                self.out.held.remove(self)
+                self.start()
+            return
+        self._write(values)
+
+    def start(self) -> None:
+        """Size the columns to the header and the rows held, and write them."""
+        if self.header is None:
+            return
+        header, self.header = self.header, None
+        rows, self.pending = [header, *self.pending], []
+        for column in range(len(self.widths)):
+            longest = max((len(r[column]) for r in rows if column < len(r) - 1), default=0)
+            self.widths[column] = max(self.widths[column], min(longest, self.MAX_WIDTH))
+        for row in rows:
+            self._write(row)
+
+    def _write(self, values: Sequence[str]) -> None:
         cells = [value.ljust(width) for value, width in zip(values[:-1], self.widths, strict=False)]
         self.out.text((self.indent + "  ".join([*cells, values[-1]])).rstrip())
 
@@ -158,8 +209,21 @@ def milliseconds(duration_ns: int | None) -> str:
     return "-" if duration_ns is None else f"{duration_ns / 1e6:.1f}"
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def container(cid: str, full: bool) -> str:
-    return cid if full else cid[:SHORT_ID]
+    """A container id for a table: a hex id to 12 characters (``docker ps``), others whole up to 32."""
+    if full or len(cid) <= SHORT_ID:
+        return cid
+    if _HEX.issuperset(cid):
+        return cid[:SHORT_ID]
+    return cid if len(cid) <= LONG_ID else cid[:LONG_ID - 1] + "~"
+
+
+def epoch(stamp: str | None) -> float | None:
+    """A trail timestamp as epoch seconds (microseconds kept), for tools that count in seconds."""
+    return round(to_epoch(stamp), 6) if stamp and is_canonical(stamp) else None
 
 
 def pod_label(namespace: str | None, pod: str | None) -> str:
@@ -169,52 +233,130 @@ def pod_label(namespace: str | None, pod: str | None) -> str:
 
 # -- the answers ------------------------------------------------------------------------------------
 
+
+def flat(value: Any) -> Cell:
+    """A JSON value as one CSV/TSV cell: lists joined by spaces, objects as compact JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Records:
+    """Answers that are flat JSON objects (holders, leaks): JSON lines, or CSV/TSV with a column per key.
+
+    The columns are the first answer's keys, with ``<key>_epoch`` after each time in ``times``; keys a
+    later answer adds (an optional qualification) are not columns, keys it lacks are empty cells.
+    """
+
+    def __init__(self, out: Out, fmt: str, times: Sequence[str] = ()) -> None:
+        self.out = out
+        self.fmt = fmt
+        self.times = times
+        self.keys: list[str] | None = None
+        self.writer: Delimited | None = None
+
+    def __call__(self, answer: dict[str, Any]) -> None:
+        if self.fmt == "json":
+            self.out.json(answer)
+            return
+        if self.keys is None:
+            self.keys = list(answer)
+            columns = [c for k in self.keys for c in ((k, f"{k}_epoch") if k in self.times else (k,))]
+            self.writer = Delimited(self.out, self.fmt, columns)
+        assert self.writer is not None
+        cells: list[Cell] = []
+        for key in self.keys:
+            cells.append(flat(answer.get(key)))
+            if key in self.times:
+                value = answer.get(key)
+                cells.append(epoch(value) if isinstance(value, str) else None)
+        self.writer.row(cells)
+
+
 EVENT_COLUMNS = (("TIME", 24), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7), ("NETWORK", 18), ("IFNAME", 6),
                  ("CONTAINER", 12), ("POD", 24), ("ADDRESSES", 0))
+EVENT_FIELDS = ("time", "epoch", "command", "outcome", "duration_ms", "network", "ifname", "container_id",
+                "namespace", "pod", "addresses", "error", "event_id")
 
 
 class EventPrinter:
-    """Events (``events``, ``follow``) as table rows, or as their original lines (``--json``)."""
+    """Events (``events``, ``follow``) as table rows, CSV/TSV rows, or their original lines (JSON)."""
 
-    def __init__(self, out: Out, *, as_json: bool, full_ids: bool) -> None:
+    def __init__(self, out: Out, *, fmt: str, full_ids: bool) -> None:
         self.out = out
-        self.as_json = as_json
+        self.fmt = fmt
         self.full_ids = full_ids
         self.table: Table | None = None
+        self.writer: Delimited | None = None
 
     def __call__(self, rec: Record) -> None:
-        if self.as_json:
+        if self.fmt == "json":
             self.out.raw(rec.line + b"\n")
+            return
+        doc = rec.doc
+        if self.fmt != "table":
+            if self.writer is None:
+                self.writer = Delimited(self.out, self.fmt, EVENT_FIELDS)
+            event = doc.get("event")
+            event_id = event.get("id") if isinstance(event, dict) else None
+            self.writer.row([rec.timestamp, epoch(rec.timestamp), rec.command, rec.outcome,
+                             None if rec.duration is None else round(rec.duration / 1e6, 3), rec.network,
+                             rec.ifname, rec.container_id, record.namespace(doc), record.pod(doc),
+                             " ".join(record.addresses(doc)), record.error_message(doc),
+                             event_id if isinstance(event_id, str) else None])
             return
         if self.table is None:
             self.table = Table(self.out, EVENT_COLUMNS)
-        doc = rec.doc
         self.table.row([short(rec.timestamp) or "-", rec.command or "-", rec.outcome or "-",
                         milliseconds(rec.duration), rec.network or "-", rec.ifname or "-",
-                        container(rec.container_id, self.full_ids) or "-",
+                        container(rec.container_id, self.full_ids),
                         pod_label(record.namespace(doc), record.pod(doc)) or "-",
                         ",".join(record.addresses(doc)) or "-"])
 
 
-def timeline(out: Out, attachments: Iterable[Attachment], *, as_json: bool) -> None:
-    """Each attachment: a heading, its steps as a table, then the periods it was attached."""
+TIMELINE_FIELDS = ("container_id", "network", "ifname", "namespace", "pod", "time", "epoch", "command", "outcome",
+                   "duration_ms", "addresses", "interfaces", "error")
+
+
+def _interfaces(step_interfaces: Iterable[dict[str, str]]) -> str:
+    return " ".join(f"{i.get('name', '?')}={i.get('mac', '?')}" + ("(ctr)" if i.get("sandbox") else "")
+                    for i in step_interfaces)
+
+
+def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
+    """Each attachment: a heading, its steps as a table, then the periods it was attached.
+
+    JSON: one object per attachment (times also as epoch seconds); CSV/TSV: one row per step.
+    """
+    writer = Delimited(out, fmt, TIMELINE_FIELDS) if fmt in ("csv", "tsv") else None
     for number, attachment in enumerate(attachments):
-        if as_json:
+        if fmt == "json":
             out.json(attachment.to_json())
+            continue
+        if writer is not None:
+            for step in attachment.steps:
+                writer.row([attachment.container_id, attachment.network, attachment.ifname,
+                            attachment.namespace or None, attachment.pod or None, step.timestamp,
+                            epoch(step.timestamp), step.command, step.outcome,
+                            None if step.duration_ns is None else round(step.duration_ns / 1e6, 3),
+                            " ".join(step.cidrs), _interfaces(step.interfaces), step.error or None])
             continue
         if number:
             out.text("")
         pod = pod_label(attachment.namespace, attachment.pod)
         out.text(f"container {attachment.container_id}  network {attachment.network or '-'}  "
                  f"ifname {attachment.ifname or '-'}" + (f"  pod {pod}" if pod else ""))
-        table = Table(out, (("TIME", 24), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7), ("ADDRESSES", 18),
-                            ("INTERFACES", 0)), indent="  ")
+        table = Table(out, (("TIME", 24), ("EPOCH", 17), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7),
+                            ("ADDRESSES", 18), ("INTERFACES", 0)), indent="  ")
         for step in attachment.steps:
-            interfaces = " ".join(f"{i.get('name', '?')}={i.get('mac', '?')}" + ("(ctr)" if i.get("sandbox") else "")
-                                  for i in step.interfaces)
             note = f"  error: {step.error}" if step.error else ""
-            table.row([short(step.timestamp), step.command, step.outcome, milliseconds(step.duration_ns),
-                       ",".join(step.cidrs) or "-", (interfaces or "-") + note])
+            table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.outcome,
+                       milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
+                       (_interfaces(step.interfaces) or "-") + note])
         for attached, detached in attachment.periods():
             if detached is None:
                 out.text(f"  attached {short(attached)}, still attached at the end of the trail")
@@ -223,36 +365,58 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, as_json: bool) -> N
                 out.text(f"  attached {short(attached)}, detached {short(detached)} ({length})")
 
 
+def _epoch_text(stamp: str) -> str:
+    seconds = epoch(stamp)
+    return "-" if seconds is None else f"{seconds:.3f}"
+
+
 def _since(holder: dict[str, Any]) -> str:
     """When a holder got the address: the ADD, or ``<=`` the first evidence when the ADD is not in the trail."""
     return short(holder["from"]) if holder["from"] else f"<={short(holder['seen'])}"
 
 
-def holders(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids: bool) -> None:
-    """``who-had``: one row (or JSON line) per holder of the address."""
-    table = Table(out, (("FROM", 26), ("UNTIL", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ENDED BY", 0)))
+HOLDER_TIMES = ("from", "seen", "until")
+
+
+def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool, subnet: bool = False) -> None:
+    """``who-had``: one row (or JSON line, or CSV/TSV row) per holder of the address.
+
+    With ``subnet`` (``who-had CIDR``) the table starts with the address and marks holders that
+    overlap another holder of the same address (``conflict``, set by the question).
+    """
+    if fmt != "table":
+        write = Records(out, fmt, HOLDER_TIMES)
+        for holder in found:
+            write(holder)
+        return
+    columns = (("FROM", 26), ("UNTIL", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+               ("POD", 24), ("ENDED BY", 0))
+    table = Table(out, ((("ADDRESS", 15), *columns[:-1], ("ENDED BY", 8), ("CONFLICT", 0)) if subnet else columns))
     for holder in found:
-        if as_json:
-            out.json(holder)
-            continue
-        table.row([_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
-                   holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
-                   pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-"])
+        cells = [_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
+                 holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
+                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-"]
+        if subnet:
+            conflicts = holder.get("conflicts_with") or []
+            cells = [holder["address"], *cells, ("with " + ",".join(container(c, full_ids) for c in conflicts))
+                     if conflicts else "-"]
+        table.row(cells)
 
 
 NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
 """The two kinds of ``leaks``."""
 
 
-def leaks(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids: bool) -> None:
-    """``leaks``: one row (or JSON line) per attachment never deleted or DEL without ADD."""
+def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool) -> None:
+    """``leaks``: one row (or JSON line, or CSV/TSV row) per attachment never deleted or DEL without ADD."""
+    if fmt != "table":
+        write = Records(out, fmt, HOLDER_TIMES)
+        for leak in found:
+            write(leak)
+        return
     table = Table(out, (("KIND", 15), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
                         ("POD", 24), ("ADDRESSES", 0)))
     for leak in found:
-        if as_json:
-            out.json(leak)
-            continue
         age = leak["age_seconds"]
         orphan = leak["kind"] == DEL_WITHOUT_ADD
         table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
@@ -261,10 +425,30 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids:
                    ",".join(leak["addresses"]) or "-"])
 
 
-def stats(out: Out, report: dict[str, Any], *, as_json: bool, percentiles: Sequence[int]) -> None:
-    """``stats``: the totals, then counts per command, outcome and network, then latency percentiles."""
-    if as_json:
+STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
+
+
+def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[int]) -> None:
+    """``stats``: the totals, then counts per command, outcome and network, then latency percentiles.
+
+    CSV/TSV: one row per count (group ``events``, ``command``, ``outcome``, ``network``; the latency
+    cells empty) and one per latency summary (group ``latency``).
+    """
+    if fmt == "json":
         out.json(report)
+        return
+    if fmt != "table":
+        writer = Delimited(out, fmt, ("group", "name", "count", *(f"p{p}_ms" for p in percentiles), "max_ms",
+                                      "mean_ms"))
+        blank = [None] * (len(percentiles) + 2)
+        writer.row(["events", "all", report["events"], *blank])
+        for group, key in (("command", "commands"), ("outcome", "outcomes"), ("network", "networks")):
+            for name, count in report[key].items():
+                writer.row([group, name, count, *blank])
+        for name, summary in report["latency_ms"].items():
+            if summary["count"]:
+                writer.row(["latency", name, summary["count"], *(summary[f"p{p}"] for p in percentiles),
+                            summary["max"], summary["mean"]])
         return
     span = f"  ({short(report['first'])} .. {short(report['last'])})" if report["first"] else ""
     out.text(f"events: {report['events']}{span}")
@@ -274,9 +458,91 @@ def stats(out: Out, report: dict[str, Any], *, as_json: bool, percentiles: Seque
         for name, count in report[key].items():
             table.row([name, str(count)])
     out.text("")
+    latency_table(out, report["latency_ms"], percentiles)
+
+
+def latency_table(out: Out, latency: dict[str, dict[str, Any]], percentiles: Sequence[int], indent: str = "") -> None:
+    """Latency percentiles per command, in milliseconds (``stats`` and ``report``)."""
     table = Table(out, (("LATENCY (ms)", 14), ("COUNT", 8), *((f"P{p}", 9) for p in percentiles),
-                        ("MAX", 9), ("MEAN", 0)))
-    for name, summary in report["latency_ms"].items():
+                        ("MAX", 9), ("MEAN", 0)), indent=indent)
+    for name, summary in latency.items():
         if summary["count"]:
             table.row([name, str(summary["count"]), *(f"{summary[f'p{p}']:.1f}" for p in percentiles),
                        f"{summary['max']:.1f}", f"{summary['mean']:.1f}"])
+
+
+def _listed(out: Out, title: str, section: dict[str, Any], columns: Sequence[tuple[str, int]],
+            cells: Callable[[dict[str, Any]], list[str]]) -> None:
+    """A report section: ``title: N`` (with how many are listed, if not all), then its table."""
+    shown = len(section["listed"])
+    more = f" (first {shown} listed)" if shown < section["count"] else ""
+    out.text("")
+    out.text(f"{title}: {section['count']}{more}")
+    table = Table(out, columns, indent="  ")
+    for item in section["listed"]:
+        table.row(cells(item))
+
+
+def _opt(stamp: str | None) -> str:
+    return short(stamp) if stamp else "-"
+
+
+def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
+    """``report`` for a terminal: the trail, occupancy per network, then the lists and the latency."""
+    trail, window = data["trail"], data["window"]
+    span = "the whole trail" if not (window["since"] or window["until"]) else \
+        f"{_opt(window['since'])} .. {_opt(window['until'])}"
+    out.text(f"report for {span}")
+    out.text(f"trail: {len(trail['files'])} files, {sum(f['bytes'] for f in trail['files']) / 1e6:.1f} MB on disk; "
+             f"events {_opt(trail['first'])} .. {_opt(trail['last'])}")
+    for item in trail["files"]:
+        out.text(f"  {item['path']}  ({item['bytes']} bytes)")
+    out.text(f"events in the window: {trail['events_in_window']}"
+             + (f"  ({_opt(trail['first_in_window'])} .. {_opt(trail['last_in_window'])})"
+                if trail["first_in_window"] else ""))
+    out.text(f"damaged lines skipped: {trail['skipped_lines']}")
+    for warning in trail["warnings"]:
+        out.text(f"  warning: {warning}")
+    _listed(out, "damaged stretches", trail["damaged"], (("AFTER", 24), ("BEFORE", 24), ("LINES", 0)),
+            lambda d: [_opt(d["after"]), _opt(d["before"]) if d["before"] else "(end of trail)", str(d["lines"])])
+    _listed(out, f"quiet gaps (no event for {human_duration(trail['gaps']['min_seconds'])} or more)",
+            trail["gaps"], (("FROM", 24), ("UNTIL", 24), ("LENGTH", 0)),
+            lambda g: [short(g["from"]), short(g["until"]), human_duration(g["seconds"])])
+    out.text("")
+    out.text("address occupancy per network (holdings that overlap the window)")
+    table = Table(out, (("NETWORK", 18), ("ADDRESSES", 9), ("HOLDINGS", 8), ("PEAK", 5), ("CONFLICTS", 9),
+                        ("STILL HELD", 0)), indent="  ")
+    for name, use in data["networks"].items():
+        table.row([name or "-", str(use["addresses"]), str(use["holdings"]), str(use["peak"]), str(use["conflicts"]),
+                   str(use["still_held"])])
+    if not data["networks"]:
+        out.text("  (no address was held)")
+    _listed(out, "conflicts (an address held by two attachments at once)", data["conflicts"],
+            (("AT", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("WHILE HELD BY", 0)),
+            lambda c: [short(c["at"]), c["address"], c["network"] or "-", container(c["container_id"], False),
+                       pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
+    leaks_found = data["leaks"]
+    _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
+            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+                       container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
+    _listed(out, "DELs without ADD", leaks_found["del_without_add"],
+            (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
+                       pod_label(o["namespace"], o["pod"]) or "-"])
+    _listed(out, "failed invocations", data["failures"],
+            (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
+            lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
+                       container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
+                       f["error"] or "-"])
+    stats_found = data["stats"]
+    out.text("")
+    out.text("events per command: " + (", ".join(f"{k} {v}" for k, v in stats_found["commands"].items()) or "none")
+             + "; per outcome: " + (", ".join(f"{k} {v}" for k, v in stats_found["outcomes"].items()) or "none"))
+    latency_table(out, stats_found["latency_ms"], percentiles, indent="  ")
+    if html:
+        picture = data["picture"]
+        out.text("")
+        out.text(f"HTML report written to {html}: {picture['bars']} holdings drawn on {picture['rows']} address rows"
+                 + (f"; {picture['bars_not_drawn']} holdings and {picture['rows_not_drawn']} addresses not drawn"
+                    if picture["bars_not_drawn"] or picture["rows_not_drawn"] else ""))

@@ -84,7 +84,7 @@ def _selected(scan: Scan, query: Filter, lines: Iterator[bytes] | None = None) -
 
 
 def _printer(out: Out, args: argparse.Namespace) -> output.EventPrinter:
-    return output.EventPrinter(out, as_json=args.json, full_ids=args.no_trunc)
+    return output.EventPrinter(out, fmt=args.format, full_ids=args.no_trunc)
 
 
 def events(args: argparse.Namespace) -> int:
@@ -106,13 +106,14 @@ def timeline(args: argparse.Namespace) -> int:
     from cni_logger.audit import timeline as tl
 
     def body(session: Session) -> bool:
-        prefilter = tl.prefilter(args.container)
+        pod = tl.Pod(args.pod) if args.pod else None
+        prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
         attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
-                                 args.container)
+                                 args.container, None if pod is None else pod.wants)
         containers = {a.container_id for a in attachments}
-        if len(containers) > 1:
+        if len(containers) > 1 and pod is None:
             output.error("timeline", f"{args.container!r} matches {len(containers)} containers; all are shown")
-        output.timeline(session.out, attachments, as_json=args.json)
+        output.timeline(session.out, attachments, fmt=args.format)
         return bool(attachments)
 
     return _session("timeline", args, body)
@@ -138,6 +139,9 @@ def _holder(interval: Interval, **extra: Any) -> dict[str, Any]:
 
 
 def who_had(args: argparse.Namespace) -> int:
+    if "/" in args.ip:
+        return _session("who-had", args, lambda session: _who_had_subnet(session, args))
+
     def body(session: Session) -> bool:
         tracker = Tracker(args.ip)
         prefilter = None if args.no_prefilter else tracker.prefilter(address_spellings(args.ip))
@@ -148,11 +152,40 @@ def who_had(args: argparse.Namespace) -> int:
                     kept.append(closed)
         kept += [i for i in tracker.open.values() if args.at is None or i.covers(args.at)]
         kept.sort(key=lambda i: (i.seen, i.key))
-        output.holders(session.out, (_holder(i, address=args.ip) for i in kept), as_json=args.json,
+        output.holders(session.out, (_holder(i, address=args.ip) for i in kept), fmt=args.format,
                        full_ids=args.no_trunc)
         return bool(kept)
 
     return _session("who-had", args, body)
+
+
+def _who_had_subnet(session: Session, args: argparse.Namespace) -> bool:
+    """``who-had CIDR``: every holding of an address in the subnet, as it ends (memory: the open ones only);
+    with ``--at``, the holdings then, by address."""
+    from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sorted_holdings
+
+    occupancy = Occupancy(parse_network(args.ip))
+    found = 0
+
+    def holdings() -> Iterator[Holding]:
+        nonlocal found
+        kept: list[Holding] = []
+        for rec in session.scan.records(decode=False):
+            ended = occupancy.feed(rec)
+            if ended:
+                if args.at is None:
+                    found += len(ended)
+                    yield from ended
+                else:
+                    kept += [h for h in ended if h.covers(args.at)]
+        still = occupancy.still_held()
+        last = still if args.at is None else sorted_holdings(kept + [h for h in still if h.covers(args.at)])
+        found += len(last)
+        yield from last
+
+    output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
+                   subnet=True)
+    return found > 0
 
 
 # -- leaks ------------------------------------------------------------------------------------------
@@ -183,7 +216,7 @@ def leaks(args: argparse.Namespace) -> int:
         cutoff = from_epoch(now - args.older_than)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
-        output.leaks(session.out, (_leak(i, now) for i in found), as_json=args.json, full_ids=args.no_trunc)
+        output.leaks(session.out, (_leak(i, now) for i in found), fmt=args.format, full_ids=args.no_trunc)
         return bool(found)
 
     return _session("leaks", args, body)
@@ -205,10 +238,35 @@ def stats(args: argparse.Namespace) -> int:
             for rec in session.scan.records(query.prefilter(), decode=False):
                 if query.matches_head(rec):
                     totals.add(rec)
-        output.stats(session.out, totals.to_json(), as_json=args.json, percentiles=PERCENTILES)
+        output.stats(session.out, totals.to_json(), fmt=args.format, percentiles=PERCENTILES)
         return totals.events > 0
 
     return _session("stats", args, body)
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace) -> int:
+    from cni_logger.audit import report as summary
+    from cni_logger.audit.stats import PERCENTILES
+
+    def body(session: Session) -> bool:
+        window = summary.Window(args.since or "", args.until or "")
+        built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
+                              max_addresses=args.max_addresses)
+        data = built.to_json()
+        if args.html:
+            from cni_logger.audit import page
+
+            page.write(args.html, built, data)
+        if args.json:
+            session.out.json(data)
+        else:
+            output.report(session.out, data, percentiles=PERCENTILES, html=args.html)
+        return built.events_read > 0
+
+    return _session("report", args, body)
 
 
 # -- follow -----------------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""One container's attachments, step by step: ``timeline CONTAINER``.
+"""One container's (or one pod's) attachments, step by step: ``timeline CONTAINER`` / ``timeline --pod NS/NAME``.
 
 A container (matched by id prefix, as ``docker`` and ``crictl`` match them) may have several
 attachments, one per network and interface (Multus adds ``net1``...). Each is shown on its own:
 every ADD, CHECK and DEL with its outcome, duration, addresses and interfaces, and the periods it
 was attached, from a successful ADD to the successful DEL after it.
+
+A pod is matched by its namespace and name (``orchestrator.*`` or ``K8S_POD_*``); every sandbox it
+had (a container id) is followed from the first event that names the pod, including events of that
+sandbox that do not name it (a DEL after a runtime restart may carry no ``CNI_ARGS``).
 
 Only the matching events are kept (decoded and summarised), so memory follows the answer.
 """
@@ -15,8 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.query import literal_bytes
+from cni_logger.audit.query import is_glob, literal_bytes
 from cni_logger.audit.record import Record
+from cni_logger.audit.timeparse import is_canonical, to_epoch
+
+
+def _epoch(stamp: str | None) -> float | None:
+    return round(to_epoch(stamp), 6) if stamp and is_canonical(stamp) else None
 
 
 @dataclass
@@ -32,7 +41,8 @@ class Step:
     error: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"@timestamp": self.timestamp, "command": self.command, "outcome": self.outcome,
+        return {"@timestamp": self.timestamp, "epoch": _epoch(self.timestamp), "command": self.command,
+                "outcome": self.outcome,
                 "duration_ms": None if self.duration_ns is None else round(self.duration_ns / 1e6, 3),
                 "addresses": self.cidrs, "interfaces": self.interfaces, "error": self.error or None}
 
@@ -67,7 +77,8 @@ class Attachment:
     def to_json(self) -> dict[str, Any]:
         return {"network": self.network, "container_id": self.container_id, "ifname": self.ifname,
                 "pod": self.pod or None, "namespace": self.namespace or None,
-                "periods": [{"attached": a, "detached": d} for a, d in self.periods()],
+                "periods": [{"attached": a, "detached": d, "attached_epoch": _epoch(a), "detached_epoch": _epoch(d)}
+                            for a, d in self.periods()],
                 "events": [step.to_json() for step in self.steps]}
 
 
@@ -82,11 +93,53 @@ def prefilter(prefix: str) -> Callable[[bytes], bool] | None:
 COMMANDS = frozenset({"ADD", "CHECK", "DEL"})
 
 
-def collect(records: Iterable[Record], prefix: str) -> list[Attachment]:
-    """The attachments of every container whose id starts with ``prefix``, by first appearance."""
+class Pod:
+    """``--pod NAMESPACE/NAME`` (or ``NAME``: any namespace, as Podman records none): its events, and
+    every event of the sandboxes seen with it."""
+
+    def __init__(self, spec: str) -> None:
+        namespace, _, name = spec.rpartition("/")
+        self.namespace, self.name = namespace, name
+        self.sandboxes: set[str] = set()
+        self._needle = None if is_glob(name) else literal_bytes(name)
+        self._ids: set[bytes] = set()
+
+    @staticmethod
+    def _match(pattern: str, value: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return fnmatchcase(value, pattern) if is_glob(pattern) else value == pattern
+
+    def prefilter(self) -> Callable[[bytes], bool] | None:
+        """Lines naming the pod, or a sandbox already seen with it."""
+        needle, ids = self._needle, self._ids
+        if needle is None:
+            return None
+        return lambda line: needle in line or any(cid in line for cid in ids)
+
+    def wants(self, rec: Record) -> bool:
+        if rec.container_id in self.sandboxes:
+            return True
+        doc = rec.doc
+        if not self._match(self.name, record.pod(doc)):
+            return False
+        if self.namespace and not self._match(self.namespace, record.namespace(doc)):
+            return False
+        if rec.container_id:
+            self.sandboxes.add(rec.container_id)
+            self._ids.add(rec.container_id.encode("utf-8", "surrogatepass"))
+        return True
+
+
+def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bool] | None = None,
+            ) -> list[Attachment]:
+    """The attachments of every container whose id starts with ``prefix`` (and that ``wants``), by first
+    appearance."""
     found: dict[tuple[str, str, str], Attachment] = {}
     for rec in records:
         if not rec.container_id.startswith(prefix) or rec.command not in COMMANDS:
+            continue
+        if wants is not None and not wants(rec):
             continue
         doc = rec.doc
         attachment = found.get(rec.key)

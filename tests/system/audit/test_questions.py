@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ from tests.harness.audit import cli
 from tests.harness.trails import DAMAGED, NET, STORAGE, Trail
 
 SKIPPED = f"skipped {DAMAGED} lines"
+
+
+def epoch(stamp: str) -> float:
+    """A trail timestamp as epoch seconds, computed here independently of the tool."""
+    return round(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp(), 6)
 
 
 def file_lines(trail: Trail) -> list[bytes]:
@@ -144,7 +150,10 @@ def test_timeline_of_one_container(trail: Trail) -> None:
     events = trail.by_container("ctr-a")
     assert [s["duration_ms"] for s in attachment["events"]] == [round(e["event"]["duration"] / 1e6, 3)
                                                                  for e in events]
-    assert attachment["periods"] == [{"attached": events[0]["@timestamp"], "detached": events[2]["@timestamp"]}]
+    assert attachment["periods"] == [{"attached": events[0]["@timestamp"], "detached": events[2]["@timestamp"],
+                                      "attached_epoch": epoch(events[0]["@timestamp"]),
+                                      "detached_epoch": epoch(events[2]["@timestamp"])}]
+    assert [s["epoch"] for s in attachment["events"]] == [epoch(e["@timestamp"]) for e in events]
 
 
 def test_timeline_groups_by_network_and_interface(trail: Trail) -> None:

@@ -1,0 +1,270 @@
+"""``cni-logger report``: one pass over the trail, everything an auditor asks first, for a time window.
+
+The sections, each computed by the same code as the question it summarises:
+
+* **trail**: the files read (size, oldest first), the span of events, lines skipped as damage and
+  the *damaged stretches* (where in time skipped lines sit: between which two events), and *quiet
+  gaps* (no event at all for at least ``--gap``: logging off, a node down, or simply no pod churn);
+* **networks**: per network, the addresses held in the window, the holdings, the peak of
+  simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
+* **conflicts**: holdings of one address that overlapped (first ``LIST_LIMIT``);
+* **leaks**: attachments never deleted, and DELs without ADD (as ``leaks``);
+* **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
+* **latency**: counts and percentiles (``stats``).
+
+The whole trail is read (what is still held at its end decides the leaks); only what falls in
+``[--since, --until]`` is counted. Memory is bounded: open attachments, one set of addresses per
+network, capped lists, and for the HTML picture (``page``) at most ``max_bars`` holdings, the ones
+that ended last (a ring), across at most ``max_addresses`` address rows.
+
+Every section is a plain dict (``Report.to_json``), so what a later change learns about an interval
+(a qualified end, an unknown start, a damaged stretch) flows into text, JSON and HTML alike: a
+holding's ``ended_by`` is printed as it comes, a start the trail does not show is ``from: null``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from cni_logger.audit import record, sources
+from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
+from cni_logger.audit.reader import Scan
+from cni_logger.audit.record import Record
+from cni_logger.audit.stats import Stats
+from cni_logger.audit.timeparse import to_epoch
+
+LIST_LIMIT = 200
+"""Conflicts, failures, leaks, gaps and damaged stretches listed (all are counted)."""
+MAX_BARS = 5000
+MAX_ADDRESSES = 512
+
+
+@dataclass
+class Window:
+    since: str = ""
+    until: str = ""
+
+    def __contains__(self, stamp: str) -> bool:
+        return (not self.since or stamp >= self.since) and (not self.until or stamp < self.until)
+
+
+@dataclass
+class NetworkUse:
+    addresses: set[str] = field(default_factory=set)
+    holdings: int = 0
+    open: int = 0
+    peak: int = 0
+    conflicts: int = 0
+    still_held: int = 0
+
+
+class Capped:
+    """A list that keeps its first ``limit`` items and counts the rest."""
+
+    def __init__(self, limit: int = LIST_LIMIT) -> None:
+        self.limit = limit
+        self.items: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.count += 1
+        if len(self.items) < self.limit:
+            self.items.append(item)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "listed": self.items}
+
+
+def trail_files(trails: list[sources.Trail]) -> list[dict[str, Any]]:
+    """The files of each trail, oldest first, with their sizes on disk (as found before the scan)."""
+    found: list[dict[str, Any]] = []
+    for trail in trails:
+        for path in [v for stem in sources.backups(trail) for v in (stem, stem + ".gz")] + [trail.live]:
+            try:
+                found.append({"path": path, "bytes": os.stat(path).st_size})
+            except OSError:
+                continue
+    return found
+
+
+class Builder:
+    """Accumulates the report from records in trail order."""
+
+    def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
+                 max_addresses: int = MAX_ADDRESSES) -> None:
+        self.window = window
+        self.gap_seconds = gap_seconds
+        self.max_bars = max_bars
+        self.max_addresses = max_addresses
+        self.occupancy = Occupancy(keep_orphans=True)
+        self.stats = Stats()
+        self.networks: dict[str, NetworkUse] = {}
+        self.conflicts = Capped()
+        self.failures = Capped()
+        self.orphans = Capped()
+        self.gaps = Capped()
+        self.damaged = Capped()
+        self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
+        self.bars_dropped = 0
+        self.first = ""
+        self.last = ""
+        self._previous = ""
+        self._previous_epoch = 0.0
+        self._skipped = 0
+        self._entered = False
+
+    def _network(self, name: str) -> NetworkUse:
+        use = self.networks.get(name)
+        if use is None:
+            use = self.networks[name] = NetworkUse()
+        return use
+
+    def feed(self, rec: Record, skipped: int) -> None:
+        """One record; ``skipped`` is the scan's count of skipped lines so far (for damaged stretches)."""
+        stamp = rec.timestamp
+        if skipped != self._skipped:
+            self.damaged.add({"after": self._previous or None, "before": stamp or None,
+                              "lines": skipped - self._skipped})
+            self._skipped = skipped
+        if stamp:
+            self._times(stamp)
+        inside = bool(stamp) and stamp in self.window
+        if inside:
+            if not self._entered:  # what was held when the window opened counts towards its peak
+                self._entered = True
+                for use in self.networks.values():
+                    use.peak = max(use.peak, use.open)
+            self.stats.add(rec)
+            if not rec.ok:
+                self._failure(rec)
+        for holding in self.occupancy.feed(rec):
+            self._network(holding.network).open -= 1
+            if holding.overlaps(self.window.since, self.window.until):
+                self._count(holding)
+        for orphan in self.occupancy.orphans:
+            if orphan.seen in self.window:
+                addresses, namespace, pod = line_fields(orphan.opened)
+                self.orphans.add({"kind": "del-without-add", "seen": orphan.seen, "network": orphan.key[0],
+                                  "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
+                                  "namespace": namespace or None, "addresses": addresses})
+        self.occupancy.orphans.clear()
+        for holding in self.occupancy.opened:
+            use = self._network(holding.network)
+            use.open += 1
+            if inside:
+                use.peak = max(use.peak, use.open)
+                if holding.conflicts_with:
+                    self._conflict(holding, stamp)
+
+    def _times(self, stamp: str) -> None:
+        """The span, and a quiet gap when this event comes ``gap_seconds`` or more after the one before."""
+        previous = self._previous
+        if not previous:
+            self.first = self._previous = self.last = stamp
+            self._previous_epoch = to_epoch(stamp)
+            return
+        if stamp <= previous:
+            return  # concurrent writers: a few milliseconds out of order
+        seconds = to_epoch(stamp)
+        if seconds - self._previous_epoch >= self.gap_seconds:
+            self.gaps.add({"from": previous, "until": stamp, "seconds": round(seconds - self._previous_epoch, 3)})
+        self._previous = self.last = stamp
+        self._previous_epoch = seconds
+
+    def _failure(self, rec: Record) -> None:
+        doc = rec.doc
+        self.failures.add({"@timestamp": rec.timestamp, "command": rec.command, "network": rec.network,
+                           "container_id": rec.container_id, "ifname": rec.ifname, "pod": record.pod(doc) or None,
+                           "namespace": record.namespace(doc) or None, "error": record.error_message(doc) or None})
+        rec.forget()
+
+    def _conflict(self, holding: Holding, stamp: str) -> None:
+        for other in holding.conflicts_with:
+            self._network(holding.network).conflicts += 1
+            self.conflicts.add({"address": holding.address, "at": stamp, "network": holding.network,
+                                "container_id": holding.container_id, "pod": holding.pod or None,
+                                "namespace": holding.namespace or None, "other_container_id": other})
+
+    def _count(self, holding: Holding) -> None:
+        use = self._network(holding.network)
+        use.holdings += 1
+        use.addresses.add(holding.address)
+        if self.bars.maxlen is not None and len(self.bars) == self.bars.maxlen:
+            self.bars_dropped += 1
+        if self.max_bars > 0:
+            self.bars.append(holding)
+        else:
+            self.bars_dropped += 1
+
+    def finish(self, skipped: int) -> list[Holding]:
+        """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
+        if skipped != self._skipped:
+            self.damaged.add({"after": self._previous or None, "before": None, "lines": skipped - self._skipped})
+            self._skipped = skipped
+        still = [h for h in self.occupancy.still_held() if h.overlaps(self.window.since, self.window.until)]
+        for holding in still:
+            self._count(holding)
+            self._network(holding.network).still_held += 1
+        return still
+
+
+def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
+          max_addresses: int = MAX_ADDRESSES) -> Report:
+    """Read the whole trail once and assemble the report."""
+    builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses)
+    for rec in scan.records(decode=False):
+        builder.feed(rec, scan.skipped)
+    still = builder.finish(scan.skipped)
+    return Report(builder, still, trail_files(scan.trails), scan)
+
+
+class Report:
+    """The assembled answers: ``to_json`` for text, JSON and HTML alike, and the bars for the picture."""
+
+    def __init__(self, builder: Builder, still: list[Holding], files: list[dict[str, Any]], scan: Scan) -> None:
+        self.builder = builder
+        window = builder.window
+        self.window = {"since": window.since or None, "until": window.until or None}
+        self.files = files
+        self.events_read = builder.stats.events
+        self.skipped = scan.skipped
+        self.warnings = list(scan.warnings)
+        self.leaks = Capped()
+        for holding in still:
+            self.leaks.add({"kind": "never-deleted", **holding.to_json()})
+        self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
+
+    @staticmethod
+    def _picture(builder: Builder) -> tuple[list[Holding], list[str], int, int]:
+        """The holdings to draw and their address rows, within the bounds."""
+        addresses = sorted({h.address for h in builder.bars}, key=address_key)
+        rows = addresses[: builder.max_addresses]
+        shown = set(rows)
+        bars = [h for h in builder.bars if h.address in shown]
+        not_drawn = builder.bars_dropped + len(builder.bars) - len(bars)
+        return bars, rows, not_drawn, len(addresses) - len(rows)
+
+    def to_json(self) -> dict[str, Any]:
+        b = self.builder
+        stats = b.stats.to_json()
+        return {
+            "window": self.window,
+            "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
+                      "events_in_window": stats["events"], "first_in_window": stats["first"],
+                      "last_in_window": stats["last"], "skipped_lines": self.skipped,
+                      "damaged": b.damaged.to_json(), "gaps": {**b.gaps.to_json(), "min_seconds": b.gap_seconds},
+                      "warnings": self.warnings},
+            "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
+                                "conflicts": use.conflicts, "still_held": use.still_held}
+                         for name, use in sorted(b.networks.items()) if use.holdings},
+            "conflicts": b.conflicts.to_json(),
+            "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json()},
+            "failures": b.failures.to_json(),
+            "stats": stats,
+            "picture": {"bars": len(self.bars), "bars_not_drawn": self.bars_not_drawn, "rows": len(self.rows),
+                        "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,
+                        "max_addresses": b.max_addresses},
+        }

@@ -1,0 +1,294 @@
+"""The audit tool's outputs as an operator and an auditor get them: formats, subnets, pods, the report page.
+
+The trail is the audit tests' story (``tests.harness.trails.build``: rotated, gzipped, damaged), written
+by the real plugin, plus a conflict (two sandboxes given one address, one of them never deleted) and a
+pod whose name an attacker chose (a terminal escape, markup, a spreadsheet formula). Expected answers
+are computed here from the events the plugin wrote, not by the tool's code.
+
+The report page is rendered by a real headless Chromium (Debian's ``chromium``): its DOM after the
+page's script ran must show what the trail holds, and a screenshot is taken (kept next to the trail
+for a person to look at; the test checks it is a PNG of the window's size).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.audit import CLI, cli
+from tests.harness.trails import DAMAGED, NET, Trail, Writer, build
+
+HOSTILE = "=HYPERLINK(1)<b>x</b>\x1b[31mred"
+"""A pod name: a formula for spreadsheets, markup for the page, a colour escape for the terminal."""
+CONFLICT_ADDRESS = "10.1.0.40"
+
+
+@pytest.fixture(scope="module")
+def trail(tmp_path_factory: pytest.TempPathFactory) -> Trail:
+    built = build(tmp_path_factory.mktemp("outputs-trail"))
+    w = Writer(built)
+    w.run("ADD", "ctr-x", address=CONFLICT_ADDRESS, pod="dup-x")
+    w.run("ADD", "ctr-y", address=CONFLICT_ADDRESS, pod="dup-y")  # the same address: a conflict
+    w.run("DEL", "ctr-y", address=CONFLICT_ADDRESS, pod="dup-y")
+    w.run("ADD", "ctr-h", address="10.1.0.41", pod=HOSTILE, namespace="evil")
+    return built
+
+
+def epoch(stamp: str) -> float:
+    return round(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp(), 6)
+
+
+def successful_adds(trail: Trail) -> list[dict[str, Any]]:
+    return [e for e in trail.events if e["cni"]["command"] == "ADD" and e["event"]["outcome"] == "success"]
+
+
+def deleted(trail: Trail) -> set[tuple[str, str]]:
+    """(container id, ifname) of every successful DEL, and of what the GC collected."""
+    found = {(e["cni"]["container_id"], e["cni"]["ifname"]) for e in trail.events
+             if e["cni"]["command"] == "DEL" and e["event"]["outcome"] == "success"}
+    for e in trail.events:
+        if e["cni"]["command"] == "GC":
+            keep = {(a["containerID"], a["ifname"]) for a in e["cni"]["valid_attachments"]}
+            found |= {(a["cni"]["container_id"], a["cni"]["ifname"]) for a in successful_adds(trail)
+                      if a["@timestamp"] < e["@timestamp"] and a["network"]["name"] == e["network"]["name"]
+                      and (a["cni"]["container_id"], a["cni"]["ifname"]) not in keep}
+    return found
+
+
+# -- formats --------------------------------------------------------------------------------------------
+
+
+def test_json_flag_is_format_json(trail: Trail) -> None:
+    for argv in (["events"], ["stats"], ["who-had", "10.1.0.5"], ["who-had", "10.1.0.0/24"], ["timeline", "ctr-a"]):
+        assert cli(*argv, "--json", *trail.args()).stdout == cli(*argv, "--format", "json", *trail.args()).stdout
+
+
+def test_csv_is_rfc4180_with_a_row_per_answer_and_defused_formulas(trail: Trail) -> None:
+    proc = subprocess.run([CLI, "events", "--format", "csv", *trail.args()], capture_output=True, check=False,
+                          timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.count(b"\r\n") == len(trail.events) + 1 and proc.stdout.count(b"\n") == len(trail.events) + 1
+    rows = list(csv.DictReader(io.StringIO(proc.stdout.decode(), newline="")))
+    assert [r["event_id"] for r in rows] == trail.ids
+    assert [float(r["epoch"]) for r in rows] == [epoch(e["@timestamp"]) for e in trail.events]
+    hostile = [r for r in rows if r["container_id"] == "ctr-h"]
+    assert [r["pod"] for r in hostile] == ["'" + HOSTILE]  # a spreadsheet shows it as text, not a formula
+    failure = next(r for r in rows if r["outcome"] == "failure")
+    assert '"' in failure["error"]  # the error quotes the version: quoted and doubled in the file, exact here
+    assert all(not r["pod"].startswith(("=", "+", "-", "@")) for r in rows)
+
+
+def test_tsv_and_csv_hold_the_same_answers_as_json(trail: Trail) -> None:
+    as_json = cli("leaks", "--json", *trail.args()).json
+    as_csv = list(csv.DictReader(io.StringIO(cli("leaks", "--format", "csv", *trail.args()).stdout, newline="")))
+    tsv_lines = cli("leaks", "--format", "tsv", *trail.args()).stdout.splitlines()
+    header = tsv_lines[0].split("\t")
+    as_tsv = [dict(zip(header, line.split("\t"), strict=True)) for line in tsv_lines[1:]]
+    assert len(as_json) == len(as_csv) == len(as_tsv) == 4  # ctr-c, ctr-x, ctr-h never deleted; ctr-orphan
+    for doc, row, tab in zip(as_json, as_csv, as_tsv, strict=True):
+        assert {**row, "age_seconds": ""} == {**tab, "age_seconds": ""}  # the age grows between the runs
+        assert row["container_id"] == doc["container_id"] and row["kind"] == doc["kind"]
+        assert row["addresses"] == " ".join(doc["addresses"])
+        if doc["from"]:
+            assert float(row["from_epoch"]) == epoch(doc["from"])
+
+
+def test_stats_csv(trail: Trail) -> None:
+    rows = list(csv.DictReader(io.StringIO(cli("stats", "--format", "csv", *trail.args()).stdout, newline="")))
+    assert rows[0]["group"] == "events" and int(rows[0]["count"]) == len(trail.events)
+    commands = {r["name"]: int(r["count"]) for r in rows if r["group"] == "command"}
+    assert commands == {c: sum(e["cni"]["command"] == c for e in trail.events) for c in commands}
+    latency = {r["name"]: r for r in rows if r["group"] == "latency"}
+    assert int(latency["all"]["count"]) == len(trail.events) and float(latency["all"]["p50_ms"]) > 0
+
+
+def test_tables_show_control_characters_escaped_json_stays_exact(trail: Trail) -> None:
+    table = cli("events", "--container", "ctr-h", *trail.args())
+    assert "\x1b" not in table.stdout
+    assert "evil/=HYPERLINK(1)<b>x</b>\\x1b[31mred" in table.stdout
+    (event,) = [json.loads(line) for line in cli("events", "--json", "-c", "ctr-h", *trail.args()).stdout.splitlines()]
+    assert event["orchestrator"]["resource"]["name"] == HOSTILE
+    report = cli("report", *trail.args())
+    assert "\x1b" not in report.stdout and "\x1b" not in report.stderr
+
+
+def test_container_column_fits_cnitool_ids(trail: Trail, tmp_path: Path) -> None:
+    cid = "cnitool-20c433bb2b1d6ede56d6"
+    docker = "f" * 64
+    lines = []
+    for number, event in enumerate(trail.by_container("ctr-a")[:1] * 2):
+        copy = json.loads(json.dumps(event))
+        copy["cni"]["container_id"] = copy["container"]["id"] = (cid, docker)[number]
+        lines.append(json.dumps(copy))
+    log = tmp_path / "ids.log"
+    log.write_text("\n".join(lines) + "\n")
+    rows = cli("events", "--log-file", str(log)).rows
+    assert [r[6] for r in rows] == [cid, docker[:12]]
+
+
+# -- who-had CIDR ---------------------------------------------------------------------------------------
+
+
+def test_who_had_a_subnet_lists_every_holding_with_conflicts(trail: Trail) -> None:
+    result = cli("who-had", "10.1.0.0/24", "--json", *trail.args())
+    assert result.rc == 0
+    got = sorted((h["address"], h["container_id"], h["until"] is None) for h in result.json)
+    gone = deleted(trail)
+    expected = sorted((a["related"]["ip"][0], a["cni"]["container_id"],
+                       (a["cni"]["container_id"], a["cni"]["ifname"]) not in gone)
+                      for a in successful_adds(trail) if a["related"]["ip"][0].startswith("10.1.0."))
+    assert got == expected
+    conflicts = {h["container_id"]: h["conflicts_with"] for h in result.json if h["address"] == CONFLICT_ADDRESS}
+    assert conflicts == {"ctr-x": ["ctr-y"], "ctr-y": ["ctr-x"]}
+    assert all(not h["conflicts_with"] for h in result.json if h["address"] != CONFLICT_ADDRESS)
+    table = cli("who-had", "10.1.0.0/24", *trail.args())
+    assert table.stdout.splitlines()[0].split()[:2] == ["ADDRESS", "FROM"]
+    assert any(r[0] == CONFLICT_ADDRESS and r[-1] == "with ctr-y" for r in table.rows)
+
+
+def test_who_had_a_subnet_at_a_time_and_an_interface_address_stays_an_address(trail: Trail) -> None:
+    at = trail.marks["t1"]  # ctr-a holds 10.1.0.5, nothing else yet
+    assert [(h["address"], h["container_id"]) for h in cli("who-had", "10.1.0.0/16", "--at", at, "--json",
+                                                           *trail.args()).json] == [("10.1.0.5", "ctr-a")]
+    assert cli("who-had", "10.2.0.0/24", "--at", at, *trail.args()).rc == 1
+    single = cli("who-had", "10.1.0.5/24", "--json", *trail.args()).json  # host bits set: the address
+    assert {h["container_id"] for h in single} == {"ctr-a", "ctr-b"}
+
+
+# -- timeline --pod -------------------------------------------------------------------------------------
+
+
+def test_timeline_of_a_pod(trail: Trail) -> None:
+    result = cli("timeline", "--pod", "shop/multi", "--json", *trail.args())
+    assert result.rc == 0
+    assert {(a["container_id"], a["network"], a["ifname"]) for a in result.json} == {
+        ("ctr-m", NET, "eth0"), ("ctr-m", "storage-net", "net1")}
+    assert cli("timeline", "--pod", "other/multi", *trail.args()).rc == 1
+    assert [a["container_id"] for a in cli("timeline", "--pod", "job-e", "--json", *trail.args()).json] == ["ctr-e"]
+    # every sandbox of pods matching a glob, and a DEL without CNI_ARGS still belongs to its sandbox
+    web = cli("timeline", "--pod", "shop/web-*", "--json", *trail.args()).json
+    assert [a["container_id"] for a in web] == ["ctr-a", "ctr-b", "ctr-f"]
+    assert [s["command"] for s in web[1]["events"]] == ["ADD", "DEL", "DEL"]
+    table = cli("timeline", "--pod", "shop/web-a", *trail.args()).stdout
+    assert "EPOCH" in table.splitlines()[1]
+    assert str(int(epoch(trail.by_container("ctr-a")[0]["@timestamp"]))) in table
+
+
+def test_timeline_needs_a_container_or_a_pod(trail: Trail) -> None:
+    result = cli("timeline", *trail.args())
+    assert result.rc == 2 and "--pod" in result.stderr
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+
+def test_report_text_and_json(trail: Trail) -> None:
+    (data,) = cli("report", "--json", *trail.args()).json
+    assert data["trail"]["events_in_window"] == len(trail.events)
+    assert data["trail"]["skipped_lines"] == DAMAGED
+    assert sum(d["lines"] for d in data["trail"]["damaged"]["listed"]) == DAMAGED
+    assert len(data["trail"]["files"]) == len(list(trail.directory.iterdir()))
+    assert data["conflicts"]["count"] == 1
+    assert {h["container_id"] for h in data["leaks"]["never_deleted"]["listed"]} == {"ctr-c", "ctr-x", "ctr-h"}
+    assert [o["container_id"] for o in data["leaks"]["del_without_add"]["listed"]] == ["ctr-orphan"]
+    assert data["failures"]["count"] == sum(e["event"]["outcome"] == "failure" for e in trail.events)
+    assert data["networks"][NET]["holdings"] == sum(a["network"]["name"] == NET for a in successful_adds(trail))
+    text = cli("report", *trail.args())
+    assert text.rc == 0
+    assert "conflicts (an address held by two attachments at once): 1" in text.stdout
+    window = cli("report", "--json", "--since", trail.marks["t2"], "--until", trail.marks["t5"], *trail.args()).json
+    assert window[0]["trail"]["events_in_window"] == 4
+
+
+class _Dom(HTMLParser):
+    """The elements of a dumped DOM that the assertions need."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: list[dict[str, str]] = []
+        self.counts: dict[str, str] = {}
+        self.drawn: dict[str, str] = {}
+        self.urls: list[str] = []
+        self._count: str | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        self.urls += [v for k, v in found.items() if k in ("src", "href", "xlink:href", "action") and v]
+        if tag == "rect" and "bar" in found.get("class", "").split():
+            self.bars.append(found)
+        if found.get("id", "").startswith("count-"):
+            self._count = found["id"][6:]
+        if found.get("id") == "drawn":
+            self.drawn = found
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._count is not None:
+            self.counts[self._count] = data
+            self._count = None
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("chromium is not installed (scripts/setup-system.sh installs it)")
+    with tempfile.TemporaryDirectory(prefix="cnil-chromium-") as profile:
+        return subprocess.run([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                               "--disable-sync", f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_report_page_in_chromium_shows_the_trail(trail: Trail) -> None:
+    page = trail.directory.parent / "report.html"
+    result = cli("report", "--html", str(page), *trail.args())
+    assert result.rc == 0, result.stderr
+    source = page.read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//""", source, re.IGNORECASE)
+    assert "http://" not in source and "https://" not in source
+    assert "default-src 'none'" in source
+    assert "\x1b" not in source and "<b>x</b>" not in source  # the hostile name is text, not markup
+
+    dumped = chromium("--dump-dom", page.as_uri())
+    assert dumped.returncode == 0, dumped.stderr
+    dom = _Dom()
+    dom.feed(dumped.stdout)
+    assert dom.urls == []
+    gone = deleted(trail)
+    expected = sorted((a["related"]["ip"][0], a["cni"]["container_id"],
+                       "" if (a["cni"]["container_id"], a["cni"]["ifname"]) not in gone else "closed")
+                      for a in successful_adds(trail))
+    drawn = sorted((b["data-address"], b["data-container"], "closed" if b["data-until"] else "") for b in dom.bars)
+    assert drawn == expected
+    assert dom.drawn.get("data-rendered") == str(len(expected))  # the page's script ran
+    pods = {b["data-container"]: b["data-pod"] for b in dom.bars}
+    assert pods["ctr-a"] == "shop/web-a" and pods["ctr-e"] == "job-e"
+    assert pods["ctr-h"] == "evil/" + HOSTILE.replace("\x1b", "\\x1b")
+    assert {b["data-container"] for b in dom.bars if "conflict" in b["class"].split()} == {"ctr-x", "ctr-y"}
+    assert {b["data-container"] for b in dom.bars if "open" in b["class"].split()} == {"ctr-c", "ctr-x", "ctr-h"}
+    assert dom.counts["events"] == str(len(trail.events))
+    assert dom.counts["conflicts"] == "1"
+    assert dom.counts["never-deleted"] == "3"
+    assert dom.counts["del-without-add"] == "1"
+    assert dom.counts["damaged"] == str(DAMAGED)
+    assert dom.counts["failures"] == str(sum(e["event"]["outcome"] == "failure" for e in trail.events))
+
+    shot = trail.directory.parent / "report.png"
+    taken = chromium("--screenshot=" + str(shot), "--window-size=1280,1000", page.as_uri())
+    assert taken.returncode == 0, taken.stderr
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (1280, 1000)
