@@ -67,6 +67,9 @@ def _files_parent() -> argparse.ArgumentParser:
                        help=f"the audit log: the live file, a backup of it or a glob; repeatable (default: "
                             f"{DEFAULT_LOG_FILE}). Rotated and gzipped backups of each file are found and read "
                             "too, oldest first; several trails are merged by time")
+    group.add_argument("--strict", action="store_true",
+                       help="exit 3 when anything in the input was damaged, skipped or possibly missing (each "
+                            "stretch is reported on stderr either way)")
     return parent
 
 

@@ -137,8 +137,8 @@ class Evidence:
         self.start = ""
         """The earliest event of any trail: before it, the trail says nothing."""
         self.end = ""
-        """The latest event of any trail."""
-        self.live_present = False
+        """The latest event of any trail. Later times count as covered: nothing was written since (a trail
+        that is no longer written to, such as a copy, is taken as complete up to the time asked)."""
 
     def add(self, stretch: Stretch) -> Stretch:
         if len(self.stretches) < MAX_STRETCHES:
@@ -170,8 +170,6 @@ class Evidence:
         for stretch in self.stretches:
             if stretch.lost and stretch.covers(at):
                 return f"{at} is in a {stretch.kind} stretch: {stretch.describe()}"
-        if not self.live_present and at > self.end:
-            return f"{at} is after the trail, which ends at {self.end} (its live file is not there)"
         return ""
 
     def lost_after(self, since: str, container_id: str, until: str | None = None) -> Stretch | None:

@@ -7,7 +7,9 @@ JSON lines for machines (an event as its original line); nothing here reads the 
 Conventions: results on stdout, everything else on stderr.
 
 * Exit status: 0 when something was found (or the command did its job), 1 when nothing matched
-  (like ``grep``), 2 for a usage error or a file that cannot be read.
+  (like ``grep``), 2 for a usage error or a file that cannot be read, 3 for an answer the trail
+  cannot vouch for (or, with ``--strict``, any damage in it), 4 when there is no evidence either way
+  (``cni_logger.audit.run`` says when).
 * A reader that goes away (``| head``) ends the command quietly: ``BrokenPipeError`` is caught, and
   stdout is pointed at ``/dev/null`` so the final flush cannot fail again.
 * Progress is drawn on stderr only when stderr is a terminal and only once a scan has taken a
@@ -30,7 +32,7 @@ from cni_logger.audit.timeparse import human_duration, short, to_epoch
 if TYPE_CHECKING:
     from cni_logger.audit.timeline import Attachment
 
-FOUND, NOTHING, USAGE = 0, 1, 2
+FOUND, NOTHING, USAGE, QUALIFIED, NO_EVIDENCE = 0, 1, 2, 3, 4
 PROG = "cni-logger"
 SHORT_ID = 12
 """Container ids are shown this long unless ``--no-trunc`` (as ``docker ps`` shows them)."""
@@ -231,24 +233,35 @@ def _since(holder: dict[str, Any]) -> str:
 def holders(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids: bool) -> None:
     """``who-had``: one row (or JSON line) per holder of the address."""
     table = Table(out, (("FROM", 26), ("UNTIL", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ENDED BY", 0)))
+                        ("POD", 24), ("ENDED BY", 10), ("NOTE", 0)))
     for holder in found:
         if as_json:
             out.json(holder)
             continue
         table.row([_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
                    holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
-                   pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-"])
+                   pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-", _note(holder)])
+
+
+def _note(row: dict[str, Any]) -> str:
+    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note."""
+    notes = list(row.get("notes") or [])
+    if row.get("certainty") == "possibly":
+        notes.insert(0, "POSSIBLY")
+    return "; ".join(notes) or "-"
 
 
 NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
 """The two kinds of ``leaks``."""
+SUPERSEDED, CLEANUP_DEL = "superseded", "cleanup-del"
+"""What ``leaks`` lists apart, as not leaks: an attachment whose address another one was given (its DEL
+was lost), and a DEL without ADD nor cached result (the clean-up after an ADD that failed)."""
 
 
 def leaks(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids: bool) -> None:
     """``leaks``: one row (or JSON line) per attachment never deleted or DEL without ADD."""
     table = Table(out, (("KIND", 15), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ADDRESSES", 0)))
+                        ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
     for leak in found:
         if as_json:
             out.json(leak)
@@ -258,7 +271,7 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, as_json: bool, full_ids:
         table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   ",".join(leak["addresses"]) or "-"])
+                   ",".join(leak["addresses"]) or "-", _note(leak)])
 
 
 def stats(out: Out, report: dict[str, Any], *, as_json: bool, percentiles: Sequence[int]) -> None:

@@ -170,8 +170,6 @@ class Scan:
     def _trail_lines(self, trail: sources.Trail, cursor: _Cursor) -> Iterator[bytes]:
         previous: tuple[str, tuple[str, str, int]] | None = None
         for handle in sources.trail_files(trail, self.warn):
-            if handle.path == trail.live:
-                self.evidence.live_present = True
             try:
                 span = yield from self._file_lines(handle, cursor, backup=handle.path != trail.live)
             finally:
