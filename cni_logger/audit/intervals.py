@@ -6,7 +6,9 @@ runtime cleans up with a DEL), and a failed DEL did not tear anything down (the 
 the DEL chain, so a runtime retries the whole DEL).
 
 * ADD opens an interval at its timestamp. With an address given (who-had), only an ADD whose result
-  holds the address opens one, and a later ADD of the same attachment without it closes it.
+  holds the address opens one, and a later ADD of the same attachment without it closes it. A second
+  ADD of an attachment that is open (with the address or without) means its DEL was lost: the interval
+  ends there, but its true end is only known to lie after its last evidence (``end_known``).
 * DEL closes the open interval of its attachment. DEL events usually carry the cached result, so
   they name the address too, but the interval closes at the DEL either way.
 * GC (CNI 1.1) closes every open interval of its network that is not in ``cni.valid_attachments``
@@ -105,13 +107,19 @@ class Interval:
             answer = POSSIBLY
         if self.end is not None and at > self.end:
             return None
-        if self.superseded_by is not None and not self.conflict and at > self.last_seen:
+        if not self.end_known and self.end is not None and at > self.last_seen:
             return POSSIBLY
         if self.end is None and found is not None:
             lost = self.lost_end(found)
             if lost is not None and at >= lost.after:
                 return POSSIBLY
         return answer
+
+    @property
+    def end_known(self) -> bool:
+        """Closed by its DEL or a GC (or shown to be in conflict); not when its DEL is missing: superseded by
+        another attachment's ADD of the address, or ended by an ADD of its own (a re-ADD without a DEL)."""
+        return self.closed_by not in ("superseded", "ADD") or self.conflict
 
     def lost_end(self, found: Evidence) -> Stretch | None:
         """Still open: a damaged stretch after its last evidence where its DEL may have been lost."""
@@ -245,10 +253,11 @@ class Tracker:
             if not rec.ok:
                 self.recent.add(key)
             elif self._holds(rec):
-                if key not in self.open:
-                    self._open(rec, key, rec.timestamp)
-                    return self._supersede(key, rec)
-                self.open[key].last_seen = rec.timestamp
+                # Already open: a second ADD without a DEL between them (CNI never re-ADDs an attachment that
+                # exists): the DEL was lost, so the old interval ends, its end unknown, and a new one starts.
+                ended = (self._close(key, rec, "ADD"),) if key in self.open else ()
+                self._open(rec, key, rec.timestamp)
+                return ended + self._supersede(key, rec)
             elif key in self.open:
                 return (self._close(key, rec, "ADD"),)
         elif command == "DEL":
@@ -256,9 +265,8 @@ class Tracker:
             if key in self.open:
                 if rec.ok:
                     return (self._close(key, rec, "DEL"),)
-            elif key in self.superseded and rec.ok and self._came_back(key, rec, "DEL"):
-                pass
-            elif key in self.recent or not self._holds(rec):
+            elif (key in self.superseded and rec.ok and self._came_back(key, rec, "DEL")) or key in self.recent \
+                    or not self._holds(rec):
                 pass
             elif rec.ok:
                 self.recent.add(key)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from cni_logger.audit import evidence, sources
 from cni_logger.audit.evidence import Evidence, Stretch
@@ -184,7 +184,8 @@ class Scan:
         cursor.pending = []  # what is still open reaches the end of the trail (``before`` stays None)
 
     def _file_lines(self, handle: sources.OpenFile, cursor: _Cursor, *,
-                    backup: bool) -> Iterator[bytes]:  # returns (first, last, lines) of its events, or None
+                    backup: bool) -> Generator[bytes, None, tuple[str, str, int] | None]:
+        """The file's lines; returns (first, last, lines) of its events, or ``None`` without any."""
         dropped = 0
 
         def on_drop() -> None:

@@ -99,7 +99,7 @@ def report(name: str, found: Evidence, skipped: int) -> None:
         output.error(name, f"ignored {found.duplicates} duplicate events (an event.id seen before)")
 
 
-def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool]) -> int:
+def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool] | Callable[[Session], int]) -> int:
     def run() -> int:
         session = Session(name, args)
         if not session.usable:
@@ -199,6 +199,12 @@ def _qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any
         if interval.conflict:
             notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
                          "the address")
+    if interval.closed_by == "ADD":
+        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
+                     f"{interval.last_seen}")
+    if interval.closed_by == "ADD":
+        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
+                     f"{interval.last_seen}")
     lost = interval.lost_end(found) if found is not None and interval.end is None else None
     if lost is not None:
         notes.append(f"its DEL may be lost: {lost.describe()}")
@@ -238,6 +244,9 @@ def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], fo
         if all(row["certainty"] == HELD and not row["conflict"] for row in rows):
             return FOUND
         output.error(name, f"{args.ip} at {args.at}: the trail cannot tell for certain (see NOTE)")
+        why = found.uncovered(args.at)
+        if why:  # an attachment whose every event is lost there would not be listed at all
+            output.error(name, f"others may have held {args.ip} at {args.at} unseen: {why}")
         return QUALIFIED
     why = found.uncovered(args.at)
     if why:
