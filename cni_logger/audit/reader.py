@@ -195,7 +195,7 @@ class Scan:
 
         splitter = LineSplitter(on_drop)
         progress = self.progress
-        cursor.path, cursor.lineno, cursor.base, cursor.parts = handle.path, 0, 0, []
+        cursor.path, cursor.lineno, cursor.base, cursor.parts, cursor.skipped_at = handle.path, 0, 0, [], -1
         first = last = ""
         count = size = 0
 
