@@ -60,7 +60,7 @@ def test_truncated_gzip_and_empty_backup_are_stretches(tmp_path: Path) -> None:
     (tmp_path / "cni.log.20261128T022001.000000Z.gz").write_bytes(full[: len(full) // 2])
     (tmp_path / "cni.log.20261128T022002.000000Z").write_bytes(b"")
     log.write_bytes(line(50) + b"\n")
-    s, ids = scan(log)
+    s, _ = scan(log)
     kinds = [(x.kind, x.before) for x in s.evidence.stretches]
     assert ("unreadable", T.format(50)) in kinds and ("empty", T.format(50)) in kinds
     unreadable = next(x for x in s.evidence.stretches if x.kind == "unreadable")
