@@ -121,7 +121,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "who-had", parents=[files, output], help="which container held an address (at a time)",
         description="Which container, pod and network held IP, from ADD-to-DEL intervals: all holders, or "
-                    "with --at the one(s) holding it at that time. Exit status 1 when nobody did.")
+                    "with --at the one(s) holding it at that time. Exit status 0: held by X; 1: nobody (the trail "
+                    "covers that time); 3: possibly X (its start or end is not in the trail; see NOTE); 4: no "
+                    "evidence (before the trail, or in a damaged stretch or a possible gap).")
     parser.add_argument("ip", type=_address, metavar="IP", help="the address (a /prefix is ignored)")
     parser.add_argument("--at", type=_time, metavar="TIME", help=f"only who held it then: {TIME_HELP}")
     parser.add_argument("--no-prefilter", action="store_true",
@@ -132,7 +134,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "leaks", parents=[files, output], help="attachments never deleted, and DELs without ADD",
         description="Attachments the trail shows added and never deleted (still running containers "
-                    "included: use --older-than), and DELs for which the trail has no ADD.")
+                    "included: use --older-than), and DELs for which the trail has no ADD. Listed apart, not as "
+                    "leaks: clean-up DELs of failed ADDs (no ADD, no cached result) and attachments superseded by "
+                    "a later holder of their address (their DEL was lost).")
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
     parser.add_argument("--no-trunc", **no_trunc)
