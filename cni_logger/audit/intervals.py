@@ -182,7 +182,7 @@ class Tracker:
         host, found = placement(rec)
         if self.address is not None:
             return host, (self.address,)
-        return host, tuple(dict.fromkeys(canonical_address(a) for a in found))
+        return host, tuple(found)  # as the IPAM spelled them: one IPAM per network spells them alike
 
     def _open(self, rec: Record, key: Key, start: str | None) -> Interval:
         host, held = self._placed(rec)
