@@ -84,6 +84,9 @@ def _files_parent() -> argparse.ArgumentParser:
                        help=f"the audit log: the live file, a backup of it or a glob; repeatable (default: "
                             f"{DEFAULT_LOG_FILE}). Rotated and gzipped backups of each file are found and read "
                             "too, oldest first; several trails are merged by time")
+    group.add_argument("--strict", action="store_true",
+                       help="exit 3 when anything in the input was damaged, skipped or possibly missing (each "
+                            "stretch is reported on stderr either way)")
     return parent
 
 
@@ -147,7 +150,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "with --at the one(s) holding it at that time. With a subnet (10.244.1.0/24) every "
                     "address in it, each holder once, as its holding ends (still held last; with --at: by "
                     "address), marking holders that overlapped another holder of the same address. "
-                    "Exit status 1 when nobody did.")
+                    "Exit status 0: held by X; 1: nobody (the trail covers that time); 3: possibly X (its start "
+                    "or end is not in the trail; see NOTE); 4: no evidence (before the trail, or in a damaged "
+                    "stretch or a possible gap).")
     parser.add_argument("ip", type=_address_or_subnet, metavar="IP|CIDR",
                         help="the address (an interface address's /prefix is ignored), or a subnet with no host "
                              "bits set")
@@ -160,7 +165,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "leaks", parents=[files, output], help="attachments never deleted, and DELs without ADD",
         description="Attachments the trail shows added and never deleted (still running containers "
-                    "included: use --older-than), and DELs for which the trail has no ADD.")
+                    "included: use --older-than), and DELs for which the trail has no ADD. Listed apart, not as "
+                    "leaks: clean-up DELs of failed ADDs (no ADD, no cached result) and attachments superseded by "
+                    "a later holder of their address (their DEL was lost).")
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
     parser.add_argument("--no-trunc", **no_trunc)

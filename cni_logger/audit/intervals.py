@@ -6,11 +6,19 @@ runtime cleans up with a DEL), and a failed DEL did not tear anything down (the 
 the DEL chain, so a runtime retries the whole DEL).
 
 * ADD opens an interval at its timestamp. With an address given (who-had), only an ADD whose result
-  holds the address opens one, and a later ADD of the same attachment without it closes it.
+  holds the address opens one, and a later ADD of the same attachment without it closes it. A second
+  ADD of an attachment that is open (with the address or without) means its DEL was lost: the interval
+  ends there, but its true end is only known to lie after its last evidence (``end_known``).
 * DEL closes the open interval of its attachment. DEL events usually carry the cached result, so
   they name the address too, but the interval closes at the DEL either way.
 * GC (CNI 1.1) closes every open interval of its network that is not in ``cni.valid_attachments``
   (unless that list was cut short by the plugin's size caps: then nothing is concluded).
+* A successful ADD of an address that another attachment holds on the same network and host ends
+  that holder's interval: *superseded* (``closed_by``), since an IPAM hands an address to one
+  attachment at a time, so the earlier holder's DEL must have been lost. Its end is then known
+  only to lie between its last evidence (``last_seen``) and the new ADD. Should the superseded
+  holder show up again holding the address (a CHECK, or a DEL with its cached result), both held it
+  at once: a *conflict*, and its interval runs to that evidence.
 * A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
   although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
   ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
@@ -45,12 +53,18 @@ the lines that match: an address that appears in every line (a gateway) is decod
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses
+from cni_logger.audit.record import Record, addresses, placement
+
+if TYPE_CHECKING:
+    from cni_logger.audit.evidence import Evidence, Stretch
 
 Key = tuple[str, str, str]
+Place = tuple[str, str, str]
+"""(network, host, address): where an address belongs to one attachment at a time."""
+HELD, POSSIBLY = "held", "possibly"
 RECENT_LIMIT = 16384
 """Ended attachments remembered (as hashes, ~100 bytes each) to recognise a repeated DEL: runtimes retry
 within minutes, long before this many other attachments have come and gone."""
@@ -60,19 +74,56 @@ GC_MARK = b',"cni":{"command":"GC"'
 class Interval:
     """One attachment's life, as far as the trail shows it."""
 
-    __slots__ = ("closed_by", "closing", "end", "key", "opened", "seen", "start")
+    __slots__ = ("addresses", "closed_by", "closing", "conflict", "end", "floor", "host", "key", "last_seen",
+                 "opened", "seen", "start", "superseded_by")
 
     def __init__(self, key: Key, opened: Record, start: str | None) -> None:
         self.key = key
         self.opened = opened
         self.start = start
         self.seen = opened.timestamp
+        self.last_seen = opened.timestamp
+        """The latest evidence that it still held its addresses (ADD, CHECK; the DEL is ``end``)."""
         self.end: str | None = None
         self.closing: Record | None = None
         self.closed_by = ""
+        self.floor: str | None = None
+        """Start unknown: the earliest it can have started (the previous holder's end), if known."""
+        self.superseded_by: Record | None = None
+        self.conflict = False
+        self.host = ""
+        self.addresses: tuple[str, ...] = ()
 
     def covers(self, at: str) -> bool:
         return self.seen <= at and (self.end is None or at <= self.end)
+
+    def certainty(self, at: str, found: Evidence | None = None) -> str | None:
+        """Did it hold its address at ``at``: ``HELD`` (the trail shows it), ``POSSIBLY`` (its start or end
+        is unknown around then), or ``None``."""
+        answer = HELD
+        if at < self.seen:
+            if self.start is not None or (self.floor is not None and at < self.floor):
+                return None
+            answer = POSSIBLY
+        if self.end is not None and at > self.end:
+            return None
+        if not self.end_known and self.end is not None and at > self.last_seen:
+            return POSSIBLY
+        if self.end is None and found is not None:
+            lost = self.lost_end(found)
+            if lost is not None and at >= lost.after:
+                return POSSIBLY
+        return answer
+
+    @property
+    def end_known(self) -> bool:
+        """Closed by its DEL or a GC (or shown to be in conflict); not when its DEL is missing: superseded by
+        another attachment's ADD of the address, or ended by an ADD of its own (a re-ADD without a DEL)."""
+        return self.closed_by not in ("superseded", "ADD") or self.conflict
+
+    def lost_end(self, found: Evidence) -> Stretch | None:
+        """Still open: a damaged stretch after its last evidence where its DEL may have been lost."""
+        return found.lost_after(self.last_seen, self.key[1])
 
     @property
     def orphan(self) -> bool:
@@ -114,29 +165,85 @@ class Tracker:
         self.open_ids: dict[bytes, int] = {}
         """With an address: container ids (as bytes) of open intervals; a line without any cannot close one."""
         self.recent = _Recent(recent_limit)
+        self.holders: dict[Place, Key] = {}
+        """The open attachment holding each address, to tell a re-use (superseding) when it is ADDed again."""
+        self.superseded: dict[Key, Interval] = {}
+        """Recently superseded intervals (at most ``recent_limit``), to notice a conflict or a late DEL."""
+        self.recent_limit = max(recent_limit, 1)
+        self.last_end: dict[tuple[str, str], str] = {}
+        """With an address: the latest end of an interval per (network, host): the floor of a later unknown start."""
 
     def _holds(self, rec: Record) -> bool:
         if self.address is None:
             return True
         return self.address in {canonical_address(a) for a in addresses(rec.doc)}
 
-    def _open(self, rec: Record, key: Key, start: str | None) -> None:
-        self.open[key] = Interval(key, rec.forget(), start)
+    def _placed(self, rec: Record) -> tuple[str, tuple[str, ...]]:
+        host, found = placement(rec)
+        if self.address is not None:
+            return host, (self.address,)
+        return host, tuple(found)  # as the IPAM spelled them: one IPAM per network spells them alike
+
+    def _open(self, rec: Record, key: Key, start: str | None) -> Interval:
+        host, held = self._placed(rec)
+        interval = self.open[key] = Interval(key, rec.forget(), start)
+        interval.host, interval.addresses = host, held
+        if start is None and self.address is not None:
+            interval.floor = self.last_end.get((key[0], host))
         if self.address is not None:  # only who-had's prefilter needs them
             cid = key[1].encode("utf-8", "surrogatepass")
             self.open_ids[cid] = self.open_ids.get(cid, 0) + 1
+        return interval
 
     def _close(self, key: Key, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)
         interval.end, interval.closing, interval.closed_by = rec.timestamp, rec.forget(), how
+        for address in interval.addresses:
+            place = (key[0], interval.host, address)
+            if self.holders.get(place) == key:
+                del self.holders[place]
         if self.address is not None:
             cid = key[1].encode("utf-8", "surrogatepass")
             if self.open_ids[cid] > 1:
                 self.open_ids[cid] -= 1
             else:
                 del self.open_ids[cid]
+            place2 = (key[0], interval.host)
+            if rec.timestamp > self.last_end.get(place2, ""):
+                self.last_end[place2] = rec.timestamp
         self.recent.add(key)
         return interval
+
+    def _supersede(self, key: Key, rec: Record) -> tuple[Interval, ...]:
+        """A new holder of ``key``'s addresses: end whichever other open attachment held them there."""
+        interval = self.open[key]
+        ended: list[Interval] = []
+        for address in interval.addresses:
+            place = (key[0], interval.host, address)
+            other = self.holders.get(place)
+            if other is not None and other != key and other in self.open:
+                old = self._close(other, rec, "superseded")
+                old.superseded_by = old.closing
+                self.superseded[other] = old
+                if len(self.superseded) > self.recent_limit:
+                    del self.superseded[next(iter(self.superseded))]
+                ended.append(old)
+            self.holders[place] = key
+        return tuple(ended)
+
+    def _came_back(self, key: Key, rec: Record, how: str) -> bool:
+        """Evidence of a superseded attachment: a conflict if it still names the address; ``True`` if it was one."""
+        interval = self.superseded.get(key)
+        if interval is None:
+            return False
+        if how == "DEL":
+            del self.superseded[key]
+        if self._holds(rec) and (self.address is not None or self._placed(rec)[1]):
+            interval.conflict = True
+            interval.last_seen = rec.timestamp
+            if how == "DEL":
+                interval.end, interval.closed_by = rec.timestamp, "DEL"
+        return True
 
     def feed(self, rec: Record) -> tuple[Interval, ...]:
         """Apply one event; return the intervals it closed (mostly none: a tuple is cheaper than a generator)."""
@@ -146,8 +253,11 @@ class Tracker:
             if not rec.ok:
                 self.recent.add(key)
             elif self._holds(rec):
-                if key not in self.open:
-                    self._open(rec, key, rec.timestamp)
+                # Already open: a second ADD without a DEL between them (CNI never re-ADDs an attachment that
+                # exists): the DEL was lost, so the old interval ends, its end unknown, and a new one starts.
+                ended = (self._close(key, rec, "ADD"),) if key in self.open else ()
+                self._open(rec, key, rec.timestamp)
+                return ended + self._supersede(key, rec)
             elif key in self.open:
                 return (self._close(key, rec, "ADD"),)
         elif command == "DEL":
@@ -155,18 +265,26 @@ class Tracker:
             if key in self.open:
                 if rec.ok:
                     return (self._close(key, rec, "DEL"),)
-            elif key in self.recent or not self._holds(rec):
+            elif (key in self.superseded and rec.ok and self._came_back(key, rec, "DEL")) or key in self.recent \
+                    or not self._holds(rec):
                 pass
             elif rec.ok:
                 self.recent.add(key)
                 orphan = Interval(key, rec.forget(), None)
                 orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
+                if self.address is not None:
+                    orphan.host = self._placed(rec)[0]
+                    orphan.floor = self.last_end.get((key[0], orphan.host))
                 return (orphan,)
             else:
                 self._open(rec, key, None)
         elif command == "CHECK":
             key = rec.key
-            if rec.ok and key not in self.open and self._holds(rec):
+            if rec.ok and key in self.open:
+                self.open[key].last_seen = rec.timestamp
+            elif rec.ok and key in self.superseded:
+                self._came_back(key, rec, "CHECK")
+            elif rec.ok and self._holds(rec):
                 self._open(rec, key, None)
         elif command == "GC" and rec.ok and self.open:
             return self._collect(rec)
@@ -182,7 +300,8 @@ class Tracker:
 
     def prefilter(self, spellings: list[bytes]) -> Callable[[bytes], bool]:
         """A raw-line test for who-had: the address, or (while intervals are open) a line that could close
-        one: it names an open interval's container, or it is a GC."""
+        one: it names an open interval's container, or it is a GC. (A superseded holder's conflict needs a
+        line naming the address; its DEL without one changes nothing: neither needs more.)"""
         open_ids = self.open_ids
 
         def prefilter(line: bytes) -> bool:

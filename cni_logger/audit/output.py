@@ -9,7 +9,9 @@ human-readable line goes through ``Out.text``, which shows control characters as
 Conventions: results on stdout, everything else on stderr.
 
 * Exit status: 0 when something was found (or the command did its job), 1 when nothing matched
-  (like ``grep``), 2 for a usage error or a file that cannot be read.
+  (like ``grep``), 2 for a usage error or a file that cannot be read, 3 for an answer the trail
+  cannot vouch for (or, with ``--strict``, any damage in it), 4 when there is no evidence either way
+  (``cni_logger.audit.run`` says when).
 * A reader that goes away (``| head``) ends the command quietly: ``BrokenPipeError`` is caught, and
   stdout is pointed at ``/dev/null`` so the final flush cannot fail again.
 * Progress is drawn on stderr only when stderr is a terminal and only once a scan has taken a
@@ -33,7 +35,7 @@ from cni_logger.audit.timeparse import human_duration, is_canonical, short, to_e
 if TYPE_CHECKING:
     from cni_logger.audit.timeline import Attachment
 
-FOUND, NOTHING, USAGE = 0, 1, 2
+FOUND, NOTHING, USAGE, QUALIFIED, NO_EVIDENCE = 0, 1, 2, 3, 4
 PROG = "cni-logger"
 SHORT_ID = 12
 """Hex container ids are shown this long unless ``--no-trunc`` (as ``docker ps`` shows them)."""
@@ -382,7 +384,8 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
     """``who-had``: one row (or JSON line, or CSV/TSV row) per holder of the address.
 
     With ``subnet`` (``who-had CIDR``) the table starts with the address and marks holders that
-    overlap another holder of the same address (``conflict``, set by the question).
+    overlap another holder of the same address (``conflict``, set by the question). ``NOTE`` says what
+    the trail cannot vouch for in a row (``POSSIBLY`` first, then each note).
     """
     if fmt != "table":
         write = Records(out, fmt, HOLDER_TIMES)
@@ -390,12 +393,12 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
             write(holder)
         return
     columns = (("FROM", 26), ("UNTIL", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-               ("POD", 24), ("ENDED BY", 0))
-    table = Table(out, ((("ADDRESS", 15), *columns[:-1], ("ENDED BY", 8), ("CONFLICT", 0)) if subnet else columns))
+               ("POD", 24), ("ENDED BY", 10), ("NOTE", 0))
+    table = Table(out, ((("ADDRESS", 15), *columns[:-1], ("NOTE", 24), ("CONFLICT", 0)) if subnet else columns))
     for holder in found:
         cells = [_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
                  holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
-                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-"]
+                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-", _note(holder)]
         if subnet:
             conflicts = holder.get("conflicts_with") or []
             cells = [holder["address"], *cells, ("with " + ",".join(container(c, full_ids) for c in conflicts))
@@ -403,8 +406,19 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
         table.row(cells)
 
 
+def _note(row: dict[str, Any]) -> str:
+    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note."""
+    notes = list(row.get("notes") or [])
+    if row.get("certainty") == "possibly":
+        notes.insert(0, "POSSIBLY")
+    return "; ".join(notes) or "-"
+
+
 NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
 """The two kinds of ``leaks``."""
+SUPERSEDED, CLEANUP_DEL = "superseded", "cleanup-del"
+"""What ``leaks`` lists apart, as not leaks: an attachment whose address another one was given (its DEL
+was lost), and a DEL without ADD nor cached result (the clean-up after an ADD that failed)."""
 
 
 def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool) -> None:
@@ -415,14 +429,14 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
             write(leak)
         return
     table = Table(out, (("KIND", 15), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ADDRESSES", 0)))
+                        ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
     for leak in found:
         age = leak["age_seconds"]
         orphan = leak["kind"] == DEL_WITHOUT_ADD
         table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   ",".join(leak["addresses"]) or "-"])
+                   ",".join(leak["addresses"]) or "-", _note(leak)])
 
 
 STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")

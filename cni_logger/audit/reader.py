@@ -16,20 +16,86 @@ Every line is classified, and what is not an event is *skipped and counted*, nev
   counted as skipped unless it turns out to be an event after all (another writer's spacing, say);
 * blank lines are ignored; a line longer than ``lines.MAX_LINE`` is dropped (and counted) without
   holding it.
+
+Every skipped line, unreadable rest of a file, empty backup and possible gap between files is also
+noted where it was (file, line numbers, the good events around it) in ``Scan.evidence``
+(``cni_logger.audit.evidence``), so that answers can say what they could not see.
+
+Duplicates (the same ``event.id`` twice: a trail and a copy of it given together, or the plugin's own
+second write after its file was rotated away under it) are yielded once and counted. Memory stays
+bounded: the ids of the last ``DEDUPE_WINDOW`` events are remembered in a ring, and that is enough
+because duplicates arrive close together: copies merged by time are adjacent (equal timestamps sort
+together), and the plugin's re-write follows its original within one invocation's stall. A duplicate
+further apart than that is counted twice (``stats`` would over-count it), which no known writer causes.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
-from cni_logger.audit import sources
-from cni_logger.audit.lines import LineSplitter
+from cni_logger.audit import evidence, sources
+from cni_logger.audit.evidence import Evidence, Stretch
+from cni_logger.audit.lines import MAX_LINE, LineSplitter
 from cni_logger.audit.output import Progress
 from cni_logger.audit.record import EVENT_START, Record, head_from_doc, head_from_line, is_canonical_line
 
 Prefilter = Callable[[bytes], bool]
+DEDUPE_WINDOW = 1 << 16
+"""Event ids remembered to drop duplicates (~100 bytes each: about 7 MiB at most)."""
+
+
+def _stamp(line: bytes) -> str:
+    """The timestamp a line of the plugin's starts with, or ""."""
+    if line.startswith(EVENT_START) and line[42:43] == b'"':
+        return line[15:42].decode("ascii", "replace")
+    return ""
+
+
+class _Cursor:
+    """Where one trail's reading is: file, line number, the lines of the current piece, open damage."""
+
+    __slots__ = ("base", "chunk_before", "evidence", "lineno", "parts", "path", "pending", "skipped_at")
+
+    def __init__(self, found: Evidence) -> None:
+        self.evidence = found
+        self.path = ""
+        self.lineno = 0
+        self.base = 0
+        """Line number of ``parts[0]`` minus one."""
+        self.parts: list[bytes] = []
+        self.chunk_before = ""
+        """The last stamped line's time before the current piece (this file or the trail's earlier ones)."""
+        self.pending: list[Stretch] = []
+        """Stretches no good event has followed yet: more damage extends the last, a good event ends them."""
+        self.skipped_at = -1
+
+    def good_before(self) -> str:
+        """The time of the last stamped line before the current one (the good event before the damage)."""
+        index = self.lineno - self.base - 2
+        while index >= 0:
+            stamp = _stamp(self.parts[index])
+            if stamp:
+                return stamp
+            index -= 1
+        return self.chunk_before
+
+    def skip(self, line: bytes, parsed: bool, what: str) -> None:
+        self.skipped_at = self.lineno
+        stretch = self.pending[-1] if self.pending else None
+        if stretch is None or stretch.kind != "damaged" or stretch.path != self.path:
+            stretch = self.evidence.add(Stretch("damaged", self.path, self.lineno, self.lineno, self.good_before(),
+                                                None, what=what))
+            self.pending.append(stretch)
+        elif what not in stretch.what:
+            stretch.what += f"; {what}"
+        stretch.add_line(line, self.lineno, parsed)
+
+    def settle(self, stamp: str) -> None:
+        for stretch in self.pending:
+            stretch.before = stamp
+        self.pending = []
 
 
 class Scan:
@@ -43,6 +109,12 @@ class Scan:
         self.data_bytes = 0
         self.warnings: list[str] = []
         self._warn_sink = warn
+        self.evidence = Evidence()
+        self._cursors = [_Cursor(self.evidence) for _ in trails] or [_Cursor(self.evidence)]
+        self._current = self._cursors[0]
+        """The cursor of the trail whose line is being classified."""
+        self._seen_ids: dict[str, None] = {}
+        self.duplicates = 0
 
     def warn(self, message: str) -> None:
         if self.progress is not None:
@@ -55,6 +127,28 @@ class Scan:
         """One more line that is not an event."""
         self.skipped += 1
 
+    def _skip(self, line: bytes, parsed: bool = False) -> None:
+        self.skipped += 1
+        if self._current.path:
+            what = ("complete JSON, not an event" if parsed else
+                    "a cut-short or damaged event" if evidence._may_be_event(line) else "not JSON")
+            self._current.skip(line, parsed, what)
+
+    def duplicate(self, rec: Record) -> bool:
+        """Has an event with this ``event.id`` been yielded already (within the window)?"""
+        event_id = rec.event_id
+        if not event_id:
+            return False
+        seen = self._seen_ids
+        if event_id in seen:
+            self.duplicates += 1
+            self.evidence.duplicates += 1
+            return True
+        seen[event_id] = None
+        if len(seen) > DEDUPE_WINDOW:
+            del seen[next(iter(seen))]  # the oldest: dicts keep insertion order
+        return False
+
     def _advance(self, nbytes: int) -> None:
         if self.progress is not None:
             self.progress.advance(nbytes)
@@ -64,30 +158,105 @@ class Scan:
     def lines(self) -> Iterator[bytes]:
         """Every line of every trail (without its newline), oldest first."""
         if len(self.trails) == 1:
-            yield from self._trail_lines(self.trails[0])
+            yield from self._trail_lines(self.trails[0], self._cursors[0])
             return
-        for _, line in heapq.merge(*(_keyed(self._trail_lines(trail)) for trail in self.trails)):
+        cursors = self._cursors
+        for _, line, index in heapq.merge(*(_keyed(self._trail_lines(trail, cursor), n)
+                                            for n, (trail, cursor) in enumerate(zip(self.trails, cursors,
+                                                                                    strict=True)))):
+            self._current = cursors[index]
             yield line
 
-    def _trail_lines(self, trail: sources.Trail) -> Iterator[bytes]:
+    def _trail_lines(self, trail: sources.Trail, cursor: _Cursor) -> Iterator[bytes]:
+        previous: tuple[str, tuple[str, str, int]] | None = None
         for handle in sources.trail_files(trail, self.warn):
             try:
-                yield from self._file_lines(handle)
+                span = yield from self._file_lines(handle, cursor, backup=handle.path != trail.live)
             finally:
                 handle.close()
+            if span is None:
+                continue
+            if previous is not None:
+                found = evidence.gap(previous[0], handle.path, previous[1], span)
+                if found is not None:
+                    self.evidence.add(found)
+            previous = handle.path, span
+        cursor.pending = []  # what is still open reaches the end of the trail (``before`` stays None)
 
-    def _file_lines(self, handle: sources.OpenFile) -> Iterator[bytes]:
-        splitter = LineSplitter(self.count_skipped)
+    def _file_lines(self, handle: sources.OpenFile, cursor: _Cursor, *,
+                    backup: bool) -> Generator[bytes, None, tuple[str, str, int] | None]:
+        """The file's lines; returns (first, last, lines) of its events, or ``None`` without any."""
+        dropped = 0
+
+        def on_drop() -> None:
+            nonlocal dropped
+            dropped += 1
+            self.count_skipped()
+
+        splitter = LineSplitter(on_drop)
         progress = self.progress
-        for chunk in sources.chunks(handle, self._advance, self.warn):
+        cursor.path, cursor.lineno, cursor.base, cursor.parts, cursor.skipped_at = handle.path, 0, 0, [], -1
+        first = last = ""
+        count = size = 0
+
+        def advance(parts: list[bytes]) -> None:
+            cursor.chunk_before = _last_stamp(cursor.parts) or cursor.chunk_before
+            cursor.base += len(cursor.parts)
+            cursor.parts = parts
+
+        def warn(message: str) -> None:
+            self.warn(message)
+            if "ignored" in message:  # data after the end of a compressed stream: no event lost
+                return
+            cursor.pending.append(self.evidence.add(Stretch(
+                "unreadable", handle.path, cursor.base + len(cursor.parts) + 1, 0,
+                _last_stamp(cursor.parts) or cursor.chunk_before, None, containers=None, what=message)))
+
+        for chunk in sources.chunks(handle, self._advance, warn):
+            size += len(chunk)
             self.data_bytes += len(chunk)
             if progress is not None:
                 progress.data = self.data_bytes
-            yield from splitter.feed(chunk)
+            before = dropped
+            parts = splitter.feed(chunk)
+            if parts:
+                advance(parts)
+                first = first or _first_stamp(parts)
+                last = _last_stamp(parts) or last
+                count += len(parts)
+                yield from self._numbered(parts, cursor)
+            if dropped > before:  # the overlong line comes after the piece's lines, and is not among them
+                advance([b"\0"])
+                cursor.lineno = cursor.base + 1
+                cursor.skip(b"\0", False, f"a line longer than {MAX_LINE} bytes")
         if splitter.rest:
             # No newline at the end: a write cut short, or one still in progress. The newline added
             # here keeps it from looking canonical, so it is decoded in full: kept only if complete.
-            yield splitter.rest + b"\n"
+            rest = [splitter.rest + b"\n"]
+            advance(rest)
+            count += 1
+            yield from self._numbered(rest, cursor)
+        advance([])
+        if backup and size == 0:
+            cursor.pending.append(self.evidence.add(Stretch(
+                "empty", handle.path, 0, 0, cursor.chunk_before, None, containers=None,
+                what="an empty backup (rotation never leaves one)")))
+        if not first:
+            return None
+        self.evidence.saw(first)
+        self.evidence.saw(last)
+        return first, last, count
+
+    @staticmethod
+    def _numbered(parts: list[bytes], cursor: _Cursor) -> Iterator[bytes]:
+        """The piece's lines, numbering them and ending open damage at the next good line."""
+        for number, line in enumerate(parts, cursor.base + 1):
+            cursor.lineno = number
+            yield line
+            if cursor.pending and cursor.skipped_at != number:
+                stamp = _stamp(line)
+                if stamp:
+                    cursor.settle(stamp)
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -106,19 +275,20 @@ class Scan:
                 if not decode:
                     record = head_from_line(line)
                     if record is not None:
-                        yield record
+                        if not (record.event_id and self.duplicate(record)):
+                            yield record
                         continue
             elif not line.strip():
                 continue
             record = self._decode(line)
-            if record is not None:
+            if record is not None and not (record.event_id and self.duplicate(record)):
                 yield record
 
     def confirm(self, rec: Record) -> bool:
         """Decode a record that was only sliced; one whose line does not decode is skipped and counted."""
         if rec.doc:
             return True
-        self.skipped += 1
+        self._skip(rec.line)
         return False
 
     def classify(self, line: bytes, prefilter: Prefilter | None = None, decode: bool = True) -> Record | None:
@@ -139,18 +309,34 @@ class Scan:
         try:
             doc = json.loads(line)
         except (ValueError, RecursionError):
-            self.skipped += 1
+            self._skip(line)
             return None
         record = head_from_doc(line.removesuffix(b"\n"), doc)
         if record is None:
-            self.skipped += 1
+            self._skip(line, parsed=True)
         return record
 
 
-def _keyed(lines: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """(timestamp, line) for merging; a line without a readable timestamp keeps its predecessor's."""
+def _keyed(lines: Iterator[bytes], index: int) -> Iterator[tuple[bytes, bytes, int]]:
+    """(timestamp, line, trail) for merging; a line without a readable timestamp keeps its predecessor's."""
     key = b""
     for line in lines:
         if line.startswith(b'{"@timestamp":"') and line[42:43] == b'"':
             key = line[15:42]
-        yield key, line
+        yield key, line, index
+
+
+def _first_stamp(parts: list[bytes]) -> str:
+    for line in parts:
+        stamp = _stamp(line)
+        if stamp:
+            return stamp
+    return ""
+
+
+def _last_stamp(parts: list[bytes]) -> str:
+    for line in reversed(parts):
+        stamp = _stamp(line)
+        if stamp:
+            return stamp
+    return ""

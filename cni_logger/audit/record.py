@@ -37,7 +37,7 @@ _CNI_KEY = b',"cni":{"command":"'
 _CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"\\]*)","container_id":"([^"\\]*)","netns":"[^"\\]*",'
                        rb'"ifname":"([^"\\]*)"')
 _OUTCOME_KEY = b'"outcome":"'
-_OUTCOME = re.compile(rb'"outcome":"([^"\\]*)","duration":(\d+)[,}]')
+_OUTCOME = re.compile(rb'"outcome":"([^"\\]*)","duration":(\d+)(?:,"id":"([^"\\]*)")?[,}]')
 _NETWORK_KEY = b',"network":{"name":"'
 _NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
 
@@ -45,11 +45,12 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_doc", "command", "container_id", "duration", "ifname", "line", "network", "outcome",
+    __slots__ = ("_doc", "command", "container_id", "duration", "event_id", "ifname", "line", "network", "outcome",
                  "timestamp")
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
-                 ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None) -> None:
+                 ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
+                 event_id: str = "") -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -59,6 +60,8 @@ class Record:
         self.network = network
         self.duration = duration
         self._doc = doc
+        self.event_id = event_id
+        """``event.id``: the de-duplication key ("" when the line has none)."""
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -112,7 +115,7 @@ def head_from_line(line: bytes) -> Record | None:
     try:
         return Record(line, stamp.group(1).decode(), head.group(1).decode(), event.group(1).decode(),
                       head.group(2).decode(), head.group(3).decode(), network.group(1).decode(),
-                      int(event.group(2)))
+                      int(event.group(2)), None, (event.group(3) or b"").decode())
     except UnicodeDecodeError:
         return None
 
@@ -139,7 +142,33 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
         _text(_dict(doc.get("network")).get("name")) or _text(_dict(cni.get("config")).get("name")),
         duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
         doc,
+        _text(event.get("id")),
     )
+
+
+_HOST = re.compile(rb',"host":\{"name":"([^"\\]*)"')
+_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[0-9A-Fa-f:.]+",?)*)\]\}')
+
+
+def placement(rec: Record) -> tuple[str, list[str]]:
+    """Where an attachment's addresses live: the host and the addresses its event names.
+
+    An address is one holder's at a time only on one network of one host (host-local allocates per
+    node). Sliced from a canonical line (``host`` and ``related`` come before ``cni``, so the first
+    match is the top-level one), else read from the decoded event.
+    """
+    line = rec.line
+    cni = line.find(_CNI_KEY)
+    if rec._doc is None and cni > 0 and is_canonical_line(line):
+        at = line.find(b',"host":{"name":"', 0, cni)
+        host = _HOST.match(line, at) if at >= 0 else None
+        at = line.find(b',"related":{"ip":[', 0, cni)
+        related = _RELATED.match(line, at) if at >= 0 else None
+        if host is not None and (at < 0 or related is not None):
+            ips = [a.strip(b'"').decode() for a in related.group(1).split(b",") if a] if related else []
+            return host.group(1).decode("utf-8", "replace"), ips
+    doc = rec.doc
+    return _text(_dict(doc.get("host")).get("name")), addresses(doc)
 
 
 # -- fields of a decoded event ---------------------------------------------------------------------

@@ -1,7 +1,16 @@
 """What each audit subcommand does with its parsed arguments: scan, answer, exit status.
 
 Each question computes its answer here and hands it to ``output``, which prints it (a table, or
-JSON lines with ``--json``); the exit status follows ``grep``'s conventions (``Session.finish``).
+JSON lines with ``--json``); the exit status follows ``grep``'s conventions (``Session.finish``),
+extended so that an answer the trail cannot fully vouch for says so in its status too:
+
+    0 found (every answer certain)       1 nothing found, and the trail covers the question
+    2 usage error or unreadable input    3 a qualified answer (possibly X, a conflict), or --strict
+                                           with anything damaged, skipped or missing in the input
+    4 no evidence: nothing found, but the trail cannot cover the question (before it, or in a
+      damaged stretch or a possible gap)
+
+What the scan found wanting (``reader.Scan.evidence``) is reported on stderr, stretch by stretch.
 """
 
 from __future__ import annotations
@@ -13,13 +22,28 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cni_logger.audit import output, record, sources
-from cni_logger.audit.intervals import Interval, Tracker
-from cni_logger.audit.output import DEL_WITHOUT_ADD, FOUND, NEVER_DELETED, NOTHING, USAGE, Out
+from cni_logger.audit.evidence import Evidence
+from cni_logger.audit.intervals import HELD, Interval, Tracker
+from cni_logger.audit.output import (
+    CLEANUP_DEL,
+    DEL_WITHOUT_ADD,
+    FOUND,
+    NEVER_DELETED,
+    NO_EVIDENCE,
+    NOTHING,
+    QUALIFIED,
+    SUPERSEDED,
+    USAGE,
+    Out,
+)
 from cni_logger.audit.query import Filter, address_spellings
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, to_epoch
 from cni_logger.filesink import DEFAULT_LOG_FILE
+
+SHOWN_STRETCHES = 20
+"""Stretches described one per line on stderr; past that, a count (``stats --json`` lists them all)."""
 
 
 class Session:
@@ -40,19 +64,42 @@ class Session:
     def usable(self) -> bool:
         return bool(self.scan.trails)
 
-    def finish(self, found: bool) -> int:
-        """Report what was skipped; the exit status: 2 on errors (like grep), else 0 found / 1 not."""
+    @property
+    def evidence(self) -> Evidence:
+        return self.scan.evidence
+
+    def finish(self, found: bool | int) -> int:
+        """Report what was skipped, where; the exit status (see the module docstring).
+
+        ``found``: whether the question found something, or the status it settled on itself.
+        """
         if self.scan.progress is not None:
             self.scan.progress.clear()
         self.out.flush()
-        if self.scan.skipped:
-            output.error(self.name, f"skipped {self.scan.skipped} lines (not events: damaged or foreign)")
+        report_damage(self.name, self.scan.evidence, self.scan.skipped)
         if self.failed:
             return USAGE
-        return FOUND if found else NOTHING
+        status = found if isinstance(found, int) and not isinstance(found, bool) else FOUND if found else NOTHING
+        if getattr(self.args, "strict", False) and status in (FOUND, NOTHING) and (
+                self.scan.evidence.incomplete or self.scan.skipped):
+            return QUALIFIED
+        return status
 
 
-def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool]) -> int:
+def report_damage(name: str, found: Evidence, skipped: int) -> None:
+    """Each damaged stretch and possible gap (file, lines, time range), then the totals, on stderr."""
+    for stretch in found.stretches[:SHOWN_STRETCHES]:
+        output.error(name, stretch.describe())
+    if len(found.stretches) > SHOWN_STRETCHES:
+        output.error(name, f"... and {len(found.stretches) - SHOWN_STRETCHES} more stretches (stats --json lists "
+                           "them all)")
+    if skipped:
+        output.error(name, f"skipped {skipped} lines (not events: damaged or foreign)")
+    if found.duplicates:
+        output.error(name, f"ignored {found.duplicates} duplicate events (an event.id seen before)")
+
+
+def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool] | Callable[[Session], int]) -> int:
     def run() -> int:
         session = Session(name, args)
         if not session.usable:
@@ -122,44 +169,80 @@ def timeline(args: argparse.Namespace) -> int:
 # -- who-had ----------------------------------------------------------------------------------------
 
 
-def _holder(interval: Interval, **extra: Any) -> dict[str, Any]:
-    """What is known of an interval's holder, from its first and last event (decoded, then let go)."""
+def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> dict[str, Any]:
+    """What is known of an interval's holder, from its first and last event (decoded, then let go), and
+    what the trail cannot vouch for (``notes``)."""
     records = [interval.opened] + ([interval.closing] if interval.closing is not None else [])
     docs = [rec.doc for rec in records]
     for rec in records:
         rec.forget()  # answers may hold thousands of intervals: keep their lines, not decoded events
     network, container_id, ifname = interval.key
-    return {
+    holder = {
         **extra, "network": network, "container_id": container_id, "ifname": ifname,
         "pod": next((record.pod(d) for d in docs if record.pod(d)), None),
         "namespace": next((record.namespace(d) for d in docs if record.namespace(d)), None),
         "from": interval.start, "seen": interval.seen, "until": interval.end, "ended_by": interval.closed_by or None,
         "addresses": next((record.addresses(d) for d in docs if record.addresses(d)), []),
     }
+    holder.update(_qualifications(interval, found))
+    return holder
+
+
+def _qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
+    notes: list[str] = []
+    if interval.start is None:
+        notes.append("start unknown: no ADD in the trail" +
+                     (f"; not before {interval.floor} (the previous holder's end)" if interval.floor else ""))
+    superseded = interval.superseded_by
+    if superseded is not None:
+        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} (ADD at "
+                     f"{superseded.timestamp}); held at least until {interval.last_seen}")
+        if interval.conflict:
+            notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
+                         "the address")
+    if interval.closed_by == "ADD":
+        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
+                     f"{interval.last_seen}")
+    if interval.closed_by == "ADD":
+        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
+                     f"{interval.last_seen}")
+    lost = interval.lost_end(found) if found is not None and interval.end is None else None
+    if lost is not None:
+        notes.append(f"its DEL may be lost: {lost.describe()}")
+    return {"last_seen": interval.last_seen, "conflict": interval.conflict,
+            "superseded_by": None if superseded is None else {
+                "container_id": superseded.container_id, "ifname": superseded.ifname, "at": superseded.timestamp},
+            "notes": notes}
 
 
 def who_had(args: argparse.Namespace) -> int:
     if "/" in args.ip:
         return _session("who-had", args, lambda session: _who_had_subnet(session, args))
 
-    def body(session: Session) -> bool:
+    def body(session: Session) -> int:
         tracker = Tracker(args.ip)
         prefilter = None if args.no_prefilter else tracker.prefilter(address_spellings(args.ip))
         kept: list[Interval] = []
         for rec in session.scan.records(prefilter):
-            for closed in tracker.feed(rec):
-                if args.at is None or closed.covers(args.at):
-                    kept.append(closed)
-        kept += [i for i in tracker.open.values() if args.at is None or i.covers(args.at)]
+            kept.extend(tracker.feed(rec))
+        kept += tracker.open.values()
         kept.sort(key=lambda i: (i.seen, i.key))
-        output.holders(session.out, (_holder(i, address=args.ip) for i in kept), fmt=args.format,
-                       full_ids=args.no_trunc)
-        return bool(kept)
+        found = session.evidence
+        if args.at is None:
+            rows = [_holder(i, found, address=args.ip) for i in kept]
+            status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
+                NO_EVIDENCE if any(s.lost for s in found.stretches) else NOTHING
+        else:
+            certain = [(i, i.certainty(args.at, found)) for i in kept]
+            rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
+            status = _verdict(session.name, args, rows, found)
+        output.holders(session.out, rows, fmt=args.format, full_ids=args.no_trunc)
+        return status
 
     return _session("who-had", args, body)
 
 
-def _who_had_subnet(session: Session, args: argparse.Namespace) -> bool:
+def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     """``who-had CIDR``: every holding of an address in the subnet, as it ends (memory: the open ones only);
     with ``--at``, the holdings then, by address."""
     from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sorted_holdings
@@ -185,21 +268,49 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> bool:
 
     output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
                    subnet=True)
-    return found > 0
+    if found:
+        return FOUND
+    return NO_EVIDENCE if any(s.lost for s in session.evidence.stretches) else NOTHING
+
+
+def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence) -> int:
+    """``who-had --at``: held (0), possibly held or in conflict (3), nobody (1) or no evidence (4)."""
+    if rows:
+        if all(row["certainty"] == HELD and not row["conflict"] for row in rows):
+            return FOUND
+        output.error(name, f"{args.ip} at {args.at}: the trail cannot tell for certain (see NOTE)")
+        why = found.uncovered(args.at)
+        if why:  # an attachment whose every event is lost there would not be listed at all
+            output.error(name, f"others may have held {args.ip} at {args.at} unseen: {why}")
+        return QUALIFIED
+    why = found.uncovered(args.at)
+    if why:
+        output.error(name, f"no evidence about {args.ip} at {args.at}: {why}")
+        return NO_EVIDENCE
+    output.error(name, f"nobody held {args.ip} at {args.at} (the trail covers it: it starts at {found.start}, and "
+                       f"its last event is at {found.end})")
+    return NOTHING
 
 
 # -- leaks ------------------------------------------------------------------------------------------
 
 
-def _leak(interval: Interval, now: float) -> dict[str, Any]:
-    """An attachment never deleted (with its age), or a DEL without ADD (with what it answered)."""
+def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
+    """An attachment never deleted (with its age), a DEL without ADD (with what it answered), or one of the
+    look-alikes listed apart: a superseded attachment (its DEL lost) and the clean-up DEL of a failed ADD."""
+    if interval.superseded_by is not None:
+        return _holder(interval, found, kind=SUPERSEDED, age_seconds=None)
     if not interval.orphan:
         age = now - to_epoch(interval.start or interval.seen)
-        return _holder(interval, kind=NEVER_DELETED, age_seconds=round(age, 3))
-    leak = _holder(interval, kind=DEL_WITHOUT_ADD, age_seconds=None)
-    leak["del_outcome"] = interval.opened.outcome
+        return _holder(interval, found, kind=NEVER_DELETED, age_seconds=round(age, 3))
     cni = interval.opened.doc.get("cni")
-    leak["cached_result"] = isinstance(cni, dict) and "prev_result" in cni
+    cached = isinstance(cni, dict) and "prev_result" in cni
+    leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
+    leak["del_outcome"] = interval.opened.outcome
+    leak["cached_result"] = cached
+    if not cached:
+        leak["notes"] = ["no ADD and no cached result: the runtime's clean-up after an ADD that failed before "
+                         "the logger ran (or its ADD is not in the trail and its cache was lost)"]
     interval.opened.forget()
     return leak
 
@@ -208,16 +319,30 @@ def leaks(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         tracker = Tracker()
         orphans: list[Interval] = []
+        superseded: list[Interval] = []
         for rec in session.scan.records(decode=False):
             for closed in tracker.feed(rec):
                 if closed.orphan:
                     orphans.append(closed)
+                elif closed.superseded_by is not None:
+                    superseded.append(closed)
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
-        output.leaks(session.out, (_leak(i, now) for i in found), fmt=args.format, full_ids=args.no_trunc)
-        return bool(found)
+        rows = [_leak(i, now, session.evidence) for i in found]
+        real = [row for row in rows if row["kind"] != CLEANUP_DEL]
+        apart = [row for row in rows if row["kind"] == CLEANUP_DEL]
+        apart += [_leak(i, now, session.evidence) for i in superseded if not i.conflict or i.end is None]
+        if args.format != "table":  # one stream of rows: ``kind`` tells them apart
+            output.leaks(session.out, real + apart, fmt=args.format, full_ids=args.no_trunc)
+            return bool(real)
+        output.leaks(session.out, real, fmt=args.format, full_ids=args.no_trunc)
+        if apart:
+            if real:
+                session.out.text("")
+            output.leaks(session.out, apart, fmt=args.format, full_ids=args.no_trunc)
+        return bool(real)
 
     return _session("leaks", args, body)
 
@@ -238,7 +363,9 @@ def stats(args: argparse.Namespace) -> int:
             for rec in session.scan.records(query.prefilter(), decode=False):
                 if query.matches_head(rec):
                     totals.add(rec)
-        output.stats(session.out, totals.to_json(), fmt=args.format, percentiles=PERCENTILES)
+        summary = totals.to_json()
+        summary["evidence"] = session.evidence.to_json()
+        output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
         return totals.events > 0
 
     return _session("stats", args, body)
@@ -299,6 +426,8 @@ def follow(args: argparse.Namespace) -> int:
                           from_start=args.from_start, on_drop=scan.count_skipped)
         if scan.skipped:
             output.error("follow", f"skipped {scan.skipped} lines (not events: damaged or foreign)")
+        if args.strict and scan.skipped:
+            return QUALIFIED
         return NOTHING if why == "timeout" and not printed else FOUND
 
     return output.guarded(run)

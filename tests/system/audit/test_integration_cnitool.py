@@ -74,7 +74,7 @@ def test_who_had_and_timeline_for_two_containers_sharing_an_address(sandbox: Cni
     for at, expected in zip(marks, [cids[0], None, cids[1], None], strict=True):
         result = cli("who-had", address, "--at", at, "--json", *log)
         if expected is None:
-            assert (result.rc, result.stdout) == (1, ""), at
+            assert (result.rc, result.stdout) == (1, ""), (at, result.stderr)
         else:
             assert result.rc == 0, result.stderr
             assert [(h["container_id"], h["network"], h["ifname"]) for h in result.json] == [(expected, net.name,

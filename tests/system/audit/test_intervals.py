@@ -119,3 +119,52 @@ def test_histogram_is_exact_below_256_and_within_one_percent_above() -> None:
     p75 = h.percentile(75)  # the 6th: 10**6, within a bucket's width
     assert p75 is not None and abs(p75 - 10**6) / 10**6 < 1 / 128
     assert Histogram().percentile(50) is None
+
+
+# -- trust: a lost DEL, an unknown start, a re-ADD ------------------------------------------------------
+
+
+def test_a_lost_del_is_superseded_by_the_next_holder_not_a_co_holder() -> None:
+    """a's DEL is lost; b gets the address: a's interval ends there, its end known only to follow its last evidence."""
+    for address in ("10.0.0.5", None):  # who-had, and leaks (every address)
+        tracker = Tracker(address)
+        closed = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(2, "CHECK", "a", "10.0.0.5"),
+                      rec(6, "ADD", "b", "10.0.0.5"))
+        assert spans(closed) == [("a", "01", "06", "superseded")]
+        (a,) = closed
+        assert (a.last_seen[17:19], a.superseded_by and a.superseded_by.container_id) == ("02", "b")
+        assert not a.end_known
+        assert [a.certainty(T.format(n)) for n in (0, 1, 2, 4, 6, 7)] == [None, "held", "held", "possibly",
+                                                                           "possibly", None]
+        assert list(tracker.open) == [("net", "b", "eth0")]
+        assert feed(tracker, rec(8, "DEL", "a")) == []  # its late clean-up DEL: no orphan, no conflict
+        assert not a.conflict
+
+
+def test_a_superseded_holder_seen_holding_again_is_a_conflict() -> None:
+    tracker = Tracker("10.0.0.5")
+    (a,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(6, "ADD", "b", "10.0.0.5"))
+    assert feed(tracker, rec(7, "DEL", "a", "10.0.0.5")) == []
+    assert (a.conflict, a.end and a.end[17:19], a.closed_by, a.certainty(T.format(7))) == (True, "07", "DEL", "held")
+
+
+def test_other_networks_and_hosts_do_not_supersede() -> None:
+    tracker = Tracker("10.0.0.5")
+    assert feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(2, "ADD", "b", "10.0.0.5", network="other")) == []
+    assert len(tracker.open) == 2
+
+
+def test_unknown_start_is_possible_back_to_the_previous_holders_end() -> None:
+    tracker = Tracker("10.0.0.5")
+    closed = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(3, "DEL", "a", "10.0.0.5"),
+                  rec(9, "DEL", "b", "10.0.0.5"))  # b's ADD is not in the trail
+    b = closed[-1]
+    assert (b.start, b.floor and b.floor[17:19]) == (None, "03")
+    assert [b.certainty(T.format(n)) for n in (2, 3, 5, 9, 10)] == [None, "possibly", "possibly", "held", None]
+
+
+def test_a_second_add_of_an_open_attachment_ends_the_first_with_an_unknown_end() -> None:
+    tracker = Tracker("10.0.0.5")
+    (first,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(5, "ADD", "a", "10.0.0.5"))
+    assert (first.closed_by, first.end_known, first.certainty(T.format(3))) == ("ADD", False, "possibly")
+    assert tracker.open[("net", "a", "eth0")].start == T.format(5)

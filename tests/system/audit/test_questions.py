@@ -195,9 +195,13 @@ def test_who_had_a_reused_address_at_each_time(trail: Trail) -> None:
     m, a, b = trail.marks, trail.by_container("ctr-a"), trail.by_container("ctr-b")
     assert holders(trail, "10.1.0.5", "--at", m["t1"]) == [("ctr-a", a[0]["@timestamp"], a[2]["@timestamp"])]
     assert holders(trail, "10.1.0.5", "--at", m["t3"]) == [("ctr-b", b[0]["@timestamp"], b[1]["@timestamp"])]
-    for free in ("t0", "t2", "t4"):
+    for free in ("t2", "t4"):
         result = cli("who-had", "10.1.0.5", "--at", m[free], *trail.args())
         assert (result.rc, result.stdout) == (1, ""), free
+        assert "nobody held 10.1.0.5" in result.stderr
+    result = cli("who-had", "10.1.0.5", "--at", m["t0"], *trail.args())  # before the trail's first event
+    assert (result.rc, result.stdout) == (4, ""), result.stderr
+    assert "no evidence about 10.1.0.5" in result.stderr and "before the trail" in result.stderr
     # The moments of the events themselves belong to the holder (intervals are closed at both ends).
     assert holders(trail, "10.1.0.5", "--at", a[0]["@timestamp"])[0][0] == "ctr-a"
     assert holders(trail, "10.1.0.5", "--at", a[2]["@timestamp"])[0][0] == "ctr-a"
@@ -233,9 +237,12 @@ def test_who_had_closes_at_gc_and_keeps_the_still_held(trail: Trail) -> None:
 
 
 def test_who_had_ignores_failed_adds_and_unknown_addresses(trail: Trail) -> None:
-    assert cli("who-had", "10.1.0.6", *trail.args()).rc == 1  # ctr-f's ADD failed
+    # Nobody in the events read, but the end of the live file holds a lost event (a glued, cut-short ADD of
+    # ctr-m): it might have been anyone's, so "never held" is not certain: no evidence, status 4.
+    assert cli("who-had", "10.1.0.6", *trail.args()).rc == 4  # ctr-f's ADD failed
     result = cli("who-had", "192.0.2.1", *trail.args())
-    assert (result.rc, result.stdout) == (1, "")
+    assert (result.rc, result.stdout) == (4, "")
+    assert "events of ctr-m may be missing" in result.stderr
 
 
 def test_who_had_answers_the_same_without_the_prefilter(trail: Trail) -> None:
@@ -252,7 +259,8 @@ def test_leaks_finds_the_never_deleted_and_the_del_without_add(trail: Trail) -> 
     result = cli("leaks", "--json", *trail.args())
     assert result.rc == 0
     found = [(x["kind"], x["container_id"]) for x in result.json]
-    assert found == [("never-deleted", "ctr-c"), ("del-without-add", "ctr-orphan")]
+    # The orphan DEL has no cached result: the runtime's clean-up after a failed ADD, listed apart.
+    assert found == [("never-deleted", "ctr-c"), ("cleanup-del", "ctr-orphan")]
     leak, orphan = result.json
     assert leak["addresses"] == ["10.1.0.7"] and leak["pod"] == "db-c" and leak["age_seconds"] > 0
     assert leak["from"] == trail.by_container("ctr-c")[0]["@timestamp"]
@@ -262,9 +270,9 @@ def test_leaks_finds_the_never_deleted_and_the_del_without_add(trail: Trail) -> 
 
 def test_leaks_older_than(trail: Trail) -> None:
     result = cli("leaks", "--older-than", "1h", "--json", *trail.args())
-    assert [x["kind"] for x in result.json] == ["del-without-add"]
+    assert [(x["kind"], result.rc) for x in result.json] == [("cleanup-del", 1)]  # not a leak: status 1
     table = cli("leaks", "--older-than", "0s", *trail.args())
-    assert [r[0] for r in table.rows] == ["never-deleted", "del-without-add"]
+    assert [r[0] for r in table.rows] == ["never-deleted", "KIND", "cleanup-del"]  # listed apart
 
 
 def test_leaks_on_a_clean_trail_exit_1(tmp_path: Path, trail: Trail) -> None:
@@ -344,9 +352,12 @@ def test_broken_pipe_is_quiet(copy_of_trail: Trail) -> None:
 
     from tests.harness.audit import CLI
 
-    lines = [line for line in copy_of_trail.log.read_bytes().split(b"\n") if line.startswith(b'{"@timestamp"')]
+    lines = [line for line in copy_of_trail.log.read_bytes().split(b"\n") if line.startswith(b'{"@timestamp"')
+             and line.count(b'"@timestamp"') == 1 and line.endswith(b"}")]
     big = copy_of_trail.directory / "big.log"
-    big.write_bytes(b"\n".join(lines * 400) + b"\n")
+    # Each copy with ids of its own: copies of one event are duplicates, printed once.
+    big.write_bytes(b"\n".join(line.replace(b'"id":"', b'"id":"%d-' % n) for n in range(400) for line in lines)
+                    + b"\n")
     proc = subprocess.run(["bash", "-c", f'set -o pipefail; "{CLI}" events --json --log-file "{big}" | head -n 1'],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
