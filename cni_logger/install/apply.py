@@ -112,8 +112,9 @@ def _install_once(opts: Options, notes: list[str], out: Callable[[str], object])
     installed = os.path.join(opts.bin_dir, LOGGER_TYPE)
 
     def verify(executable: str) -> None:
+        label = None if executable == installed else f"the new {installed} (run as {executable} before it goes in)"
         selfcheck.check(executable, plan.cni_version, plan.network, opts.entry, opts.bin_dir, opts.state_dir,
-                        opts.check_timeout)
+                        opts.check_timeout, label)
 
     if not plan.writes_launcher:
         verify(installed)

@@ -128,7 +128,7 @@ def _run_install(args: argparse.Namespace) -> int:
     try:
         install_once(opts, notes)
     except CheckFailed as exc:
-        emit([*notes, f"refused: the plugin does not run as a runtime would run it: {exc}",
+        emit([*notes, f"refused: the plugin fails its self-check (run as a runtime runs it): {exc}",
               "nothing was changed. Repair or replace the installation the launcher runs (e.g. unpack the "
               "bundle again) and install again; if an earlier install already put the logger into a chain, "
               "pods on that network cannot start until then (`cni-logger uninstall --keep-launcher` takes "

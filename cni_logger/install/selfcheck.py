@@ -62,39 +62,42 @@ def _scratch(state_dir: str) -> str:
 
 
 def check(executable: str, cni_version: str, network: str, entry: dict[str, Any], cni_path: str,
-          state_dir: str, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
+          state_dir: str, timeout: float = DEFAULT_CHECK_TIMEOUT, label: str | None = None) -> None:
     """Run VERSION and ADD through ``executable``; raise CheckFailed saying what failed, else return.
 
-    (A Refusal that is not a CheckFailed means the check could not be made at all.)
+    ``label`` names the plugin in messages (default: ``executable``). A Refusal that is not a CheckFailed
+    means the check could not be made at all.
     """
+    name = label or executable
     work = _scratch(state_dir)
     try:
         env = {"PATH": CLEAN_PATH, "CNI_CONTAINERID": CONTAINER_ID, "CNI_NETNS": os.path.join(work, "netns"),
                "CNI_IFNAME": IFNAME, "CNI_PATH": cni_path, "CNI_ARGS": ""}
-        answer = _call(executable, "VERSION", {"cniVersion": cni_version}, env, timeout)
+        answer = _call(executable, name, "VERSION", {"cniVersion": cni_version}, env, timeout)
         supported = answer.get("supportedVersions") if isinstance(answer, dict) else None
         if not isinstance(supported, list) or cni_version not in supported:
-            raise CheckFailed(f"{executable} VERSION answered {_short(answer)}, which does not list the "
+            raise CheckFailed(f"{name} VERSION answered {_short(answer)}, which does not list the "
                               f"network's cniVersion {cni_version!r}")
         log = os.path.join(work, "check.log")
         config = {"cniVersion": cni_version, "name": network, **entry, "logFile": log}
-        result = _call(executable, "ADD", config, env, timeout)
+        result = _call(executable, name, "ADD", config, env, timeout)
         if not isinstance(result, dict) or result.get("cniVersion") != cni_version:
-            raise CheckFailed(f"{executable} ADD answered {_short(result)}, not a {cni_version} result")
-        _check_log(executable, log)
+            raise CheckFailed(f"{name} ADD answered {_short(result)}, not a {cni_version} result")
+        _check_log(name, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _call(executable: str, command: str, config: dict[str, Any], env: dict[str, str], timeout: float) -> Any:
+def _call(executable: str, name: str, command: str, config: dict[str, Any], env: dict[str, str],
+          timeout: float) -> Any:
     """One invocation, as a runtime makes it; its stdout parsed as the one JSON document it must be."""
-    what = f"{executable} {command}"
+    what = f"{name} {command}"
     try:
         child = subprocess.Popen([executable], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env={**env, "CNI_COMMAND": command}, cwd="/",
                                  start_new_session=True, preexec_fn=_unblock_signals)
     except OSError as exc:
-        raise CheckFailed(f"cannot execute {executable}: {exc.strerror or exc}{_interpreter_hint(executable, exc)}"
+        raise CheckFailed(f"cannot execute {name}: {exc.strerror or exc}{_interpreter_hint(executable, exc)}"
                           ) from None
     try:
         out, err = child.communicate(json.dumps(config).encode("utf-8"), timeout=timeout)
@@ -116,22 +119,22 @@ def _call(executable: str, command: str, config: dict[str, Any], env: dict[str, 
                           ) from None
 
 
-def _check_log(executable: str, log: str) -> None:
+def _check_log(name: str, log: str) -> None:
     try:
         with open(log, "rb") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         lines = []
     if len(lines) != 1:
-        raise CheckFailed(f"{executable} ADD succeeded but wrote {len(lines)} event lines to its log, not 1: "
+        raise CheckFailed(f"{name} ADD succeeded but wrote {len(lines)} event lines to its log, not 1: "
                           "the plugin runs but does not record events")
     try:
         event = json.loads(lines[0])
         command = event["cni"]["command"]
     except (ValueError, KeyError, TypeError):
-        raise CheckFailed(f"{executable} ADD wrote a log line that is not an event: {lines[0][:200]!r}") from None
+        raise CheckFailed(f"{name} ADD wrote a log line that is not an event: {lines[0][:200]!r}") from None
     if command != "ADD":
-        raise CheckFailed(f"{executable} ADD logged an event for {command!r}, not ADD")
+        raise CheckFailed(f"{name} ADD logged an event for {command!r}, not ADD")
 
 
 def _unblock_signals() -> None:
