@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def test_the_launcher_of_this_environment_passes(tmp_path: Path) -> None:
         run_check(tmp_path, str(target), version)
     assert [p.name for p in (tmp_path / "bin").iterdir()] == ["logger"], "nothing written beside it"
     assert not (tmp_path / "state").exists(), "the system's temporary directory was used"
+
+
+def test_without_a_writable_temporary_directory_the_state_dir_is_used(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DaemonSet's pod sees the host's root read-only: only the state dir is writable there."""
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "read-only-tmp"))   # does not exist
+    run_check(tmp_path, str(target))
+    assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir()), "used, then removed"
 
 
 def test_exit_status_and_stderr_tail_are_reported(tmp_path: Path) -> None:
