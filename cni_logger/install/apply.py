@@ -94,7 +94,10 @@ def install_once(opts: Options, notes: list[str], out: Callable[[str], object] |
     """
     try:
         return _install_once(opts, notes, out or sys.stdout.write)
-    except (OSError, launcher.LauncherError) as exc:
+    except launcher.LauncherError as exc:
+        # This interpreter lacks the plugin's packages: a launcher written for it could not run either.
+        raise selfcheck.CheckFailed(str(exc)) from exc
+    except OSError as exc:
         raise Refusal(str(exc)) from exc
 
 

@@ -34,17 +34,21 @@ reverting it (Cilium with cni.exclusive=true): the wait then doubles, up to MAX_
 than the two rewriting the file (and the runtime reloading it) in a loop."""
 
 
-def _touch(path: str | None, ready: bool) -> None:
+def _touch(path: str | None, ready: bool) -> str | None:
+    """Create or remove the ready file; the problem, if that failed (reported, never raised: PID 1)."""
     if not path:
-        return
-    if ready:
-        with open(path, "a"):
-            pass
-    else:
-        try:
+        return None
+    try:
+        if ready:
+            with open(path, "a"):
+                pass
+        else:
             os.unlink(path)
-        except FileNotFoundError:
-            pass
+    except FileNotFoundError:
+        return None if not ready else f"cannot create the ready file {path}: its directory does not exist"
+    except OSError as exc:
+        return f"cannot {'create' if ready else 'remove'} the ready file {path}: {exc}"
+    return None
 
 
 def _withdraw(opts: Options, reason: str, interval: float, previous: str | None) -> list[str]:
@@ -89,6 +93,7 @@ def watch(opts: Options, interval: float, ready_file: str | None,
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     _touch(ready_file, False)
     last: list[str] = []
+    last_problem: str | None = None
     rewrites: list[float] = []
     first = True
     broken: str | None = None          # why the last self-check failed, while it keeps failing
@@ -121,15 +126,18 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         if (ok and not changed) or broken is not None:
             wait = interval
         first = first and not ok
+        problem = _touch(ready_file, ok)
+        if problem and problem != last_problem:
+            notes.append(f"warning: {problem}")
+        last_problem = problem
         report = [n for n in notes if not n.startswith("already installed")]
         if report and report != last:
             emit(report)
         last = report
-        _touch(ready_file, ok)
         if signal.sigtimedwait(signals, wait) is not None:
             break
-    _touch(ready_file, False)
-    notes = []
+    problem = _touch(ready_file, False)
+    notes = [f"warning: {problem}"] if problem else []
     try:
         uninstall_once(opts.state_dir, keep_launcher=True, dry_run=False, notes=notes)
         status = 0
