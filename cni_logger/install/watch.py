@@ -63,8 +63,7 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None)
                 "to start until the plugin runs again"]
     if reason == previous and not done:
         return []
-    notes = [f"ERROR: the logger plugin fails its self-check, so every ADD of a chain holding it would fail "
-             f"({reason})"]
+    notes = [f"ERROR: the logger plugin fails its self-check: {reason}"]
     if withdrew:
         notes.append("took the logger out of the chain so that pods keep starting, NOT audited until it runs "
                      f"again: {'; '.join(done)}")
