@@ -23,10 +23,16 @@ is kept in a journal (``<state dir>/install.json``, mode 0600: it holds the orig
 contain credentials such as Calico's token), so that uninstall restores the original byte for byte
 when nobody else changed the file since, and otherwise removes only ``type: logger`` entries.
 
+Before the entry goes into any chain, install executes the plugin as a runtime would (VERSION, and an
+ADD into a private log) and refuses, having changed nothing, when it does not run: an entry whose plugin
+fails would fail every ADD of the network. A new launcher is executed under its temporary name and
+renamed into place only once it passed (``apply``'s docstring says why this, not replace-then-restore).
+
 ``--watch`` keeps running for a DaemonSet: agents such as Calico rewrite their file on restart (and
 non-atomically, so a parse error is retried before it is believed), so the entry is re-inserted
-whenever it disappears; SIGTERM removes the entry again but leaves the launcher, which pods set up with
-the logger still need for DEL.
+whenever it disappears; every pass repeats the self-check, and while it fails the entry is taken out
+of the chain (pods keep starting, unaudited) and put back once the plugin runs again; SIGTERM removes
+the entry again but leaves the launcher, which pods set up with the logger still need for DEL.
 
 What lives where (one job per module; the order is the order of an install):
 
@@ -39,8 +45,10 @@ What lives where (one job per module; the order is the order of an install):
 - ``content``: the logger's entry, and a config with and without it, rendered in the file's own style.
 - ``plan``: what install or uninstall would write or remove (what ``--dry-run`` prints).
 - ``journal``: the state dir: what install changed, and the lock that serialises installers.
-- ``apply``: carrying out a plan atomically under the lock; one install or uninstall pass.
-- ``watch``: ``--watch``: re-insert the entry whenever it disappears; take it out on SIGTERM.
+- ``selfcheck``: executing the plugin as a runtime would, before it goes into a chain.
+- ``apply``: carrying out a plan atomically under the lock; one install (checked) or uninstall pass.
+- ``watch``: ``--watch``: re-insert the entry whenever it disappears; take it out while the plugin fails
+  its self-check, and on SIGTERM.
 - ``launcher``: the plugin executable a runtime runs.
 - ``atomicfile``: replacing a file all at once, or not at all.
 

@@ -23,15 +23,23 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def temporary_path(path: str) -> str:
+    """Where ``write_atomic`` writes ``path``'s new content before renaming it into place."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}{TMP_SUFFIX}")
+
+
 def write_atomic(path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None,
                  before_replace: Callable[[], None] | None = None) -> None:
     """Write ``data`` to ``path`` through ``.<name>.cni-logger-tmp``; ``before_replace`` may veto by raising.
 
-    Callers serialise writers of the same path (the installer holds its state-dir lock), so a
-    leftover temporary file can only be a killed run's, and is removed first.
+    ``before_replace`` runs once the temporary file is complete (closed, with its mode and owner): it
+    may examine or execute ``temporary_path(path)``. Callers serialise writers of the same path (the
+    installer holds its state-dir lock), so a leftover temporary file can only be a killed run's, and
+    is removed first.
     """
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}{TMP_SUFFIX}")
+    directory = os.path.dirname(path)
+    tmp = temporary_path(path)
     try:
         os.unlink(tmp)
     except FileNotFoundError:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
-from cni_logger.install.runtimes import DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
+from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
 
 
 def _number(text: str) -> float:
@@ -52,11 +52,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     install.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"where the install journal is kept [{DEFAULT_STATE_DIR}]")
     install.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
+    install.add_argument("--check-timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, metavar="SECONDS",
+                         help="seconds for each call of the self-check (the plugin run with VERSION, then ADD) "
+                              f"[{DEFAULT_CHECK_TIMEOUT:g}]")
     install.add_argument("--watch", action="store_true",
-                         help="keep running: re-insert when the file is rewritten; uninstall on SIGTERM")
+                         help="keep running: re-insert when the file is rewritten; take the entry out while "
+                              "the plugin fails its self-check; uninstall on SIGTERM")
     install.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
-                         help="--watch: seconds between checks [5]")
-    install.add_argument("--ready-file", help="--watch: exists while the logger is in place (readiness probe)")
+                         help="--watch: seconds between checks (and self-checks) [5]")
+    install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
+                                              "self-check (readiness probe)")
     install.set_defaults(run=_run_install)
 
     uninstall = commands.add_parser(
@@ -94,6 +99,7 @@ def _run_launcher(args: argparse.Namespace) -> int:
 def _run_install(args: argparse.Namespace) -> int:
     from cni_logger.install.apply import install_once
     from cni_logger.install.content import logger_entry
+    from cni_logger.install.selfcheck import CheckFailed
     from cni_logger.install.watch import watch
 
     emit = _emitter("install")
@@ -103,6 +109,8 @@ def _run_install(args: argparse.Namespace) -> int:
             raise Refusal("--watch and --dry-run exclude each other")
         if args.interval <= 0:
             raise Refusal("--interval must be > 0")
+        if args.check_timeout <= 0:
+            raise Refusal("--check-timeout must be > 0")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
         entry = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
@@ -113,12 +121,19 @@ def _run_install(args: argparse.Namespace) -> int:
     opts = Options(runtime=runtime, conf_dir=os.path.abspath(args.conf_dir or runtime.conf_dir),
                    bin_dir=os.path.abspath(args.bin_dir or runtime.bin_dir), conf_file=args.conf_file,
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, check_timeout=args.check_timeout)
     if args.watch:
         return watch(opts, args.interval, args.ready_file, emit)
     notes: list[str] = []
     try:
         install_once(opts, notes)
+    except CheckFailed as exc:
+        emit([*notes, f"refused: the plugin fails its self-check (run as a runtime runs it): {exc}",
+              "nothing was changed. Repair or replace the installation the launcher runs (e.g. unpack the "
+              "bundle again) and install again; if an earlier install already put the logger into a chain, "
+              "pods on that network cannot start until then (`cni-logger uninstall --keep-launcher` takes "
+              "the entry out)"])
+        return 1
     except Refusal as exc:
         emit([*notes, f"refused: {exc}"])
         return 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cni_logger.install import atomicfile
 
@@ -56,11 +56,16 @@ def render(python: str, paths: list[str]) -> str:
     )
 
 
-def write(target: str, python: str | None = None, paths: list[str] | None = None) -> str:
-    """Atomically write the launcher to ``target`` (mode 0755), creating its directory; returns its text."""
+def write(target: str, python: str | None = None, paths: list[str] | None = None,
+          before_replace: Callable[[], None] | None = None) -> str:
+    """Atomically write the launcher to ``target`` (mode 0755), creating its directory; returns its text.
+
+    ``before_replace`` (see ``atomicfile.write_atomic``) may execute the complete new file under its
+    temporary name and veto the rename: install's self-check.
+    """
     text = render(python or sys.executable, paths if paths is not None else import_paths())
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)  # e.g. a fresh node's /opt/cni/bin
-    atomicfile.write_atomic(os.path.abspath(target), text.encode("utf-8"), 0o755)
+    atomicfile.write_atomic(os.path.abspath(target), text.encode("utf-8"), 0o755, before_replace=before_replace)
     return text
 
 

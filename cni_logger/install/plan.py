@@ -52,13 +52,23 @@ class Remove:
 
 
 class Plan:
-    """The steps in order, and the journal to save after them (None: leave it as it is)."""
+    """The steps in order, and the journal to save after them (None: leave it as it is).
 
-    __slots__ = ("journal", "steps")
+    For an install, ``network`` and ``cni_version`` are those of the network the entry goes into: the
+    self-check runs the plugin as that network's runtime would.
+    """
+
+    __slots__ = ("cni_version", "journal", "network", "steps")
 
     def __init__(self, journal: dict[str, Any] | None = None) -> None:
         self.steps: list[Write | Remove] = []
         self.journal = journal
+        self.network = ""
+        self.cni_version = DEFAULT_CNI_VERSION
+
+    @property
+    def writes_launcher(self) -> bool:
+        return any(isinstance(step, Write) and step.launcher for step in self.steps)
 
     def diff(self) -> str:
         out: list[str] = []
@@ -139,6 +149,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in doc.get("plugins", [doc])):
         notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
                      "(Helm value), it rewrites the file and removes the logger entry")
+    plan.network, plan.cni_version = target.network or "", doc.get("cniVersion") or "0.1.0"
     if target.is_list:
         check_runnable(target, doc)
         new = render(with_logger(doc, opts.entry), target.data)
@@ -150,6 +161,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     else:
         wrapped = wrap(doc)
         check_runnable(target, wrapped)
+        plan.cni_version = wrapped["cniVersion"]
         destination = os.path.splitext(target.path)[0] + ".conflist"
         previous = journal["configs"].get(destination)
         existing = None
@@ -194,6 +206,7 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
         if current.problem or current.doc.get("type") != LOGGER_TYPE:
             raise Refusal(f"{path} exists and is not a logger network ({current.problem or 'another type'})")
         version = current.doc.get("cniVersion") or version
+    plan.network, plan.cni_version = RKT_NETWORK, version
     new = render({"cniVersion": version, "name": RKT_NETWORK, **opts.entry}, current.data if current else None)
     if current is not None and new == current.data:
         return

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 LOGGER_TYPE = "logger"
 """The CNI ``type`` of the plugin, and so the executable's name in the bin dir."""
 DEFAULT_STATE_DIR = "/var/lib/cni-logger"
+DEFAULT_CHECK_TIMEOUT = 10.0
+"""Seconds for each call of install's self-check (VERSION, then ADD): the plugin answers in well under a
+second; ten leave room for a loaded node's cold start without letting a hung plugin go unnoticed."""
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
 RKT_NETWORK = "cni-logger"
@@ -48,10 +51,12 @@ RUNTIMES: dict[str, Runtime] = {
 class Options:
     """What to install where (the command line, resolved)."""
 
-    __slots__ = ("bin_dir", "conf_dir", "conf_file", "dry_run", "entry", "network", "runtime", "state_dir")
+    __slots__ = ("bin_dir", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "network", "runtime",
+                 "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
-                 entry: dict[str, Any], state_dir: str, dry_run: bool = False) -> None:
+                 entry: dict[str, Any], state_dir: str, dry_run: bool = False,
+                 check_timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
-        self.state_dir, self.dry_run = state_dir, dry_run
+        self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout

@@ -1,16 +1,30 @@
 """``install --watch``, for a DaemonSet: re-insert the entry whenever an agent's rewrite drops it, back off
-when another agent keeps removing it, and take it out again on SIGTERM (leaving the launcher)."""
+when another agent keeps removing it, take it out while the plugin fails its self-check, and take it out
+again on SIGTERM (leaving the launcher).
+
+Every pass is an install pass, so every interval the installed plugin is executed as a runtime would
+(``selfcheck``). When it stops executing or answering — the bundle deleted or damaged, a library
+missing — the entry is taken out of the chain at once (``apply.withdraw``), so pods keep starting,
+unaudited, rather than all failing; the reason is printed on stderr, the ready file removed, and
+the check goes on: once the plugin runs again, the next pass puts the entry back and the watcher is
+ready again. The first failed check is enough: a broken logger fails every ADD on the node, a flap
+only costs an unaudited interval.
+
+This process is the DaemonSet's PID 1: whatever a pass raises is reported and the loop goes on.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+import traceback
 from collections.abc import Callable
 
 from cni_logger.install import Refusal
-from cni_logger.install.apply import install_once, uninstall_once
+from cni_logger.install.apply import install_once, uninstall_once, withdraw
 from cni_logger.install.runtimes import Options
+from cni_logger.install.selfcheck import CheckFailed
 
 FIGHT_WINDOW_SECONDS = 60.0
 FIGHT_REWRITES = 3
@@ -20,17 +34,45 @@ reverting it (Cilium with cni.exclusive=true): the wait then doubles, up to MAX_
 than the two rewriting the file (and the runtime reloading it) in a loop."""
 
 
-def _touch(path: str | None, ready: bool) -> None:
+def _touch(path: str | None, ready: bool) -> str | None:
+    """Create or remove the ready file; the problem, if that failed (reported, never raised: PID 1)."""
     if not path:
-        return
-    if ready:
-        with open(path, "a"):
-            pass
-    else:
-        try:
+        return None
+    try:
+        if ready:
+            with open(path, "a"):
+                pass
+        else:
             os.unlink(path)
-        except FileNotFoundError:
-            pass
+    except FileNotFoundError:
+        return None if not ready else f"cannot create the ready file {path}: its directory does not exist"
+    except OSError as exc:
+        return f"cannot {'create' if ready else 'remove'} the ready file {path}: {exc}"
+    return None
+
+
+def _withdraw(opts: Options, reason: str, interval: float, previous: str | None) -> list[str]:
+    """After a failed self-check: take the entry out of the chain; the report (none while nothing is news)."""
+    done: list[str] = []
+    try:
+        withdrew = withdraw(opts.state_dir, done)
+    except Exception as exc:  # see watch's own loop
+        withdrew = False
+        detail = str(exc) if isinstance(exc, Refusal) else traceback.format_exc().rstrip()
+        done = [f"ERROR: could not take the logger out of the chain ({detail}); pods on this network may fail "
+                "to start until the plugin runs again"]
+    if reason == previous and not done:
+        return []
+    notes = [f"ERROR: the logger plugin fails its self-check: {reason}"]
+    if withdrew:
+        notes.append("took the logger out of the chain so that pods keep starting, NOT audited until it runs "
+                     f"again: {'; '.join(done)}")
+    else:
+        notes += done
+    if previous is None:
+        notes.append(f"not ready; checking again every {interval:g}s: the logger goes back into the chain once "
+                     "the plugin runs again")
+    return notes
 
 
 def watch(opts: Options, interval: float, ready_file: str | None,
@@ -50,38 +92,51 @@ def watch(opts: Options, interval: float, ready_file: str | None,
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     _touch(ready_file, False)
     last: list[str] = []
+    last_problem: str | None = None
     rewrites: list[float] = []
     first = True
+    broken: str | None = None          # why the last self-check failed, while it keeps failing
     wait = interval
     while True:
         notes: list[str] = []
-        ok = False
+        ok = changed = False
         try:
             changed = install_once(opts, notes)
             ok = True
+        except CheckFailed as exc:
+            notes = _withdraw(opts, str(exc), interval, broken)
+            broken = str(exc)
         except Refusal as exc:
             notes.append(f"not installed: {exc} (retrying every {interval:g}s)")
-            changed = False
+        except Exception:  # PID 1 of the DaemonSet: report, stay not-ready, keep checking
+            notes.append(f"not installed: unexpected error (retrying every {interval:g}s):\n"
+                         + traceback.format_exc().rstrip())
         now = time.monotonic()
-        if changed and not first:
+        if ok and broken is not None:
+            notes.append("the plugin passes its self-check again: the logger is back in the chain; ready")
+            broken = None
+        elif changed and not first:
             rewrites = [t for t in rewrites if now - t < FIGHT_WINDOW_SECONDS] + [now]
             if len(rewrites) >= FIGHT_REWRITES:
                 wait = min(wait * 2, MAX_BACKOFF_SECONDS)
                 notes.append(f"warning: the entry had to be put back {len(rewrites)} times within "
                              f"{FIGHT_WINDOW_SECONDS:g}s: another agent keeps removing it (Cilium with "
                              f"cni.exclusive=true?); next check in {wait:g}s")
-        elif ok and not changed:
+        if (ok and not changed) or broken is not None:
             wait = interval
         first = first and not ok
+        problem = _touch(ready_file, ok)
+        if problem and problem != last_problem:
+            notes.append(f"warning: {problem}")
+        last_problem = problem
         report = [n for n in notes if not n.startswith("already installed")]
         if report and report != last:
             emit(report)
         last = report
-        _touch(ready_file, ok)
         if signal.sigtimedwait(signals, wait) is not None:
             break
-    _touch(ready_file, False)
-    notes = []
+    problem = _touch(ready_file, False)
+    notes = [f"warning: {problem}"] if problem else []
     try:
         uninstall_once(opts.state_dir, keep_launcher=True, dry_run=False, notes=notes)
         status = 0

@@ -137,3 +137,21 @@ def test_watch_backs_off_when_another_agent_keeps_reverting(tmp_path: Path,
     _, err = proc.communicate(timeout=20)
     assert "keeps removing it" in err
     assert err.count("wrote " + str(cilium)) <= 8, err      # 0.2 s checks would have made ~20
+
+
+def test_watch_survives_a_ready_file_it_cannot_write(tmp_path: Path,
+                                                     watcher: Callable[..., subprocess.Popen[str]]) -> None:
+    """The watcher is the DaemonSet's PID 1: a failing step is reported, never the end of it."""
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "bin").mkdir()
+    flannel = tmp_path / "net.d" / "10-flannel.conflist"
+    flannel.write_bytes(shape("10-flannel.conflist"))
+    proc = watcher("--ready-file", str(tmp_path / "no-such-dir" / "ready"))
+    assert wait_for(lambda: has_logger(flannel))
+    time.sleep(1.0)                              # several more passes
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert err.count("cannot create the ready file") == 1, err
+    assert flannel.read_bytes() == shape("10-flannel.conflist")
