@@ -16,7 +16,7 @@ import pytest
 
 from cni_logger.install import launcher
 from cni_logger.install.selfcheck import CheckFailed, check
-from tests.install.nodes import Node
+from tests.harness.nodes import Node
 
 ENTRY = {"type": "logger", "logFile": "/var/log/cni/cni-logger.log"}
 VERSION_ANSWER = '{"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0"]}'

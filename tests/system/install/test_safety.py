@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,11 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.bundle import PYTHON_VERSION, Bundle, unpack
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from cnil_harness import (
+from tests.harness.bundle import PYTHON_VERSION, Bundle, unpack
+from tests.harness.cnitool import (
     CniSandbox,
     Network,
     cnitool_container_id,
