@@ -83,7 +83,7 @@ GLUED_QUALIFIERS = frozenset((
     "preshared", "account", "storage", "session", "license", "hmac", "tls", "ssl", "root", "admin", "db", "user",
     "service", "app", "pass",
 ))
-"""Prefixes that make a glued ``...key``/``...cert``/``...pass`` word secret (``apikey``, ``dbpass``; not ``monkey``)."""
+"""Prefixes that make a glued ``...key``/``...cert``/``...pass`` secret (``apikey``, ``dbpass``, not ``monkey``)."""
 
 MASK = "[REDACTED]"
 MAX_STRING_CHARS = 2048
@@ -113,11 +113,12 @@ BASE64_SECRET_STARTS = (
 )
 """The base64 encodings of how PEM blocks and kubeconfigs begin: a blob starting so decodes to one."""
 _BASE64_BLOB = r"(?:" + "|".join(BASE64_SECRET_STARTS) + r")[A-Za-z0-9+/=\-_]*"
-AWS_KEY_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA")
+AWS_KEY_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
+                    "ASCA")
 """How AWS access key ids (and other IAM unique ids) begin: four letters, then 16 upper-case letters or digits."""
 TOKEN_PREFIXES = (
     *AWS_KEY_PREFIXES, "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "glrt-", "glptt-",
-    "glcbt-", "gloas-", "glsoat-", "glft-", "glimt-", "glagent-", "xoxb-", "xoxp-", "xoxa-", "xoxo-", "xoxs-",
+    "glcbt-", "gloas-", "glsoat-", "glft-", "glimt-", "glagent-", "xoxb-", "xoxp-", "xoxa-", "xoxs-",
     "xoxr-", "xoxe.", "xapp-", "AIza", "npm_", "sk_live_", "rk_live_", "sk_test_", "rk_test_", "hvs.", "hvb.",
     "hvr.", "SG.", "pypi-AgE", "hooks.slack.com/",
 )
@@ -127,7 +128,7 @@ _TOKENS = "|".join((
     _AWS_KEY_ID,
     r"\bgh[pousr]_[A-Za-z0-9]{30,}", r"\bgithub_pat_[A-Za-z0-9_]{30,}",
     r"\bgl(?:pat|dt|rt|ptt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_\-]{20,}",
-    r"\bxox(?:[abposr]|e\.xox[bp])-[A-Za-z0-9\-]{10,}", r"\bxapp-\d-[A-Za-z0-9\-]{10,}",
+    r"\bxox(?:[abprs]|e\.xox[bp])-[A-Za-z0-9\-]{10,}", r"\bxapp-\d-[A-Za-z0-9\-]{10,}",
     r"(?i:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+",
     r"\bAIza[0-9A-Za-z_\-]{35}", r"\bnpm_[A-Za-z0-9]{36}", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
     r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,}", r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",
@@ -138,16 +139,21 @@ _SCHEMES = r"(?:bearer|basic|digest|negotiate|ntlm|token|aws4-hmac-sha256)"
 _NAME = r"[A-Za-z0-9_.\-]*[A-Za-z0-9]"
 # "Authorization: Bearer x", "    token: x" — a name starting a line, then ':': the rest of the line.
 _HEADER_LINE = r"(?im)^([ \t]*[\"']?)(" + _NAME + r")([\"']?[ \t]*:[ \t]*)(" + _SCHEMES + r"[ \t]+)?(\S[^\r\n]*)"
-# "password=x", "sig=x&", "DB_PWD=x;", "'token': 'x'" inside text: the value up to a separator.
-_PAIR = (r"(?i)(?<![A-Za-z0-9_.\-])(" + _NAME + r")([\"']?\s*[:=]\s*)(" + _SCHEMES + r"\s+)?"
-         r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'<>]+)")
+# "password=x", "sig=x&", "DB_PWD=x;", "'token': 'x'" inside text: a name and a separator, then (if the
+# name is secret) the value up to the next separator. Two patterns, so a pair whose name is not secret
+# (``https:``) never swallows the secret one after it.
+_PAIR_NAME = r"(?<![A-Za-z0-9_.\-])(" + _NAME + r")([\"']?\s*[:=]\s*)"
+_PAIR_VALUE = r"(?i)(" + _SCHEMES + r"\s+)?(\"[^\"]*\"|'[^']*'|[^\s,;&\"'<>]+)"
 # "--password x", "-p x" on a command line.
 _FLAG = r"(?<![^\s\"'\[(,])(--?[A-Za-z][A-Za-z0-9_.\-]*)(\s+)([^\s\-][^\s\"',;]*|\"[^\"]*\"|'[^']*')"
 _AUTH_SCHEME = r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/\-]+=*)"
 _PAIR_TRIGGERS = ("pass", "pwd", "secret", "token", "cred", "kubeconfig", "auth", "bearer", "cookie", "key",
                   "cert", "pin", "sig")
 PASSWORD_FLAGS = frozenset(("-p",))
-"""Short flags that take a password (mysql, mysqldump, redis-benchmark ...): their next argument is masked."""
+"""Short flags that take a password (mysql, mysqldump ...): their next argument is masked — unless it is a
+protocol or a port (``iptables -p tcp``, ``docker -p 8080:80``): a password of at most five digits there
+is the price of not masking every port mapping."""
+_PROTOCOLS = frozenset(("tcp", "udp", "sctp", "icmp", "icmpv6", "ipv6-icmp", "all", "esp", "ah", "gre"))
 
 _compiled: dict[str, Any] = {}
 _word_cache: dict[str, tuple[str, ...]] = {}
@@ -288,15 +294,24 @@ def is_secret_name(name: str) -> bool:
 # -- value shapes -----------------------------------------------------------------------------------
 
 
-def _mask_pair(match: Any) -> str:
-    name, separator, scheme, value = match.group(1, 2, 3, 4)
-    if not is_secret_name(name) or value.startswith(MASK) or value.startswith(f'"{MASK}'):
-        return str(match.group(0))
-    if value[:1] in "\"'" and len(value) > 1:
-        value = value[0] + MASK + value[0]
-    else:
-        value = MASK
-    return f"{name}{separator}{scheme or ''}{value}"
+def _mask_pairs(text: str) -> str:
+    """Mask the value of every ``name=value`` / ``name: value`` whose name is secret."""
+    values = _regex(_PAIR_VALUE)
+    out: list[str] = []
+    done = 0
+    for match in _regex(_PAIR_NAME).finditer(text):
+        if match.start() < done or not is_secret_name(match.group(1)):
+            continue
+        found = values.match(text, match.end())
+        if found is None:
+            continue
+        value = found.group(2)
+        if value.strip("\"'").startswith(MASK):
+            continue
+        quote = value[0] if value[:1] in "\"'" and len(value) > 1 else ""
+        out.append(text[done:found.start(2)] + quote + MASK + quote)
+        done = found.end()
+    return "".join(out) + text[done:] if out else text
 
 
 def _mask_header_line(match: Any) -> str:
@@ -306,11 +321,24 @@ def _mask_header_line(match: Any) -> str:
     return f"{lead}{name}{separator}{scheme or ''}{MASK}"
 
 
+def _port_or_protocol(value: str) -> bool:
+    """``tcp``, ``8080``, ``8080:80``, ``127.0.0.1:8080:80/udp``: what ``-p`` means outside a password."""
+    if value.lower() in _PROTOCOLS:
+        return True
+    runs = "".join(c if c.isdigit() else " " for c in value).split()
+    return bool(runs) and all(c.isdigit() or c in ":/-." for c in value) and max(map(len, runs)) <= 5
+
+
+def _takes_secret(flag: str, value: str) -> bool:
+    """Whether ``flag value`` on a command line passes a secret (``-p tcp`` and ``-p 8080:80`` do not)."""
+    if flag in PASSWORD_FLAGS:
+        return not _port_or_protocol(value)
+    return len(flag) > 2 and is_secret_name(flag)
+
+
 def _mask_flag(match: Any) -> str:
     flag, space, value = match.groups()
-    if flag in PASSWORD_FLAGS or (len(flag) > 2 and is_secret_name(flag)):
-        return f"{flag}{space}{MASK}"
-    return str(match.group(0))
+    return f"{flag}{space}{MASK}" if _takes_secret(flag, value) else str(match.group(0))
 
 
 def _looks_like_credential(token: str) -> bool:
@@ -375,7 +403,7 @@ def mask_value_shapes(text: str, aws_context: bool = False) -> str:
     if ("=" in text or ":" in text) and any(word in lower for word in _PAIR_TRIGGERS):
         if ":" in text:
             text = _regex(_HEADER_LINE).sub(_mask_header_line, text)
-        text = _regex(_PAIR).sub(_mask_pair, text)
+        text = _mask_pairs(text)
     if "-" in text and (" -p" in text or text.startswith("-p") or any(word in lower for word in _PAIR_TRIGGERS)):
         text = _regex(_FLAG).sub(_mask_flag, text)
     if "bearer" in lower or "basic" in lower:
@@ -391,10 +419,10 @@ def _cap_string(text: str) -> str:
     return f"{text[:MAX_STRING_CHARS]}...[truncated {len(text) - MAX_STRING_CHARS} characters]"
 
 
-def _is_flag_taking_secret(item: Any) -> bool:
-    """``--password`` / ``-p`` as one element of an argument list (its value is the next element)."""
-    return isinstance(item, str) and item[:1] == "-" and "=" not in item and " " not in item and (
-        item in PASSWORD_FLAGS or (len(item) > 2 and is_secret_name(item)))
+def _is_flag_taking_secret(item: Any, value: Any) -> bool:
+    """``--password`` / ``-p`` as one element of an argument list, ``value`` the next element."""
+    return (isinstance(item, str) and isinstance(value, str | int) and item[:1] == "-" and "=" not in item
+            and " " not in item and _takes_secret(item, str(value)))
 
 
 def _aws_context(siblings: Iterable[Any]) -> bool:
@@ -456,7 +484,7 @@ class _Scrubber:
                 and " " not in kept[0] and is_secret_name(kept[0]))  # ["Authorization", "Bearer x"]
         items: list[Any] = []
         for index, item in enumerate(kept):
-            after_flag = index > 0 and (_is_flag_taking_secret(kept[index - 1]) or (pair and index == 1))
+            after_flag = index > 0 and (_is_flag_taking_secret(kept[index - 1], item) or (pair and index == 1))
             if after_flag and _has_secret(item) and not isinstance(item, dict | list):
                 items.append(MASK)
             else:
