@@ -274,16 +274,7 @@ def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
     A built-in word matches by the word rules above; any other entry (an operator's ``redactKeys``)
     is a substring of the folded key name.
     """
-    keys = tuple(secret_keys)
-    if not keys:
-        return False
-    if not _BUILTIN.isdisjoint(keys) and not secret_words_of(key).isdisjoint(keys):
-        return True
-    extra = [k for k in keys if k not in _BUILTIN]
-    if extra:
-        folded = fold_key(key)
-        return any(part in folded for part in extra)
-    return False
+    return _Scrubber(secret_keys).secret_key(key)
 
 
 def is_secret_name(name: str) -> bool:
@@ -374,7 +365,7 @@ def _mask_aws_secret(match: Any) -> str:
 
 def has_aws_key_id(text: str) -> bool:
     """Whether ``text`` holds an AWS access key id (the context that makes a 40-character blob a secret key)."""
-    if not any(prefix in text for prefix in AWS_KEY_PREFIXES):
+    if not any(map(text.__contains__, AWS_KEY_PREFIXES)):
         return False
     return _regex(_AWS_KEY_ID).search(text) is not None
 
@@ -389,22 +380,23 @@ def mask_value_shapes(text: str, aws_context: bool = False) -> str:
         return text
     if "-----BEGIN" in text:
         text = _regex(_PEM).sub(MASK, text)
-    if any(start in text for start in BASE64_SECRET_STARTS):
+    if any(map(text.__contains__, BASE64_SECRET_STARTS)):  # map: several times faster than a generator
         text = _regex(_BASE64_BLOB).sub(MASK, text)
     if "eyJ" in text:
         text = _regex(_JWT).sub(MASK, text)
     aws = aws_context
-    if any(prefix in text for prefix in TOKEN_PREFIXES):
+    if any(map(text.__contains__, TOKEN_PREFIXES)):
         aws = aws or has_aws_key_id(text)
         text = _regex(_TOKENS).sub(MASK, text)
     if "://" in text and "@" in text:
         text = _regex(_URL_CREDENTIALS).sub(lambda m: m.group(1) + MASK + "@", text)
     lower = text.lower()
-    if ("=" in text or ":" in text) and any(word in lower for word in _PAIR_TRIGGERS):
+    pair_words = any(map(lower.__contains__, _PAIR_TRIGGERS))
+    if ("=" in text or ":" in text) and pair_words:
         if ":" in text:
             text = _regex(_HEADER_LINE).sub(_mask_header_line, text)
         text = _mask_pairs(text)
-    if "-" in text and (" -p" in text or text.startswith("-p") or any(word in lower for word in _PAIR_TRIGGERS)):
+    if "-" in text and (pair_words or " -p" in text or text.startswith("-p")):
         text = _regex(_FLAG).sub(_mask_flag, text)
     if "bearer" in lower or "basic" in lower:
         text = _regex(_AUTH_SCHEME).sub(_mask_auth_scheme, text)
@@ -438,10 +430,18 @@ def _has_secret(item: Any) -> bool:
 class _Scrubber:
     """One pass over a value with one set of secret key words (see ``scrub``)."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("extra", "keys")
 
     def __init__(self, secret_keys: Iterable[str]) -> None:
-        self.keys = tuple(secret_keys)
+        keys = frozenset(secret_keys)
+        self.keys = keys & _BUILTIN
+        self.extra = tuple(k for k in keys if k not in _BUILTIN)
+
+    def secret_key(self, name: str) -> bool:
+        """``is_secret_key`` with the key words sorted once for the whole value."""
+        if self.keys and not self.keys.isdisjoint(secret_words_of(name)):
+            return True
+        return bool(self.extra) and any(map(fold_key(name).__contains__, self.extra))
 
     def text(self, value: str, aws: bool = False) -> str:
         return _cap_string(mask_value_shapes(safe_text(value), aws))
@@ -471,7 +471,7 @@ class _Scrubber:
             name = _cap_string(safe_text(str(key)))
             if key == POD_ANNOTATIONS_KEY and isinstance(item, dict):
                 out[name] = {_cap_string(safe_text(str(k))): MASK for k in item}
-            elif _has_secret(item) and (is_secret_key(name, self.keys) or (named_secret and key in VALUE_FIELDS)):
+            elif _has_secret(item) and (self.secret_key(name) or (named_secret and key in VALUE_FIELDS)):
                 out[name] = MASK
             else:
                 out[name] = self.value(item, depth + 1, aws or "aws" in key_words(name))
