@@ -54,6 +54,14 @@ _CLASSIFICATION: dict[str, tuple[list[str], list[str]]] = {
     "GC": (["configuration"], ["deletion"]),
 }
 _ATTACHMENT_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+CAPABILITY_FIELDS: dict[str, tuple[str, ...]] = {
+    "portMappings": ("hostPort", "containerPort", "protocol", "hostIP"),
+    "ipRanges": ("subnet", "rangeStart", "rangeEnd", "gateway"),
+    "bandwidth": ("ingressRate", "ingressBurst", "egressRate", "egressBurst"),
+    "dns": ("servers", "searches", "options"),
+}
+"""The fields of the conventions' capability arguments, in the conventions' spelling (see
+``conventional_runtime_config``)."""
 _TOP_LEVEL_ORDER = ("@timestamp", "message", "log", "ecs", "event", "error", "container", "orchestrator",
                     "network", "host", "process", "trace", "related", "cni")
 
@@ -83,6 +91,37 @@ def summarize_result(prev: dict[str, Any]) -> dict[str, Any]:
         if key in uniform:
             summary[key] = uniform[key]
     return summary
+
+
+def conventional_runtime_config(runtime_config: dict[str, Any]) -> dict[str, Any]:
+    """``runtimeConfig`` with the capability arguments' fields spelt as the CNI conventions spell them.
+
+    containerd's go-cni marshals its structs without JSON tags, so it sends ``HostPort``,
+    ``ContainerPort``, ``Protocol``, ``HostIP`` (and ``Subnet``, ``IngressRate``, ``Servers``...);
+    Podman and CRI-O send the conventions' ``hostPort``... Plugins read both alike (Go's decoder
+    matches field names case-insensitively), so the spelling carries no meaning — but a query on one
+    spelling would miss the other runtime's events. The raw spelling is not kept: it would double
+    the bytes to record only which runtime sent the call. Fields the conventions do not name are
+    kept as sent.
+    """
+    out = dict(runtime_config)
+    for capability, names in CAPABILITY_FIELDS.items():
+        if capability in out:
+            out[capability] = _respell(out[capability], {name.lower(): name for name in names})
+    return out
+
+
+def _respell(value: Any, names: dict[str, str]) -> Any:
+    """Rename keys of the objects in ``value`` (an object or lists of them) found in ``names``, ignoring case."""
+    if isinstance(value, list):
+        return [_respell(item, names) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = names.get(key.lower(), key) if isinstance(key, str) else key
+        out[key if name in value and name != key else name] = item
+    return out
 
 
 def plain_ip(address: str) -> str:
@@ -207,6 +246,8 @@ def add_cni_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
         cni["plugin_type"] = config["type"]
     if config:
         cni["config"] = {k: v for k, v in config.items() if k != "prevResult" and k not in _ATTACHMENT_KEYS}
+        if isinstance(config.get("runtimeConfig"), dict):
+            cni["config"]["runtimeConfig"] = conventional_runtime_config(config["runtimeConfig"])
     prev = config.get("prevResult")
     if isinstance(prev, dict):
         cni["prev_result"] = summarize_result(prev)

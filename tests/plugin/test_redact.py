@@ -98,8 +98,14 @@ def test_empty_secret_values_stay_visible() -> None:
 
 
 def test_non_string_secret_values_are_masked_whole() -> None:
-    assert scrub({"tokens": ["a", "b"], "auth": {"user": "u", "pass": "p"}, "keyId": 42}) == {
-        "tokens": MASK, "auth": MASK, "keyId": MASK}
+    assert scrub({"tokens": ["a", "b"], "auth": {"user": "u", "pass": "p"}, "apiKey": 42, "pin": 1234}) == {
+        "tokens": MASK, "auth": MASK, "apiKey": MASK, "pin": MASK}
+
+
+def test_booleans_and_descriptions_of_secrets_are_not_masked() -> None:
+    # One bit hides nothing; a key that names something *about* a secret (its rate, file, name) is data.
+    config = {"auth": False, "password": True, "keyId": 42, "tokenBucketRate": 100, "secretName": "db-creds"}
+    assert scrub(config) == config
 
 
 def test_only_the_given_key_names_are_used() -> None:
@@ -136,8 +142,8 @@ def test_urls_without_credentials_are_unchanged(text: str) -> None:
 
 def test_jwt_under_an_innocent_key_is_masked() -> None:
     out = scrub({"data": JWT, "header": f"Authorisation: Bearer {JWT} (expires)", "list": [JWT]})
-    # The JWT is masked by its shape; the whole header value is also masked as a secret-named pair.
-    assert out == {"data": MASK, "header": f"Authorisation: {MASK} {MASK} (expires)", "list": [MASK]}
+    # The JWT is masked by its shape; a header line naming a secret is masked to its end, scheme kept.
+    assert out == {"data": MASK, "header": f"Authorisation: Bearer {MASK}", "list": [MASK]}
 
 
 def test_pem_block_under_an_innocent_key_is_masked() -> None:

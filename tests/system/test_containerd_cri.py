@@ -152,12 +152,12 @@ def test_pod_sandbox_lifecycle_through_cri_is_audited(private_containerd: Privat
         assert orchestrator["resource"]["type"] == "pod"
         assert orchestrator["resource"]["name"] == POD_NAME
         assert orchestrator["resource"]["id"] == uid
-        # Capability arguments: containerd's Go-cased port mappings (empty HostIP) and every annotation,
-        # each value masked while its key stays.
+        # Capability arguments: containerd sends Go-cased port mappings ("HostPort", an empty "HostIP"),
+        # recorded in the conventions' spelling; every annotation, each value masked while its key stays.
         runtime_config = event["cni"]["config"]["runtimeConfig"]
         assert runtime_config["portMappings"] == [
-            {"HostPort": 18080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
-            {"HostPort": 18053, "ContainerPort": 53, "Protocol": "udp", "HostIP": ""},
+            {"hostPort": 18080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+            {"hostPort": 18053, "containerPort": 53, "protocol": "udp", "hostIP": ""},
         ], runtime_config
         assert runtime_config["io.kubernetes.cri.pod-annotations"] == dict.fromkeys(ANNOTATIONS, "[REDACTED]")
 

@@ -148,7 +148,12 @@ def test_pipeline_stamps_ingest_time_and_indexes_under_event_id(pipeline: dict[s
 def test_pipeline_masks_the_same_keys_as_the_plugin(pipeline: dict[str, Any]) -> None:
     [script] = _processors(pipeline, "script")
     assert script["lang"] == "painless"
-    assert tuple(script["params"]["secret_key_parts"]) == DEFAULT_REDACT_KEYS
+    # The same word lists as the plugin's key-name rules (cni_logger.redact), ported to painless.
+    params = script["params"]
+    assert tuple(params["anywhere"]) == redact.ANYWHERE and tuple(params["last_word"]) == redact.LAST_WORD
+    assert set(params["anywhere"]) | set(params["last_word"]) <= set(DEFAULT_REDACT_KEYS)
+    for name in ("descriptors", "carriers", "key_not_secret", "glued_qualifiers"):
+        assert set(params[name]) == getattr(redact, name.upper()), name
     assert tuple(script["params"]["scrubbed"]) == cni_events._FROM_CONFIG
     assert "'[REDACTED]'" in script["source"] and redact.MASK == "[REDACTED]"
     for name in re.findall(r"params\.(\w+)", script["source"]):

@@ -296,16 +296,55 @@ def test_no_cni_command_describes_the_plugin() -> None:
 # -- what real runtimes send ----------------------------------------------------------------------
 
 
-def test_capabilities_and_pascal_case_runtime_config_are_accepted(tmp_path: Path) -> None:
+CONVENTIONAL_RUNTIME_CONFIG = {
+    "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+                     {"hostPort": 8053, "containerPort": 53, "protocol": "udp", "hostIP": "10.0.0.1"}],
+    "bandwidth": {"ingressRate": 1000000, "ingressBurst": 2000000, "egressRate": 1000000, "egressBurst": 2000000},
+    "ipRanges": [[{"subnet": "10.22.0.0/16", "rangeStart": "10.22.0.10", "rangeEnd": "10.22.0.200",
+                   "gateway": "10.22.0.1"}]],
+    "dns": {"servers": ["10.96.0.10"], "searches": ["svc.cluster.local"], "options": ["ndots:5"]},
+}
+RUNTIME_CONFIGS = {
+    # containerd's go-cni: structs without JSON tags, so Go's field names (measured: test_containerd_cri.py).
+    "containerd": {
+        "portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+                         {"HostPort": 8053, "ContainerPort": 53, "Protocol": "udp", "HostIP": "10.0.0.1"}],
+        "bandwidth": {"IngressRate": 1000000, "IngressBurst": 2000000, "EgressRate": 1000000,
+                      "EgressBurst": 2000000},
+        "ipRanges": [[{"Subnet": "10.22.0.0/16", "RangeStart": "10.22.0.10", "RangeEnd": "10.22.0.200",
+                       "Gateway": "10.22.0.1"}]],
+        "dns": {"Servers": ["10.96.0.10"], "Searches": ["svc.cluster.local"], "Options": ["ndots:5"]},
+    },
+    # Podman and CRI-O: the conventions' spelling.
+    "podman": CONVENTIONAL_RUNTIME_CONFIG,
+}
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIME_CONFIGS))
+def test_capability_arguments_are_recorded_in_the_conventions_spelling(tmp_path: Path, runtime: str) -> None:
+    """One Elasticsearch query on ``cni.config.runtimeConfig.portMappings.hostPort`` finds every runtime's events."""
     log = tmp_path / "cni.log"
-    runtime_config = {"portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
-                      "dns": {"Servers": ["10.96.0.10"], "Searches": [], "Options": []}}
-    conf = config("1.0.0", log, capabilities={"portMappings": True, "dns": True}, runtimeConfig=runtime_config,
+    capabilities = dict.fromkeys(RUNTIME_CONFIGS[runtime], True)
+    conf = config("1.0.0", log, capabilities=capabilities, runtimeConfig=RUNTIME_CONFIGS[runtime],
                   prevResult=bridge_result("1.0.0"))
     run = run_plugin("ADD", conf)
     assert run.rc == 0 and run.doc == bridge_result("1.0.0")
     [event] = read_events(log)
-    assert event["cni"]["config"]["runtimeConfig"] == runtime_config
+    assert event["cni"]["config"]["runtimeConfig"] == CONVENTIONAL_RUNTIME_CONFIG
+    assert event["cni"]["config"]["capabilities"] == capabilities
+
+
+def test_unknown_capability_fields_are_kept_as_sent(tmp_path: Path) -> None:
+    log = tmp_path / "cni.log"
+    runtime_config = {"portMappings": [{"HostPort": 8080, "hostPort": 9090, "ContainerPort": 80, "Extra": 1}],
+                      "dns": "not-an-object", "mac": "c2:11:22:33:44:55"}
+    run = run_plugin("ADD", config("1.0.0", log, runtimeConfig=runtime_config, prevResult=bridge_result("1.0.0")))
+    assert run.rc == 0
+    [event] = read_events(log)
+    # Both spellings sent: the conventional one is recorded under its name, the other as sent.
+    assert event["cni"]["config"]["runtimeConfig"] == {
+        "portMappings": [{"HostPort": 8080, "hostPort": 9090, "containerPort": 80, "Extra": 1}],
+        "dns": "not-an-object", "mac": "c2:11:22:33:44:55"}
 
 
 def test_cni_args_in_any_order_with_odd_pairs(tmp_path: Path) -> None:
