@@ -39,6 +39,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           golang-github-containernetworking-plugins-dev debian-archive-keyring xz-utils hyperfine time
           containerd
           gcc libc6-dev logrotate debootstrap binutils)   # debootstrap, binutils: scripts/build-bundle.sh
+APT_PKGS+=(faketime)   # tests/reliability/test_sink_hostile.py: clock steps (libfaketime)
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
 fi
