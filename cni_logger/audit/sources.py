@@ -1,9 +1,10 @@
 """A trail's files, oldest first, streamed as bytes in bounded pieces (gzip inflated on the fly).
 
-A *trail* is one configured ``logFile`` with its backups (``<file>.<UTC stamp>[-N]`` and the same
-with ``.gz``: ``cni_logger.filesink`` names them, and its naming functions are the ones used here to
-find them and to tell them from other files). Any file of a trail stands for the whole trail:
-``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
+A *trail* is one configured ``logFile`` with its backups (``<file>.<sequence>.<UTC stamp>``, from
+older releases ``<file>.<UTC stamp>[-N]``, and the same with ``.gz``: ``cni_logger.filesink`` names
+them, and its naming functions are the ones used here to find them, to tell them from other files and
+to order them: by sequence number, which follows write order whatever the clock did). Any file of a
+trail stands for the whole trail: ``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
 (logrotate's ``.1``, ``.2.gz``) are trails of their own, and the reader merges trails by time.
 
 The trail keeps changing while it is read (the plugin rotates, compresses and prunes in other
@@ -146,14 +147,14 @@ def trail_files(trail: Trail, warn: Callable[[str], None]) -> Iterator[OpenFile]
     """The trail's files, opened one at a time, oldest first; the caller closes each one."""
     live = _open_regular(trail.live, warn)
     live_id = (live[1].st_dev, live[1].st_ino) if live else None
-    last = ""
+    seen: set[str] = set()
     try:
         while True:
-            fresh = [stem for stem in backups(trail) if stem > last]
+            fresh = [stem for stem in backups(trail) if stem not in seen]  # in write order (filesink)
             if not fresh:
                 break
             for stem in fresh:
-                last = stem
+                seen.add(stem)
                 opened = _open_backup(stem, live_id, warn)
                 if opened is not None:
                     yield opened
