@@ -4,8 +4,9 @@ A *trail* is one configured ``logFile`` with its backups (``<file>.<sequence>.<U
 older releases ``<file>.<UTC stamp>[-N]``, and the same with ``.gz``: ``cni_logger.filesink`` names
 them, and its naming functions are the ones used here to find them, to tell them from other files and
 to order them: by sequence number, which follows write order whatever the clock did). Any file of a
-trail stands for the whole trail: ``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
-(logrotate's ``.1``, ``.2.gz``) are trails of their own, and the reader merges trails by time.
+trail stands for the whole trail: ``--log-file`` may name the live file, a backup, or a glob over
+either; other files a glob matches (logrotate's ``.1``, ``.2.gz``) are trails of their own, and the
+reader merges trails by time.
 
 The trail keeps changing while it is read (the plugin rotates, compresses and prunes in other
 processes), so:
