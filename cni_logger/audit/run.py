@@ -15,7 +15,7 @@ from typing import Any
 from cni_logger.audit import output, record, sources
 from cni_logger.audit.intervals import Interval, Tracker
 from cni_logger.audit.output import DEL_WITHOUT_ADD, FOUND, NEVER_DELETED, NOTHING, USAGE, Out
-from cni_logger.audit.query import Filter, address_spellings
+from cni_logger.audit.query import Filter, address_test
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, to_epoch
@@ -140,10 +140,14 @@ def _holder(interval: Interval, **extra: Any) -> dict[str, Any]:
 def who_had(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         tracker = Tracker(args.ip)
-        prefilter = None if args.no_prefilter else tracker.prefilter(address_spellings(args.ip))
+        prefilter = None if args.no_prefilter else tracker.prefilter(address_test(args.ip))
         kept: list[Interval] = []
         for rec in session.scan.records(prefilter):
             for closed in tracker.feed(rec):
+                if closed.clock_step:
+                    session.scan.warn(f"the clock was stepped back while {closed.key[1]} ({closed.key[2]}) held "
+                                      f"the address: {closed.clock_step}; shown from an unknown start to the "
+                                      "later time")
                 if args.at is None or closed.covers(args.at):
                     kept.append(closed)
         kept += [i for i in tracker.open.values() if args.at is None or i.covers(args.at)]
