@@ -34,6 +34,7 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cni_logger.filesink import BACKUP_SUFFIX_GZ, list_backups, live_path_of
 
@@ -211,7 +212,7 @@ def chunks(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str
         if first:
             first, size = False, CHUNK
             if data.startswith(_GZIP_MAGIC):
-                inflate = Inflate(lambda message: warn(f"{handle.path}: {message}"))
+                inflate = Inflate(lambda message: warn(f"{handle.path}: {message}"), handle.size)
         if inflate is None:
             if not data:
                 return
@@ -229,42 +230,74 @@ class Inflate:
     """gzip to its content, fed a piece at a time and without I/O of its own.
 
     Output comes in pieces of at most ``CHUNK`` bytes. Damage is reported through ``warn`` and stops
-    the stream (``stopped``): the caller reads no further.
+    the stream (``stopped``): the caller reads no further. What inflated before the damage is kept,
+    to the byte: zlib drops the whole output of a call that fails (a bad checksum in a member's
+    trailer would cost up to ``CHUNK`` bytes of good events), so a failed call is replayed from a copy
+    of the inflater taken before it, in ever smaller pieces, up to the point of damage.
     """
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None], size: int | None = None) -> None:
         self._warn = warn
+        self._size = size
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._in_member = False
         """Fed data whose member has not ended yet."""
+        self._fed = 0
+        """Compressed bytes fed before the current piece."""
+        self._inflated = 0
         self.stopped = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        try:
-            while data:
-                self._in_member = True
+        piece = len(data)
+        while data:
+            self._in_member = True
+            before = self._inflater.copy()
+            try:
                 out = self._inflater.decompress(data, CHUNK)
-                data = self._inflater.unconsumed_tail
-                if out:
-                    yield out
-                if self._inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
-                    self._in_member = False
-                    data = self._inflater.unused_data
-                    if data and not _GZIP_MAGIC.startswith(data[:2]):
-                        if data.strip(b"\0"):
-                            self._warn("data after the end of the compressed stream ignored")
-                        self.stopped = True
-                        return
-                    self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        except zlib.error as exc:
-            self._damaged(exc)
+            except zlib.error as exc:
+                yield from self._salvage(before, data, piece, exc)
+                return
+            data = self._inflater.unconsumed_tail
+            if out:
+                self._inflated += len(out)
+                yield out
+            if self._inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
+                self._in_member = False
+                data = self._inflater.unused_data
+                if data and not _GZIP_MAGIC.startswith(data[:2]):
+                    if data.strip(b"\0"):
+                        self._warn("data after the end of the compressed stream ignored")
+                    self.stopped = True
+                    return
+                self._fed += piece - len(data)
+                piece = len(data)
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._fed += piece
+
+    def _salvage(self, inflater: Any, data: bytes, piece: int, exc: zlib.error) -> Iterator[bytes]:
+        """Replay the call that failed from ``inflater`` (its state before), keeping all output up to the
+        damage: a piece that fails is tried again at half the size, down to one byte."""
+        limit = CHUNK
+        while limit:
+            trial = inflater.copy()
+            try:
+                out = trial.decompress(data, limit)
+            except zlib.error:
+                limit //= 2
+                continue
+            if not out or trial.eof:
+                break
+            self._inflated += len(out)
+            yield out
+            inflater, data = trial, trial.unconsumed_tail
+        self._damaged(exc, self._fed + piece - len(data))
 
     def finish(self) -> Iterator[bytes]:
         """At the end of the file: whatever zlib still holds; then, was the last member whole?"""
         try:
             tail = self._inflater.flush()
         except zlib.error as exc:
-            self._damaged(exc)
+            self._damaged(exc, self._fed)
             return
         if tail:
             yield tail
@@ -272,6 +305,8 @@ class Inflate:
             self._warn("compressed data ends early (truncated file); read up to the cut")
         self.stopped = True
 
-    def _damaged(self, exc: zlib.error) -> None:
-        self._warn(f"damaged compressed data ({exc}); rest of the file skipped")
+    def _damaged(self, exc: zlib.error, offset: int) -> None:
+        rest = f"{self._size - offset} of {self._size}" if self._size is not None and self._size >= offset else "the"
+        self._warn(f"damaged compressed data ({exc}) near compressed byte {offset}: the {self._inflated} bytes "
+                   f"inflated before it are kept, the rest of the file ({rest} compressed bytes) is skipped")
         self.stopped = True
