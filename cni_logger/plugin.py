@@ -137,13 +137,18 @@ class LoggerPlugin:
         from cni_logger.filesink import SinkError
 
         try:
-            sink.append(line)
+            warnings = sink.append(line)
         except SinkError as exc:
             from cni_logger import diagnostics
 
             diagnostics.error("audit event not written to the log file",
                               error={"message": str(exc), "type": "SinkError"})
             return str(exc)
+        if warnings:  # rotation, retention, compression: the event is written, so the answer stands
+            from cni_logger import diagnostics
+
+            for warning in warnings:
+                diagnostics.warn(f"log file maintenance: {warning}")
         return ""
 
     def _report_problems(self, conf: Settings, request: Request) -> None:

@@ -117,7 +117,7 @@ class Trail:
         self.written += len(line)
         if self.out.tell() >= self.file_size:
             self.out.close()
-            backup = Path(backup_name(str(self.live), backup_stamp(now.timestamp())))
+            backup = Path(backup_name(str(self.live), len(self.backups) + 1, backup_stamp(now.timestamp())))
             os.rename(self.live, backup)
             self.backups.append(backup)
             self.out = open(self.live, "wb")  # noqa: SIM115

@@ -44,9 +44,8 @@ only lines that could change its answer, and that set is exact, not a guess:
 
 So a DEL without the address is never missed for a holder of the address; DELs of containers that
 never held it are not read, and need not be. What the byte test relies on is the spelling: the
-address must appear as the IPAM wrote it, which for IPv4 is unique and for IPv6 is tried in the
-RFC 5952 form, the exploded form and both in upper case (``query.address_spellings``);
-``--no-prefilter`` decodes everything for anything else. The cost that remains is proportional to
+address must appear in the line in some spelling, which for IPv4 is unique and for IPv6 is tested
+loosely enough to let every spelling through (``query.address_test``). The cost that remains is proportional to
 the lines that match: an address that appears in every line (a gateway) is decoded everywhere.
 """
 
@@ -74,8 +73,8 @@ GC_MARK = b',"cni":{"command":"GC"'
 class Interval:
     """One attachment's life, as far as the trail shows it."""
 
-    __slots__ = ("addresses", "closed_by", "closing", "conflict", "end", "floor", "host", "key", "last_seen",
-                 "opened", "seen", "start", "superseded_by")
+    __slots__ = ("addresses", "clock_step", "closed_by", "closing", "conflict", "end", "floor", "host", "key",
+                 "last_seen", "opened", "seen", "start", "superseded_by")
 
     def __init__(self, key: Key, opened: Record, start: str | None) -> None:
         self.key = key
@@ -93,6 +92,8 @@ class Interval:
         self.conflict = False
         self.host = ""
         self.addresses: tuple[str, ...] = ()
+        self.clock_step = ""
+        """Set when the closing event's time precedes the opening one's: the recorded times, as written."""
 
     def covers(self, at: str) -> bool:
         return self.seen <= at and (self.end is None or at <= self.end)
@@ -202,6 +203,13 @@ class Tracker:
             place = (key[0], interval.host, address)
             if self.holders.get(place) == key:
                 del self.holders[place]
+        if rec.timestamp < interval.seen:
+            # The trail is read in write order, so the clock was stepped back between the two events:
+            # one of the two times is wrong, and which one the trail cannot tell. Never an interval that
+            # ends before it starts: the start is unknown (no later than the earlier time) and the end
+            # the later one; ``clock_step`` keeps what was recorded, for the caller to say so.
+            interval.clock_step = f"opened at {interval.seen}, closed by {how} at {rec.timestamp}"
+            interval.start, interval.seen, interval.end = None, rec.timestamp, interval.seen
         if self.address is not None:
             cid = key[1].encode("utf-8", "surrogatepass")
             if self.open_ids[cid] > 1:
@@ -298,16 +306,16 @@ class Tracker:
         return tuple(self._close(key, rec, "GC")
                      for key in [k for k in self.open if k[0] == rec.network and (k[1], k[2]) not in valid])
 
-    def prefilter(self, spellings: list[bytes]) -> Callable[[bytes], bool]:
-        """A raw-line test for who-had: the address, or (while intervals are open) a line that could close
-        one: it names an open interval's container, or it is a GC. (A superseded holder's conflict needs a
-        line naming the address; its DEL without one changes nothing: neither needs more.)"""
+    def prefilter(self, names_address: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
+        """A raw-line test for who-had: the address (``query.address_test``), or (while intervals are
+        open) a line that could close one: it names an open interval's container, or it is a GC. (A
+        superseded holder's conflict needs a line naming the address; its DEL without one changes
+        nothing: neither needs more.)"""
         open_ids = self.open_ids
 
         def prefilter(line: bytes) -> bool:
-            for spelling in spellings:
-                if spelling in line:
-                    return True
+            if names_address(line):
+                return True
             if not open_ids:
                 return False
             if GC_MARK in line:

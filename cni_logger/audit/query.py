@@ -46,9 +46,8 @@ def canonical_address(text: str) -> str:
 def address_spellings(address: str) -> list[bytes]:
     """How an address may be spelled in a line: canonical, and for IPv6 also exploded and upper case.
 
-    The plugin records addresses as the IPAM plugin returned them; Go plugins print RFC 5952 forms,
-    the others are covered as far as cheaply possible (a spelling not listed here would be missed
-    by a prefilter, so ``--no-prefilter`` exists for the unusual IPAM).
+    The plugin records addresses as the IPAM plugin returned them; Go plugins print RFC 5952 forms.
+    These are the fast path of ``address_test``, which also lets through every other spelling.
     """
     forms = [address]
     try:
@@ -58,6 +57,37 @@ def address_spellings(address: str) -> list[bytes]:
     if parsed.version == 6:
         forms += [parsed.exploded, address.upper(), parsed.exploded.upper()]
     return [form.encode("ascii") for form in dict.fromkeys(forms)]
+
+
+def address_test(address: str) -> Callable[[bytes], bool]:
+    """A raw-line test that accepts every line naming ``address`` in *any* spelling (it may accept others).
+
+    IPv4 has one spelling. IPv6 has many (``FD00:0:0::0005`` is ``fd00::5``): a line passes if it holds
+    one of ``address_spellings``, or, lower-cased, every non-zero group of the address as hex digits
+    without leading zeros (any spelling contains them), the last two groups either so or as the dotted
+    IPv4 form an IPv6 address may end in. The decoded event then compares addresses, not strings.
+    """
+    spellings = address_spellings(address)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return lambda line: any(s in line for s in spellings)
+    if parsed.version == 4:
+        needle = spellings[0]
+        return lambda line: needle in line
+    groups = [g.lstrip("0").encode() for g in parsed.exploded.split(":")]
+    head = [g for g in groups[:6] if g]
+    tail = [g for g in groups[6:] if g]
+    dotted = str(ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF)).encode()
+
+    def test(line: bytes) -> bool:
+        for spelling in spellings:
+            if spelling in line:
+                return True
+        low = line.lower()
+        return all(g in low for g in head) and (all(g in low for g in tail) or dotted in low)
+
+    return test
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:
@@ -102,15 +132,15 @@ class Filter:
         needles = [literal_bytes(self.container)]
         needles += [literal_bytes(v) for v in (self.pod, self.namespace, self.network) if v and not is_glob(v)]
         required = [n for n in needles if n]
-        spellings = address_spellings(self.ip) if self.ip else []
-        if not required and not spellings:
+        names_address = address_test(self.ip) if self.ip else None
+        if not required and names_address is None:
             return None
 
         def prefilter(line: bytes) -> bool:
             for needle in required:
                 if needle not in line:
                     return False
-            return not spellings or any(s in line for s in spellings)
+            return names_address is None or names_address(line)
 
         return prefilter
 

@@ -36,7 +36,7 @@ from cni_logger.audit.output import (
     USAGE,
     Out,
 )
-from cni_logger.audit.query import Filter, address_spellings
+from cni_logger.audit.query import Filter, address_test
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, to_epoch
@@ -221,10 +221,15 @@ def who_had(args: argparse.Namespace) -> int:
 
     def body(session: Session) -> int:
         tracker = Tracker(args.ip)
-        prefilter = None if args.no_prefilter else tracker.prefilter(address_spellings(args.ip))
+        prefilter = None if args.no_prefilter else tracker.prefilter(address_test(args.ip))
         kept: list[Interval] = []
         for rec in session.scan.records(prefilter):
-            kept.extend(tracker.feed(rec))
+            for closed in tracker.feed(rec):
+                if closed.clock_step:
+                    session.scan.warn(f"the clock was stepped back while {closed.key[1]} ({closed.key[2]}) held "
+                                      f"the address: {closed.clock_step}; shown from an unknown start to the "
+                                      "later time")
+                kept.append(closed)
         kept += tracker.open.values()
         kept.sort(key=lambda i: (i.seen, i.key))
         found = session.evidence

@@ -1,10 +1,12 @@
 """A trail's files, oldest first, streamed as bytes in bounded pieces (gzip inflated on the fly).
 
-A *trail* is one configured ``logFile`` with its backups (``<file>.<UTC stamp>[-N]`` and the same
-with ``.gz``: ``cni_logger.filesink`` names them, and its naming functions are the ones used here to
-find them and to tell them from other files). Any file of a trail stands for the whole trail:
-``--log-file`` may name the live file, a backup, or a glob over either; other files a glob matches
-(logrotate's ``.1``, ``.2.gz``) are trails of their own, and the reader merges trails by time.
+A *trail* is one configured ``logFile`` with its backups (``<file>.<sequence>.<UTC stamp>``, from
+older releases ``<file>.<UTC stamp>[-N]``, and the same with ``.gz``: ``cni_logger.filesink`` names
+them, and its naming functions are the ones used here to find them, to tell them from other files and
+to order them: by sequence number, which follows write order whatever the clock did). Any file of a
+trail stands for the whole trail: ``--log-file`` may name the live file, a backup, or a glob over
+either; other files a glob matches (logrotate's ``.1``, ``.2.gz``) are trails of their own, and the
+reader merges trails by time.
 
 The trail keeps changing while it is read (the plugin rotates, compresses and prunes in other
 processes), so:
@@ -32,6 +34,7 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cni_logger.filesink import BACKUP_SUFFIX_GZ, list_backups, live_path_of
 
@@ -146,14 +149,14 @@ def trail_files(trail: Trail, warn: Callable[[str], None]) -> Iterator[OpenFile]
     """The trail's files, opened one at a time, oldest first; the caller closes each one."""
     live = _open_regular(trail.live, warn)
     live_id = (live[1].st_dev, live[1].st_ino) if live else None
-    last = ""
+    seen: set[str] = set()
     try:
         while True:
-            fresh = [stem for stem in backups(trail) if stem > last]
+            fresh = [stem for stem in backups(trail) if stem not in seen]  # in write order (filesink)
             if not fresh:
                 break
             for stem in fresh:
-                last = stem
+                seen.add(stem)
                 opened = _open_backup(stem, live_id, warn)
                 if opened is not None:
                     yield opened
@@ -209,7 +212,7 @@ def chunks(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str
         if first:
             first, size = False, CHUNK
             if data.startswith(_GZIP_MAGIC):
-                inflate = Inflate(lambda message: warn(f"{handle.path}: {message}"))
+                inflate = Inflate(lambda message: warn(f"{handle.path}: {message}"), handle.size)
         if inflate is None:
             if not data:
                 return
@@ -227,42 +230,74 @@ class Inflate:
     """gzip to its content, fed a piece at a time and without I/O of its own.
 
     Output comes in pieces of at most ``CHUNK`` bytes. Damage is reported through ``warn`` and stops
-    the stream (``stopped``): the caller reads no further.
+    the stream (``stopped``): the caller reads no further. What inflated before the damage is kept,
+    to the byte: zlib drops the whole output of a call that fails (a bad checksum in a member's
+    trailer would cost up to ``CHUNK`` bytes of good events), so a failed call is replayed from a copy
+    of the inflater taken before it, in ever smaller pieces, up to the point of damage.
     """
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None], size: int | None = None) -> None:
         self._warn = warn
+        self._size = size
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._in_member = False
         """Fed data whose member has not ended yet."""
+        self._fed = 0
+        """Compressed bytes fed before the current piece."""
+        self._inflated = 0
         self.stopped = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        try:
-            while data:
-                self._in_member = True
+        piece = len(data)
+        while data:
+            self._in_member = True
+            before = self._inflater.copy()
+            try:
                 out = self._inflater.decompress(data, CHUNK)
-                data = self._inflater.unconsumed_tail
-                if out:
-                    yield out
-                if self._inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
-                    self._in_member = False
-                    data = self._inflater.unused_data
-                    if data and not _GZIP_MAGIC.startswith(data[:2]):
-                        if data.strip(b"\0"):
-                            self._warn("data after the end of the compressed stream ignored")
-                        self.stopped = True
-                        return
-                    self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        except zlib.error as exc:
-            self._damaged(exc)
+            except zlib.error as exc:
+                yield from self._salvage(before, data, piece, exc)
+                return
+            data = self._inflater.unconsumed_tail
+            if out:
+                self._inflated += len(out)
+                yield out
+            if self._inflater.eof:  # a member ended: another may follow (``cat a.gz b.gz`` is valid gzip)
+                self._in_member = False
+                data = self._inflater.unused_data
+                if data and not _GZIP_MAGIC.startswith(data[:2]):
+                    if data.strip(b"\0"):
+                        self._warn("data after the end of the compressed stream ignored")
+                    self.stopped = True
+                    return
+                self._fed += piece - len(data)
+                piece = len(data)
+                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._fed += piece
+
+    def _salvage(self, inflater: Any, data: bytes, piece: int, exc: zlib.error) -> Iterator[bytes]:
+        """Replay the call that failed from ``inflater`` (its state before), keeping all output up to the
+        damage: a piece that fails is tried again at half the size, down to one byte."""
+        limit = CHUNK
+        while limit:
+            trial = inflater.copy()
+            try:
+                out = trial.decompress(data, limit)
+            except zlib.error:
+                limit //= 2
+                continue
+            if not out or trial.eof:
+                break
+            self._inflated += len(out)
+            yield out
+            inflater, data = trial, trial.unconsumed_tail
+        self._damaged(exc, self._fed + piece - len(data))
 
     def finish(self) -> Iterator[bytes]:
         """At the end of the file: whatever zlib still holds; then, was the last member whole?"""
         try:
             tail = self._inflater.flush()
         except zlib.error as exc:
-            self._damaged(exc)
+            self._damaged(exc, self._fed)
             return
         if tail:
             yield tail
@@ -270,6 +305,8 @@ class Inflate:
             self._warn("compressed data ends early (truncated file); read up to the cut")
         self.stopped = True
 
-    def _damaged(self, exc: zlib.error) -> None:
-        self._warn(f"damaged compressed data ({exc}); rest of the file skipped")
+    def _damaged(self, exc: zlib.error, offset: int) -> None:
+        rest = f"{self._size - offset} of {self._size}" if self._size is not None and self._size >= offset else "the"
+        self._warn(f"damaged compressed data ({exc}) near compressed byte {offset}: the {self._inflated} bytes "
+                   f"inflated before it are kept, the rest of the file ({rest} compressed bytes) is skipped")
         self.stopped = True

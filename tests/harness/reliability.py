@@ -237,8 +237,8 @@ class LogLine:
 def log_files(live: Path) -> list[Path]:
     """The live file (if present) and its rotated backups, plain and ``.gz``, oldest backups first."""
     prefix = live.name + "."
-    backups = sorted(p for p in live.parent.iterdir()
-                     if p.name.startswith(prefix) and TMP_MARK not in p.name)
+    backups = sorted(p for p in live.parent.iterdir()  # regular files only: never block on a FIFO
+                     if p.name.startswith(prefix) and TMP_MARK not in p.name and p.is_file())
     return [*backups, *([live] if live.exists() else [])]
 
 

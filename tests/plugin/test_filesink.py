@@ -23,7 +23,8 @@ from cni_logger import filesink
 from cni_logger.filesink import RotatingFile, SinkError
 
 REPO = Path(__file__).resolve().parents[2]
-BACKUP_NAME = re.compile(r"^cni\.log\.(\d{8}T\d{6})\.(\d{6})Z(-\d+)?$")
+BACKUP_NAME = re.compile(r"^cni\.log\.(?:\d{6,}\.(\d{8}T\d{6})\.(\d{6})Z|(\d{8}T\d{6})\.(\d{6})Z(-[1-9]\d*)?)$")
+"""Both schemes: ``cni.log.<sequence>.<stamp>``, and the older ``cni.log.<stamp>[-N]``."""
 
 
 def event_line(n: int, pad: int = 40) -> bytes:
@@ -33,7 +34,7 @@ def event_line(n: int, pad: int = 40) -> bytes:
 def backups_of(directory: Path) -> list[Path]:
     """Backup files (plain and gzipped) of ``cni.log``, oldest first."""
     found = [p for p in directory.iterdir() if BACKUP_NAME.match(p.name.removesuffix(".gz"))]
-    return sorted(found, key=lambda p: p.name.removesuffix(".gz"))
+    return sorted(found, key=lambda p: filesink.backup_order(p.name.removesuffix(".gz")))
 
 
 def read_lines(path: Path) -> list[bytes]:
@@ -359,21 +360,28 @@ def test_backups_lists_only_backup_stems(tmp_path: Path) -> None:
 def test_backup_names_round_trip_and_sort_oldest_first() -> None:
     live = "/var/log/cni/cni.log"
     stamps = [filesink.backup_stamp(t) for t in (1764296106.5, 1764296106.75, 1764296107.0)]
-    names = [filesink.backup_name(live, stamps[0]), filesink.backup_name(live, stamps[0], 1),
-             filesink.backup_name(live, stamps[1]), filesink.backup_name(live, stamps[2])]
-    assert names[0] == "/var/log/cni/cni.log.20251128T021506.500000Z" and names[1].endswith("Z-1")
-    assert sorted(names) == names
+    old = [f"{live}.{stamps[2]}", f"{live}.{stamps[2]}-1", f"{live}.{stamps[0]}-2"]  # earlier releases
+    new = [filesink.backup_name(live, 1, stamps[2]), filesink.backup_name(live, 2, stamps[0]),
+           filesink.backup_name(live, 999999, stamps[1]), filesink.backup_name(live, 1000000, stamps[0])]
+    assert new[0] == "/var/log/cni/cni.log.000001.20251128T021507.000000Z"
+    assert new[3] == "/var/log/cni/cni.log.1000000.20251128T021506.500000Z"
+    names = old + new  # write order: old scheme by stamp, then by sequence whatever the stamps say
+    assert sorted(reversed(names), key=filesink.backup_order) == sorted(old) + new
     for name in names:
         assert filesink.parse_backup_name(name) == (live, name, False)
         assert filesink.parse_backup_name(name + ".gz") == (live, name, True)
         assert filesink.live_path_of(name + ".gz") == filesink.live_path_of(name + ".gz.tmp.42") == live
     assert filesink.parse_backup_name(names[0] + ".gz.tmp.42") is None  # being compressed: not a backup yet
-    stamped_live = names[0]  # a live file whose own name looks like a backup's: its backups are its own
-    parsed = filesink.parse_backup_name(filesink.backup_name(stamped_live, stamps[2]))
+    stamped_live = old[0]  # a live file whose own name looks like a backup's: its backups are its own
+    parsed = filesink.parse_backup_name(filesink.backup_name(stamped_live, 3, stamps[2]))
     assert parsed is not None and parsed[0] == stamped_live
     for other in ("/var/log/cni/cni.log", "/var/log/cni/cni.log.1", "/var/log/cni/cni.log.2.gz",
-                  "/var/log/cni/.20251128T021506.500000Z", "/var/log/cni/cni.log.20251128"):
-        assert filesink.parse_backup_name(other) is None
+                  "/var/log/cni/.20251128T021506.500000Z", "/var/log/cni/cni.log.20251128",
+                  "/var/log/cni/cni.log.20240101T000000-legal-hold.tar.gz",
+                  f"{live}.{stamps[0]}.sig", f"{live}.{stamps[0]}-0", f"{live}.{stamps[0]}-01",
+                  f"{live}.{stamps[0]}-x",
+                  f"{live}.20251128T021506.5Z", f"{live}.{stamps[0]}.gz.tmp.x"):
+        assert filesink.parse_backup_name(other) is None, other
         assert filesink.live_path_of(other) == other
 
 
