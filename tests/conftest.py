@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The relocatable bundle (scripts/build-bundle.sh), built or reused from the cache once per session, for
+# any test directory: `def test_x(bundle: Bundle)` (see tests/system/bundle.py).
+from tests.system.bundle import Bundle, bundle, unpack  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CNITOOL_RESULT_100: dict[str, Any] = {
@@ -28,22 +33,65 @@ _LAUNCHER: list[str] = []
 
 
 def plugin_executable() -> str:
-    """The plugin as a runtime runs it: a launcher written by ``cni-logger launcher`` for the project's
-    virtualenv (override with CNI_LOGGER_BIN to test another install)."""
+    """The plugin as a runtime runs it, for the tests that run it as a process (unit, protocol, ecs,
+    reliability, audit): a launcher written by ``cni-logger launcher`` for the project's virtualenv, or
+    for the relocatable bundle with ``--plugin-from=bundle``; CNI_LOGGER_BIN names any other executable.
+
+    The launcher's directory is world-traversable, so the reliability tests can run it as ``nobody``."""
     if os.environ.get("CNI_LOGGER_BIN"):
         return os.environ["CNI_LOGGER_BIN"]
     if not _LAUNCHER:
-        import tempfile
-
-        target = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-")) / "logger"
-        subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(target)], check=True,
-                       capture_output=True, timeout=60)
-        _LAUNCHER.append(str(target))
+        _LAUNCHER.append(write_launcher(REPO / ".venv" / "bin" / "cni-logger"))
     return _LAUNCHER[0]
+
+
+def write_launcher(cli: Path) -> str:
+    """``cli launcher <new public temporary dir>/logger``; returns the launcher's path."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-", dir="/tmp"))
+    directory.chmod(0o755)
+    target = directory / "logger"
+    subprocess.run([str(cli), "launcher", str(target)], check=True, capture_output=True, timeout=60)
+    return str(target)
+
+
+@pytest.fixture(scope="session")
+def cni_logger_cli(request: pytest.FixtureRequest) -> Path:
+    """The ``cni-logger`` command of the runtime tests (cnitool, Podman, containerd): they install and
+    query with it, and the plugin the runtimes execute is the launcher its ``launcher``/``install`` write.
+    It is the relocatable bundle's ``bin/cni-logger`` (built, or reused from the cache, once per session;
+    needs root), so those tests prove the bundle. CNI_LOGGER_CLI names another install's ``cni-logger``."""
+    override = os.environ.get("CNI_LOGGER_CLI")
+    if override:
+        path = Path(override).absolute()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            pytest.fail(f"CNI_LOGGER_CLI={override} is not an executable file", pytrace=False)
+        return path
+    built: Bundle = request.getfixturevalue("bundle")
+    return built.cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugin_from(request: pytest.FixtureRequest) -> None:
+    """``--plugin-from=bundle``: plugin_executable() is a launcher of the bundle, unpacked into a
+    world-traversable directory (the session's copy lives in pytest's private temporary directory)."""
+    if request.config.getoption("--plugin-from") != "bundle" or os.environ.get("CNI_LOGGER_BIN"):
+        return
+    import tempfile
+
+    built: Bundle = request.getfixturevalue("bundle")
+    public = Path(tempfile.mkdtemp(prefix="cni-logger-test-bundle-", dir="/tmp"))
+    public.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(public, ignore_errors=True))
+    _LAUNCHER[:] = [write_launcher(unpack(built.tarball, public) / "bin" / "cni-logger")]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run long reliability and fuzz runs")
+    parser.addoption("--plugin-from", choices=("venv", "bundle"), default="venv",
+                     help="which build the tests that run the plugin as a process use (the runtime tests "
+                          "always use the bundle) [venv]")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -126,7 +174,3 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     assert lines[-1] == b"", "log file does not end with a newline"
     return [json.loads(line) for line in lines[:-1]]
 
-
-# The relocatable bundle (scripts/build-bundle.sh), built or reused from the cache once per session, for
-# any test directory: `def test_x(bundle: Bundle)` (see tests/system/bundle.py).
-from tests.system.bundle import bundle  # noqa: E402, F401
