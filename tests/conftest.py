@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1
 
 
 _LAUNCHER: list[str] = []
+_PUBLIC_DIRS: list[Path] = []
+"""Directories outside pytest's temporary tree made for the plugin (removed at the end of the session)."""
 
 
 def plugin_executable() -> str:
@@ -50,6 +53,7 @@ def write_launcher(cli: Path) -> str:
     import tempfile
 
     directory = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-", dir="/tmp"))
+    _PUBLIC_DIRS.append(directory)
     directory.chmod(0o755)
     target = directory / "logger"
     subprocess.run([str(cli), "launcher", str(target)], check=True, capture_output=True, timeout=60)
@@ -73,18 +77,21 @@ def cni_logger_cli(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _plugin_from(request: pytest.FixtureRequest) -> None:
+def _plugin_from(request: pytest.FixtureRequest) -> Iterator[None]:
     """``--plugin-from=bundle``: plugin_executable() is a launcher of the bundle, unpacked into a
-    world-traversable directory (the session's copy lives in pytest's private temporary directory)."""
-    if request.config.getoption("--plugin-from") != "bundle" or os.environ.get("CNI_LOGGER_BIN"):
-        return
-    import tempfile
+    world-traversable directory (the session's copy lives in pytest's private temporary directory).
+    Either way, the directories made for the plugin are removed when the session ends."""
+    if request.config.getoption("--plugin-from") == "bundle" and not os.environ.get("CNI_LOGGER_BIN"):
+        import tempfile
 
-    built: Bundle = request.getfixturevalue("bundle")
-    public = Path(tempfile.mkdtemp(prefix="cni-logger-test-bundle-", dir="/tmp"))
-    public.chmod(0o755)
-    request.addfinalizer(lambda: shutil.rmtree(public, ignore_errors=True))
-    _LAUNCHER[:] = [write_launcher(unpack(built.tarball, public) / "bin" / "cni-logger")]
+        built: Bundle = request.getfixturevalue("bundle")
+        public = Path(tempfile.mkdtemp(prefix="cni-logger-test-bundle-", dir="/tmp"))
+        _PUBLIC_DIRS.append(public)
+        public.chmod(0o755)
+        _LAUNCHER[:] = [write_launcher(unpack(built.tarball, public) / "bin" / "cni-logger")]
+    yield
+    for directory in _PUBLIC_DIRS:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
