@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine, as root: installs what it needs
 # (scripts/setup-system.sh), then lint, type checks, and pytest — unit, protocol, property-based,
 # concurrency, and the real-runtime integration tests (cnitool, Podman) in throw-away namespaces, and
-# the relocatable bundle's system tests (tests/system: glibc floor, relocation, contents).
+# the relocatable bundle's system tests (tests/system: glibc floor, relocation, contents, a Debian 11
+# node without Python that installs it through the DaemonSet's entry point and runs a chain).
 # Extra arguments go to pytest, e.g. `scripts/test.sh --run-slow` or `scripts/test.sh tests/plugin`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,8 @@ if [ $# -eq 0 ]; then
   # the interpreter is cached in /var/cache/cni-logger). With arguments, the tests that need it build it.
   echo "[test] bundle" >&2
   CNI_LOGGER_VENV="$VENV" bash scripts/build-bundle.sh >/dev/null
+  echo "[test] node root" >&2   # the Debian 11 minbase root of the node test (~1.5 min cold, then cached)
+  bash scripts/build-node-root.sh >/dev/null
 fi
 echo "[test] pytest" >&2
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

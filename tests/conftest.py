@@ -1,18 +1,28 @@
-"""Test-session hooks (``--run-slow``) and fixtures every test directory can use.
+"""Test-session hooks and fixtures every test directory can use.
 
 The shared helpers themselves live in the importable package ``tests.harness``; this file only wires them
-into pytest.
+into pytest: ``--run-slow``, ``--plugin-from``, the relocatable ``bundle`` and the ``cni_logger_cli`` of the
+runtime tests.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from tests.harness.bundle import bundle  # noqa: F401  (the relocatable bundle, for any test directory)
+from tests.harness import plugin
+from tests.harness.bundle import Bundle, bundle, unpack  # noqa: F401  (``bundle``: a fixture for every test)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run long reliability and fuzz runs")
+    parser.addoption("--plugin-from", choices=("venv", "bundle"), default="venv",
+                     help="which build the tests that run the plugin as a process use (the runtime tests "
+                          "always use the bundle) [venv]")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -22,3 +32,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cni_logger_cli(request: pytest.FixtureRequest) -> Path:
+    """The ``cni-logger`` command of the runtime tests (cnitool, Podman, containerd): they install and
+    query with it, and the plugin the runtimes execute is the launcher its ``launcher``/``install`` write.
+    It is the relocatable bundle's ``bin/cni-logger`` (built, or reused from the cache, once per session;
+    needs root), so those tests prove the bundle. CNI_LOGGER_CLI names another install's ``cni-logger``."""
+    override = os.environ.get("CNI_LOGGER_CLI")
+    if override:
+        path = Path(override).absolute()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            pytest.fail(f"CNI_LOGGER_CLI={override} is not an executable file", pytrace=False)
+        return path
+    built: Bundle = request.getfixturevalue("bundle")
+    return built.cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugin_from(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``--plugin-from=bundle``: plugin_executable() is a launcher of the bundle, unpacked into a
+    world-traversable directory (the session's copy lives in pytest's private temporary directory).
+    Either way, the directories made for the plugin are removed when the session ends."""
+    if request.config.getoption("--plugin-from") == "bundle" and not os.environ.get("CNI_LOGGER_BIN"):
+        import tempfile
+
+        built: Bundle = request.getfixturevalue("bundle")
+        public = Path(tempfile.mkdtemp(prefix="cni-logger-test-bundle-", dir="/tmp"))
+        plugin.PUBLIC_DIRS.append(public)
+        public.chmod(0o755)
+        plugin.use_launcher_of(unpack(built.tarball, public) / "bin" / "cni-logger")
+    yield
+    for directory in plugin.PUBLIC_DIRS:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -31,8 +31,9 @@ class Result:
         return [re.split(r"\s{2,}", line.strip()) for line in self.stdout.splitlines()[1:] if line.strip()]
 
 
-def cli(*args: str, timeout: float = 60) -> Result:
-    proc = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, check=False,
+def cli(*args: str, timeout: float = 60, executable: str = CLI) -> Result:
+    """``cni-logger ARGS``: the virtualenv's, or ``executable`` (another install's, e.g. the bundle's)."""
+    proc = subprocess.run([executable, *args], capture_output=True, text=True, timeout=timeout, check=False,
                           stdin=subprocess.DEVNULL)
     assert "Traceback" not in proc.stderr, proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -43,8 +43,8 @@ COMMAND_TIMEOUT = 15.0
 
 
 def install_logger(logger: Path, target: Path) -> None:
-    """Put the plugin into a CNI bin dir the way operators do: ``cni-logger launcher <dir>/logger``
-    writes a launcher that runs the venv's interpreter with ``-I -S``. Any other executable given with
+    """Put the plugin into a CNI bin dir the way operators do: ``cni-logger launcher <dir>/logger`` writes
+    a launcher that runs that install's interpreter with ``-I -S``. Any other executable given with
     CNI_LOGGER_BIN (a wrapper, another build) is linked as it is."""
     if logger.name == "cni-logger":
         run([str(logger), "launcher", str(target)], check=True)
@@ -52,18 +52,16 @@ def install_logger(logger: Path, target: Path) -> None:
         target.symlink_to(logger)
 
 
-def logger_bin() -> Path:
-    """The installed ``cni-logger`` console script (override with ``CNI_LOGGER_BIN``)."""
+def runtime_plugin(cli: Path) -> Path:
+    """What the runtime tests put into the bin dir: ``cli`` (the session's ``cni_logger_cli``: the
+    bundle's ``cni-logger``), whose launcher is written there, unless CNI_LOGGER_BIN names an executable."""
     override = os.environ.get("CNI_LOGGER_BIN")
-    return Path(override).absolute() if override else REPO_ROOT / ".venv" / "bin" / "cni-logger"
-
-
-def logger_unavailable_reason() -> str | None:
-    """Why the plugin under test cannot be used here, or None when it can."""
-    path = logger_bin()
-    if not path.is_file() or not os.access(path, os.X_OK):
-        return f"{path} is not an executable file (run scripts/setup-system.sh or set CNI_LOGGER_BIN)"
-    return None
+    if not override:
+        return cli
+    path = Path(override).absolute()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"CNI_LOGGER_BIN={override} is not an executable file", pytrace=False)
+    return path
 
 
 def environment_problem() -> str | None:

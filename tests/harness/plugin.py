@@ -23,21 +23,38 @@ SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1
 
 
 _LAUNCHER: list[str] = []
+PUBLIC_DIRS: list[Path] = []
+"""Directories outside pytest's temporary tree made for the plugin (the session removes them at its end)."""
 
 
 def plugin_executable() -> str:
-    """The plugin as a runtime runs it: a launcher written by ``cni-logger launcher`` for the project's
-    virtualenv (override with CNI_LOGGER_BIN to test another install)."""
+    """The plugin as a runtime runs it, for the tests that run it as a process (plugin room, protocol, ecs,
+    reliability, audit): a launcher written by ``cni-logger launcher`` for the project's virtualenv, or
+    for the relocatable bundle with ``--plugin-from=bundle``; CNI_LOGGER_BIN names any other executable.
+
+    The launcher's directory is world-traversable, so the reliability tests can run it as ``nobody``."""
     if os.environ.get("CNI_LOGGER_BIN"):
         return os.environ["CNI_LOGGER_BIN"]
     if not _LAUNCHER:
-        import tempfile
-
-        target = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-")) / "logger"
-        subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(target)], check=True,
-                       capture_output=True, timeout=60)
-        _LAUNCHER.append(str(target))
+        _LAUNCHER.append(write_launcher(REPO / ".venv" / "bin" / "cni-logger"))
     return _LAUNCHER[0]
+
+
+def use_launcher_of(cli: Path) -> None:
+    """From now on ``plugin_executable()`` is a launcher written by ``cli`` (e.g. the bundle's)."""
+    _LAUNCHER[:] = [write_launcher(cli)]
+
+
+def write_launcher(cli: Path) -> str:
+    """``cli launcher <new public temporary dir>/logger``; returns the launcher's path."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="cni-logger-test-bin-", dir="/tmp"))
+    PUBLIC_DIRS.append(directory)
+    directory.chmod(0o755)
+    target = directory / "logger"
+    subprocess.run([str(cli), "launcher", str(target)], check=True, capture_output=True, timeout=60)
+    return str(target)
 
 
 @dataclass

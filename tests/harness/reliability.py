@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.harness.plugin import REPO, Run, cni_env, plugin_executable
+from tests.harness.plugin import Run, cni_env, plugin_executable
 
 EVENT_START = b'{"@timestamp":'
 """Every event line starts with this (a JSON string cannot contain it unescaped)."""
@@ -75,25 +75,6 @@ class Timed(Run):
 
 
 UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-_PUBLIC_LAUNCHER: list[str] = []
-
-
-def public_executable() -> str:
-    """The plugin for runs as ``nobody``: the shared launcher lives in a 0700 temporary directory, so
-    write another one (same ``cni-logger launcher`` command) into a directory anyone can traverse."""
-    if os.environ.get("CNI_LOGGER_BIN"):
-        return os.environ["CNI_LOGGER_BIN"]
-    if not _PUBLIC_LAUNCHER:
-        directory = tempfile.mkdtemp(prefix="cni-logger-rel-bin-", dir="/tmp")
-        os.chmod(directory, 0o755)
-        target = os.path.join(directory, "logger")
-        subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", target], check=True,
-                       capture_output=True, timeout=60)
-        os.chmod(target, 0o755)
-        _PUBLIC_LAUNCHER.append(target)
-    return _PUBLIC_LAUNCHER[0]
-
-
 def run_proc(command: str | None, config: Any = None, *, stdin: bytes | None = None,
              stdin_file: IO[bytes] | None = None, env: Mapping[str, str | bytes] | None = None,
              as_nobody: bool = False, umask: int = -1, cwd: str | Path | None = None,
@@ -101,7 +82,7 @@ def run_proc(command: str | None, config: Any = None, *, stdin: bytes | None = N
     """Run the installed plugin once and time it; ``timeout`` bounds the run (TimeoutExpired fails the test)."""
     if env is None:
         env = cni_env(command) if command is not None else {"PATH": "/usr/bin:/bin"}
-    argv = [*UNPRIVILEGED, public_executable()] if as_nobody else [plugin_executable()]
+    argv = [*(UNPRIVILEGED if as_nobody else []), plugin_executable()]
     data = stdin if stdin is not None else (b"" if config is None else json.dumps(config).encode())
     started = time.monotonic()
     if stdin_file is not None:

@@ -1,8 +1,8 @@
-"""Fixtures for system tests: the cni-logger CLI under test, and a private containerd with its CRI client.
+"""Fixtures for system tests: a private containerd with its CRI client.
 
-``cni_logger_cli`` is the ONE place that decides which ``cni-logger`` executable the system tests install,
-uninstall and query with. Today it is this checkout's virtualenv console script; pointing it at an
-unpacked bundle's ``bin/cni-logger`` proves the bundle instead, with no other change to the tests.
+The ``cni-logger`` the system tests install, uninstall and query with is ``cni_logger_cli`` from
+tests/conftest.py: the relocatable bundle's ``bin/cni-logger`` (so the plugin containerd runs is the
+launcher on the bundle's interpreter), or another install's with CNI_LOGGER_CLI.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.harness.plugin import REPO
 from tests.system.cri import image
 from tests.system.cri.client import GeneratedCode, compile_proto
 from tests.system.cri.containerd import PrivateContainerd, unavailable_reason
@@ -26,16 +25,6 @@ is shared by every runtime on the machine, keyed by it, and cleaned up by it."""
 BRIDGE = "cnilcri0"
 SUBNET = "10.99.71.0/24"
 """The bridge and subnet exist only in the private containerd's host network namespace."""
-
-
-@pytest.fixture(scope="session")
-def cni_logger_cli() -> Path:
-    """The ``cni-logger`` executable whose ``install``, ``uninstall``, ``who-had`` and ``timeline`` are tested
-    (``install`` also writes the plugin launcher from it, so the plugin containerd runs comes from it too)."""
-    cli = REPO / ".venv" / "bin" / "cni-logger"
-    if not (cli.is_file() and os.access(cli, os.X_OK)):
-        pytest.skip(f"{cli} is not an executable file: run scripts/setup-system.sh")
-    return cli
 
 
 @pytest.fixture(scope="session")

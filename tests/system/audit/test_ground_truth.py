@@ -1,6 +1,6 @@
 """The audit commands against ground truth: a real cnitool trail, then a damaged copy of it.
 
-cnitool (libcni) drives bridge + host-local + logger in throw-away namespaces (``tests/integration/cnil_harness``).
+cnitool (libcni) drives bridge + host-local + logger in throw-away namespaces (``tests/harness/cnitool.py``).
 host-local's range holds five addresses, so with a dozen containers coming and going addresses are reused
 all the time; the logger rotates a small file and gzips the backups. The test keeps its own ground truth
 (which container held which address when: from the addresses it finds in each container after cnitool's
@@ -36,9 +36,8 @@ from tests.harness.cnitool import (
     cnitool_container_id,
     environment_problem,
     ipv4_cidrs,
-    logger_bin,
-    logger_unavailable_reason,
     opened_sandbox,
+    runtime_plugin,
 )
 
 pytestmark = pytest.mark.integration
@@ -89,12 +88,12 @@ class Truth:
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Truth]]:
-    problem = environment_problem() or logger_unavailable_reason()
+def recorded(tmp_path_factory: pytest.TempPathFactory, cni_logger_cli: Path) -> Iterator[tuple[Path, Truth]]:
+    problem = environment_problem()
     if problem:
         pytest.skip(problem)
     tmp = tmp_path_factory.mktemp("ground-truth")
-    with opened_sandbox(tmp, logger_bin()) as sb:
+    with opened_sandbox(tmp, runtime_plugin(cni_logger_cli)) as sb:
         yield run_story(sb)
 
 

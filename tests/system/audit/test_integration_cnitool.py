@@ -15,27 +15,27 @@ from pathlib import Path
 import pytest
 
 from cni_logger.audit.timeparse import from_datetime
-from tests.harness.audit import cli
+from tests.harness import audit as helpers
 from tests.harness.cnitool import (
     CniSandbox,
     cnitool_container_id,
     environment_problem,
     ipv4_cidrs,
-    logger_bin,
-    logger_unavailable_reason,
     opened_sandbox,
+    runtime_plugin,
 )
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    """The integration suite's sandbox: namespaces + a CNI bin dir with ``logger``; cleaned up afterwards."""
-    problem = environment_problem() or logger_unavailable_reason()
+def sandbox(tmp_path: Path, cni_logger_cli: Path) -> Iterator[CniSandbox]:
+    """The integration suite's sandbox: namespaces + a CNI bin dir with ``logger`` (the bundle's launcher);
+    cleaned up afterwards."""
+    problem = environment_problem()
     if problem:
         pytest.skip(problem)
-    with opened_sandbox(tmp_path, logger_bin()) as sb:
+    with opened_sandbox(tmp_path, runtime_plugin(cni_logger_cli)) as sb:
         yield sb
 
 
@@ -46,8 +46,13 @@ def now() -> str:
     return moment
 
 
-def test_who_had_and_timeline_for_two_containers_sharing_an_address(sandbox: CniSandbox) -> None:
+def test_who_had_and_timeline_for_two_containers_sharing_an_address(sandbox: CniSandbox,
+                                                                     cni_logger_cli: Path) -> None:
     sb = sandbox
+
+    def cli(*args: str) -> helpers.Result:  # the same install's audit commands (the bundle's)
+        return helpers.cli(*args, executable=str(cni_logger_cli))
+
     net = sb.new_network("audit")
     address = net.host(50)
     pinned = [[{"subnet": str(net.subnet), "rangeStart": address, "rangeEnd": address}]]

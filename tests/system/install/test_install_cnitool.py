@@ -17,8 +17,6 @@ from tests.harness.cnitool import (
     CniSandbox,
     cnitool_container_id,
     environment_problem,
-    logger_bin,
-    logger_unavailable_reason,
     opened_sandbox,
     result_mismatches,
     run,
@@ -30,26 +28,28 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
     """Namespaces and a bin dir with the reference plugins but no logger: install puts it there."""
-    problem = environment_problem() or logger_unavailable_reason()
+    problem = environment_problem()
     if problem:
         pytest.skip(problem)
     with opened_sandbox(tmp_path, None) as sandbox:
         yield sandbox
 
 
-def test_installed_chain_runs_through_cnitool_and_uninstall_restores(bare_sandbox: CniSandbox) -> None:
+def test_installed_chain_runs_through_cnitool_and_uninstall_restores(bare_sandbox: CniSandbox,
+                                                                    cni_logger_cli: Path) -> None:
     sb = bare_sandbox
     net = sb.new_network("install")
     conflist = sb.write_conflist(net, "1.0.0", [net.bridge_plugin()])
     original = conflist.read_bytes()
-    cni_logger = str(logger_bin())
+    cni_logger = str(cni_logger_cli)
     state = sb.tmp / "state"
 
     run([cni_logger, "install", "--conf-dir", str(sb.netconf_dir), "--bin-dir", str(sb.bin_dir),
          "--log-file", str(net.log_file), "--state-dir", str(state)], check=True)
     plugins = json.loads(conflist.read_text())["plugins"]
     assert [p["type"] for p in plugins] == ["bridge", "logger"]
-    assert (sb.bin_dir / "logger").read_text().startswith("#!/")
+    # The plugin the runtime runs is that install's interpreter (the bundle's, unless CNI_LOGGER_CLI is set).
+    assert (sb.bin_dir / "logger").read_text().startswith(f"#!{cni_logger_cli.resolve().parent}/python")
 
     ctr = sb.new_container()
     add = sb.cnitool("add", net, ctr)

@@ -3,7 +3,7 @@
 again), and replacing the bundle by a new build loses no ADD.
 
 Real chains: cnitool (libcni) runs bridge + host-local + logger in throw-away network namespaces (the
-integration harness, tests/integration/cnil_harness.py); the logger is installed from private copies of
+integration harness, tests/harness/cnitool.py); the logger is installed from private copies of
 the relocatable bundle (``bundle`` fixture, ``unpack``), which these tests damage, repair and replace
 the way a clean-up job, a bad copy or the DaemonSet's node script (deploy/kubernetes/cni-logger-node.sh)
 would. The time limits below bound waiting only; nothing asserts speed.

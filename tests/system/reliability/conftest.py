@@ -58,15 +58,6 @@ def public_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_public_launcher() -> Iterator[None]:
-    yield
-    from tests.harness import reliability as harness
-
-    for launcher in harness._PUBLIC_LAUNCHER:
-        shutil.rmtree(os.path.dirname(launcher), ignore_errors=True)
-
-
 @pytest.fixture
 def unprivileged() -> None:
     """Skip unless we are root and ``setpriv`` can drop to nobody:nogroup."""

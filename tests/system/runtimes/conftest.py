@@ -7,6 +7,7 @@ Run: ``sudo .venv/bin/pytest -m integration -rs tests/system/runtimes``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,8 @@ from tests.harness.cnitool import (
     CniSandbox,
     Network,
     environment_problem,
-    logger_bin,
-    logger_unavailable_reason,
     opened_sandbox,
+    runtime_plugin,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -34,11 +34,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     problem = environment_problem()
-    logger_problem = logger_unavailable_reason()
+    logger = os.environ.get("CNI_LOGGER_BIN") or os.environ.get("CNI_LOGGER_CLI") or "the bundle's cni-logger"
     return [
-        f"cni-logger integration: cnitool={CNITOOL} logger={logger_bin()}",
-        "cni-logger integration: " + (f"SKIPPING runtime tests: {problem}" if problem else
-                                      f"runtime tests enabled (plugin: {logger_problem or 'ok'})"),
+        f"cni-logger integration: cnitool={CNITOOL} logger={logger}",
+        "cni-logger integration: " + (f"SKIPPING runtime tests: {problem}" if problem else "runtime tests enabled"),
     ]
 
 
@@ -47,14 +46,6 @@ def require_environment() -> None:
     if problem:
         print(f"\nSKIP: {problem}", file=sys.stderr)
         pytest.skip(problem)
-
-
-def require_logger() -> Path:
-    reason = logger_unavailable_reason()
-    if reason:
-        print(f"\nSKIP: {reason}", file=sys.stderr)
-        pytest.skip(reason)
-    return logger_bin()
 
 
 @pytest.fixture
@@ -66,11 +57,13 @@ def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    """Namespaces + a CNI bin dir with ``logger`` -> the installed ``cni-logger`` console script."""
+def sandbox(tmp_path: Path, cni_logger_cli: Path) -> Iterator[CniSandbox]:
+    """Namespaces + a CNI bin dir with ``logger``: a launcher written by the bundle's ``cni-logger``."""
     require_environment()
-    logger = require_logger()
-    with opened_sandbox(tmp_path, logger) as sandbox:
+    plugin = runtime_plugin(cni_logger_cli)
+    with opened_sandbox(tmp_path, plugin) as sandbox:
+        if plugin == cni_logger_cli:   # the runtimes execute that install's interpreter, not this venv's
+            assert (sandbox.bin_dir / "logger").read_text().startswith(f"#!{cni_logger_cli.resolve().parent}/python")
         yield sandbox
 
 
