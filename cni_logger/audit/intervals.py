@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cni_logger.audit.attempts import is_attempt
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record, addresses
 
@@ -140,6 +141,8 @@ class Tracker:
 
     def feed(self, rec: Record) -> tuple[Interval, ...]:
         """Apply one event; return the intervals it closed (mostly none: a tuple is cheaper than a generator)."""
+        if is_attempt(rec):
+            return ()  # bracket mode's first entry: it records that an ADD started, not an attachment
         command = rec.command
         if command == "ADD":
             key = rec.key

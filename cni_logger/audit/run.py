@@ -13,8 +13,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cni_logger.audit import output, record, sources
+from cni_logger.audit.attempts import Attempts, Failed
 from cni_logger.audit.intervals import Interval, Tracker
-from cni_logger.audit.output import DEL_WITHOUT_ADD, FOUND, NEVER_DELETED, NOTHING, USAGE, Out
+from cni_logger.audit.output import (
+    DEL_WITHOUT_ADD,
+    FAILED_ATTEMPT,
+    FOUND,
+    NEVER_DELETED,
+    NO_OUTCOME,
+    NOTHING,
+    USAGE,
+    Out,
+)
 from cni_logger.audit.query import Filter, address_spellings
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
@@ -204,20 +214,37 @@ def _leak(interval: Interval, now: float) -> dict[str, Any]:
     return leak
 
 
+def _attempt_leak(failed: Failed, kind: str, now: float) -> dict[str, Any]:
+    """Bracket mode: a failed attempt with the DEL that cleaned up, or an attempt with no outcome at all."""
+    age = None if kind == FAILED_ATTEMPT else round(now - to_epoch(failed.attempt.timestamp), 3)
+    return failed.to_json(kind=kind, age_seconds=age)
+
+
 def leaks(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         tracker = Tracker()
+        pairing = Attempts()
         orphans: list[Interval] = []
+        failures: list[Failed] = []
         for rec in session.scan.records(decode=False):
+            pairing.feed(rec)
+            concluded = pairing.concluded
+            if concluded is not None:
+                failures.append(concluded)  # its clean-up DEL is listed with it, not as a DEL without ADD
             for closed in tracker.feed(rec):
-                if closed.orphan:
+                if closed.orphan and not (concluded is not None and closed.closing is concluded.cleanup):
                     orphans.append(closed)
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
-        output.leaks(session.out, (_leak(i, now) for i in found), fmt=args.format, full_ids=args.no_trunc)
-        return bool(found)
+        answers = [(i.seen, _leak(i, now)) for i in found]
+        answers += [(f.attempt.timestamp, _attempt_leak(f, FAILED_ATTEMPT, now)) for f in failures]
+        answers += [(f.attempt.timestamp, _attempt_leak(f, NO_OUTCOME, now)) for f in pairing.unresolved()
+                    if f.attempt.timestamp <= cutoff]
+        answers.sort(key=lambda pair: pair[0])
+        output.leaks(session.out, (a for _, a in answers), fmt=args.format, full_ids=args.no_trunc)
+        return bool(answers)
 
     return _session("leaks", args, body)
 
@@ -231,15 +258,21 @@ def stats(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         query = _filter(args)
         totals = Stats()
+        pairing = Attempts()  # bracket mode: attempt entries' events are counted there, not as invocations
         if query.needs_doc:
             for rec in _selected(session.scan, query):
-                totals.add(rec.forget())
+                if not pairing.feed(rec):
+                    totals.add(rec)
+                rec.forget()
         else:
             for rec in session.scan.records(query.prefilter(), decode=False):
-                if query.matches_head(rec):
+                if query.matches_head(rec) and not pairing.feed(rec):
                     totals.add(rec)
-        output.stats(session.out, totals.to_json(), fmt=args.format, percentiles=PERCENTILES)
-        return totals.events > 0
+        answer = totals.to_json()
+        if pairing.events:
+            answer["attempts"] = pairing.to_json()
+        output.stats(session.out, answer, fmt=args.format, percentiles=PERCENTILES)
+        return totals.events + pairing.events > 0
 
     return _session("stats", args, body)
 
