@@ -11,6 +11,8 @@ the DEL chain, so a runtime retries the whole DEL).
   they name the address too, but the interval closes at the DEL either way.
 * GC (CNI 1.1) closes every open interval of its network that is not in ``cni.valid_attachments``
   (unless that list was cut short by the plugin's size caps: then nothing is concluded).
+* An event of a bracketed chain's attempt entry (``attempts``) changes nothing: it says an ADD
+  started, not that anything is attached.
 * A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
   although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
   ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
