@@ -236,10 +236,13 @@ def add_cni_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
         "container_id": request.container_id,
         "netns": request.netns,
         "ifname": request.ifname,
-        "path": [p for p in request.path.split(":") if p],
-        "args": parse_cni_args(request.args),
-        "version": request.cni_version,
     }
+    role = event_dict.get("_role")
+    if role:  # right after ifname: the audit reads it from the line without decoding it (audit.attempts)
+        cni["role"] = role
+    cni["path"] = [p for p in request.path.split(":") if p]
+    cni["args"] = parse_cni_args(request.args)
+    cni["version"] = request.cni_version
     if request.command == "VERSION" and outcome.result:
         cni["version"] = outcome.result.get("cniVersion", request.cni_version)
     if isinstance(config.get("type"), str):
@@ -389,12 +392,18 @@ class _Rendered:
     info = warning = error = _return
 
 
-def message_for(request: Request, outcome: Outcome) -> str:
+def message_for(request: Request, outcome: Outcome, role: str | None = None) -> str:
     where = f" {request.ifname}" if request.ifname else ""
     if request.container_id:
         where += f" of container {request.container_id}"
     if request.network_name:
         where += f" on network {request.network_name}"
+    if role == "attempt":
+        # The first entry of a bracketed chain: on ADD it runs before every other plugin, so its
+        # success says only that the chain was started (the outcome entry, last, says how it ended).
+        where += " (attempt entry)"
+        if request.command == "ADD" and outcome.ok and outcome.suppressed is None:
+            return f"CNI ADD{where} attempted"
     if outcome.error is not None:
         return f"CNI {request.command or '(no command)'}{where} failed: {outcome.error}"
     if outcome.suppressed is not None:
@@ -412,6 +421,7 @@ def render(request: Request, outcome: Outcome, settings: Settings, warnings: lis
     log = BoundLogger(_Rendered(), processors, {})
     level = "error" if not outcome.ok else "warning" if (warnings or outcome.suppressed) else "info"
     duration_ns = time.monotonic_ns() - request.started_monotonic_ns
-    line: str = getattr(log, level)(message_for(request, outcome), _request=request, _outcome=outcome,
-                                    _duration_ns=duration_ns, _warnings=warnings)
+    line: str = getattr(log, level)(message_for(request, outcome, settings.role), _request=request,
+                                    _outcome=outcome, _duration_ns=duration_ns, _warnings=warnings,
+                                    _role=settings.role)
     return (line.replace("\n", "\\n") + "\n").encode("utf-8")

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 DEFAULT_MAX_SIZE_MB = 100.0
 DEFAULT_MAX_BACKUPS = 5
 ROTATION_MODES = ("size", "external")
+ROLES = ("attempt", "outcome")
+"""``role``: which end of a bracketed chain an entry is (``install --bracket`` writes both)."""
 
 
 class Settings:
     """Validated settings. ``problems`` lists every rejected value as a human-readable sentence."""
 
     __slots__ = ("compress", "extra_redact_keys", "fail_on_log_error", "log_file", "log_to_stderr", "max_age_days",
-                 "max_backups", "max_size_bytes", "problems", "record_status", "rotation")
+                 "max_backups", "max_size_bytes", "problems", "record_status", "role", "rotation")
 
     def __init__(self) -> None:
         self.log_to_stderr = True
@@ -36,6 +38,7 @@ class Settings:
         self.rotation = "size"
         self.fail_on_log_error = False
         self.record_status = False
+        self.role: str | None = None  # absent: a single logger entry, nothing to pair
         self.extra_redact_keys: tuple[str, ...] = ()  # the config's redactKeys, folded
         self.problems: list[str] = []
 
@@ -76,6 +79,13 @@ def load(config: dict[str, Any] | None) -> Settings:
     settings.fail_on_log_error = _bool(settings, config, "failOnLogError", False)
     settings.log_to_stderr = _bool(settings, config, "logToStderr", True)
     settings.record_status = _bool(settings, config, "recordStatus", False)
+
+    role = config.get("role")
+    if role is not None:
+        if role in ROLES:
+            settings.role = role
+        else:
+            _reject(settings, "role", role, f"expected one of {list(ROLES)}", None)
 
     log_file = config.get("logFile")
     if log_file is not None:

@@ -19,6 +19,8 @@ the DEL chain, so a runtime retries the whole DEL).
   only to lie between its last evidence (``last_seen``) and the new ADD. Should the superseded
   holder show up again holding the address (a CHECK, or a DEL with its cached result), both held it
   at once: a *conflict*, and its interval runs to that evidence.
+* An event of a bracketed chain's attempt entry (``attempts``) changes nothing: it says an ADD
+  started, not that anything is attached.
 * A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
   although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
   ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
@@ -54,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cni_logger.audit.attempts import is_attempt
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record, addresses, placement
 
@@ -255,6 +258,8 @@ class Tracker:
 
     def feed(self, rec: Record) -> tuple[Interval, ...]:
         """Apply one event; return the intervals it closed (mostly none: a tuple is cheaper than a generator)."""
+        if is_attempt(rec):
+            return ()  # bracket mode's first entry: it records that an ADD started, not an attachment
         command = rec.command
         if command == "ADD":
             key = rec.key

@@ -355,7 +355,7 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
         table = Table(out, (("TIME", 24), ("EPOCH", 17), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7),
                             ("ADDRESSES", 18), ("INTERFACES", 0)), indent="  ")
         for step in attachment.steps:
-            note = f"  error: {step.error}" if step.error else ""
+            note = (f"  ({step.role} entry)" if step.role else "") + (f"  error: {step.error}" if step.error else "")
             table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.outcome,
                        milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
                        (_interfaces(step.interfaces) or "-") + note])
@@ -419,10 +419,14 @@ NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
 SUPERSEDED, CLEANUP_DEL = "superseded", "cleanup-del"
 """What ``leaks`` lists apart, as not leaks: an attachment whose address another one was given (its DEL
 was lost), and a DEL without ADD nor cached result (the clean-up after an ADD that failed)."""
+FAILED_ATTEMPT, NO_OUTCOME = "failed-attempt", "no-outcome"
+"""Bracket mode's kinds of ``leaks``: an attempt whose chain failed, with the DEL that cleaned up after it
+(``until``); an attempt with neither outcome nor DEL by the end of the trail."""
 
 
 def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool) -> None:
-    """``leaks``: one row (or JSON line, or CSV/TSV row) per attachment never deleted or DEL without ADD."""
+    """``leaks``: one row (or JSON line, or CSV/TSV row) per attachment never deleted or DEL without ADD
+    (and in bracket mode per failed attempt, the CLEANUP column saying when its DEL came)."""
     if fmt != "table":
         write = Records(out, fmt, HOLDER_TIMES)
         for leak in found:
@@ -433,10 +437,13 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
     for leak in found:
         age = leak["age_seconds"]
         orphan = leak["kind"] == DEL_WITHOUT_ADD
+        last = ",".join(leak["addresses"]) or "-"
+        if leak["kind"] == FAILED_ATTEMPT:
+            last = f"cleaned up by DEL {short(leak['until'])}" if leak["until"] else f"ended by {leak['ended_by']}"
         table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   ",".join(leak["addresses"]) or "-", _note(leak)])
+                   last, _note(leak)])
 
 
 STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
@@ -463,6 +470,14 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
             if summary["count"]:
                 writer.row(["latency", name, summary["count"], *(summary[f"p{p}"] for p in percentiles),
                             summary["max"], summary["mean"]])
+        attempts = report.get("attempts")
+        if attempts:
+            for name in ATTEMPT_COUNTS:
+                writer.row(["attempts", name, attempts[name], *blank])
+            chain = attempts["chain_latency_ms"]
+            if chain["count"]:
+                writer.row(["latency", CHAIN, chain["count"], *(chain[f"p{p}"] for p in percentiles), chain["max"],
+                            chain["mean"]])
         return
     span = f"  ({short(report['first'])} .. {short(report['last'])})" if report["first"] else ""
     out.text(f"events: {report['events']}{span}")
@@ -472,7 +487,25 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
         for name, count in report[key].items():
             table.row([name, str(count)])
     out.text("")
-    latency_table(out, report["latency_ms"], percentiles)
+    attempts = report.get("attempts")
+    latency = report["latency_ms"]
+    if attempts:
+        out.text(attempts_line(attempts))
+        out.text("")
+        latency = {**latency, CHAIN: attempts["chain_latency_ms"]}
+    latency_table(out, latency, percentiles)
+
+
+ATTEMPT_COUNTS = ("attempts", "succeeded", "failed", "cleaned_up", "no_outcome", "events")
+CHAIN = "chain"
+"""Bracket mode's latency row: from an attempt's start to its outcome's start (every plugin in between)."""
+
+
+def attempts_line(attempts: dict[str, Any]) -> str:
+    """Bracket mode in one line: how many ADDs were attempted and how they ended."""
+    return (f"ADD attempts (bracket mode): {attempts['attempts']}: succeeded {attempts['succeeded']}, "
+            f"failed {attempts['failed']} (cleaned up by a DEL: {attempts['cleaned_up']}), "
+            f"no outcome yet {attempts['no_outcome']}")
 
 
 def latency_table(out: Out, latency: dict[str, dict[str, Any]], percentiles: Sequence[int], indent: str = "") -> None:
@@ -549,11 +582,23 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
                        container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
                        f["error"] or "-"])
+    attempts = data.get("attempts")
+    if attempts:
+        out.text("")
+        out.text(attempts_line(attempts))
+        _listed(out, "failed ADD attempts", attempts["failed_attempts"],
+                (("ATTEMPT AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24), ("ENDED BY", 0)),
+                lambda f: [short(f["from"]), f["network"] or "-", f["ifname"] or "-",
+                           container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
+                           f"DEL {short(f['until'])}" if f["until"] else f["ended_by"]])
     stats_found = data["stats"]
     out.text("")
     out.text("events per command: " + (", ".join(f"{k} {v}" for k, v in stats_found["commands"].items()) or "none")
              + "; per outcome: " + (", ".join(f"{k} {v}" for k, v in stats_found["outcomes"].items()) or "none"))
-    latency_table(out, stats_found["latency_ms"], percentiles, indent="  ")
+    latency = stats_found["latency_ms"]
+    if attempts:
+        latency = {**latency, CHAIN: attempts["chain_latency_ms"]}
+    latency_table(out, latency, percentiles, indent="  ")
     if html:
         picture = data["picture"]
         out.text("")

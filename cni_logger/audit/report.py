@@ -10,6 +10,8 @@ The sections, each computed by the same code as the question it summarises:
 * **conflicts**: holdings of one address that overlapped (first ``LIST_LIMIT``);
 * **leaks**: attachments never deleted, and DELs without ADD (as ``leaks``);
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
+* **attempts** (bracket mode only): ADD attempts and how they ended, the failed ones with the DEL that
+  cleaned up after them (not listed as DELs without ADD), and the chain's latency (``attempts``);
 * **latency**: counts and percentiles (``stats``).
 
 The whole trail is read (what is still held at its end decides the leaks); only what falls in
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record, sources
+from cni_logger.audit.attempts import Attempts
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
@@ -101,6 +104,9 @@ class Builder:
         self.max_addresses = max_addresses
         self.occupancy = Occupancy(keep_orphans=True)
         self.stats = Stats()
+        self.attempts = Attempts()
+        """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
+        self.failed_attempts = Capped()
         self.networks: dict[str, NetworkUse] = {}
         self.conflicts = Capped()
         self.failures = Capped()
@@ -132,12 +138,18 @@ class Builder:
         if stamp:
             self._times(stamp)
         inside = bool(stamp) and stamp in self.window
+        cleanup = None
         if inside:
             if not self._entered:  # what was held when the window opened counts towards its peak
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            self.stats.add(rec)
+            if not self.attempts.feed(rec):
+                self.stats.add(rec)
+            failed = self.attempts.concluded
+            if failed is not None:
+                cleanup = failed.cleanup
+                self.failed_attempts.add(failed.to_json())
             if not rec.ok:
                 self._failure(rec)
         for holding in self.occupancy.feed(rec):
@@ -145,7 +157,7 @@ class Builder:
             if holding.overlaps(self.window.since, self.window.until):
                 self._count(holding)
         for orphan in self.occupancy.orphans:
-            if orphan.seen in self.window:
+            if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
                 addresses, namespace, pod = line_fields(orphan.opened)
                 self.orphans.add({"kind": "del-without-add", "seen": orphan.seen, "network": orphan.key[0],
                                   "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
@@ -263,6 +275,8 @@ class Report:
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json()},
             "failures": b.failures.to_json(),
+            **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}
+               if b.attempts.events else {}),
             "stats": stats,
             "picture": {"bars": len(self.bars), "bars_not_drawn": self.bars_not_drawn, "rows": len(self.rows),
                         "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,

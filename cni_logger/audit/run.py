@@ -22,14 +22,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cni_logger.audit import output, record, sources
+from cni_logger.audit.attempts import Attempts, Failed
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.intervals import HELD, Interval, Tracker
 from cni_logger.audit.output import (
     CLEANUP_DEL,
     DEL_WITHOUT_ADD,
+    FAILED_ATTEMPT,
     FOUND,
     NEVER_DELETED,
     NO_EVIDENCE,
+    NO_OUTCOME,
     NOTHING,
     QUALIFIED,
     SUPERSEDED,
@@ -320,14 +323,26 @@ def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
     return leak
 
 
+def _attempt_leak(failed: Failed, kind: str, now: float) -> dict[str, Any]:
+    """Bracket mode: a failed attempt with the DEL that cleaned up, or an attempt with no outcome at all."""
+    age = None if kind == FAILED_ATTEMPT else round(now - to_epoch(failed.attempt.timestamp), 3)
+    return failed.to_json(kind=kind, age_seconds=age)
+
+
 def leaks(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         tracker = Tracker()
+        pairing = Attempts()
         orphans: list[Interval] = []
         superseded: list[Interval] = []
+        failures: list[Failed] = []
         for rec in session.scan.records(decode=False):
+            pairing.feed(rec)
+            concluded = pairing.concluded
+            if concluded is not None:
+                failures.append(concluded)  # its clean-up DEL is listed with it, not as a DEL without ADD
             for closed in tracker.feed(rec):
-                if closed.orphan:
+                if closed.orphan and not (concluded is not None and closed.closing is concluded.cleanup):
                     orphans.append(closed)
                 elif closed.superseded_by is not None:
                     superseded.append(closed)
@@ -335,10 +350,17 @@ def leaks(args: argparse.Namespace) -> int:
         cutoff = from_epoch(now - args.older_than)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
-        rows = [_leak(i, now, session.evidence) for i in found]
-        real = [row for row in rows if row["kind"] != CLEANUP_DEL]
-        apart = [row for row in rows if row["kind"] == CLEANUP_DEL]
+        rows = [(i.seen, _leak(i, now, session.evidence)) for i in found]
+        rows += [(f.attempt.timestamp, _attempt_leak(f, NO_OUTCOME, now)) for f in pairing.unresolved()
+                 if f.attempt.timestamp <= cutoff]
+        rows.sort(key=lambda pair: pair[0])
+        real = [row for _, row in rows if row["kind"] != CLEANUP_DEL]
+        # Listed apart, as not leaks: clean-up DELs after an ADD that failed before the logger, holders
+        # whose address another attachment was given (their DEL was lost), and bracket mode's failed
+        # attempts with the DEL that cleaned up after them.
+        apart = [row for _, row in rows if row["kind"] == CLEANUP_DEL]
         apart += [_leak(i, now, session.evidence) for i in superseded if not i.conflict or i.end is None]
+        apart += [_attempt_leak(f, FAILED_ATTEMPT, now) for f in failures]
         if args.format != "table":  # one stream of rows: ``kind`` tells them apart
             output.leaks(session.out, real + apart, fmt=args.format, full_ids=args.no_trunc)
             return bool(real)
@@ -361,17 +383,22 @@ def stats(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         query = _filter(args)
         totals = Stats()
+        pairing = Attempts()  # bracket mode: attempt entries' events are counted there, not as invocations
         if query.needs_doc:
             for rec in _selected(session.scan, query):
-                totals.add(rec.forget())
+                if not pairing.feed(rec):
+                    totals.add(rec)
+                rec.forget()
         else:
             for rec in session.scan.records(query.prefilter(), decode=False):
-                if query.matches_head(rec):
+                if query.matches_head(rec) and not pairing.feed(rec):
                     totals.add(rec)
         summary = totals.to_json()
         summary["evidence"] = session.evidence.to_json()
+        if pairing.events:
+            summary["attempts"] = pairing.to_json()
         output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
-        return totals.events > 0
+        return totals.events + pairing.events > 0
 
     return _session("stats", args, body)
 

@@ -39,10 +39,12 @@ class Step:
     cidrs: list[str]
     interfaces: list[dict[str, str]]
     error: str
+    role: str = ""
+    """Bracket mode: ``attempt`` or ``outcome``, the entry that wrote the event."""
 
     def to_json(self) -> dict[str, Any]:
         return {"@timestamp": self.timestamp, "epoch": _epoch(self.timestamp), "command": self.command,
-                "outcome": self.outcome,
+                "role": self.role or None, "outcome": self.outcome,
                 "duration_ms": None if self.duration_ns is None else round(self.duration_ns / 1e6, 3),
                 "addresses": self.cidrs, "interfaces": self.interfaces, "error": self.error or None}
 
@@ -63,7 +65,7 @@ class Attachment:
         found: list[tuple[str, str | None]] = []
         start: str | None = None
         for step in self.steps:
-            if step.outcome != "success":
+            if step.outcome != "success" or step.role == "attempt":  # an attempt attaches nothing yet
                 continue
             if step.command == "ADD" and start is None:
                 start = step.timestamp
@@ -147,6 +149,8 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
             attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname)
         attachment.pod = attachment.pod or record.pod(doc)
         attachment.namespace = attachment.namespace or record.namespace(doc)
+        role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
         attachment.steps.append(Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc),
-                                     record.interfaces(doc), record.error_message(doc)))
+                                     record.interfaces(doc), record.error_message(doc),
+                                     role if isinstance(role, str) else ""))
     return sorted(found.values(), key=lambda a: (a.steps[0].timestamp, a.network, a.ifname))

@@ -4,7 +4,9 @@ Install writes the plugin launcher into the CNI bin dir (first: CRI-O skips a wh
 plugins are not all present), then appends ``{"type": "logger", ...}`` to the plugin list of the
 network the runtime uses. Appended *last*, because on ADD the runtime runs the list in order, so the
 logger receives the final result of every plugin before it as ``prevResult`` (and on DEL, run in
-reverse, it records the teardown before anything is removed).
+reverse, it records the teardown before anything is removed). ``--bracket`` also puts one first
+(``"role": "attempt"``, the last one gets ``"role": "outcome"``), so ADDs that fail before reaching
+the end are recorded too; rkt, which has no chains, is refused.
 
 Which file is "the network the runtime uses" follows the runtimes' own rule: list ``*.conf``,
 ``*.conflist`` and ``*.json`` (Podman: only ``*.conflist``; rkt: only ``*.conf``), sort the names

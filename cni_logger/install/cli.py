@@ -49,6 +49,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     install.add_argument("--rotation", choices=("size", "external"), help="logOptions.rotation")
     install.add_argument("--capabilities", metavar="LIST",
                          help="comma-separated capabilities to receive, e.g. portMappings,bandwidth")
+    install.add_argument("--bracket", action="store_true",
+                         help="a logger entry first (records each attempt) and last (its outcome), so ADDs that "
+                              "fail earlier in the chain are in the trail too; not for rkt")
     install.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"where the install journal is kept [{DEFAULT_STATE_DIR}]")
     install.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
@@ -98,7 +101,7 @@ def _run_launcher(args: argparse.Namespace) -> int:
 
 def _run_install(args: argparse.Namespace) -> int:
     from cni_logger.install.apply import install_once
-    from cni_logger.install.content import logger_entry
+    from cni_logger.install.content import bracket_entries, logger_entry
     from cni_logger.install.selfcheck import CheckFailed
     from cni_logger.install.watch import watch
 
@@ -115,13 +118,16 @@ def _run_install(args: argparse.Namespace) -> int:
         entry = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
                              rotation=args.rotation, capabilities=capabilities)
+        attempt_entry = None
+        if args.bracket:  # (rkt, which has no chains, is refused by the plan)
+            attempt_entry, entry = bracket_entries(entry)
     except Refusal as exc:
         emit([f"refused: {exc}"])
         return 1
     opts = Options(runtime=runtime, conf_dir=os.path.abspath(args.conf_dir or runtime.conf_dir),
                    bin_dir=os.path.abspath(args.bin_dir or runtime.bin_dir), conf_file=args.conf_file,
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
-                   dry_run=args.dry_run, check_timeout=args.check_timeout)
+                   dry_run=args.dry_run, check_timeout=args.check_timeout, attempt_entry=attempt_entry)
     if args.watch:
         return watch(opts, args.interval, args.ready_file, emit)
     notes: list[str] = []

@@ -34,6 +34,17 @@ def logger_entry(log_file: str, *, fail_on_log_error: bool = False, max_size: fl
     return entry
 
 
+def bracket_entries(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--bracket``: the attempt entry (first in the list) and the outcome entry (last) made from ``entry``.
+
+    Both carry every option of ``entry`` (the same file, the same capabilities: both record the same
+    invocation's arguments) and the logger's ``role`` key, so each event says which end wrote it.
+    """
+    first = {"type": entry["type"], "role": "attempt", **{k: v for k, v in entry.items() if k != "type"}}
+    last = {"type": entry["type"], "role": "outcome", **{k: v for k, v in entry.items() if k != "type"}}
+    return first, last
+
+
 def _style(data: bytes | None) -> tuple[int | str | None, tuple[str, str] | None, bool]:
     """Indent, separators and final newline of an existing file, so a rewrite changes only what changed."""
     if not data:
@@ -59,10 +70,12 @@ def render(doc: dict[str, Any], like: bytes | None) -> bytes:
     return (text + ("\n" if newline else "")).encode("utf-8")
 
 
-def with_logger(doc: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the list ``doc`` with every logger entry replaced by ``entry``, placed last."""
+def with_logger(doc: dict[str, Any], entry: dict[str, Any], first: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of the list ``doc`` with every logger entry replaced by ``entry``, placed last (and by
+    ``first``, placed first, in bracket mode)."""
     new = dict(doc)
-    new["plugins"] = [p for p in doc["plugins"] if p.get("type") != LOGGER_TYPE] + [entry]
+    new["plugins"] = ([first] if first is not None else []) + [
+        p for p in doc["plugins"] if p.get("type") != LOGGER_TYPE] + [entry]
     return new
 
 

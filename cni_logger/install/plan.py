@@ -136,6 +136,9 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
 
     if opts.runtime.chaining:
         _plan_chain(opts, new_journal, plan, notes)
+    elif opts.attempt_entry is not None:
+        raise Refusal("--bracket needs a plugin chain, and rkt has none: each of its networks runs one plugin "
+                      "alone, so there is no first and last entry to put the logger in")
     else:
         _plan_rkt(opts, new_journal, plan, notes)
     if plan.steps or new_journal != journal:
@@ -152,7 +155,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     plan.network, plan.cni_version = target.network or "", doc.get("cniVersion") or "0.1.0"
     if target.is_list:
         check_runnable(target, doc)
-        new = render(with_logger(doc, opts.entry), target.data)
+        new = render(with_logger(doc, opts.entry, opts.attempt_entry), target.data)
         if new == target.data:
             return
         record = _record(journal, target.path, target)
@@ -170,7 +173,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
                 raise Refusal(f"{target.path} would become {destination}, which exists already; "
                               "resolve which one is meant (or name one with --conf-file)")
             existing = read_config(destination)
-        new = render(with_logger(wrapped, opts.entry), target.data)
+        new = render(with_logger(wrapped, opts.entry, opts.attempt_entry), target.data)
         record = {"created": False, "converted_from": target.path, "original": target.data.decode("utf-8"),
                   "mode": target.stat.st_mode & 0o7777, "uid": target.stat.st_uid, "gid": target.stat.st_gid}
         notes.append(f"{target.path} is a single-plugin config: it becomes the plugin list {destination}")
@@ -179,6 +182,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
         plan.steps.append(Remove(target.path, target.data, target))
         target = ConfigFile(destination, new, target.stat)
     record["written_sha256"] = _sha256(new)
+    record["bracket"] = opts.attempt_entry is not None  # a logger entry first and last, or last only
     journal["configs"][target.path] = record
 
 

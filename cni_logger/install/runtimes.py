@@ -51,12 +51,14 @@ RUNTIMES: dict[str, Runtime] = {
 class Options:
     """What to install where (the command line, resolved)."""
 
-    __slots__ = ("bin_dir", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "network", "runtime",
-                 "state_dir")
+    __slots__ = ("attempt_entry", "bin_dir", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "network",
+                 "runtime", "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,
-                 check_timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
+                 check_timeout: float = DEFAULT_CHECK_TIMEOUT, attempt_entry: dict[str, Any] | None = None) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout
+        self.attempt_entry = attempt_entry
+        """``--bracket``: the entry that goes first in the list (``entry`` then goes last as the outcome)."""

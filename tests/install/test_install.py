@@ -525,3 +525,109 @@ def test_rkt_creates_its_directories_and_refuses_network(node: Node) -> None:
     assert status == 0, err
     assert json.loads((conf_dir / "zz-cni-logger.conf").read_text())["type"] == "logger"
     assert (bin_dir / "logger").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --bracket: a logger entry first (the attempt) and last (the outcome)
+
+ATTEMPT = {"type": "logger", "role": "attempt", "logFile": "/var/log/cni/cni-logger.log"}
+OUTCOME = {"type": "logger", "role": "outcome", "logFile": "/var/log/cni/cni-logger.log"}
+
+
+@pytest.mark.parametrize(("name", "runtime"), [(n, r) for n, r, _ in LISTS])
+def test_bracket_puts_the_logger_first_and_last_idempotently_and_uninstall_restores(
+        node: Node, name: str, runtime: str) -> None:
+    original = node.put(name).read_bytes()
+    before = json.loads(original)
+    status, _, err = node.install("--runtime", runtime, "--bracket")
+    assert status == 0, err
+    after = node.doc(name)
+    assert after["plugins"] == [ATTEMPT, *before["plugins"], OUTCOME]
+    assert {k: v for k, v in after.items() if k != "plugins"} == {k: v for k, v in before.items() if k != "plugins"}
+    journal = json.loads((node.state_dir / "install.json").read_text())
+    assert journal["configs"][str(node.net_d / name)]["bracket"] is True
+
+    snapshot = node.snapshot()
+    status, _, err = node.install("--runtime", runtime, "--bracket")
+    assert status == 0 and "nothing to change" in err, err
+    assert node.snapshot() == snapshot, "a second --bracket install writes nothing"
+
+    status, _, err = node.uninstall()
+    assert status == 0, err
+    assert (node.net_d / name).read_bytes() == original
+
+
+def test_bracket_entries_carry_every_option(node: Node) -> None:
+    node.put("10-flannel.conflist")
+    status, _, err = node.install("--bracket", "--log-file", "/var/log/audit/cni.log", "--fail-on-log-error",
+                                  "--capabilities", "portMappings", "--max-size", "5")
+    assert status == 0, err
+    plugins = node.doc("10-flannel.conflist")["plugins"]
+    common = {"capabilities": {"portMappings": True}, "logFile": "/var/log/audit/cni.log", "failOnLogError": True,
+              "logOptions": {"maxSize": 5}}
+    assert plugins[0] == {"type": "logger", "role": "attempt", **common}
+    assert plugins[-1] == {"type": "logger", "role": "outcome", **common}
+    assert list(plugins[0])[:2] == ["type", "role"]
+    assert [p["type"] for p in plugins[1:-1]] == ["flannel", "portmap"]
+
+
+def test_bracket_and_back_switch_the_placement(node: Node) -> None:
+    """Install makes the file match its options: --bracket adds the first entry, a plain install takes it out."""
+    original = node.put("10-flannel.conflist").read_bytes()
+    assert node.install()[0] == 0
+    assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "portmap", "logger"]
+    assert node.install("--bracket")[0] == 0
+    assert [p.get("role") for p in node.doc("10-flannel.conflist")["plugins"]] == ["attempt", None, None, "outcome"]
+    assert node.install()[0] == 0
+    assert node.doc("10-flannel.conflist")["plugins"][-1] == LOGGER
+    assert len(node.doc("10-flannel.conflist")["plugins"]) == 3
+    assert node.uninstall()[0] == 0
+    assert (node.net_d / "10-flannel.conflist").read_bytes() == original
+
+
+def test_bracket_uninstall_after_an_agent_edit_removes_both_entries(node: Node) -> None:
+    node.put("10-flannel.conflist")
+    assert node.install("--bracket")[0] == 0
+    doc = node.doc("10-flannel.conflist")
+    doc["plugins"].insert(2, {"type": "bandwidth"})  # another agent edits the file in between
+    node.put("10-flannel.conflist", json.dumps(doc, indent=2) + "\n")
+    assert node.uninstall()[0] == 0
+    assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "bandwidth", "portmap"]
+
+
+def test_bracket_converts_a_single_conf(node: Node) -> None:
+    original = node.put("100-crio-bridge.conf").read_bytes()
+    status, _, err = node.install("--runtime", "crio", "--bracket")
+    assert status == 0, err
+    plugins = node.doc("100-crio-bridge.conflist")["plugins"]
+    assert plugins[0] == ATTEMPT and plugins[-1] == OUTCOME and [p["type"] for p in plugins[1:-1]] == ["bridge"]
+    assert node.uninstall()[0] == 0
+    assert (node.net_d / "100-crio-bridge.conf").read_bytes() == original
+
+
+def test_bracket_dry_run_shows_both_entries_and_writes_nothing(node: Node) -> None:
+    node.put("10-flannel.conflist")
+    snapshot = node.snapshot()
+    status, out, err = node.install("--bracket", "--dry-run")
+    assert status == 0, err
+    assert node.snapshot() == snapshot
+    added = [line for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert sum('"role": "attempt"' in line for line in added) == 1
+    assert sum('"role": "outcome"' in line for line in added) == 1
+    assert sum('"type": "logger"' in line for line in added) == 2
+
+
+def test_bracket_is_refused_for_rkt_and_writes_nothing(node: Node) -> None:
+    node.put("10-rkt-bridge.conf")
+    snapshot = node.snapshot()
+    status, _, err = node.install("--runtime", "rkt", "--bracket")
+    assert status == 1
+    assert "refused: --bracket needs a plugin chain, and rkt has none" in err
+    assert node.snapshot() == snapshot
+    assert not node.state_dir.exists()
+
+
+def test_bracket_entries_helper_keeps_type_first() -> None:
+    first, last = new_content.bracket_entries({"type": "logger", "logFile": "/x"})
+    assert first == {"type": "logger", "role": "attempt", "logFile": "/x"}
+    assert last == {"type": "logger", "role": "outcome", "logFile": "/x"}

@@ -437,3 +437,49 @@ def test_undecodable_bytes_from_the_environment_make_an_encodable_line() -> None
     assert doc["container"]["id"].startswith("ctr\ufffd")
     assert doc["cni"]["args"]["K8S_POD_NAME"].startswith("\ufffd")
 
+
+
+# -- bracket mode: the role of the entry ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["attempt", "outcome"])
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
+def test_role_is_recorded_right_after_ifname(role: str, command: str) -> None:
+    config = make_config(role=role)
+    if command != "ADD":
+        config["prevResult"] = copy.deepcopy(CNITOOL_PREV)
+    line, doc = render(make_request(command, config))
+    assert doc["cni"]["role"] == role
+    assert list(doc["cni"])[:5] == ["command", "container_id", "netns", "ifname", "role"]
+    # the audit finds it in the raw line, behind the head it slices (cni_logger.audit.attempts)
+    assert b'"ifname":"eth0","role":"' + role.encode() + b'"' in line
+
+
+def test_no_role_no_field() -> None:
+    _, doc = render(make_request("ADD", make_config()))
+    assert "role" not in doc["cni"]
+
+
+def test_attempt_add_message_says_attempted() -> None:
+    _, doc = render(make_request("ADD", make_config(role="attempt")))
+    assert doc["message"] == ("CNI ADD eth0 of container ctr-0123 on network k8s-pod-network (attempt entry) "
+                              "attempted")
+    assert doc["log"]["level"] == "info" and doc["event"]["outcome"] == "success"
+
+
+def test_attempt_entry_failure_and_other_commands_name_the_entry() -> None:
+    request = make_request("ADD", make_config(role="attempt"))
+    _, doc = render(request, Outcome(error=CNIError(11, "audit log unavailable", "disk full")))
+    assert doc["message"].startswith("CNI ADD eth0 of container ctr-0123 on network k8s-pod-network "
+                                     "(attempt entry) failed: ")
+    _, doc = render(make_request("DEL", make_config(role="attempt")))
+    assert doc["message"].endswith("(attempt entry) succeeded")
+
+
+def test_invalid_role_is_a_warning_not_a_field() -> None:
+    config = make_config(role="first")
+    conf = settings.load(config)
+    line = events.render(make_request("ADD", config), Outcome(result={"cniVersion": "1.1.0", "dns": {}}), conf,
+                         list(conf.problems))
+    doc = json.loads(line)
+    assert "role" not in doc["cni"] and "'role'" in doc["cni"]["warnings"][0]

@@ -23,7 +23,7 @@ def assert_defaults(conf: settings.Settings, *, except_: tuple[str, ...] = ()) -
     expected = {
         "log_to_stderr": True, "log_file": None, "max_size_bytes": 100 * MB, "max_backups": 5,
         "max_age_days": 0.0, "compress": False, "rotation": "size", "fail_on_log_error": False,
-        "record_status": False, "redact_keys": redact.DEFAULT_REDACT_KEYS,
+        "record_status": False, "redact_keys": redact.DEFAULT_REDACT_KEYS, "role": None,
     }
     for name, value in expected.items():
         if name not in except_:
@@ -112,6 +112,29 @@ def test_log_file_of_the_wrong_type_is_rejected(value: Any) -> None:
 def test_null_log_file_means_no_file() -> None:
     conf = settings.load(base(logFile=None))
     assert conf.log_file is None and conf.problems == []
+
+
+# -- role (bracket mode) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["attempt", "outcome"])
+def test_role_is_taken(value: str) -> None:
+    conf = settings.load(base(role=value))
+    assert conf.role == value and conf.problems == []
+
+
+@pytest.mark.parametrize("value", ["Attempt", "first", "", 1, True, ["attempt"], {"role": "attempt"}])
+def test_invalid_role_is_named_and_ignored(value: Any) -> None:
+    conf = settings.load(base(role=value))
+    assert conf.role is None
+    problem = only_problem(conf)
+    assert "'role'" in problem and repr(value) in problem and "['attempt', 'outcome']" in problem
+    assert_defaults(conf)
+
+
+def test_null_role_means_none() -> None:
+    conf = settings.load(base(role=None))
+    assert conf.role is None and conf.problems == []
 
 
 # -- logOptions ------------------------------------------------------------------------------------

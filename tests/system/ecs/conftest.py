@@ -70,6 +70,7 @@ def scenarios(log: Path) -> list[Scenario]:
         Scenario("add-0.4.0-with-invalid-setting", "ADD",
                  _config(log, "0.4.0", recordStatus="sometimes", prevResult=prev_result("0.4.0")),
                  cni_env("ADD", CNI_ARGS=K8S_ARGS)),
+        Scenario("add-bracket-attempt", "ADD", _config(log, role="attempt"), cni_env("ADD", CNI_ARGS=K8S_ARGS)),
         Scenario("add-podman-name-only", "ADD", _config(log, prevResult=prev_result()),
                  cni_env("ADD", CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=nginx")),
         Scenario("add-truncated", "ADD", _config(log, bulk=big, prevResult=prev_result()), cni_env("ADD")),

@@ -30,7 +30,7 @@ from tests.system.ecs.ecs_schema import (
 )
 
 ECS_VERSION = "9.4.0"
-CNI_FIELDS = {"cni.command", "cni.container_id", "cni.netns", "cni.ifname", "cni.path", "cni.version",
+CNI_FIELDS = {"cni.command", "cni.container_id", "cni.netns", "cni.ifname", "cni.role", "cni.path", "cni.version",
               "cni.plugin_type", "cni.warnings", "cni.truncated", *OPAQUE_CNI_FIELDS}
 """The custom namespace as documented in cni_logger/events.py and the README."""
 
