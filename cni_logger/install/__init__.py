@@ -23,6 +23,11 @@ is kept in a journal (``<state dir>/install.json``, mode 0600: it holds the orig
 contain credentials such as Calico's token), so that uninstall restores the original byte for byte
 when nobody else changed the file since, and otherwise removes only ``type: logger`` entries.
 
+An operator's own logger entry is kept, with every setting (``redactKeys`` keeps secrets masked):
+install moves it last and changes only what the command line names (``--max-size`` changes
+``logOptions.maxSize``; without ``--log-file`` its ``logFile`` stays). The journal records it and its
+position, so uninstall puts it back even into a file someone changed meanwhile.
+
 ``--watch`` keeps running for a DaemonSet: agents such as Calico rewrite their file on restart (and
 non-atomically, so a parse error is retried before it is believed), so the entry is re-inserted
 whenever it disappears; SIGTERM removes the entry again but leaves the launcher, which pods set up with

@@ -6,19 +6,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cni_logger import jsonio, settings
+from cni_logger import settings
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import DEFAULT_CNI_VERSION, LOGGER_TYPE
 
 
-def logger_entry(log_file: str, *, fail_on_log_error: bool = False, max_size: float | None = None,
+def logger_entry(log_file: str | None, *, fail_on_log_error: bool = False, max_size: float | None = None,
                  max_backups: int | None = None, max_age: float | None = None, compress: bool = False,
                  rotation: str | None = None, capabilities: list[str] | None = None) -> dict[str, Any]:
-    """The logger's plugin entry with only the options given (the plugin's defaults apply to the rest)."""
+    """The logger's plugin entry with only the options given (the plugin's defaults apply to the rest).
+
+    Built twice per install: with the default log path, as the entry of a network that has none, and
+    with only what the command line named, as the changes to an operator's entry (``merge_entry``).
+    """
     entry: dict[str, Any] = {"type": LOGGER_TYPE}
     if capabilities:
         entry["capabilities"] = dict.fromkeys(capabilities, True)
-    entry["logFile"] = log_file
+    if log_file is not None:
+        entry["logFile"] = log_file
     if fail_on_log_error:
         entry["failOnLogError"] = True
     options: dict[str, Any] = {}
@@ -32,6 +37,33 @@ def logger_entry(log_file: str, *, fail_on_log_error: bool = False, max_size: fl
     if problems:
         raise Refusal("; ".join(problems))
     return entry
+
+
+def merge_entry(base: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (an operator's entry) with only the options in ``named`` changed.
+
+    Every key of ``base`` stays, in its place: its ``redactKeys`` keep secrets masked, its
+    ``failOnLogError``, ``logFile`` and the rest keep meaning what the operator meant. ``logOptions``
+    and ``capabilities`` are merged key by key, so ``--max-size`` leaves ``maxBackups`` alone.
+    """
+    entry = dict(base)
+    for key, value in named.items():
+        current = entry.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            entry[key] = {**current, **value}
+        else:
+            entry[key] = value
+    return entry
+
+
+def entry_problems(entry: dict[str, Any]) -> list[str]:
+    """What the plugin would say about the entry's values (it uses its defaults for those)."""
+    return list(settings.load(entry).problems)
+
+
+def logger_entries(plugins: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The logger entries of a plugin list, with their positions."""
+    return [(i, p) for i, p in enumerate(plugins) if isinstance(p, dict) and p.get("type") == LOGGER_TYPE]
 
 
 def _style(data: bytes | None) -> tuple[int | str | None, tuple[str, str] | None, bool]:
@@ -60,15 +92,19 @@ def render(doc: dict[str, Any], like: bytes | None) -> bytes:
 
 
 def with_logger(doc: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the list ``doc`` with every logger entry replaced by ``entry``, placed last."""
-    new = dict(doc)
-    new["plugins"] = [p for p in doc["plugins"] if p.get("type") != LOGGER_TYPE] + [entry]
+    """A copy of the list ``doc`` with its logger entry (if any) replaced by ``entry``, placed last."""
+    new = without_logger(doc)
+    new["plugins"].append(entry)
     return new
 
 
-def without_logger(doc: dict[str, Any]) -> dict[str, Any]:
+def without_logger(doc: dict[str, Any], put_back: dict[str, Any] | None = None,
+                   at: int | None = None) -> dict[str, Any]:
+    """A copy of the list ``doc`` without logger entries; with ``put_back`` (an operator's entry) at index ``at``."""
     new = dict(doc)
     new["plugins"] = [p for p in doc["plugins"] if not (isinstance(p, dict) and p.get("type") == LOGGER_TYPE)]
+    if put_back is not None:
+        new["plugins"].insert(len(new["plugins"]) if at is None else at, put_back)
     return new
 
 
@@ -78,12 +114,8 @@ def wrap(doc: dict[str, Any]) -> dict[str, Any]:
     return {"cniVersion": doc.get("cniVersion") or DEFAULT_CNI_VERSION, "name": doc.get("name"), "plugins": [inner]}
 
 
-def has_logger(data: bytes) -> bool:
-    """Whether the config ``data`` holds a logger entry (as its single plugin or in its list)."""
-    try:
-        doc = jsonio.loads_bytes(data, unique_keys=True)
-    except ValueError:
-        return False
+def has_logger(doc: Any) -> bool:
+    """Whether the parsed config ``doc`` holds a logger entry (as its single plugin or in its list)."""
     plugins = doc.get("plugins") if isinstance(doc, dict) else None
     if isinstance(doc, dict) and doc.get("type") == LOGGER_TYPE:
         return True

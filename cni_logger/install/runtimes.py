@@ -46,12 +46,18 @@ RUNTIMES: dict[str, Runtime] = {
 
 
 class Options:
-    """What to install where (the command line, resolved)."""
+    """What to install where (the command line, resolved).
 
-    __slots__ = ("bin_dir", "conf_dir", "conf_file", "dry_run", "entry", "network", "runtime", "state_dir")
+    ``entry``: the logger's entry for a network that has none. ``named``: only the options the command
+    line gave, applied to an operator's own entry (which keeps everything else); None: all of ``entry``.
+    """
+
+    __slots__ = ("bin_dir", "conf_dir", "conf_file", "dry_run", "entry", "named", "network", "runtime", "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
-                 entry: dict[str, Any], state_dir: str, dry_run: bool = False) -> None:
+                 entry: dict[str, Any], state_dir: str, dry_run: bool = False,
+                 named: dict[str, Any] | None = None) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run = state_dir, dry_run
+        self.named = entry if named is None else named

@@ -82,7 +82,6 @@ def test_the_dry_run_diff_shows_only_the_named_change(node: Node) -> None:
     conf = [line for line in conf_diff.splitlines()[2:] if line[:1] in "+-"]
     changed = [line for line in conf if '"maxBackups"' in line]
     assert changed == ['-        "maxBackups": 9,', '+        "maxBackups": 3,'], out
-    assert '       "redactKeys": [' in conf_diff and '"k8s_auth_token"' in out, "the kept settings are shown as context"
     assert not any("redactKeys" in line or "failOnLogError" in line for line in conf), out
 
 
@@ -104,7 +103,7 @@ def test_an_agent_rewrite_without_any_logger_keeps_the_operators_settings_in_pla
     """calico-node rewrites its file from its template: the entry install puts back still masks the
     operator's redactKeys; uninstall then gives back the agent's latest version, byte for byte."""
     calico = json.loads(shape("10-calico.conflist"))
-    calico["plugins"].append(OPERATOR)
+    calico["plugins"].insert(1, OPERATOR)
     path = node.put("10-calico.conflist", json.dumps(calico, indent=2) + "\n")
     assert node.install()[0] == 0
     rewritten = shape("10-calico.conflist").replace(b'"mtu": 0', b'"mtu": 1450')
