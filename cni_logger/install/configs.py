@@ -68,6 +68,11 @@ def read_config(path: str) -> ConfigFile:
         return ConfigFile(path, b"", st, problem="is not a regular file")
     with open(path, "rb") as f:
         data = f.read()
+    return classify(path, data, st)
+
+
+def classify(path: str, data: bytes, st: os.stat_result) -> ConfigFile:
+    """``data`` read as libcni would read it at ``path``: also for content only planned, not yet written."""
     cfg = ConfigFile(path, data, st)
     try:
         cfg.doc = jsonio.loads_bytes(data, unique_keys=True)
@@ -97,10 +102,16 @@ def read_config(path: str) -> ConfigFile:
     return cfg
 
 
+def order(name: str) -> bytes:
+    """The runtimes' order of file names: Go compares their bytes (a name that is not UTF-8 is kept by
+    ``os.listdir`` as surrogate escapes, whose code points would sort differently from its bytes)."""
+    return os.fsencode(name)
+
+
 def scan(conf_dir: str, runtime: Runtime) -> list[ConfigFile]:
     """The files the runtime would consider, in its (lexicographic) order."""
     try:
-        names = sorted(os.listdir(conf_dir))
+        names = sorted(os.listdir(conf_dir), key=order)
     except FileNotFoundError:
         raise Refusal(f"{conf_dir} does not exist (is this the runtime's CNI conf dir? see --conf-dir)") from None
     found = []

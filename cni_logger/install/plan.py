@@ -15,8 +15,8 @@ from typing import Any
 
 from cni_logger import jsonio
 from cni_logger.install import Refusal, launcher
-from cni_logger.install.choose import check_runnable, conf_path, settled_choice
-from cni_logger.install.configs import ConfigFile, read_config, scan
+from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
+from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
 from cni_logger.install.content import (
     entry_problems,
     has_logger,
@@ -189,7 +189,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     being applied), else the one in the file. Options given on the command line change only what they
     name (``Options.named``); a network without a logger entry gets ``Options.entry``.
     """
-    target = settled_choice(opts, notes)
+    target, files = settled_choice(opts, notes)
     doc = target.doc
     listed = doc if target.is_list else wrap(doc)
     check_runnable(target, listed)
@@ -234,6 +234,41 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     record["written_sha256"] = _sha256(new)
     record["entry"], record["entry_index"] = operator, index
     journal["configs"][destination] = record
+    _check_pick(opts, files, plan, {target.path: destination})
+
+
+def _check_pick(opts: Options, files: list[ConfigFile], plan: Plan, renamed: dict[str, str]) -> None:
+    """Refuse a plan after which the runtime would use another network (or, containerd, none at all).
+
+    Renaming ``NAME.conf`` (or ``NAME.json``) to ``NAME.conflist`` moves it in the runtime's order:
+    ``NAME.conf.json`` sorts between the two names, and ``NAME.json`` moves before ``NAME.d.conflist``.
+    So the runtime's own rule (``choose.runtime_pick``) is run over the directory as it would be after
+    the plan, and must pick the same file as before, under its new name if it is the one renamed.
+    """
+    runtime = opts.runtime
+    touched = {step.path for step in plan.steps}
+    after = [c for c in files if c.path not in touched]
+    for step in plan.steps:
+        if (isinstance(step, Write) and not step.launcher and os.path.dirname(step.path) == opts.conf_dir
+                and step.path.endswith(runtime.extensions)):
+            after.append(classify(step.path, step.data, step.expect.stat if step.expect else files[0].stat))
+    after.sort(key=lambda c: order(c.name))
+    for network in (None, opts.network) if opts.network else (None,):
+        before, now = runtime_pick(runtime, files, network), runtime_pick(runtime, after, network)
+        expected = renamed.get(before.path, before.path) if before is not None else None
+        if (now.path if now is not None else None) == expected:
+            continue
+        change = ", ".join(f"{os.path.basename(old)} into {os.path.basename(new)}" for old, new in renamed.items())
+        if now is None:
+            consequence = "no network at all"
+        elif now.problem and not now.ambiguous:
+            consequence = (f"{now.path}, which sorts first then and which it cannot load ({now.problem}): "
+                           "it would then load no network at all")
+        else:
+            consequence = f"{now.path} (network {now.network!r}), which sorts first then"
+        raise Refusal(f"turning {change} would make {runtime.name} use {consequence}, instead of "
+                      f"{before.path if before is not None else 'the network it uses now'}; rename or remove one of them (or convert "
+                      "the file yourself): nothing was changed")
 
 
 def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:

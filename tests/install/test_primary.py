@@ -15,6 +15,7 @@ from tests.install.nodes import Node, shape
 
 NET = '{"cniVersion": "1.0.0", "name": "net", "type": "bridge"}\n'
 OTHER = '{"cniVersion": "1.0.0", "name": "other", "type": "ptp"}\n'
+OTHER_LIST = '{"cniVersion": "1.0.0", "name": "other", "plugins": [{"type": "ptp"}]}\n'
 
 
 @pytest.mark.parametrize("runtime", ["containerd", "crio"])
@@ -23,7 +24,7 @@ OTHER = '{"cniVersion": "1.0.0", "name": "other", "type": "ptp"}\n'
 def test_a_conversion_that_would_let_another_network_sort_first_is_refused(
         node: Node, runtime: str, between: str) -> None:
     node.put("10-net.conf", NET)
-    node.put(between, OTHER)
+    node.put(between, OTHER_LIST if between.endswith(".conflist") else OTHER)
     snapshot = node.snapshot()
     status, out, err = node.install("--runtime", runtime)
     assert status == 1, err
