@@ -267,8 +267,8 @@ def _check_pick(opts: Options, files: list[ConfigFile], plan: Plan, renamed: dic
         else:
             consequence = f"{now.path} (network {now.network!r}), which sorts first then"
         raise Refusal(f"turning {change} would make {runtime.name} use {consequence}, instead of "
-                      f"{before.path if before is not None else 'the network it uses now'}; rename or remove one of them (or convert "
-                      "the file yourself): nothing was changed")
+                      f"{before.path if before is not None else 'the network it uses now'}; rename or remove one "
+                      "of them (or convert the file yourself): nothing was changed")
 
 
 def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
