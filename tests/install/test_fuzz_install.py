@@ -1,0 +1,247 @@
+"""Any conf dir gets a clear refusal or a correct install from ``cni-logger install``, never a traceback.
+
+A traceback in ``install --watch`` crash-loops the DaemonSet, so the reader and the planner are fuzzed
+with hypothesis over config-shaped JSON text (escapes Python and Go read differently — lone surrogates —,
+numbers at the edge of float64, duplicate keys, deep nesting, an operator's logger entry) and raw bytes,
+in files whose names collide in the runtimes' order; then a sample through the real process, and the
+cases found so far as named tests (process level: ``install``, ``install --dry-run``, ``--watch``,
+``uninstall``).
+
+``CNI_LOGGER_FUZZ_EXAMPLES`` / ``CNI_LOGGER_FUZZ_PROCESS_EXAMPLES`` set the number of examples (300 / 15).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cni_logger import jsonio
+from tests.install.nodes import Node, shape
+from tests.install.test_watch import CNI_LOGGER, wait_for
+
+IN_PROCESS = int(os.environ.get("CNI_LOGGER_FUZZ_EXAMPLES", "300"))
+PROCESS = int(os.environ.get("CNI_LOGGER_FUZZ_PROCESS_EXAMPLES", "15"))
+
+# JSON text pieces: strings (as the escapes a file can hold), numbers, literals.
+STRINGS = ['"\\ud800"', '"\\udfff"', '"a\\uDC00b"', '"\\ud83d\\ude00"', '"\\ud83d"', '"\\u0000"', '"\\/"',
+           '"\u00e9"', '"\\u2028"', '""', '"bridge"', '"logger"', '"portmap"', '"cilium-cni"', '"net"',
+           '"a b"', '"1.0.0"', '"0.4.0"', '"9.9.9"', '"/var/log/x.log"', '"rel.log"']
+NUMBERS = ["0", "-0", "1", "2.5", "1E5", "1e400", "-1e400", "1e-400", "123456789012345678901234567890", "NaN",
+           "Infinity", "9" * 310]
+LITERALS = ["null", "true", "false"]
+KEYS = ['"type"', '"name"', '"cniVersion"', '"plugins"', '"logFile"', '"redactKeys"', '"logOptions"',
+        '"maxSize"', '"capabilities"', '"failOnLogError"', '"ipam"', '"\\ud800"', '"\\udc00k"', '"k"']
+NAMES = ["10-a.conf", "10-a.conflist", "10-a.json", "10-a.conf.json", "10-a.conf-1.conflist", "05-b.conflist",
+         "zz-cni-logger.conf", os.fsdecode(b"10-\xff.conflist"), "10-a.conf.bak"]
+OPTIONS = [[], ["--max-size", "3"], ["--log-file", "/var/log/o.log"], ["--runtime", "crio"],
+           ["--runtime", "podman"], ["--runtime", "rkt"], ["--dry-run"], ["--network", "net"],
+           ["--conf-file", "10-a.conf"], ["--conf-file", "10-a.conflist"], ["--capabilities", "portMappings"]]
+
+leaf = st.sampled_from(STRINGS + NUMBERS + LITERALS)
+value = st.recursive(
+    leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4).map(
+            lambda pairs: "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"),
+    ),
+    max_leaves=12,
+)
+deep = st.integers(1, 3000).map(lambda n: "[" * n + "]" * n)
+
+
+@st.composite
+def plugin(draw: st.DrawFn) -> str:
+    pairs = [('"type"', draw(st.sampled_from(['"bridge"', '"logger"', '"portmap"', '"cilium-cni"', '""', "5"])))]
+    pairs += draw(st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(value, deep)), max_size=3))
+    return "{" + ", ".join(f"{k}: {v}" for k, v in draw(st.permutations(pairs))) + "}"
+
+
+@st.composite
+def config(draw: st.DrawFn) -> str:
+    pairs = [('"cniVersion"', draw(st.sampled_from(['"1.0.0"', '"0.4.0"', '"0.3.1"', '"9.9.9"', "1", '"\\ud800"']))),
+             ('"name"', draw(st.sampled_from(['"net"', '"other"', '"a b"', '"\\ud800"', '"n\\u00e9t"', "null"])))]
+    if draw(st.booleans()):
+        pairs.append(('"plugins"', "[" + ", ".join(draw(st.lists(plugin(), max_size=4))) + "]"))
+    else:
+        pairs.append(('"type"', draw(st.sampled_from(['"bridge"', '"logger"', '"ptp"']))))
+    pairs += draw(st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(value, deep)), max_size=3))
+    return "{" + ", ".join(f"{k}: {v}" for k, v in draw(st.permutations(pairs))) + "}"
+
+
+content = st.one_of(
+    config().map(lambda text: text.encode("utf-8", "surrogatepass")),
+    st.tuples(config(), st.integers(0, 400)).map(lambda t: t[0].encode()[: t[1]]),
+    value.map(str.encode),
+    st.binary(max_size=64),
+    st.sampled_from([b"\xef\xbb\xbf{}", b'{"type": "\xff"}', b"\xed\xa0\x80", b""]),
+)
+conf_dir = st.dictionaries(st.sampled_from(NAMES), content, min_size=1, max_size=3)
+
+
+def check_install(node: Node, files: dict[str, bytes], options: list[str]) -> None:
+    """One node through install (and uninstall): a refusal or a correct install, nothing else."""
+    node.net_d.mkdir(parents=True)
+    node.bin_dir.mkdir()
+    for name, data in files.items():
+        (node.net_d / name).write_bytes(data)
+    status, out, err = node.install(*options)
+    out.encode("utf-8")  # what the real process's stdout must be able to carry
+    assert status in (0, 1), err
+    if status == 1:
+        assert "refused:" in err, err
+        return
+    for path in node.net_d.iterdir():
+        data = path.read_bytes()
+        if path.name.endswith((".conf", ".conflist", ".json")) and data not in files.values():
+            jsonio.loads_bytes(data, unique_keys=True)  # what install wrote parses, strictly
+    status, out, err = node.uninstall()
+    out.encode("utf-8")
+    assert status == 0, err
+
+
+@settings(max_examples=IN_PROCESS, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(files=conf_dir, options=st.sampled_from(OPTIONS))
+def test_fuzz_the_reader_and_planner(capsys: pytest.CaptureFixture[str], files: dict[str, bytes],
+                                     options: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        check_install(Node(Path(tmp), capsys), files, options)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    if not CNI_LOGGER.exists():
+        pytest.skip(f"{CNI_LOGGER} is not installed (scripts/setup-system.sh)")
+    return subprocess.run([str(CNI_LOGGER), *args], capture_output=True, text=True, errors="replace", timeout=60,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def node_args(root: Path) -> list[str]:
+    return ["--conf-dir", str(root / "net.d"), "--bin-dir", str(root / "bin"), "--state-dir", str(root / "state")]
+
+
+@settings(max_examples=PROCESS, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.data_too_large])
+@given(files=conf_dir, options=st.sampled_from(OPTIONS))
+def test_fuzz_sample_through_the_real_process(files: dict[str, bytes], options: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "net.d").mkdir()
+        (root / "bin").mkdir()
+        for name, data in files.items():
+            (root / "net.d" / name).write_bytes(data)
+        for command in (["install", "--dry-run"], ["install"], ["uninstall"]):
+            args = [*command, *(node_args(root) if command[0] == "install" else ["--state-dir", str(root / "state")])]
+            done = run(*args, *(o for o in options if o != "--dry-run" and command[0] == "install"))
+            assert done.returncode in (0, 1), done.stderr
+            assert "Traceback" not in done.stderr, done.stderr
+            assert done.returncode == 0 or "refused:" in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cases found, through the real process
+
+
+SURROGATE_CASES = {
+    "value": b'{"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge", "bridge": "br\\ud800"}]}\n',
+    "key": b'{"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge", "\\udc00": 1}]}\n',
+    "operator's redactKeys": b'{"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge"}, '
+                             b'{"type": "logger", "redactKeys": ["\\uDFFF"]}]}\n',
+    "single .conf": b'{"cniVersion": "1.0.0", "name": "net", "type": "bridge", "x": ["\\ud83d", "\\ud83d\\ude00"]}',
+}
+
+
+@pytest.mark.parametrize("case", list(SURROGATE_CASES))
+def test_lone_surrogate_escapes_are_kept_as_escapes(tmp_path: Path, case: str) -> None:
+    """Go reads an unpaired surrogate escape as U+FFFD; the rewrite keeps the escape itself, so the runtime
+    reads every value exactly as before, and uninstall gives the original bytes back."""
+    data = SURROGATE_CASES[case]
+    name = "10-net.conf" if case == "single .conf" else "10-net.conflist"
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "net.d" / name).write_bytes(data)
+    dry = run("install", "--dry-run", "--max-size", "5", *node_args(tmp_path))
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, dry.stderr
+    done = run("install", "--max-size", "5", *node_args(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "net.d" / "10-net.conflist").read_bytes()
+    assert written.isascii() or b"\xed" not in written, "no surrogate encoded as bytes"
+    before, after = json.loads(data), json.loads(written)
+    plugins = before["plugins"] if "plugins" in before else [
+        {k: v for k, v in before.items() if k not in ("cniVersion", "name")}]
+    assert after["plugins"][:-1] == [p for p in plugins if p["type"] != "logger"]
+    assert after["plugins"][-1]["logOptions"] == {"maxSize": 5}
+    assert dry.stdout.count("\\u") >= 1
+    done = run("uninstall", "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "net.d" / name).read_bytes() == data
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("10-net.conf", b'{"cniVersion": "1.0.0", "name": "net", "type": "bridge", "plugins": 5}', None),
+    ("10-net.conflist", b'{"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge", "x": '
+     + b"[" * 800 + b"]" * 800 + b"}]}", "nested"),
+    ("10-net.conflist", b'{"cniVersion": "1.0.0", "name": "net", "plugins": [{"type": "bridge"}, {"type": '
+     b'"logger", "x": ' + b"[" * 900 + b"]" * 900 + b"}]}", "nested"),
+    ("10-net.conflist", b'{"cniVersion": "1.0.0", "name": "\\ud800", "plugins": [{"type": "bridge"}]}',
+     "network name"),
+])
+def test_config_shapes_that_crashed_install(tmp_path: Path, name: str, data: bytes, message: str | None) -> None:
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "net.d" / name).write_bytes(data)
+    for extra in (["--dry-run"], []):
+        done = run("install", *extra, *node_args(tmp_path))
+        assert "Traceback" not in done.stderr, done.stderr
+        if message is None:
+            assert done.returncode == 0, done.stderr
+        else:
+            assert done.returncode == 1 and "refused:" in done.stderr and message in done.stderr, done.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_in_the_dry_run(tmp_path: Path) -> None:
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "net.d" / os.fsdecode(b"10-\xff.conflist")).write_bytes(shape("10-flannel.conflist"))
+    done = run("install", "--dry-run", *node_args(tmp_path))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "10-\\xff.conflist" in done.stdout
+
+
+@pytest.mark.parametrize("data", [SURROGATE_CASES["value"], SURROGATE_CASES["operator's redactKeys"],
+                                  b'{"cniVersion": "1.0.0", "name": "net", "type": "bridge", "plugins": 5}'])
+def test_watch_never_crashes_on_config_content(tmp_path: Path, data: bytes) -> None:
+    """The DaemonSet's process: it installs, stays up, and takes the entry out on SIGTERM."""
+    if not CNI_LOGGER.exists():
+        pytest.skip(f"{CNI_LOGGER} is not installed (scripts/setup-system.sh)")
+    (tmp_path / "net.d").mkdir()
+    (tmp_path / "bin").mkdir()
+    name = "10-net.conf" if b'"type": "bridge", "plugins"' in data else "10-net.conflist"
+    (tmp_path / "net.d" / name).write_bytes(data)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([str(CNI_LOGGER), "install", "--watch", "--interval", "0.2", *node_args(tmp_path),
+                             "--ready-file", str(ready)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        assert wait_for(lambda: ready.exists() or proc.poll() is not None)
+        time.sleep(0.5)  # a few more passes over the installed file
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert (tmp_path / "net.d" / name).read_bytes() == data
