@@ -4,6 +4,7 @@ rendered in the style of the file it replaces, so that a rewrite changes only wh
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from cni_logger import settings
@@ -84,10 +85,23 @@ def _style(data: bytes | None) -> tuple[int | str | None, tuple[str, str] | None
     return 2, None, newline
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def render(doc: dict[str, Any], like: bytes | None) -> bytes:
-    """``doc`` as JSON in the style of ``like`` (the file it replaces)."""
+    """``doc`` as JSON in the style of ``like`` (the file it replaces).
+
+    An unpaired UTF-16 surrogate escape (``"\\ud800"``) is valid JSON that runtimes load (Go's decoder
+    reads it as U+FFFD) and that Python reads as a lone surrogate, which has no UTF-8 encoding. It is
+    written back as the same escape, so the runtime reads every value exactly as before: refusing the
+    file instead would leave a node whose network works without the logger (and ``--watch`` refusing
+    forever), for text that means the same thing to the runtime either way. Writing it is exact, because
+    Python's decoder joins every valid escaped pair into one character: a surrogate left in a string was
+    unpaired in the file, and ``json.dumps`` emits it raw only inside a string literal.
+    """
     indent, separators, newline = _style(like)
     text = json.dumps(doc, indent=indent, separators=separators, ensure_ascii=False)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return (text + ("\n" if newline else "")).encode("utf-8")
 
 

@@ -75,11 +75,16 @@ class Plan:
         for step in self.steps:
             old = (step.old or b"").decode("utf-8", "replace").splitlines(keepends=True)
             new = step.data.decode("utf-8", "replace").splitlines(keepends=True) if isinstance(step, Write) else []
-            before = step.path if step.old is not None else "/dev/null"
-            after = step.path if isinstance(step, Write) else "/dev/null"
+            before = _shown(step.path) if step.old is not None else "/dev/null"
+            after = _shown(step.path) if isinstance(step, Write) else "/dev/null"
             lines = list(difflib.unified_diff(old, new, before, after))
             out.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
         return "".join(out)
+
+
+def _shown(path: str) -> str:
+    """A path as text stdout can carry: a name that is not UTF-8 (surrogate escapes) shows its bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _sha256(data: bytes) -> str:

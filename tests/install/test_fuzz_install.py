@@ -12,21 +12,22 @@ cases found so far as named tests (process level: ``install``, ``install --dry-r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cni_logger import jsonio
-from tests.install.nodes import Node, shape
+from cni_logger import cli, jsonio
+from tests.install.nodes import shape
 from tests.install.test_watch import CNI_LOGGER, wait_for
 
 IN_PROCESS = int(os.environ.get("CNI_LOGGER_FUZZ_EXAMPLES", "300"))
@@ -89,35 +90,56 @@ content = st.one_of(
 conf_dir = st.dictionaries(st.sampled_from(NAMES), content, min_size=1, max_size=3)
 
 
-def check_install(node: Node, files: dict[str, bytes], options: list[str]) -> None:
+class Streams:
+    """stdout and stderr as the real process has them: UTF-8, strict on stdout, backslashreplace on stderr."""
+
+    def __enter__(self) -> Streams:
+        self.saved = sys.stdout, sys.stderr
+        self.out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+        self.err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
+        sys.stdout, sys.stderr = self.out, self.err
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self.saved
+
+    def run(self, *argv: str) -> tuple[int, str]:
+        """``cni-logger ARGV`` in this process: the exit status and stderr (stdout must encode, strictly)."""
+        status = cli.tool(list(argv))
+        for stream in (self.out, self.err):
+            stream.flush()
+        err = self.err.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+        self.err.buffer.seek(0)
+        self.err.buffer.truncate()
+        return status, err
+
+
+def check_install(root: Path, files: dict[str, bytes], options: list[str]) -> None:
     """One node through install (and uninstall): a refusal or a correct install, nothing else."""
-    node.net_d.mkdir(parents=True)
-    node.bin_dir.mkdir()
+    (root / "net.d").mkdir()
+    (root / "bin").mkdir()
     for name, data in files.items():
-        (node.net_d / name).write_bytes(data)
-    status, out, err = node.install(*options)
-    out.encode("utf-8")  # what the real process's stdout must be able to carry
-    assert status in (0, 1), err
-    if status == 1:
-        assert "refused:" in err, err
-        return
-    for path in node.net_d.iterdir():
-        data = path.read_bytes()
-        if path.name.endswith((".conf", ".conflist", ".json")) and data not in files.values():
-            jsonio.loads_bytes(data, unique_keys=True)  # what install wrote parses, strictly
-    status, out, err = node.uninstall()
-    out.encode("utf-8")
-    assert status == 0, err
+        (root / "net.d" / name).write_bytes(data)
+    with Streams() as streams:
+        status, err = streams.run("install", *node_args(root), *options)
+        assert status in (0, 1), err
+        if status == 1:
+            assert "refused:" in err, err
+            return
+        for path in (root / "net.d").iterdir():
+            data = path.read_bytes()
+            if path.name.endswith((".conf", ".conflist", ".json")) and data not in files.values():
+                jsonio.loads_bytes(data, unique_keys=True)  # what install wrote parses, strictly
+        status, err = streams.run("uninstall", "--state-dir", str(root / "state"))
+        assert status == 0, err
 
 
 @settings(max_examples=IN_PROCESS, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(files=conf_dir, options=st.sampled_from(OPTIONS))
-def test_fuzz_the_reader_and_planner(capsys: pytest.CaptureFixture[str], files: dict[str, bytes],
-                                     options: list[str]) -> None:
+def test_fuzz_the_reader_and_planner(files: dict[str, bytes], options: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        check_install(Node(Path(tmp), capsys), files, options)
+        check_install(Path(tmp), files, options)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
