@@ -37,51 +37,87 @@ PROCESS = int(os.environ.get("CNI_LOGGER_FUZZ_PROCESS_EXAMPLES", "15"))
 STRINGS = ['"\\ud800"', '"\\udfff"', '"a\\uDC00b"', '"\\ud83d\\ude00"', '"\\ud83d"', '"\\u0000"', '"\\/"',
            '"\u00e9"', '"\\u2028"', '""', '"bridge"', '"logger"', '"portmap"', '"cilium-cni"', '"net"',
            '"a b"', '"1.0.0"', '"0.4.0"', '"9.9.9"', '"/var/log/x.log"', '"rel.log"']
-NUMBERS = ["0", "-0", "1", "2.5", "1E5", "1e400", "-1e400", "1e-400", "123456789012345678901234567890", "NaN",
-           "Infinity", "9" * 310]
+NUMBERS = ["0", "-0", "1", "2.5", "1E5", "1e-400", "123456789012345678901234567890", "1.7976931348623157e308"]
+REFUSED_NUMBERS = ["1e400", "-1e400", "NaN", "Infinity", "9" * 310]
 LITERALS = ["null", "true", "false"]
-KEYS = ['"type"', '"name"', '"cniVersion"', '"plugins"', '"logFile"', '"redactKeys"', '"logOptions"',
-        '"maxSize"', '"capabilities"', '"failOnLogError"', '"ipam"', '"\\ud800"', '"\\udc00k"', '"k"']
+KEYS = ['"logFile"', '"redactKeys"', '"logOptions"', '"maxSize"', '"capabilities"', '"failOnLogError"', '"ipam"',
+        '"\\ud800"', '"\\udc00k"', '"k"']
+STRUCTURAL_KEYS = ['"type"', '"name"', '"cniVersion"', '"plugins"']
 NAMES = ["10-a.conf", "10-a.conflist", "10-a.json", "10-a.conf.json", "10-a.conf-1.conflist", "05-b.conflist",
          "zz-cni-logger.conf", os.fsdecode(b"10-\xff.conflist"), "10-a.conf.bak"]
 OPTIONS = [[], ["--max-size", "3"], ["--log-file", "/var/log/o.log"], ["--runtime", "crio"],
            ["--runtime", "podman"], ["--runtime", "rkt"], ["--dry-run"], ["--network", "net"],
            ["--conf-file", "10-a.conf"], ["--conf-file", "10-a.conflist"], ["--capabilities", "portMappings"]]
 
-leaf = st.sampled_from(STRINGS + NUMBERS + LITERALS)
+
+
+def usually(common: list[str], rare: list[str]) -> st.SearchStrategy[str]:
+    """Mostly values a runtime accepts (so most examples reach the planner), sometimes ones it refuses."""
+    return st.one_of(*[st.sampled_from(common)] * 9, st.sampled_from(rare))
+
+
+leaf = usually(STRINGS + NUMBERS + LITERALS, REFUSED_NUMBERS)
 value = st.recursive(
     leaf,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"),
-        st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=4).map(
+        st.lists(st.tuples(usually(KEYS, STRUCTURAL_KEYS), inner), max_size=4).map(
             lambda pairs: "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"),
     ),
     max_leaves=12,
 )
-deep = st.integers(1, 3000).map(lambda n: "[" * n + "]" * n)
+deep = st.one_of(st.integers(1, 80), st.integers(900, 3000)).map(lambda n: "[" * n + "]" * n)
+extra = st.lists(st.tuples(usually(KEYS, STRUCTURAL_KEYS), st.one_of(value, value, value, deep)), max_size=3)
+"""Keys and values added to a config or plugin: mostly shallow, and often what the named keys expect."""
 
 
 @st.composite
 def plugin(draw: st.DrawFn) -> str:
-    pairs = [('"type"', draw(st.sampled_from(['"bridge"', '"logger"', '"portmap"', '"cilium-cni"', '""', "5"])))]
-    pairs += draw(st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(value, deep)), max_size=3))
+    pairs = [('"type"', draw(usually(['"bridge"', '"logger"', '"portmap"', '"cilium-cni"'], ['""', "5"])))]
+    pairs += draw(extra)
     return "{" + ", ".join(f"{k}: {v}" for k, v in draw(st.permutations(pairs))) + "}"
 
 
 @st.composite
 def config(draw: st.DrawFn) -> str:
-    pairs = [('"cniVersion"', draw(st.sampled_from(['"1.0.0"', '"0.4.0"', '"0.3.1"', '"9.9.9"', "1", '"\\ud800"']))),
-             ('"name"', draw(st.sampled_from(['"net"', '"other"', '"a b"', '"\\ud800"', '"n\\u00e9t"', "null"])))]
+    pairs = [('"cniVersion"', draw(usually(['"1.0.0"', '"0.4.0"', '"0.3.1"'], ['"9.9.9"', "1", '"\\ud800"']))),
+             ('"name"', draw(usually(['"net"', '"other"'], ['"a b"', '"\\ud800"', '"n\\u00e9t"', "null"])))]
     if draw(st.booleans()):
-        pairs.append(('"plugins"', "[" + ", ".join(draw(st.lists(plugin(), max_size=4))) + "]"))
+        pairs.append(('"plugins"', "[" + ", ".join(draw(st.lists(plugin(), min_size=1, max_size=4))) + "]"))
     else:
         pairs.append(('"type"', draw(st.sampled_from(['"bridge"', '"logger"', '"ptp"']))))
-    pairs += draw(st.lists(st.tuples(st.sampled_from(KEYS), st.one_of(value, deep)), max_size=3))
+    pairs += draw(extra)
     return "{" + ", ".join(f"{k}: {v}" for k, v in draw(st.permutations(pairs))) + "}"
 
 
+# The same shapes as documents, written by json.dumps: any text, lone surrogates included (as escapes,
+# or — ensure_ascii off — as bytes that are not UTF-8), any JSON number Go can read.
+text = st.text(st.characters(categories=["L", "N", "P", "S", "Zs", "Cc", "Cs"]), max_size=8)
+document_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=10,
+)
+extra_keys = st.dictionaries(
+    st.sampled_from(["logFile", "redactKeys", "logOptions", "capabilities", "failOnLogError", "ipam", "bridge"])
+    | text, document_value, max_size=3)
+plugin_document = st.builds(lambda kind, more: {"type": kind, **more},
+                            st.sampled_from(["bridge", "logger", "portmap", "cilium-cni"]), extra_keys)
+document = st.builds(
+    lambda version, name, body, more: {"cniVersion": version, "name": name, **body, **more},
+    st.sampled_from(["1.0.0", "0.4.0", "0.3.1"]), st.sampled_from(["net", "other"]),
+    st.one_of(st.lists(plugin_document, min_size=1, max_size=4).map(lambda plugins: {"plugins": plugins}),
+              st.sampled_from(["bridge", "ptp", "logger"]).map(lambda kind: {"type": kind})),
+    extra_keys)
+written = st.builds(lambda doc, indent, ascii_only: json.dumps(doc, indent=indent, ensure_ascii=ascii_only),
+                    document, st.sampled_from([None, 2, 4, "\t"]), st.booleans())
+
+whole = config().map(lambda text: text.encode("utf-8", "surrogatepass"))
 content = st.one_of(
-    config().map(lambda text: text.encode("utf-8", "surrogatepass")),
+    written.map(lambda text: text.encode("utf-8", "surrogatepass")),
+    written.map(lambda text: text.encode("utf-8", "surrogatepass")),
+    whole, whole,
     st.tuples(config(), st.integers(0, 400)).map(lambda t: t[0].encode()[: t[1]]),
     value.map(str.encode),
     st.binary(max_size=64),
