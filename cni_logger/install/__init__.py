@@ -30,6 +30,11 @@ ADD into a private log) and refuses, having changed nothing, when it does not ru
 fails would fail every ADD of the network. A new launcher is executed under its temporary name and
 renamed into place only once it passed (``apply``'s docstring says why this, not replace-then-restore).
 
+An operator's own logger entry is kept, with every setting (``redactKeys`` keeps secrets masked):
+install moves it last and changes only what the command line names (``--max-size`` changes
+``logOptions.maxSize``; without ``--log-file`` its ``logFile`` stays). The journal records it and its
+position, so uninstall puts it back even into a file someone changed meanwhile.
+
 ``--watch`` keeps running for a DaemonSet: agents such as Calico rewrite their file on restart (and
 non-atomically, so a parse error is retried before it is believed), so the entry is re-inserted
 whenever it disappears; every pass repeats the self-check, and while it fails the entry is taken out

@@ -9,8 +9,8 @@ from typing import Any
 
 from cni_logger import skel
 from cni_logger.install import Refusal
-from cni_logger.install.configs import ConfigFile, read_config, scan
-from cni_logger.install.runtimes import Options
+from cni_logger.install.configs import ConfigFile, order, read_config, scan
+from cni_logger.install.runtimes import Options, Runtime
 
 SETTLE_SECONDS = 1.0
 SETTLE_ATTEMPTS = 3
@@ -51,7 +51,7 @@ def choose(opts: Options, files: list[ConfigFile], notes: list[str]) -> ConfigFi
                           "the one meant: name it with --conf-file")
         if not matches:
             raise Refusal(f"no valid file in {opts.conf_dir} defines network {opts.network!r}")
-        _note_skipped(opts, [c for c in files if c.problem and c.path < matches[0].path], notes)
+        _note_skipped(opts, [c for c in files if c.problem and _before(c.path, matches[0].path)], notes)
         return matches[0]
 
     valid = [c for c in files if not c.problem]
@@ -67,10 +67,32 @@ def choose(opts: Options, files: list[ConfigFile], notes: list[str]) -> ConfigFi
             raise Refusal(f"{cfg.path} {cfg.problem}; it sorts before any usable config, so the runtime "
                           "may use it: fix it or name the file with --conf-file")
         if not cfg.problem:
-            _note_skipped(opts, [c for c in files if c.problem and c.path < cfg.path], notes)
+            _note_skipped(opts, [c for c in files if c.problem and _before(c.path, cfg.path)], notes)
             return cfg
     _note_skipped(opts, files, notes)
     raise Refusal(f"no valid network config in {opts.conf_dir} (has the network provider started?)")
+
+
+def _before(path: str, other: str) -> bool:
+    return order(path) < order(other)
+
+
+def runtime_pick(runtime: Runtime, files: list[ConfigFile], network: str | None = None) -> ConfigFile | None:
+    """The file the runtime itself takes from ``files`` (in its order), with no refusals and no notes.
+
+    The first valid config (with ``network``: the first of that name, as CRI-O's cni_default_network);
+    a file the installer only refuses to rewrite (duplicate keys, a symlink) counts, the runtime loads
+    it. containerd stops at the first file it cannot load: that file is its "pick" (no network at all).
+    ``plan`` compares this before and after a change, so an install never changes which network is used.
+    """
+    for cfg in files:
+        usable = not cfg.problem or cfg.ambiguous
+        if network is not None:
+            if usable and cfg.network == network:
+                return cfg
+        elif usable or runtime.name == "containerd":
+            return cfg
+    return None
 
 
 def _note_skipped(opts: Options, skipped: list[ConfigFile], notes: list[str]) -> None:
@@ -87,11 +109,13 @@ _known_broken: dict[str, tuple[int, int, int]] = {}
 believed at once while they stay the same, so a lasting broken file costs the settle time only once."""
 
 
-def settled_choice(opts: Options, notes: list[str]) -> ConfigFile:
+def settled_choice(opts: Options, notes: list[str]) -> tuple[ConfigFile, list[ConfigFile]]:
     """``choose`` over a scan, re-reading while a file that sorts before the choice does not parse (it may
-    be half-written) or the named file does not parse, so a torn write is never mistaken for the truth."""
+    be half-written) or the named file does not parse, so a torn write is never mistaken for the truth.
+
+    Returns the choice and the scan it was made from (the directory as the plan finds it)."""
     def unsettled(files: list[ConfigFile], before: str | None) -> list[ConfigFile]:
-        return [c for c in files if c.unparsable and (before is None or c.path < before)
+        return [c for c in files if c.unparsable and (before is None or _before(c.path, before))
                 and _known_broken.get(c.path) != (c.stat.st_ino, c.stat.st_size, c.stat.st_mtime_ns)]
 
     for attempt in range(SETTLE_ATTEMPTS + 1):
@@ -109,7 +133,7 @@ def settled_choice(opts: Options, notes: list[str]) -> ConfigFile:
         else:
             if last or not unsettled(files, target.path):
                 notes.extend(attempt_notes)
-                return target
+                return target, files
         time.sleep(SETTLE_SECONDS)
     raise AssertionError("unreachable")
 

@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     install.add_argument("--conf-file", help="insert into this file (name in --conf-dir, or a path) instead of "
                                              f"the primary one; rkt: the logger network's file [{RKT_FILE}]")
     install.add_argument("--network", help="insert into the network of this name (CRI-O's cni_default_network)")
-    install.add_argument("--log-file", default=DEFAULT_LOG_FILE, help=f"audit log path [{DEFAULT_LOG_FILE}]")
+    install.add_argument("--log-file", help=f"audit log path [{DEFAULT_LOG_FILE}; an existing logger entry: its own]")
     install.add_argument("--fail-on-log-error", action="store_true", help="strict audit: failOnLogError true")
     install.add_argument("--max-size", type=_number, metavar="MB", help="logOptions.maxSize")
     install.add_argument("--max-backups", type=int, metavar="N", help="logOptions.maxBackups")
@@ -101,7 +101,7 @@ def _run_launcher(args: argparse.Namespace) -> int:
 
 def _run_install(args: argparse.Namespace) -> int:
     from cni_logger.install.apply import install_once
-    from cni_logger.install.content import bracket_entries, logger_entry
+    from cni_logger.install.content import logger_entry
     from cni_logger.install.selfcheck import CheckFailed
     from cni_logger.install.watch import watch
 
@@ -115,19 +115,19 @@ def _run_install(args: argparse.Namespace) -> int:
         if args.check_timeout <= 0:
             raise Refusal("--check-timeout must be > 0")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
-        entry = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
+        named = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
                              rotation=args.rotation, capabilities=capabilities)
-        attempt_entry = None
-        if args.bracket:  # (rkt, which has no chains, is refused by the plan)
-            attempt_entry, entry = bracket_entries(entry)
+        entry = logger_entry(args.log_file or DEFAULT_LOG_FILE, fail_on_log_error=args.fail_on_log_error,
+                             max_size=args.max_size, max_backups=args.max_backups, max_age=args.max_age,
+                             compress=args.compress, rotation=args.rotation, capabilities=capabilities)
     except Refusal as exc:
         emit([f"refused: {exc}"])
         return 1
     opts = Options(runtime=runtime, conf_dir=os.path.abspath(args.conf_dir or runtime.conf_dir),
                    bin_dir=os.path.abspath(args.bin_dir or runtime.bin_dir), conf_file=args.conf_file,
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
-                   dry_run=args.dry_run, check_timeout=args.check_timeout, attempt_entry=attempt_entry)
+                   dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket)
     if args.watch:
         return watch(opts, args.interval, args.ready_file, emit)
     notes: list[str] = []

@@ -14,6 +14,11 @@ from cni_logger import jsonio
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import Runtime
 
+MAX_DEPTH = 64
+"""Deeper configs are not rewritten (real ones nest a few levels). Python's parser stops near 1000 levels,
+Go's near 10000, and the installer's own steps (copying, comparing, writing) recurse too: a bound far
+below all of them makes "too deep" one clear refusal instead of a crash at whichever step hits it first."""
+
 
 class ConfigFile:
     """One file in the conf dir, read once: its bytes, its parse, and why it is not usable (if it is not).
@@ -54,6 +59,18 @@ class ConfigFile:
             self.stat.st_ino, self.stat.st_size, self.stat.st_mtime_ns)
 
 
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``doc`` nest more than ``limit`` levels (without recursing itself)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def _valid_plugin(plugin: Any) -> bool:
     return isinstance(plugin, dict) and isinstance(plugin.get("type"), str) and bool(plugin["type"])
 
@@ -68,17 +85,29 @@ def read_config(path: str) -> ConfigFile:
         return ConfigFile(path, b"", st, problem="is not a regular file")
     with open(path, "rb") as f:
         data = f.read()
+    return classify(path, data, st)
+
+
+def classify(path: str, data: bytes, st: os.stat_result) -> ConfigFile:
+    """``data`` read as libcni would read it at ``path``: also for content only planned, not yet written."""
     cfg = ConfigFile(path, data, st)
     try:
         cfg.doc = jsonio.loads_bytes(data, unique_keys=True)
     except jsonio.DuplicateKeyError as exc:
         cfg.problem, cfg.ambiguous = f"has a {exc} (Go keeps the last one; refusing to guess)", True
         return cfg
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        cfg.doc = None
+        cfg.problem, cfg.ambiguous = f"is nested more than {MAX_DEPTH} levels deep (not rewritten)", True
+        return cfg
+    except ValueError as exc:
         cfg.problem, cfg.unparsable = f"is not valid JSON ({exc})", True
         return cfg
     doc = cfg.doc
-    if not isinstance(doc, dict):
+    if _deeper_than(doc, MAX_DEPTH):
+        cfg.doc = None
+        cfg.problem, cfg.ambiguous = f"is nested more than {MAX_DEPTH} levels deep (not rewritten)", True
+    elif not isinstance(doc, dict):
         cfg.problem = "is not a JSON object"
     elif "cniVersion" in doc and not isinstance(doc["cniVersion"], str):
         cfg.problem = "has a cniVersion that is not a string"
@@ -97,10 +126,16 @@ def read_config(path: str) -> ConfigFile:
     return cfg
 
 
+def order(name: str) -> bytes:
+    """The runtimes' order of file names: Go compares their bytes (a name that is not UTF-8 is kept by
+    ``os.listdir`` as surrogate escapes, whose code points would sort differently from its bytes)."""
+    return os.fsencode(name)
+
+
 def scan(conf_dir: str, runtime: Runtime) -> list[ConfigFile]:
     """The files the runtime would consider, in its (lexicographic) order."""
     try:
-        names = sorted(os.listdir(conf_dir))
+        names = sorted(os.listdir(conf_dir), key=order)
     except FileNotFoundError:
         raise Refusal(f"{conf_dir} does not exist (is this the runtime's CNI conf dir? see --conf-dir)") from None
     found = []

@@ -4,21 +4,27 @@ rendered in the style of the file it replaces, so that a rewrite changes only wh
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from cni_logger import jsonio, settings
+from cni_logger import settings
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import DEFAULT_CNI_VERSION, LOGGER_TYPE
 
 
-def logger_entry(log_file: str, *, fail_on_log_error: bool = False, max_size: float | None = None,
+def logger_entry(log_file: str | None, *, fail_on_log_error: bool = False, max_size: float | None = None,
                  max_backups: int | None = None, max_age: float | None = None, compress: bool = False,
                  rotation: str | None = None, capabilities: list[str] | None = None) -> dict[str, Any]:
-    """The logger's plugin entry with only the options given (the plugin's defaults apply to the rest)."""
+    """The logger's plugin entry with only the options given (the plugin's defaults apply to the rest).
+
+    Built twice per install: with the default log path, as the entry of a network that has none, and
+    with only what the command line named, as the changes to an operator's entry (``merge_entry``).
+    """
     entry: dict[str, Any] = {"type": LOGGER_TYPE}
     if capabilities:
         entry["capabilities"] = dict.fromkeys(capabilities, True)
-    entry["logFile"] = log_file
+    if log_file is not None:
+        entry["logFile"] = log_file
     if fail_on_log_error:
         entry["failOnLogError"] = True
     options: dict[str, Any] = {}
@@ -45,6 +51,33 @@ def bracket_entries(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return first, last
 
 
+def merge_entry(base: dict[str, Any], named: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (an operator's entry) with only the options in ``named`` changed.
+
+    Every key of ``base`` stays, in its place: its ``redactKeys`` keep secrets masked, its
+    ``failOnLogError``, ``logFile`` and the rest keep meaning what the operator meant. ``logOptions``
+    and ``capabilities`` are merged key by key, so ``--max-size`` leaves ``maxBackups`` alone.
+    """
+    entry = dict(base)
+    for key, value in named.items():
+        current = entry.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            entry[key] = {**current, **value}
+        else:
+            entry[key] = value
+    return entry
+
+
+def entry_problems(entry: dict[str, Any]) -> list[str]:
+    """What the plugin would say about the entry's values (it uses its defaults for those)."""
+    return list(settings.load(entry).problems)
+
+
+def logger_entries(plugins: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The logger entries of a plugin list, with their positions."""
+    return [(i, p) for i, p in enumerate(plugins) if isinstance(p, dict) and p.get("type") == LOGGER_TYPE]
+
+
 def _style(data: bytes | None) -> tuple[int | str | None, tuple[str, str] | None, bool]:
     """Indent, separators and final newline of an existing file, so a rewrite changes only what changed."""
     if not data:
@@ -63,25 +96,41 @@ def _style(data: bytes | None) -> tuple[int | str | None, tuple[str, str] | None
     return 2, None, newline
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def render(doc: dict[str, Any], like: bytes | None) -> bytes:
-    """``doc`` as JSON in the style of ``like`` (the file it replaces)."""
+    """``doc`` as JSON in the style of ``like`` (the file it replaces).
+
+    An unpaired UTF-16 surrogate escape (``"\\ud800"``) is valid JSON that runtimes load (Go's decoder
+    reads it as U+FFFD) and that Python reads as a lone surrogate, which has no UTF-8 encoding. It is
+    written back as the same escape, so the runtime reads every value exactly as before: refusing the
+    file instead would leave a node whose network works without the logger (and ``--watch`` refusing
+    forever), for text that means the same thing to the runtime either way. Writing it is exact, because
+    Python's decoder joins every valid escaped pair into one character: a surrogate left in a string was
+    unpaired in the file, and ``json.dumps`` emits it raw only inside a string literal.
+    """
     indent, separators, newline = _style(like)
     text = json.dumps(doc, indent=indent, separators=separators, ensure_ascii=False)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return (text + ("\n" if newline else "")).encode("utf-8")
 
 
 def with_logger(doc: dict[str, Any], entry: dict[str, Any], first: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of the list ``doc`` with every logger entry replaced by ``entry``, placed last (and by
+    """A copy of the list ``doc`` with its logger entries (if any) replaced by ``entry``, placed last (and by
     ``first``, placed first, in bracket mode)."""
-    new = dict(doc)
-    new["plugins"] = ([first] if first is not None else []) + [
-        p for p in doc["plugins"] if p.get("type") != LOGGER_TYPE] + [entry]
+    new = without_logger(doc)
+    new["plugins"] = ([first] if first is not None else []) + new["plugins"] + [entry]
     return new
 
 
-def without_logger(doc: dict[str, Any]) -> dict[str, Any]:
+def without_logger(doc: dict[str, Any], put_back: dict[str, Any] | None = None,
+                   at: int | None = None) -> dict[str, Any]:
+    """A copy of the list ``doc`` without logger entries; with ``put_back`` (an operator's entry) at index ``at``."""
     new = dict(doc)
     new["plugins"] = [p for p in doc["plugins"] if not (isinstance(p, dict) and p.get("type") == LOGGER_TYPE)]
+    if put_back is not None:
+        new["plugins"].insert(len(new["plugins"]) if at is None else at, put_back)
     return new
 
 
@@ -91,12 +140,8 @@ def wrap(doc: dict[str, Any]) -> dict[str, Any]:
     return {"cniVersion": doc.get("cniVersion") or DEFAULT_CNI_VERSION, "name": doc.get("name"), "plugins": [inner]}
 
 
-def has_logger(data: bytes) -> bool:
-    """Whether the config ``data`` holds a logger entry (as its single plugin or in its list)."""
-    try:
-        doc = jsonio.loads_bytes(data, unique_keys=True)
-    except ValueError:
-        return False
+def has_logger(doc: Any) -> bool:
+    """Whether the parsed config ``doc`` holds a logger entry (as its single plugin or in its list)."""
     plugins = doc.get("plugins") if isinstance(doc, dict) else None
     if isinstance(doc, dict) and doc.get("type") == LOGGER_TYPE:
         return True

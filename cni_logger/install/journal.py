@@ -25,11 +25,38 @@ def load_journal(state_dir: str) -> dict[str, Any]:
             doc = json.loads(f.read())
     except FileNotFoundError:
         return {"version": 1, "launcher": None, "configs": {}}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Refusal(f"{path} is not valid JSON ({exc}); move it away to start afresh") from exc
     if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("configs"), dict):
         raise Refusal(f"{path} is not a cni-logger install journal (version 1)")
+    problem = _problem(doc)
+    if problem:
+        raise Refusal(f"{path}: {problem}; move it away to start afresh (uninstall then removes nothing)")
     return doc
+
+
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "created": (bool,), "original": (str, type(None)), "converted_from": (str, type(None)),
+    "written_sha256": (str,), "mode": (int,), "uid": (int, type(None)), "gid": (int, type(None)),
+    "entry": (dict, type(None)), "entry_index": (int, type(None)),
+}
+
+
+def _problem(doc: dict[str, Any]) -> str | None:
+    """What in a journal the installer could not act on (it is read as written; a hand edit may break it)."""
+    if not isinstance(doc.get("launcher"), str | None):
+        return "'launcher' is not a path"
+    for path, record in doc["configs"].items():
+        if not isinstance(record, dict):
+            return f"the record for {path!r} is not an object"
+        for key, types in _RECORD_TYPES.items():
+            if key in record and not isinstance(record[key], types):
+                return f"the record for {path!r} has an invalid {key!r}"
+        try:
+            (record.get("original") or "").encode("utf-8")
+        except UnicodeEncodeError:
+            return f"the record for {path!r} holds an original that is not UTF-8 text"
+    return None
 
 
 def save_journal(state_dir: str, journal: dict[str, Any]) -> None:

@@ -13,10 +13,21 @@ import os
 import sys
 from typing import Any
 
+from cni_logger import jsonio
 from cni_logger.install import Refusal, launcher
-from cni_logger.install.choose import check_runnable, conf_path, settled_choice
-from cni_logger.install.configs import ConfigFile, read_config, scan
-from cni_logger.install.content import has_logger, render, with_logger, without_logger, wrap
+from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
+from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
+from cni_logger.install.content import (
+    bracket_entries,
+    entry_problems,
+    has_logger,
+    logger_entries,
+    merge_entry,
+    render,
+    with_logger,
+    without_logger,
+    wrap,
+)
 from cni_logger.install.journal import load_journal
 from cni_logger.install.runtimes import (
     CILIUM_FILE,
@@ -75,11 +86,16 @@ class Plan:
         for step in self.steps:
             old = (step.old or b"").decode("utf-8", "replace").splitlines(keepends=True)
             new = step.data.decode("utf-8", "replace").splitlines(keepends=True) if isinstance(step, Write) else []
-            before = step.path if step.old is not None else "/dev/null"
-            after = step.path if isinstance(step, Write) else "/dev/null"
+            before = _shown(step.path) if step.old is not None else "/dev/null"
+            after = _shown(step.path) if isinstance(step, Write) else "/dev/null"
             lines = list(difflib.unified_diff(old, new, before, after))
             out.extend(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
         return "".join(out)
+
+
+def _shown(path: str) -> str:
+    """A path as text stdout can carry: a name that is not UTF-8 (surrogate escapes) shows its bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _sha256(data: bytes) -> str:
@@ -113,10 +129,48 @@ def _record(journal: dict[str, Any], path: str, cfg: ConfigFile | None) -> dict[
         return {"created": True, "original": None, "converted_from": None}
     if old is not None and old.get("written_sha256") == _sha256(cfg.data):
         return dict(old)
-    if old is not None and has_logger(cfg.data):
+    if old is not None and has_logger(cfg.doc):
         return {"created": False, "original": None, "converted_from": None}
     return {"created": False, "original": cfg.data.decode("utf-8"), "converted_from": None,
             "mode": cfg.stat.st_mode & 0o7777, "uid": cfg.stat.st_uid, "gid": cfg.stat.st_gid}
+
+
+def _operator_entry(record: dict[str, Any] | None) -> tuple[dict[str, Any] | None, int | None]:
+    """The operator's own logger entry recorded for a file, and its position in the plugin list.
+
+    Journals of the previous version did not record it: it is then read from the recorded original
+    (the file as it was before install), which is where it was taken from anyway.
+    """
+    if record is None:
+        return None, None
+    if "entry" in record:
+        entry, index = record["entry"], record.get("entry_index")
+        return (entry if isinstance(entry, dict) else None), (index if isinstance(index, int) else None)
+    original = record.get("original")
+    if not isinstance(original, str):
+        return None, None
+    try:
+        doc = jsonio.loads(original, unique_keys=True)
+    except (ValueError, RecursionError):
+        return None, None
+    return _entry_in(doc)
+
+
+def _entry_in(doc: Any) -> tuple[dict[str, Any] | None, int | None]:
+    """The one logger entry of a plugin list (or the logger network of a single config), and its index."""
+    if not isinstance(doc, dict):
+        return None, None
+    plugins = doc.get("plugins")
+    if isinstance(plugins, list):
+        found = logger_entries(plugins)
+        return (found[0][1], found[0][0]) if len(found) == 1 else (None, None)
+    return (doc, None) if doc.get("type") == LOGGER_TYPE else (None, None)
+
+
+def _note_entry_problems(path: str, entry: dict[str, Any], notes: list[str]) -> None:
+    """The operator's settings are theirs to keep, but a value the plugin will ignore is worth saying."""
+    for problem in entry_problems(entry):
+        notes.append(f"warning: the logger entry for {path}: {problem}")
 
 
 def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Plan:
@@ -136,7 +190,7 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
 
     if opts.runtime.chaining:
         _plan_chain(opts, new_journal, plan, notes)
-    elif opts.attempt_entry is not None:
+    elif opts.bracket:
         raise Refusal("--bracket needs a plugin chain, and rkt has none: each of its networks runs one plugin "
                       "alone, so there is no first and last entry to put the logger in")
     else:
@@ -147,43 +201,99 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
 
 
 def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
-    target = settled_choice(opts, notes)
+    """Insert into the network the runtime uses; an operator's own logger entry there keeps its settings.
+
+    Which entry is the operator's: the one recorded in the journal while the file is what install wrote
+    (or was rewritten by an agent without any logger entry: its settings, e.g. ``redactKeys``, go on
+    being applied), else the one in the file. Options given on the command line change only what they
+    name (``Options.named``); a network without a logger entry gets ``Options.entry``.
+    """
+    target, files = settled_choice(opts, notes)
     doc = target.doc
-    if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in doc.get("plugins", [doc])):
+    listed = doc if target.is_list else wrap(doc)
+    check_runnable(target, listed)
+    if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in listed["plugins"]):
         notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
                      "(Helm value), it rewrites the file and removes the logger entry")
-    plan.network, plan.cni_version = target.network or "", doc.get("cniVersion") or "0.1.0"
+    destination = target.path if target.is_list else os.path.splitext(target.path)[0] + ".conflist"
+    previous = journal["configs"].get(destination)
+    existing = None
+    if not target.is_list and os.path.lexists(destination):
+        if not previous or previous.get("converted_from") != target.path:
+            raise Refusal(f"{target.path} would become {destination}, which exists already; "
+                          "resolve which one is meant (or name one with --conf-file)")
+        existing = read_config(destination)
+    plan.network, plan.cni_version = target.network or "", listed.get("cniVersion") or "0.1.0"
+    found = logger_entries(listed["plugins"])
+    bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
+    if len(found) > 1 and not bracketed:
+        raise Refusal(f"{target.path} has {len(found)} logger entries; install keeps the settings of an "
+                      "existing entry and cannot tell which one is meant: remove all but one")
+    found = found[-1:]  # a bracketed pair's settings are its outcome entry's (the attempt entry is a copy)
+    ours = previous is not None and target.is_list and previous.get("written_sha256") == _sha256(target.data)
+    if previous is not None:
+        operator, index = _operator_entry(previous)
+    else:
+        operator, index = (found[0][1], found[0][0]) if found else (None, None)
+    base = found[0][1] if found and not ours else operator
+    entry = opts.entry if base is None else merge_entry(base, opts.named)
+    entry = {k: v for k, v in entry.items() if k != "role"}  # the placement decides each entry's role
+    if base is not None:
+        _note_entry_problems(destination, entry, notes)
+    first, entry = bracket_entries(entry) if opts.bracket else (None, entry)
+    new = render(with_logger(listed, entry, first), target.data)
     if target.is_list:
-        check_runnable(target, doc)
-        new = render(with_logger(doc, opts.entry, opts.attempt_entry), target.data)
         if new == target.data:
             return
         record = _record(journal, target.path, target)
         plan.steps.append(Write(target.path, new, target.data, target.stat.st_mode & 0o7777, target.stat.st_uid,
                                 target.stat.st_gid, target))
     else:
-        wrapped = wrap(doc)
-        check_runnable(target, wrapped)
-        plan.cni_version = wrapped["cniVersion"]
-        destination = os.path.splitext(target.path)[0] + ".conflist"
-        previous = journal["configs"].get(destination)
-        existing = None
-        if os.path.lexists(destination):
-            if not previous or previous.get("converted_from") != target.path:
-                raise Refusal(f"{target.path} would become {destination}, which exists already; "
-                              "resolve which one is meant (or name one with --conf-file)")
-            existing = read_config(destination)
-        new = render(with_logger(wrapped, opts.entry, opts.attempt_entry), target.data)
         record = {"created": False, "converted_from": target.path, "original": target.data.decode("utf-8"),
                   "mode": target.stat.st_mode & 0o7777, "uid": target.stat.st_uid, "gid": target.stat.st_gid}
         notes.append(f"{target.path} is a single-plugin config: it becomes the plugin list {destination}")
         plan.steps.append(Write(destination, new, existing.data if existing else None, record["mode"],
                                 record["uid"], record["gid"], existing))
         plan.steps.append(Remove(target.path, target.data, target))
-        target = ConfigFile(destination, new, target.stat)
     record["written_sha256"] = _sha256(new)
-    record["bracket"] = opts.attempt_entry is not None  # a logger entry first and last, or last only
-    journal["configs"][target.path] = record
+    record["entry"], record["entry_index"] = operator, index
+    record["bracket"] = opts.bracket  # a logger entry first and last, or last only
+    journal["configs"][destination] = record
+    _check_pick(opts, files, plan, {target.path: destination})
+
+
+def _check_pick(opts: Options, files: list[ConfigFile], plan: Plan, renamed: dict[str, str]) -> None:
+    """Refuse a plan after which the runtime would use another network (or, containerd, none at all).
+
+    Renaming ``NAME.conf`` (or ``NAME.json``) to ``NAME.conflist`` moves it in the runtime's order:
+    ``NAME.conf.json`` sorts between the two names, and ``NAME.json`` moves before ``NAME.d.conflist``.
+    So the runtime's own rule (``choose.runtime_pick``) is run over the directory as it would be after
+    the plan, and must pick the same file as before, under its new name if it is the one renamed.
+    """
+    runtime = opts.runtime
+    touched = {step.path for step in plan.steps}
+    after = [c for c in files if c.path not in touched]
+    for step in plan.steps:
+        if (isinstance(step, Write) and not step.launcher and os.path.dirname(step.path) == opts.conf_dir
+                and step.path.endswith(runtime.extensions)):
+            after.append(classify(step.path, step.data, step.expect.stat if step.expect else files[0].stat))
+    after.sort(key=lambda c: order(c.name))
+    for network in (None, opts.network) if opts.network else (None,):
+        before, now = runtime_pick(runtime, files, network), runtime_pick(runtime, after, network)
+        expected = renamed.get(before.path, before.path) if before is not None else None
+        if (now.path if now is not None else None) == expected:
+            continue
+        change = ", ".join(f"{os.path.basename(old)} into {os.path.basename(new)}" for old, new in renamed.items())
+        if now is None:
+            consequence = "no network at all"
+        elif now.problem and not now.ambiguous:
+            consequence = (f"{now.path}, which sorts first then and which it cannot load ({now.problem}): "
+                           "it would then load no network at all")
+        else:
+            consequence = f"{now.path} (network {now.network!r}), which sorts first then"
+        raise Refusal(f"turning {change} would make {runtime.name} use {consequence}, instead of "
+                      f"{before.path if before is not None else 'the network it uses now'}; rename or remove one "
+                      "of them (or convert the file yourself): nothing was changed")
 
 
 def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
@@ -194,7 +304,7 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
     path = conf_path(opts, opts.conf_file or RKT_FILE)
     if not path.endswith(".conf"):
         raise Refusal(f"{path}: rkt loads only .conf files")
-    current = None
+    current: ConfigFile | None = None
     for cfg in scan(opts.conf_dir, opts.runtime) if os.path.isdir(opts.conf_dir) else []:
         if cfg.path == path:
             current = cfg
@@ -205,17 +315,26 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
                           "with --conf-file")
     if current is None and os.path.lexists(path):
         current = read_config(path)
-    version = DEFAULT_CNI_VERSION
-    if current is not None:
-        if current.problem or current.doc.get("type") != LOGGER_TYPE:
-            raise Refusal(f"{path} exists and is not a logger network ({current.problem or 'another type'})")
-        version = current.doc.get("cniVersion") or version
-    plan.network, plan.cni_version = RKT_NETWORK, version
-    new = render({"cniVersion": version, "name": RKT_NETWORK, **opts.entry}, current.data if current else None)
+    if current is not None and (current.problem or current.doc.get("type") != LOGGER_TYPE):
+        raise Refusal(f"{path} exists and is not a logger network ({current.problem or 'another type'})")
+    # As for a chain: an operator's own logger network keeps its settings (see _plan_chain).
+    previous = journal["configs"].get(path)
+    ours = previous is not None and current is not None and previous.get("written_sha256") == _sha256(current.data)
+    operator = _operator_entry(previous)[0] if previous is not None else (current.doc if current else None)
+    base = current.doc if current is not None and not ours else operator
+    if base is None:
+        network = {"cniVersion": DEFAULT_CNI_VERSION, "name": RKT_NETWORK, **opts.entry}
+    else:
+        network = merge_entry(base, {**opts.named, "name": RKT_NETWORK})
+        network = {"cniVersion": network.get("cniVersion") or DEFAULT_CNI_VERSION, **network}
+        _note_entry_problems(path, network, notes)
+    plan.network, plan.cni_version = RKT_NETWORK, network["cniVersion"]
+    new = render(network, current.data if current else None)
     if current is not None and new == current.data:
         return
     record = _record(journal, path, current)
     record["written_sha256"] = _sha256(new)
+    record["entry"], record["entry_index"] = operator, None
     journal["configs"][path] = record
     mode, uid, gid = (current.stat.st_mode & 0o7777, current.stat.st_uid, current.stat.st_gid) if current else (
         0o644, os.geteuid(), os.getegid())
@@ -274,11 +393,12 @@ def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str
         else:
             plan.steps.append(Write(path, data, current.data, mode, uid, gid, current))
         return
-    # Changed by someone else since: take out only logger entries.
+    # Changed by someone else since: take out only logger entries, and put the operator's own back.
     if current.problem or not current.is_list:
         notes.append(f"warning: {path} {current.problem or 'is no longer a plugin list'}: left as it is")
         return
-    new_doc = without_logger(current.doc)
+    operator, index = _operator_entry(record)
+    new_doc = without_logger(current.doc, operator, index)
     if new_doc == current.doc:
         return
     if not new_doc["plugins"]:

@@ -49,16 +49,23 @@ RUNTIMES: dict[str, Runtime] = {
 
 
 class Options:
-    """What to install where (the command line, resolved)."""
+    """What to install where (the command line, resolved).
 
-    __slots__ = ("attempt_entry", "bin_dir", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "network",
+    ``entry``: the logger's entry for a network that has none. ``named``: only the options the command
+    line gave, applied to an operator's own entry (which keeps everything else); None: all of ``entry``.
+    ``bracket``: a logger entry first (``role: attempt``) and last (``role: outcome``), both made from the
+    entry; otherwise last only. ``check_timeout``: seconds for each call of the plugin's self-check.
+    """
+
+    __slots__ = ("bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "named", "network",
                  "runtime", "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,
-                 check_timeout: float = DEFAULT_CHECK_TIMEOUT, attempt_entry: dict[str, Any] | None = None) -> None:
+                 named: dict[str, Any] | None = None, check_timeout: float = DEFAULT_CHECK_TIMEOUT,
+                 bracket: bool = False) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout
-        self.attempt_entry = attempt_entry
-        """``--bracket``: the entry that goes first in the list (``entry`` then goes last as the outcome)."""
+        self.named = entry if named is None else named
+        self.bracket = bracket

@@ -138,13 +138,14 @@ def test_changed_options_replace_the_entry_and_uninstall_still_restores(node: No
     assert (node.net_d / "10-flannel.conflist").read_bytes() == original
 
 
-def test_an_existing_logger_entry_is_replaced_moved_last_and_restored_on_uninstall(node: Node) -> None:
+def test_an_existing_logger_entry_is_moved_last_with_its_settings_and_restored_on_uninstall(node: Node) -> None:
+    """(tests/install/test_operator_entry.py has the rest: options, changed files, journals.)"""
     doc = json.loads(shape("10-flannel.conflist"))
     doc["plugins"].insert(1, {"type": "logger", "logFile": "/tmp/old.log"})
     original = node.put("10-flannel.conflist", json.dumps(doc, indent=2) + "\n").read_bytes()
     assert node.install()[0] == 0
     assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "portmap", "logger"]
-    assert node.doc("10-flannel.conflist")["plugins"][-1] == LOGGER
+    assert node.doc("10-flannel.conflist")["plugins"][-1] == {"type": "logger", "logFile": "/tmp/old.log"}
     assert node.uninstall()[0] == 0
     assert (node.net_d / "10-flannel.conflist").read_bytes() == original, "the operator's own entry is back"
 
