@@ -35,7 +35,9 @@ rm -rf "$site/bin"                    # pip's console script names the build hos
 find "$site" -depth -type d -name __pycache__ -exec rm -rf {} +
 # Byte-compiled by the bundle's own interpreter. Unchecked-hash .pyc files are used without comparing
 # the source's mtime, so they stay valid whatever unpacking does to timestamps (the folder is immutable).
-"$folder/bin/python3.11" -I -m compileall -q -j0 --invalidation-mode unchecked-hash "$site" >/dev/null
+# -s/-p: the file names inside them do not name this temporary directory, so BUILD_ID is reproducible
+# (at import, CPython replaces them with the real path anyway).
+"$folder/bin/python3.11" -I -m compileall -q -j0 --invalidation-mode unchecked-hash -s "$W" -p / "$site" >/dev/null
 cat > "$folder/bin/cni-logger" <<'WRAPPER'
 #!/bin/sh
 # The operator CLI of this bundle, from wherever the folder is: the interpreter beside this file, isolated

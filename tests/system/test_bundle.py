@@ -9,7 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, unpack
+from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
 from tests.harness.plugin import CNITOOL_RESULT_100, cni_env, parse_single_json, read_events
 
 GLIBC_FLOOR = (2, 31)
@@ -138,3 +138,10 @@ def test_the_tarball_is_named_for_the_version_and_architecture(bundle: Bundle) -
     assert bundle.tarball.name == f"cni-logger-{version}-linux-{os.uname().machine}.tar.gz"
     assert bundle.folder.name == f"cni-logger-{version}"
     assert re.fullmatch(r"[0-9a-f]{16}", bundle.build_id)
+
+
+def test_the_build_id_names_the_content_so_a_rebuild_keeps_it(bundle: Bundle, tmp_path: Path) -> None:
+    """The DaemonSet installs a build as /opt/cni-logger/<BUILD_ID>: rebuilding the same tree (the
+    interpreter from the cache, the project layer anew) must give the same id, not a new folder per run."""
+    again = unpack(build(), tmp_path)
+    assert (again / "BUILD_ID").read_text().strip() == bundle.build_id
