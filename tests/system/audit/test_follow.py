@@ -13,7 +13,7 @@ import pytest
 
 from cni_logger.audit import lines
 from cni_logger.audit.follow import Tail
-from tests.harness.audit import CLI
+from tests.harness.audit import CLI, measured
 from tests.harness.plugin import cni_env, run_plugin
 from tests.harness.trails import prev_result
 
@@ -159,14 +159,9 @@ def test_an_overlong_line_is_dropped_in_bounded_memory_and_the_next_events_still
         out.write(b"\n")
     written.append(add_event("after-the-long-line"))
     assert log.stat().st_size > 200 << 20
-    proc = subprocess.Popen([CLI, *argv, "--json", "--log-file", str(log)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = proc.stdout.read(), proc.stderr.read()  # EOF on both: the command has ended
-    _, status, usage = os.wait4(proc.pid, 0)  # its own peak RSS, not that of other children of pytest
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, err
-    assert [json.loads(line)["event"]["id"] for line in out.splitlines()] == written
-    assert b"skipped 1 lines" in err
-    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    run = measured([CLI, *argv, "--json", "--log-file", str(log)], tmp_path)
+    assert run.rc == 0, run.stderr
+    assert [json.loads(line)["event"]["id"] for line in run.stdout.splitlines()] == written
+    assert b"skipped 1 lines" in run.stderr
+    peak_mib = run.peak_kib / 1024  # KiB on Linux
     assert peak_mib < 60, f"{argv[0]} peaked at {peak_mib:.0f} MiB"
