@@ -23,7 +23,7 @@ from typing import Any
 
 from cni_logger.audit import output, record, sources
 from cni_logger.audit.evidence import Evidence
-from cni_logger.audit.intervals import HELD, Interval, Tracker
+from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
 from cni_logger.audit.output import (
     CLEANUP_DEL,
     DEL_WITHOUT_ADD,
@@ -184,35 +184,8 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
         "from": interval.start, "seen": interval.seen, "until": interval.end, "ended_by": interval.closed_by or None,
         "addresses": next((record.addresses(d) for d in docs if record.addresses(d)), []),
     }
-    holder.update(_qualifications(interval, found))
+    holder.update(qualifications(interval, found))
     return holder
-
-
-def _qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
-    notes: list[str] = []
-    if interval.start is None:
-        notes.append("start unknown: no ADD in the trail" +
-                     (f"; not before {interval.floor} (the previous holder's end)" if interval.floor else ""))
-    superseded = interval.superseded_by
-    if superseded is not None:
-        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} (ADD at "
-                     f"{superseded.timestamp}); held at least until {interval.last_seen}")
-        if interval.conflict:
-            notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
-                         "the address")
-    if interval.closed_by == "ADD":
-        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
-                     f"{interval.last_seen}")
-    if interval.closed_by == "ADD":
-        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
-                     f"{interval.last_seen}")
-    lost = interval.lost_end(found) if found is not None and interval.end is None else None
-    if lost is not None:
-        notes.append(f"its DEL may be lost: {lost.describe()}")
-    return {"last_seen": interval.last_seen, "conflict": interval.conflict,
-            "superseded_by": None if superseded is None else {
-                "container_id": superseded.container_id, "ifname": superseded.ifname, "at": superseded.timestamp},
-            "notes": notes}
 
 
 def who_had(args: argparse.Namespace) -> int:
