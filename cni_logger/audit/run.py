@@ -217,33 +217,43 @@ def who_had(args: argparse.Namespace) -> int:
 
 def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     """``who-had CIDR``: every holding of an address in the subnet, as it ends (memory: the open ones only);
-    with ``--at``, the holdings then, by address."""
+    with ``--at``, the holdings then, by address. The verdict follows ``who-had IP``'s rules: a row with
+    notes (or, with ``--at``, a possible holder or a conflict) qualifies the answer."""
     from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sorted_holdings
 
-    occupancy = Occupancy(parse_network(args.ip))
-    found = 0
+    found = session.evidence
+    occupancy = Occupancy(parse_network(args.ip), found=found, at=args.at)
+    rows = 0
+    qualified = False
 
     def holdings() -> Iterator[Holding]:
-        nonlocal found
+        nonlocal rows, qualified
         kept: list[Holding] = []
         for rec in session.scan.records(decode=False):
             ended = occupancy.feed(rec)
             if ended:
                 if args.at is None:
-                    found += len(ended)
+                    rows += len(ended)
+                    qualified = qualified or any(h.notes or h.conflict for h in ended)
                     yield from ended
                 else:
-                    kept += [h for h in ended if h.covers(args.at)]
-        still = occupancy.still_held()
-        last = still if args.at is None else sorted_holdings(kept + [h for h in still if h.covers(args.at)])
-        found += len(last)
+                    kept += [h for h in ended if h.certainty is not None]
+        parked, still = occupancy.finish()
+        last = parked + still if args.at is None else \
+            sorted_holdings(kept + [h for h in parked + still if h.certainty is not None])
+        rows += len(last)
+        qualified = qualified or any(h.notes or h.conflict for h in last)
         yield from last
 
+    if args.at is not None:  # the holders then: few, and all known only at the end of the trail
+        answers = [h.to_json() for h in holdings()]
+        output.holders(session.out, answers, fmt=args.format, full_ids=args.no_trunc, subnet=True)
+        return _verdict(session.name, args, answers, found)
     output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
                    subnet=True)
-    if found:
-        return FOUND
-    return NO_EVIDENCE if any(s.lost for s in session.evidence.stretches) else NOTHING
+    if rows:
+        return QUALIFIED if qualified else FOUND
+    return NO_EVIDENCE if any(s.lost for s in found.stretches) else NOTHING
 
 
 def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence) -> int:
