@@ -12,8 +12,9 @@ of the window, with an open right edge when still held), coloured per network. C
 holdings have a red outline and their address a red label, superseded ones (their DEL lost) a
 dotted one, with the notes in their titles; quiet periods are grey hatched bands, possible gaps (a
 missing backup, ``evidence``) light orange bands and damaged stretches orange lines across all rows.
-Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most ``max_addresses`` rows; what is left out is said above
-the picture. Text from the trail is HTML-escaped and its control characters shown as escapes.
+Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most
+``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
+HTML-escaped and its control characters shown as escapes.
 """
 
 from __future__ import annotations
@@ -347,7 +348,8 @@ margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px 
 .legend .lu{border:1px dashed #333}.legend .lo{background:#3b7dd8;opacity:.6}
 .legend .lg{background:repeating-linear-gradient(45deg,#c9c9c9 0 3px,#fff 3px 6px)}
 .legend .ld{background:#ef7d00;width:3px}
-.possible-gap{fill:#ef7d00;opacity:.25}.bar.superseded{stroke-dasharray:1 2;stroke:#555}.legend .lp{background:#ef7d00;opacity:.25}
+.possible-gap{fill:#ef7d00;opacity:.25}.bar.superseded{stroke-dasharray:1 2;stroke:#555}
+.legend .lp{background:#ef7d00;opacity:.25}
 .info{position:fixed;z-index:2;background:#fff;border:1px solid #888;border-radius:4px;padding:6px 9px;
 box-shadow:0 2px 8px rgba(0,0,0,.2);font:12px/1.45 "DejaVu Sans Mono",monospace;white-space:pre;pointer-events:none}
 table.list{border-collapse:collapse;font-size:12px}table.list th,table.list td{border:1px solid #dde1e5;
