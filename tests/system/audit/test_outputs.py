@@ -267,6 +267,7 @@ def test_report_text_and_json(trail: Trail) -> None:
     assert data["networks"][NET]["holdings"] == sum(a["network"]["name"] == NET for a in successful_adds(trail))
     text = cli("report", *trail.args())
     assert text.rc == 0
+    assert cli("report", "--strict", *trail.args()).rc == 3  # the trail is damaged
     assert "conflicts (an address held by two attachments at once): 1" in text.stdout
     assert "superseded (their DEL was lost; not leaks): 1" in text.stdout
     window = cli("report", "--json", "--since", trail.marks["t2"], "--until", trail.marks["t5"], *trail.args()).json
