@@ -261,10 +261,11 @@ class Occupancy:
         others = self.open.get(later.key, [])
         for holding in parked:
             holding.conflicts_with.append(later.container_id)
+            # The later holder got the address by its ADD: its ``conflict`` stays as intervals has it (false);
+            # the earlier holder's row is the doubtful one (``conflict``, a note), as in who-had IP.
             for other in others:
                 if other.address == holding.address:
                     other.conflicts_with.append(holding.container_id)
-                    other.conflict = True
             self.conflicts += 1
             self.found_conflicts.append((holding, later.container_id, rec.timestamp))
 

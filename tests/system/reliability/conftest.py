@@ -61,7 +61,7 @@ def public_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session", autouse=True)
 def _remove_public_launcher() -> Iterator[None]:
     yield
-    from tests.system.reliability import harness
+    from tests.harness import reliability as harness
 
     for launcher in harness._PUBLIC_LAUNCHER:
         shutil.rmtree(os.path.dirname(launcher), ignore_errors=True)
