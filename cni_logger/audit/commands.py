@@ -149,7 +149,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Which container, pod and network held IP, from ADD-to-DEL intervals: all holders, or "
                     "with --at the one(s) holding it at that time. With a subnet (10.244.1.0/24) every "
                     "address in it, each holder once, as its holding ends (still held last; with --at: by "
-                    "address), marking holders that overlapped another holder of the same address. "
+                    "address), marking conflicts (a superseded holder seen holding the address again); the same "
+                    "notes and exit statuses as for one address. "
                     "Exit status 0: held by X; 1: nobody (the trail covers that time); 3: possibly X (its start "
                     "or end is not in the trail; see NOTE); 4: no evidence (before the trail, or in a damaged "
                     "stretch or a possible gap).")
@@ -210,17 +211,21 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                      files: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "report", parents=[files], help="what the trail covers, occupancy, conflicts, leaks, failures, latency",
-        description="One pass over the trail: the files and span it covers, damaged stretches and quiet gaps, "
-                    "per-network address occupancy, conflicts (an address held twice at once), leaks, failed "
-                    "invocations and latency percentiles, for the window --since/--until (the whole trail is "
-                    "read: what is still held at its end decides the leaks). Text for a terminal, --json for "
-                    "machines, and --html FILE: one self-contained page with a picture of address occupancy.")
+        description="One pass over the trail: the files and span it covers, damaged stretches and possible gaps "
+                    "(as every command reports them), quiet periods (--gap), per-network address occupancy, "
+                    "conflicts (a superseded holder seen holding its address again), leaks (superseded attachments "
+                    "and clean-up DELs listed apart), failed invocations and latency percentiles, for the window "
+                    "--since/--until (the whole trail is read: what is still held at its end decides the leaks). "
+                    "Text for a terminal, --json for machines, and --html FILE: one self-contained page with a "
+                    "picture of address occupancy. Exit status 0: events in the window; 1: none; 3: --strict and "
+                    "the input was damaged.")
     parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
     parser.add_argument("--until", type=_time, metavar="TIME", help="window end")
     parser.add_argument("--json", action="store_true", help="the report as one JSON object")
     parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     parser.add_argument("--gap", type=_duration, default=3600.0, metavar="DURATION",
-                        help="report stretches without any event at least this long (default 1h)")
+                        help="report quiet periods, without any event, at least this long (default 1h; not "
+                             "evidence of loss, unlike a possible gap)")
     parser.add_argument("--max-bars", type=_count, default=5000, metavar="N",
                         help="the picture draws at most N holdings, those that ended last (default 5000)")
     parser.add_argument("--max-addresses", type=_count, default=512, metavar="N",

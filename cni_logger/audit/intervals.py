@@ -254,6 +254,8 @@ class Tracker:
             interval.last_seen = rec.timestamp
             if how == "DEL":
                 interval.end, interval.closed_by = rec.timestamp, "DEL"
+            elif interval.end is not None and rec.timestamp > interval.end:
+                interval.end = rec.timestamp  # it held the address at least until this evidence
         return True
 
     def feed(self, rec: Record) -> tuple[Interval, ...]:
@@ -347,3 +349,29 @@ def _valid_attachments(doc: dict[str, Any]) -> set[tuple[str, str]] | None:
         if isinstance(cid, str) and isinstance(ifname, str):
             valid.add((cid, ifname))
     return valid
+
+
+def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
+    """What the trail cannot vouch for in an interval (``notes``), with the facts behind it: one wording for
+    ``who-had IP``, ``who-had CIDR``, ``leaks`` and ``report``."""
+    notes: list[str] = []
+    if interval.start is None:
+        notes.append("start unknown: no ADD in the trail" +
+                     (f"; not before {interval.floor} (the previous holder's end)" if interval.floor else ""))
+    superseded = interval.superseded_by
+    if superseded is not None:
+        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} (ADD at "
+                     f"{superseded.timestamp}); held at least until {interval.last_seen}")
+        if interval.conflict:
+            notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
+                         "the address")
+    if interval.closed_by == "ADD":
+        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
+                     f"{interval.last_seen}")
+    lost = interval.lost_end(found) if found is not None and interval.end is None else None
+    if lost is not None:
+        notes.append(f"its DEL may be lost: {lost.describe()}")
+    return {"last_seen": interval.last_seen, "conflict": interval.conflict,
+            "superseded_by": None if superseded is None else {
+                "container_id": superseded.container_id, "ifname": superseded.ifname, "at": superseded.timestamp},
+            "notes": notes}

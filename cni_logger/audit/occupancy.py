@@ -2,15 +2,26 @@
 
 ``who-had CIDR`` and ``report`` ask this of every address (in a subnet), not of one; ``who-had IP``
 (``intervals.Tracker`` with an address) would need one pass per address. So the attachments are
-tracked as ``leaks`` tracks them (``Tracker`` without an address: ADD opens, DEL and GC close, the
-same rules), and each interval is turned into one *holding* per address its first event names.
+tracked as ``leaks`` tracks them (``Tracker`` without an address: ADD opens, DEL and GC close, a
+later ADD of the address on the same network and host supersedes, the same rules), and each
+interval is turned into one *holding* per address its first event names. The records come
+de-duplicated by ``event.id`` from the reader.
 
-* A **conflict** is two holdings of the same address at the same time by different attachments,
-  in any network (an address held twice is ambiguous to an auditor whichever networks hold it).
-  It can only begin while both are open, so it is found when the second one opens; each holding
-  lists the container ids it overlapped (``conflicts_with``), complete by the time it ends.
+A holding says what ``who-had IP`` says of its interval, in the same words
+(``intervals.qualifications``): an unknown start (``from`` null), a *superseded* end (its DEL lost:
+``ended_by`` ``superseded``, the end only known to follow ``last_seen``), a DEL that a damaged
+stretch may hold, and with ``at`` its certainty then (``Interval.certainty``).
+
+* A **conflict** is what ``intervals`` calls one: a superseded holder that shows up again holding
+  the address (a CHECK, or a DEL with its cached result), so both held it at once. Two holdings of
+  one address in different networks or on different hosts are not a conflict (each IPAM hands out
+  its own addresses). A superseded holding is therefore held back (``parked``) until its DEL, a new
+  ADD of its attachment, or the end of the trail, at most ``Tracker.recent_limit`` of them, so that
+  its row is complete when handed out; the later holder's row names the conflict if it is still
+  held when the conflict shows (``conflicts_with``), as it always is when the earlier holder's CHECK
+  or DEL comes before the later holder's DEL.
 * Holdings are handed out as they end (``feed`` returns them), the still-held ones at the end
-  (``still_held``): the caller decides what to keep, so memory is the open attachments only.
+  (``finish``): the caller decides what to keep, so memory is the open and parked attachments only.
 
 Reading an interval's addresses, pod and namespace by decoding its line would cost most of the
 scan (every ADD), so for the plugin's canonical lines they are sliced from the bytes, the way
@@ -25,12 +36,15 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit import record
-from cni_logger.audit.intervals import Interval, Key, Tracker
+from cni_logger.audit.intervals import Interval, Key, Tracker, qualifications
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record, is_canonical_line
+
+if TYPE_CHECKING:
+    from cni_logger.audit.evidence import Evidence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 KNOWN_LIMIT = 1 << 16
@@ -102,8 +116,16 @@ class Holding:
     end: str | None = None
     """``None``: still held at the end of what was read."""
     ended_by: str = ""
-    """The command that ended it (``DEL``, ``GC``); whatever ``Interval.closed_by`` says."""
+    """The command that ended it (``DEL``, ``GC``, ``superseded``, ``ADD``): ``Interval.closed_by``."""
     conflicts_with: list[str] = field(default_factory=list)
+    last_seen: str = ""
+    conflict: bool = False
+    superseded_by: dict[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+    certainty: str | None = None
+    """With ``Occupancy(at=...)``: ``HELD``, ``POSSIBLY`` or ``None`` (not then), as ``Interval.certainty``."""
+    interval: Interval | None = None
+    """Until the holding is settled (handed out): the interval it comes from."""
 
     @property
     def since(self) -> str:
@@ -116,31 +138,59 @@ class Holding:
     def covers(self, at: str) -> bool:
         return self.since <= at and (self.end is None or at <= self.end)
 
+    def settle(self, found: Evidence | None, at: str | None) -> Holding:
+        """Take what the interval finally says (its end, qualifications, certainty at ``at``) and let it go."""
+        interval = self.interval
+        if interval is None:
+            return self
+        self.end, self.ended_by = interval.end, interval.closed_by
+        qualified = qualifications(interval, found)
+        self.last_seen, self.conflict = qualified["last_seen"], qualified["conflict"]
+        self.superseded_by, self.notes = qualified["superseded_by"], qualified["notes"]
+        if at is not None:
+            self.certainty = interval.certainty(at, found)
+        self.interval = None
+        return self
+
     def to_json(self) -> dict[str, Any]:
-        """The keys of ``who-had IP``'s answer, with the address held and its conflicts."""
-        return {"address": self.address, "network": self.network, "container_id": self.container_id,
-                "ifname": self.ifname, "pod": self.pod or None, "namespace": self.namespace or None,
-                "from": self.start, "seen": self.seen, "until": self.end, "ended_by": self.ended_by or None,
-                "conflicts_with": list(self.conflicts_with)}
+        """The keys of ``who-had IP``'s answer, with the address held and the holders it conflicted with."""
+        answer: dict[str, Any] = {
+            "address": self.address, "network": self.network, "container_id": self.container_id,
+            "ifname": self.ifname, "pod": self.pod or None, "namespace": self.namespace or None,
+            "from": self.start, "seen": self.seen, "until": self.end, "ended_by": self.ended_by or None,
+            "last_seen": self.last_seen or self.seen, "conflict": self.conflict,
+            "conflicts_with": list(self.conflicts_with), "superseded_by": self.superseded_by,
+            "notes": list(self.notes)}
+        if self.certainty is not None:
+            answer["certainty"] = self.certainty
+        return answer
 
 
 class Occupancy:
-    """Feeds on records in trail order; returns holdings as they end, keeps the open ones."""
+    """Feeds on records in trail order; returns holdings as they end, keeps the open (and parked) ones."""
 
-    def __init__(self, subnet: Network | None = None, *, keep_orphans: bool = False) -> None:
+    def __init__(self, subnet: Network | None = None, *, keep_orphans: bool = False, found: Evidence | None = None,
+                 at: str | None = None) -> None:
         self.subnet = subnet
         self.keep_orphans = keep_orphans
+        self.found = found
+        """The scan's evidence: for the qualifications of a holding when it is handed out."""
+        self.at = at
         self.tracker = Tracker()
         self.open: dict[Key, list[Holding]] = {}
-        self.by_address: dict[str, list[Holding]] = {}
-        """Open holdings per address: where conflicts are found."""
+        self.parked: dict[Key, list[Holding]] = {}
+        """Superseded holdings, until their DEL (which may show a conflict) or a new ADD of their attachment."""
         self.orphans: list[Interval] = []
         """With ``keep_orphans``: the DELs without ADD (``leaks``' other kind); the caller may clear the list."""
         self.conflicts = 0
-        """Pairs of holdings found overlapping."""
+        """Conflicts found (a superseded holder seen holding its address again)."""
+        self.found_conflicts: list[tuple[Holding, str, str]] = []
+        """The conflicts the last ``feed`` found: (the superseded holding, the later holder's container id, when)."""
         self._known: dict[str, str | None] = {}
         self.opened: list[Holding] = []
         """The holdings the last ``feed`` opened."""
+        self.left: list[Holding] = []
+        """The holdings the last ``feed`` ended (a superseded one is handed out later, when it is settled)."""
 
     def _canonical(self, address: str) -> str | None:
         """An address as ``canonical_address`` spells it, or ``None`` outside the subnet; remembered, because
@@ -159,53 +209,84 @@ class Occupancy:
         self._known[address] = canonical
         return canonical
 
+    def _settled(self, holdings: Iterable[Holding]) -> list[Holding]:
+        return [h.settle(self.found, self.at) for h in holdings]
+
     def feed(self, rec: Record) -> list[Holding]:
-        """Apply one event; the holdings it ended."""
+        """Apply one event; the holdings it ended (or settled: a superseded one after its DEL)."""
+        key = rec.key if rec.command in ("ADD", "CHECK", "DEL") else None
+        came_back = None
+        if key is not None and key in self.parked:
+            interval = self.tracker.superseded.get(key)
+            came_back = interval if interval is not None and not interval.conflict else None
         closed = self.tracker.feed(rec)
         ended: list[Holding] = []
         if self.opened:
             self.opened = []
+        if self.left:
+            self.left = []
+        if self.found_conflicts:
+            self.found_conflicts = []
+        if came_back is not None and came_back.conflict:
+            self._conflict(came_back, rec)
+        if key is not None and key in self.parked and (rec.command == "ADD" or key not in self.tracker.superseded):
+            ended += self._settled(self.parked.pop(key))  # its DEL came, or a new life of the attachment began
         for interval in closed:
             if interval.orphan:
                 if self.keep_orphans:
                     self.orphans.append(interval)
                 continue
-            for holding in self.open.pop(interval.key, ()):
-                holding.end, holding.ended_by = interval.end, interval.closed_by
-                peers = self.by_address[holding.address]
-                peers.remove(holding)
-                if not peers:
-                    del self.by_address[holding.address]
-                ended.append(holding)
-        if rec.command in ("ADD", "CHECK", "DEL"):
-            opened = self.tracker.open.get(rec.key)
-            if opened is not None and opened.opened is rec and rec.key not in self.open:
+            holdings = self.open.pop(interval.key, None)
+            if not holdings:
+                continue
+            self.left += holdings
+            if interval.closed_by == "superseded":
+                self.parked[interval.key] = holdings
+                if len(self.parked) > self.tracker.recent_limit:  # the tracker forgets it too: settled as it is
+                    ended += self._settled(self.parked.pop(next(iter(self.parked))))
+            else:
+                ended += self._settled(holdings)
+        if key is not None:
+            opened = self.tracker.open.get(key)
+            if opened is not None and opened.opened is rec and key not in self.open:
                 self._hold(opened, rec)
         return ended
+
+    def _conflict(self, interval: Interval, rec: Record) -> None:
+        """A superseded holder held its address again: mark both rows (the later holder's, if still held)."""
+        later = interval.superseded_by
+        if later is None:
+            return
+        parked = self.parked.get(interval.key, [])
+        others = self.open.get(later.key, [])
+        for holding in parked:
+            holding.conflicts_with.append(later.container_id)
+            # The later holder got the address by its ADD: its ``conflict`` stays as intervals has it (false);
+            # the earlier holder's row is the doubtful one (``conflict``, a note), as in who-had IP.
+            for other in others:
+                if other.address == holding.address:
+                    other.conflicts_with.append(holding.container_id)
+            self.conflicts += 1
+            self.found_conflicts.append((holding, later.container_id, rec.timestamp))
 
     def _hold(self, interval: Interval, rec: Record) -> None:
         addresses, namespace, pod = line_fields(rec)
         network, container_id, ifname = interval.key
-        holdings = []
-        for address in dict.fromkeys(self._canonical(a) for a in addresses):
-            if address is None:
-                continue
-            holding = Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen)
-            peers = self.by_address.setdefault(address, [])
-            for other in peers:  # other attachments: one attachment has one holding per address
-                other.conflicts_with.append(container_id)
-                holding.conflicts_with.append(other.container_id)
-                self.conflicts += 1
-            peers.append(holding)
-            holdings.append(holding)
+        holdings = [Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen,
+                            interval=interval)
+                    for address in dict.fromkeys(self._canonical(a) for a in addresses) if address is not None]
         if holdings:
             self.open[interval.key] = holdings
             self.opened = holdings
 
-    def still_held(self) -> list[Holding]:
-        """The holdings open at the end of what was read, by address."""
-        return sorted((h for found in self.open.values() for h in found), key=lambda h: (address_key(h.address),
-                                                                                          h.since))
+    def finish(self) -> tuple[list[Holding], list[Holding]]:
+        """At the end of what was read: the parked (superseded) holdings, settled, then the still-held ones, by
+        address."""
+        parked = self._settled(h for found in self.parked.values() for h in found)
+        self.parked = {}
+        still = sorted((h for found in self.open.values() for h in found), key=lambda h: (address_key(h.address),
+                                                                                           h.since))
+        return parked, self._settled(still)
 
 
 def address_key(address: str) -> tuple[int, int, str]:

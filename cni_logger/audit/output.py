@@ -547,13 +547,21 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     out.text(f"events in the window: {trail['events_in_window']}"
              + (f"  ({_opt(trail['first_in_window'])} .. {_opt(trail['last_in_window'])})"
                 if trail["first_in_window"] else ""))
-    out.text(f"damaged lines skipped: {trail['skipped_lines']}")
+    out.text(f"damaged lines skipped: {trail['skipped_lines']}; duplicate events ignored: "
+             f"{trail['duplicates_ignored']}")
     for warning in trail["warnings"]:
         out.text(f"  warning: {warning}")
-    _listed(out, "damaged stretches", trail["damaged"], (("AFTER", 24), ("BEFORE", 24), ("LINES", 0)),
-            lambda d: [_opt(d["after"]), _opt(d["before"]) if d["before"] else "(end of trail)", str(d["lines"])])
-    _listed(out, f"quiet gaps (no event for {human_duration(trail['gaps']['min_seconds'])} or more)",
-            trail["gaps"], (("FROM", 24), ("UNTIL", 24), ("LENGTH", 0)),
+    _listed(out, "damaged stretches (events may be missing there unless the lines are foreign)", trail["damaged"],
+            (("KIND", 10), ("FILE", 24), ("AFTER", 24), ("BEFORE", 24), ("LINES", 5), ("EVENTS MAY BE MISSING", 0)),
+            lambda d: [d["kind"], d["file"], _opt(d["after"]), _opt(d["before"]) if d["before"] else "(end of trail)",
+                       str(d["lines"]), "no (foreign lines)" if not d["lost_events_possible"] else
+                       "anyone's" if d["containers"] is None else ",".join(d["containers"])])
+    _listed(out, "possible gaps (a backup may be missing)", trail["possible_gaps"],
+            (("AFTER", 24), ("BEFORE", 24), ("WHY", 0)),
+            lambda g: [_opt(g["after"]), _opt(g["before"]), f"{g['what']} ({g['file']})"])
+    quiet = trail["quiet_periods"]
+    _listed(out, f"quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence of "
+                 "loss)", quiet, (("FROM", 24), ("UNTIL", 24), ("LENGTH", 0)),
             lambda g: [short(g["from"]), short(g["until"]), human_duration(g["seconds"])])
     out.text("")
     out.text("address occupancy per network (holdings that overlap the window)")
@@ -570,10 +578,19 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                        pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
     leaks_found = data["leaks"]
     _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
-            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
+             ("NOTE", 0)),
             lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
-                       container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
+                       container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-", _note(h)])
     _listed(out, "DELs without ADD", leaks_found["del_without_add"],
+            (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+            lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
+                       pod_label(o["namespace"], o["pod"]) or "-"])
+    _listed(out, "superseded (their DEL was lost; not leaks)", leaks_found["superseded"],
+            (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
+            lambda h: [_since(h), _opt(h["until"]), h["address"], h["network"] or "-",
+                       container(h["container_id"], False), _note(h)])
+    _listed(out, "clean-up DELs (no ADD, no cached result; not leaks)", leaks_found["cleanup_del"],
             (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
             lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
                        pod_label(o["namespace"], o["pod"]) or "-"])

@@ -9,10 +9,12 @@ other holdings of the same container.
 The picture: one row per address (sorted numerically), one bar per holding from its start (or its
 first evidence, drawn with a dashed outline when the ADD is not in the trail) to its end (or the end
 of the window, with an open right edge when still held), coloured per network. Conflicting
-holdings have a red outline and their address a red label; quiet gaps are grey hatched bands and
-damaged stretches orange lines across all rows. Bounds (``report.Builder``): at most ``max_bars``
-holdings (those that ended last) on at most ``max_addresses`` rows; what is left out is said above
-the picture. Text from the trail is HTML-escaped and its control characters shown as escapes.
+holdings have a red outline and their address a red label, superseded ones (their DEL lost) a
+dotted one, with the notes in their titles; quiet periods are grey hatched bands, possible gaps (a
+missing backup, ``evidence``) light orange bands and damaged stretches orange lines across all rows.
+Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most
+``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
+HTML-escaped and its control characters shown as escapes.
 """
 
 from __future__ import annotations
@@ -77,9 +79,12 @@ def _summary(data: dict[str, Any]) -> str:
              ("conflicts", "conflicts", data["conflicts"]["count"]),
              ("never-deleted", "never deleted", leaks["never_deleted"]["count"]),
              ("del-without-add", "DELs without ADD", leaks["del_without_add"]["count"]),
+             ("superseded", "superseded (DEL lost)", leaks["superseded"]["count"]),
              ("failures", "failed invocations", data["failures"]["count"]),
-             ("damaged", "damaged lines", trail["skipped_lines"]), ("gaps", "quiet gaps", trail["gaps"]["count"])]
-    alarming = {"conflicts", "never-deleted", "failures", "damaged", "gaps"}
+             ("damaged", "damaged lines", trail["skipped_lines"]),
+             ("possible-gaps", "possible gaps", trail["possible_gaps"]["count"]),
+             ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
+    alarming = {"conflicts", "never-deleted", "superseded", "failures", "damaged", "possible-gaps"}
     return "<div class='cards'>" + "".join(
         f"<div class='card{' warn' if key in alarming and value else ''}'><span class='n' id='count-{key}'>{value}"
         f"</span><span class='l'>{label}</span></div>" for key, label, value in cards) + "</div>"
@@ -128,26 +133,35 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
         svg.append(f"<text class='addr{mark}' x='{LABEL_WIDTH - 6}' y='{y}' text-anchor='end'>{esc(address)}"
                    f"{' !' if mark else ''}</text>")
     plot_bottom = AXIS_HEIGHT + len(report.rows) * ROW_HEIGHT
-    for gap in data["trail"]["gaps"]["listed"]:
-        left, right = x(gap["from"], 0.0), x(gap["until"], PLOT_WIDTH)
+    for quiet in data["trail"]["quiet_periods"]["listed"]:
+        left, right = x(quiet["from"], 0.0), x(quiet["until"], PLOT_WIDTH)
         if right > left:
             svg.append(f"<rect class='gap' x='{LABEL_WIDTH + left:.1f}' y='{AXIS_HEIGHT}' width='{right - left:.1f}' "
-                       f"height='{plot_bottom - AXIS_HEIGHT}' data-from='{esc(gap['from'])}' "
-                       f"data-until='{esc(gap['until'])}'><title>quiet gap: no event from {esc(_time(gap['from']))} "
-                       f"to {esc(_time(gap['until']))} ({esc(human_duration(gap['seconds']))})</title></rect>")
+                       f"height='{plot_bottom - AXIS_HEIGHT}' data-from='{esc(quiet['from'])}' "
+                       f"data-until='{esc(quiet['until'])}'><title>quiet period: no event from "
+                       f"{esc(_time(quiet['from']))} to {esc(_time(quiet['until']))} "
+                       f"({esc(human_duration(quiet['seconds']))})</title></rect>")
+    for gap in data["trail"]["possible_gaps"]["listed"]:
+        left, right = x(gap["after"], 0.0), x(gap["before"], PLOT_WIDTH)
+        svg.append(f"<rect class='possible-gap' x='{LABEL_WIDTH + left:.1f}' y='{AXIS_HEIGHT}' "
+                   f"width='{max(right - left, MIN_BAR):.1f}' height='{plot_bottom - AXIS_HEIGHT}' "
+                   f"data-from='{esc(gap['after'])}' data-until='{esc(gap['before'])}'><title>possible gap: "
+                   f"{esc(gap['what'])} ({esc(gap['file'])})</title></rect>")
     for damage in data["trail"]["damaged"]["listed"]:
         at = x(damage["before"] or damage["after"], PLOT_WIDTH)
         svg.append(f"<line class='damaged' x1='{LABEL_WIDTH + at:.1f}' x2='{LABEL_WIDTH + at:.1f}' "
                    f"y1='{AXIS_HEIGHT - 6}' y2='{plot_bottom}' data-lines='{damage['lines']}'><title>"
-                   f"{damage['lines']} damaged lines between {esc(_time(damage['after']))} and "
-                   f"{esc(_time(damage['before']))}</title></line>")
+                   f"{esc(damage['kind'])}: {damage['lines']} lines of {esc(damage['file'])} between "
+                   f"{esc(_time(damage['after']))} and {esc(_time(damage['before']))}: {esc(damage['what'])}"
+                   f"{'; events may be missing' if damage['lost_events_possible'] else ''}</title></line>")
     for bar, lane, lanes in _lanes(report.bars):
         svg.append(_bar(bar, rows[bar.address], x, colours.get(bar.network, PALETTE[0]), lane, lanes))
     svg.append("</svg></div>")
     legend = ("<p class='legend'>" + "".join(
         f"<span><i style='background:{colour}'></i>{esc(name or '-')}</span>" for name, colour in colours.items())
         + "<span><i class='lc'></i>conflict</span><span><i class='lu'></i>start not in the trail</span>"
-          "<span><i class='lo'></i>still held</span><span><i class='lg'></i>quiet gap</span>"
+          "<span><i class='lo'></i>still held</span><span><i class='lg'></i>quiet period</span>"
+          "<span><i class='lp'></i>possible gap (missing backup)</span>"
           "<span><i class='ld'></i>damaged lines</span></p>")
     info = "<div id='info' class='info' hidden></div>"
     return head + legend + "".join(svg) + info
@@ -205,15 +219,18 @@ def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int 
         classes.append("unknown-start")
     if bar.end is None:
         classes.append("open")
+    if bar.ended_by == "superseded":
+        classes.append("superseded")
     pod = pod_label(bar.namespace, bar.pod)
     title = (f"{bar.address} held by {bar.container_id} ({pod or 'no pod'}) on {bar.network or '-'} "
              f"{bar.ifname or '-'}\nfrom {_time(bar.start) if bar.start else '<= ' + _time(bar.seen)}\n"
              f"until {_time(bar.end) if bar.end else '(still held)'}"
              + (f" (ended by {bar.ended_by})" if bar.ended_by else "")
-             + (f"\nconflicts with {', '.join(bar.conflicts_with)}" if bar.conflicts_with else ""))
+             + (f"\nconflicts with {', '.join(bar.conflicts_with)}" if bar.conflicts_with else "")
+             + "".join(f"\nNOTE: {note}" for note in bar.notes))
     attributes = {"address": bar.address, "container": bar.container_id, "pod": pod, "network": bar.network,
                   "ifname": bar.ifname, "from": bar.start or "", "seen": bar.seen, "until": bar.end or "",
-                  "ended-by": bar.ended_by, "conflicts": " ".join(bar.conflicts_with)}
+                  "ended-by": bar.ended_by, "conflicts": " ".join(bar.conflicts_with), "notes": "; ".join(bar.notes)}
     data = " ".join(f"data-{key}='{esc(value)}'" for key, value in attributes.items())
     height = (ROW_HEIGHT - 4) / lanes
     y = AXIS_HEIGHT + row * ROW_HEIGHT + 2 + lane * height
@@ -231,6 +248,20 @@ def _table(title: str, key: str, section: dict[str, Any] | None, columns: list[s
             + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead><tbody>"
             + "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in rows)
             + "</tbody></table>")
+
+
+def _line_span(stretch: dict[str, Any]) -> str:
+    """A damaged stretch's lines as ``first-last`` (``first-`` to the end of the file), or how many."""
+    first, last = stretch["first_line"], stretch["last_line"]
+    if first is None:
+        return str(stretch["lines"])
+    return f"{first}-{last or 'end'}" if last != first else str(first)
+
+
+def _whose(stretch: dict[str, Any]) -> str:
+    if not stretch["lost_events_possible"]:
+        return "no (foreign lines)"
+    return "anyone's" if stretch["containers"] is None else ", ".join(stretch["containers"])
 
 
 def _tables(data: dict[str, Any]) -> str:
@@ -253,6 +284,15 @@ def _tables(data: dict[str, Any]) -> str:
                         ["at", "network", "ifname", "container", "pod"],
                         [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
                           pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["del_without_add"]["listed"]]))
+    parts.append(_table("Superseded (their DEL was lost; not leaks)", "superseded", data["leaks"]["superseded"],
+                        ["since", "until", "address", "network", "container", "pod", "note"],
+                        [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
+                          h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
+                          "; ".join(h["notes"])] for h in data["leaks"]["superseded"]["listed"]]))
+    parts.append(_table("Clean-up DELs (no ADD, no cached result; not leaks)", "cleanup-del",
+                        data["leaks"]["cleanup_del"], ["at", "network", "ifname", "container", "pod"],
+                        [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
+                          pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["cleanup_del"]["listed"]]))
     parts.append(_table("Failed invocations", "failures", data["failures"],
                         ["at", "command", "network", "container", "pod", "error"],
                         [[_time(f["@timestamp"]), f["command"], f["network"], f["container_id"],
@@ -263,13 +303,20 @@ def _tables(data: dict[str, Any]) -> str:
                          for name, s in stats["latency_ms"].items() if s["count"]]))
     parts.append(_table("Files read", "files", None, ["file", "bytes on disk"],
                         [[f["path"], f["bytes"]] for f in trail["files"]]))
-    parts.append(_table("Damaged stretches", "damaged", trail["damaged"], ["after", "before", "lines"],
-                        [[_time(d["after"]), _time(d["before"]) if d["before"] else "(end of trail)", d["lines"]]
+    parts.append(_table("Damaged stretches", "damaged", trail["damaged"],
+                        ["kind", "file", "lines", "after", "before", "events may be missing"],
+                        [[d["kind"], d["file"], _line_span(d), _time(d["after"]),
+                          _time(d["before"]) if d["before"] else "(end of trail)", _whose(d)]
                          for d in trail["damaged"]["listed"]]))
-    parts.append(_table(f"Quiet gaps (no event for {human_duration(trail['gaps']['min_seconds'])} or more)", "gaps",
-                        trail["gaps"], ["from", "until", "length"],
+    parts.append(_table("Possible gaps (a backup may be missing)", "possible-gaps", trail["possible_gaps"],
+                        ["between", "after", "before", "why"],
+                        [[g["file"], _time(g["after"]), _time(g["before"]), g["what"]]
+                         for g in trail["possible_gaps"]["listed"]]))
+    quiet = trail["quiet_periods"]
+    parts.append(_table(f"Quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence "
+                        "of loss)", "quiet", quiet, ["from", "until", "length"],
                         [[_time(g["from"]), _time(g["until"]), human_duration(g["seconds"])]
-                         for g in trail["gaps"]["listed"]]))
+                         for g in quiet["listed"]]))
     parts.append("<script type='application/json' id='report-data'>"
                  + json.dumps({k: v for k, v in data.items() if k != "stats"}, ensure_ascii=True)
                  .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -301,6 +348,8 @@ margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px 
 .legend .lu{border:1px dashed #333}.legend .lo{background:#3b7dd8;opacity:.6}
 .legend .lg{background:repeating-linear-gradient(45deg,#c9c9c9 0 3px,#fff 3px 6px)}
 .legend .ld{background:#ef7d00;width:3px}
+.possible-gap{fill:#ef7d00;opacity:.25}.bar.superseded{stroke-dasharray:1 2;stroke:#555}
+.legend .lp{background:#ef7d00;opacity:.25}
 .info{position:fixed;z-index:2;background:#fff;border:1px solid #888;border-radius:4px;padding:6px 9px;
 box-shadow:0 2px 8px rgba(0,0,0,.2);font:12px/1.45 "DejaVu Sans Mono",monospace;white-space:pre;pointer-events:none}
 table.list{border-collapse:collapse;font-size:12px}table.list th,table.list td{border:1px solid #dde1e5;

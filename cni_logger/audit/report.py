@@ -2,13 +2,19 @@
 
 The sections, each computed by the same code as the question it summarises:
 
-* **trail**: the files read (size, oldest first), the span of events, lines skipped as damage and
-  the *damaged stretches* (where in time skipped lines sit: between which two events), and *quiet
-  gaps* (no event at all for at least ``--gap``: logging off, a node down, or simply no pod churn);
+* **trail**: the files read (size, oldest first), the span of events, lines skipped as damage, the
+  *damaged stretches* and *possible gaps* (a backup may be missing) exactly as every other command
+  reports them on stderr (``reader.Scan.evidence``: file, lines, the events around them, whose events
+  may be lost), duplicates ignored, and *quiet periods*, the report's own notion: no event at all for
+  at least ``--gap`` anywhere in the trail (logging off, a node down, or simply no pod churn). A
+  quiet period is not evidence of loss; a possible gap is (a pause across a file boundary far longer
+  than the files' own pace);
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
-* **conflicts**: holdings of one address that overlapped (first ``LIST_LIMIT``);
-* **leaks**: attachments never deleted, and DELs without ADD (as ``leaks``);
+* **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
+  ``who-had``; first ``LIST_LIMIT``);
+* **leaks**: attachments never deleted and DELs without ADD, then, listed apart as ``leaks`` lists
+  them, superseded attachments (their DEL lost) and clean-up DELs (no ADD, no cached result);
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
 * **attempts** (bracket mode only): ADD attempts and how they ended, the failed ones with the DEL that
   cleaned up after them (not listed as DELs without ADD), and the chain's latency (``attempts``);
@@ -19,9 +25,9 @@ The whole trail is read (what is still held at its end decides the leaks); only 
 network, capped lists, and for the HTML picture (``page``) at most ``max_bars`` holdings, the ones
 that ended last (a ring), across at most ``max_addresses`` address rows.
 
-Every section is a plain dict (``Report.to_json``), so what a later change learns about an interval
-(a qualified end, an unknown start, a damaged stretch) flows into text, JSON and HTML alike: a
-holding's ``ended_by`` is printed as it comes, a start the trail does not show is ``from: null``.
+Every section is a plain dict (``Report.to_json``), so what the trail cannot vouch for flows into
+text, JSON and HTML alike: a holding carries ``who-had``'s ``notes`` (``intervals.qualifications``),
+a superseded end is ``ended_by: superseded``, a start the trail does not show is ``from: null``.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ from typing import Any
 
 from cni_logger.audit import record, sources
 from cni_logger.audit.attempts import Attempts
+from cni_logger.audit.evidence import Evidence
+from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
+from cni_logger.audit.output import CLEANUP_DEL, DEL_WITHOUT_ADD, NEVER_DELETED, SUPERSEDED
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Stats
 from cni_logger.audit.timeparse import to_epoch
 
 LIST_LIMIT = 200
-"""Conflicts, failures, leaks, gaps and damaged stretches listed (all are counted)."""
+"""Conflicts, failures, leaks, quiet periods, damaged stretches and possible gaps listed (all are counted)."""
 MAX_BARS = 5000
 MAX_ADDRESSES = 512
 
@@ -97,12 +106,12 @@ class Builder:
     """Accumulates the report from records in trail order."""
 
     def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-                 max_addresses: int = MAX_ADDRESSES) -> None:
+                 max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None) -> None:
         self.window = window
         self.gap_seconds = gap_seconds
         self.max_bars = max_bars
         self.max_addresses = max_addresses
-        self.occupancy = Occupancy(keep_orphans=True)
+        self.occupancy = Occupancy(keep_orphans=True, found=found)
         self.stats = Stats()
         self.attempts = Attempts()
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
@@ -111,15 +120,15 @@ class Builder:
         self.conflicts = Capped()
         self.failures = Capped()
         self.orphans = Capped()
-        self.gaps = Capped()
-        self.damaged = Capped()
+        self.cleanups = Capped()
+        self.superseded = Capped()
+        self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
         self.first = ""
         self.last = ""
         self._previous = ""
         self._previous_epoch = 0.0
-        self._skipped = 0
         self._entered = False
 
     def _network(self, name: str) -> NetworkUse:
@@ -128,13 +137,9 @@ class Builder:
             use = self.networks[name] = NetworkUse()
         return use
 
-    def feed(self, rec: Record, skipped: int) -> None:
-        """One record; ``skipped`` is the scan's count of skipped lines so far (for damaged stretches)."""
+    def feed(self, rec: Record) -> None:
+        """One record, in trail order."""
         stamp = rec.timestamp
-        if skipped != self._skipped:
-            self.damaged.add({"after": self._previous or None, "before": stamp or None,
-                              "lines": skipped - self._skipped})
-            self._skipped = skipped
         if stamp:
             self._times(stamp)
         inside = bool(stamp) and stamp in self.window
@@ -153,26 +158,42 @@ class Builder:
             if not rec.ok:
                 self._failure(rec)
         for holding in self.occupancy.feed(rec):
+            self._ended(holding)
+        for holding in self.occupancy.left:
             self._network(holding.network).open -= 1
-            if holding.overlaps(self.window.since, self.window.until):
-                self._count(holding)
         for orphan in self.occupancy.orphans:
             if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
-                addresses, namespace, pod = line_fields(orphan.opened)
-                self.orphans.add({"kind": "del-without-add", "seen": orphan.seen, "network": orphan.key[0],
-                                  "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
-                                  "namespace": namespace or None, "addresses": addresses})
+                self._orphan(orphan)
         self.occupancy.orphans.clear()
         for holding in self.occupancy.opened:
             use = self._network(holding.network)
             use.open += 1
             if inside:
                 use.peak = max(use.peak, use.open)
-                if holding.conflicts_with:
-                    self._conflict(holding, stamp)
+        for holding, other, at in self.occupancy.found_conflicts:
+            if at in self.window:
+                self._conflict(holding, other, at)
+
+    def _ended(self, holding: Holding) -> None:
+        """A holding handed out by occupancy (ended, or superseded and settled)."""
+        if holding.overlaps(self.window.since, self.window.until):
+            self._count(holding)
+            if holding.ended_by == "superseded" and not holding.conflict:
+                self.superseded.add({"kind": SUPERSEDED, **holding.to_json()})
+
+    def _orphan(self, orphan: Interval) -> None:
+        """A DEL without ADD: with a cached result, or the clean-up DEL of a failed ADD (as ``leaks`` tells them)."""
+        addresses, namespace, pod = line_fields(orphan.opened)
+        cni = orphan.opened.doc.get("cni")
+        cached = isinstance(cni, dict) and "prev_result" in cni
+        orphan.opened.forget()
+        (self.orphans if cached else self.cleanups).add({
+            "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],
+            "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
+            "namespace": namespace or None, "addresses": addresses, "cached_result": cached})
 
     def _times(self, stamp: str) -> None:
-        """The span, and a quiet gap when this event comes ``gap_seconds`` or more after the one before."""
+        """The span, and a quiet period when this event comes ``gap_seconds`` or more after the one before."""
         previous = self._previous
         if not previous:
             self.first = self._previous = self.last = stamp
@@ -182,7 +203,7 @@ class Builder:
             return  # concurrent writers: a few milliseconds out of order
         seconds = to_epoch(stamp)
         if seconds - self._previous_epoch >= self.gap_seconds:
-            self.gaps.add({"from": previous, "until": stamp, "seconds": round(seconds - self._previous_epoch, 3)})
+            self.quiet.add({"from": previous, "until": stamp, "seconds": round(seconds - self._previous_epoch, 3)})
         self._previous = self.last = stamp
         self._previous_epoch = seconds
 
@@ -193,12 +214,12 @@ class Builder:
                            "namespace": record.namespace(doc) or None, "error": record.error_message(doc) or None})
         rec.forget()
 
-    def _conflict(self, holding: Holding, stamp: str) -> None:
-        for other in holding.conflicts_with:
-            self._network(holding.network).conflicts += 1
-            self.conflicts.add({"address": holding.address, "at": stamp, "network": holding.network,
-                                "container_id": holding.container_id, "pod": holding.pod or None,
-                                "namespace": holding.namespace or None, "other_container_id": other})
+    def _conflict(self, holding: Holding, other: str, stamp: str) -> None:
+        """``holding`` was superseded by ``other``'s ADD, yet showed it still held the address at ``stamp``."""
+        self._network(holding.network).conflicts += 1
+        self.conflicts.add({"address": holding.address, "at": stamp, "network": holding.network,
+                            "container_id": holding.container_id, "pod": holding.pod or None,
+                            "namespace": holding.namespace or None, "other_container_id": other})
 
     def _count(self, holding: Holding) -> None:
         use = self._network(holding.network)
@@ -211,12 +232,12 @@ class Builder:
         else:
             self.bars_dropped += 1
 
-    def finish(self, skipped: int) -> list[Holding]:
+    def finish(self) -> list[Holding]:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
-        if skipped != self._skipped:
-            self.damaged.add({"after": self._previous or None, "before": None, "lines": skipped - self._skipped})
-            self._skipped = skipped
-        still = [h for h in self.occupancy.still_held() if h.overlaps(self.window.since, self.window.until)]
+        parked, held = self.occupancy.finish()
+        for holding in parked:
+            self._ended(holding)
+        still = [h for h in held if h.overlaps(self.window.since, self.window.until)]
         for holding in still:
             self._count(holding)
             self._network(holding.network).still_held += 1
@@ -226,10 +247,11 @@ class Builder:
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
           max_addresses: int = MAX_ADDRESSES) -> Report:
     """Read the whole trail once and assemble the report."""
-    builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses)
+    builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
+                      found=scan.evidence)
     for rec in scan.records(decode=False):
-        builder.feed(rec, scan.skipped)
-    still = builder.finish(scan.skipped)
+        builder.feed(rec)
+    still = builder.finish()
     return Report(builder, still, trail_files(scan.trails), scan)
 
 
@@ -244,9 +266,13 @@ class Report:
         self.events_read = builder.stats.events
         self.skipped = scan.skipped
         self.warnings = list(scan.warnings)
+        self.evidence = scan.evidence
+        self.damaged, self.possible_gaps = Capped(), Capped()
+        for stretch in scan.evidence.stretches:
+            (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
         self.leaks = Capped()
         for holding in still:
-            self.leaks.add({"kind": "never-deleted", **holding.to_json()})
+            self.leaks.add({"kind": NEVER_DELETED, **holding.to_json()})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
 
     @staticmethod
@@ -267,13 +293,16 @@ class Report:
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,
-                      "damaged": b.damaged.to_json(), "gaps": {**b.gaps.to_json(), "min_seconds": b.gap_seconds},
+                      "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
+                      "duplicates_ignored": self.evidence.duplicates,
+                      "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
                       "warnings": self.warnings},
             "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
                                 "conflicts": use.conflicts, "still_held": use.still_held}
                          for name, use in sorted(b.networks.items()) if use.holdings},
             "conflicts": b.conflicts.to_json(),
-            "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json()},
+            "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
+                      "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json()},
             "failures": b.failures.to_json(),
             **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}
                if b.attempts.events else {}),

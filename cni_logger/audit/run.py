@@ -24,7 +24,7 @@ from typing import Any
 from cni_logger.audit import output, record, sources
 from cni_logger.audit.attempts import Attempts, Failed
 from cni_logger.audit.evidence import Evidence
-from cni_logger.audit.intervals import HELD, Interval, Tracker
+from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
 from cni_logger.audit.output import (
     CLEANUP_DEL,
     DEL_WITHOUT_ADD,
@@ -187,35 +187,8 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
         "from": interval.start, "seen": interval.seen, "until": interval.end, "ended_by": interval.closed_by or None,
         "addresses": next((record.addresses(d) for d in docs if record.addresses(d)), []),
     }
-    holder.update(_qualifications(interval, found))
+    holder.update(qualifications(interval, found))
     return holder
-
-
-def _qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
-    notes: list[str] = []
-    if interval.start is None:
-        notes.append("start unknown: no ADD in the trail" +
-                     (f"; not before {interval.floor} (the previous holder's end)" if interval.floor else ""))
-    superseded = interval.superseded_by
-    if superseded is not None:
-        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} (ADD at "
-                     f"{superseded.timestamp}); held at least until {interval.last_seen}")
-        if interval.conflict:
-            notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
-                         "the address")
-    if interval.closed_by == "ADD":
-        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
-                     f"{interval.last_seen}")
-    if interval.closed_by == "ADD":
-        notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
-                     f"{interval.last_seen}")
-    lost = interval.lost_end(found) if found is not None and interval.end is None else None
-    if lost is not None:
-        notes.append(f"its DEL may be lost: {lost.describe()}")
-    return {"last_seen": interval.last_seen, "conflict": interval.conflict,
-            "superseded_by": None if superseded is None else {
-                "container_id": superseded.container_id, "ifname": superseded.ifname, "at": superseded.timestamp},
-            "notes": notes}
 
 
 def who_had(args: argparse.Namespace) -> int:
@@ -252,33 +225,43 @@ def who_had(args: argparse.Namespace) -> int:
 
 def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     """``who-had CIDR``: every holding of an address in the subnet, as it ends (memory: the open ones only);
-    with ``--at``, the holdings then, by address."""
+    with ``--at``, the holdings then, by address. The verdict follows ``who-had IP``'s rules: a row with
+    notes (or, with ``--at``, a possible holder or a conflict) qualifies the answer."""
     from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sorted_holdings
 
-    occupancy = Occupancy(parse_network(args.ip))
-    found = 0
+    found = session.evidence
+    occupancy = Occupancy(parse_network(args.ip), found=found, at=args.at)
+    rows = 0
+    qualified = False
 
     def holdings() -> Iterator[Holding]:
-        nonlocal found
+        nonlocal rows, qualified
         kept: list[Holding] = []
         for rec in session.scan.records(decode=False):
             ended = occupancy.feed(rec)
             if ended:
                 if args.at is None:
-                    found += len(ended)
+                    rows += len(ended)
+                    qualified = qualified or any(h.notes or h.conflict for h in ended)
                     yield from ended
                 else:
-                    kept += [h for h in ended if h.covers(args.at)]
-        still = occupancy.still_held()
-        last = still if args.at is None else sorted_holdings(kept + [h for h in still if h.covers(args.at)])
-        found += len(last)
+                    kept += [h for h in ended if h.certainty is not None]
+        parked, still = occupancy.finish()
+        last = parked + still if args.at is None else \
+            sorted_holdings(kept + [h for h in parked + still if h.certainty is not None])
+        rows += len(last)
+        qualified = qualified or any(h.notes or h.conflict for h in last)
         yield from last
 
+    if args.at is not None:  # the holders then: few, and all known only at the end of the trail
+        answers = [h.to_json() for h in holdings()]
+        output.holders(session.out, answers, fmt=args.format, full_ids=args.no_trunc, subnet=True)
+        return _verdict(session.name, args, answers, found)
     output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
                    subnet=True)
-    if found:
-        return FOUND
-    return NO_EVIDENCE if any(s.lost for s in session.evidence.stretches) else NOTHING
+    if rows:
+        return QUALIFIED if qualified else FOUND
+    return NO_EVIDENCE if any(s.lost for s in found.stretches) else NOTHING
 
 
 def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence) -> int:

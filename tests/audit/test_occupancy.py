@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.occupancy import parse_network, sliced_fields
+from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sliced_fields
 from tests.harness.trails import Trail, Writer
 
 
@@ -32,3 +33,46 @@ def test_parse_network_needs_a_subnet_without_host_bits() -> None:
     assert parse_network("10.244.1.17/24") is None
     assert parse_network("10.244.1.17") is None
     assert str(parse_network("fd00::/64")) == "fd00::/64"
+
+
+T = "2026-11-28T02:20:{:02d}.000000Z"
+
+
+def _rec(n: int, command: str, cid: str, address: str = "", network: str = "net") -> record.Record:
+    doc: dict[str, Any] = {"@timestamp": T.format(n), "event": {"outcome": "success", "id": f"{n}-{cid}"},
+                           "network": {"name": network}, "cni": {"command": command, "container_id": cid,
+                                                                 "ifname": "eth0"}}
+    if address:
+        doc["cni"]["prev_result"] = {"ips": [{"address": address + "/24"}]}
+        doc["related"] = {"ip": [address]}
+    found = record.head_from_doc(json.dumps(doc).encode(), doc)
+    assert found is not None
+    return found
+
+
+def _feed(occupancy: Occupancy, *records: record.Record) -> list[Holding]:
+    return [h for r in records for h in occupancy.feed(r)]
+
+
+def test_a_lost_del_is_superseded_not_a_conflict_and_other_networks_never_conflict() -> None:
+    occupancy = Occupancy(at=T.format(3))
+    ended = _feed(occupancy, _rec(1, "ADD", "a", "10.0.0.5"), _rec(2, "ADD", "o", "10.0.0.5", network="other"),
+                  _rec(4, "ADD", "b", "10.0.0.5"))
+    assert ended == []  # a is held back: its DEL may yet show a conflict
+    parked, still = occupancy.finish()
+    (a,) = parked
+    assert (a.container_id, a.ended_by, a.end, a.conflict, a.conflicts_with) == ("a", "superseded", T.format(4),
+                                                                               False, [])
+    assert a.certainty == "possibly" and any("superseded by b" in note for note in a.notes)
+    assert sorted(h.container_id for h in still) == ["b", "o"] and occupancy.conflicts == 0
+
+
+def test_a_superseded_holder_seen_again_conflicts_with_the_holder_then() -> None:
+    occupancy = Occupancy()
+    _feed(occupancy, _rec(1, "ADD", "a", "10.0.0.5"), _rec(4, "ADD", "b", "10.0.0.5"))
+    assert _feed(occupancy, _rec(5, "CHECK", "a", "10.0.0.5")) == []
+    assert [(h.container_id, other, at) for h, other, at in occupancy.found_conflicts] == [("a", "b", T.format(5))]
+    (a,) = _feed(occupancy, _rec(6, "DEL", "a", "10.0.0.5"))
+    assert (a.conflict, a.conflicts_with, a.end, a.ended_by) == (True, ["b"], T.format(6), "DEL")
+    (b,) = _feed(occupancy, _rec(7, "DEL", "b", "10.0.0.5"))
+    assert (b.conflict, b.conflicts_with) == (False, ["a"]) and occupancy.conflicts == 1  # b's ADD is certain

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.harness.plugin import REPO
@@ -37,3 +39,37 @@ def cli(*args: str, timeout: float = 60, executable: str = CLI) -> Result:
                           stdin=subprocess.DEVNULL)
     assert "Traceback" not in proc.stderr, proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+_MEASURE = r"""
+import resource, subprocess, sys
+with open(sys.argv[1], "wb") as out, open(sys.argv[2], "wb") as err:
+    status = subprocess.call(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, status)
+"""
+
+
+@dataclass
+class Measured:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    peak_kib: int
+    """The command's own peak RSS."""
+
+
+def measured(argv: list[str], work: Path, timeout: float = 120) -> Measured:
+    """Run ``argv`` from a small fresh Python process that reports the command's peak RSS.
+
+    Not ``wait4`` from pytest: the kernel carries the forking process's resident size into the child's
+    ``ru_maxrss`` across exec, so a child of a large pytest process would report pytest's size (the same
+    reason as ``scripts/audit-benchmark.py``'s ``MEASURE``).
+    """
+    out, err = work / "measured.out", work / "measured.err"
+    report = subprocess.run([sys.executable, "-I", "-S", "-c", _MEASURE, str(out), str(err), *argv],
+                            capture_output=True, text=True, check=True, timeout=timeout).stdout.split()
+    try:
+        return Measured(int(report[1]), out.read_bytes(), err.read_bytes(), int(report[0]))
+    finally:
+        out.unlink()
+        err.unlink()

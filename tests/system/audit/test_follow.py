@@ -13,7 +13,7 @@ import pytest
 
 from cni_logger.audit import lines
 from cni_logger.audit.follow import Tail
-from tests.harness.audit import CLI
+from tests.harness.audit import CLI, measured
 from tests.harness.plugin import cni_env, run_plugin
 from tests.harness.trails import prev_result
 
@@ -159,14 +159,9 @@ def test_an_overlong_line_is_dropped_in_bounded_memory_and_the_next_events_still
         out.write(b"\n")
     written.append(add_event("after-the-long-line"))
     assert log.stat().st_size > 200 << 20
-    # Peak RSS through GNU time: a child forked from pytest itself inherits pytest's high-water mark across
-    # exec (Linux folds the old mm's peak into the process's), so wait4 on it would measure the test session.
-    peak = tmp_path / "peak-kib"
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), CLI, *argv, "--json", "--log-file",
-                           str(log)], capture_output=True, timeout=120, check=False)
-    out, err = proc.stdout, proc.stderr
-    assert proc.returncode == 0, err
-    assert [json.loads(line)["event"]["id"] for line in out.splitlines()] == written
-    assert b"skipped 1 lines" in err
-    peak_mib = int(peak.read_text().split()[-1]) / 1024  # KiB
+    run = measured([CLI, *argv, "--json", "--log-file", str(log)], tmp_path)
+    assert run.rc == 0, run.stderr
+    assert [json.loads(line)["event"]["id"] for line in run.stdout.splitlines()] == written
+    assert b"skipped 1 lines" in run.stderr
+    peak_mib = run.peak_kib / 1024  # KiB on Linux
     assert peak_mib < 60, f"{argv[0]} peaked at {peak_mib:.0f} MiB"

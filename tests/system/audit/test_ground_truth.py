@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from cni_logger.audit.evidence import GAP_MIN_SECONDS
 from cni_logger.audit.timeparse import from_datetime
 from tests.harness.audit import Result, cli
 from tests.harness.cnitool import (
@@ -46,6 +47,11 @@ CONTAINERS = 12
 STEPS = 80
 ADDRESSES = 5
 SEED = 1313
+PACE = GAP_MIN_SECONDS / 5
+"""Seconds between steps. A backup holds about ten events (eight steps), so it spans well over
+``evidence.GAP_MIN_SECONDS`` and a missing one is a gap the reader can infer from time alone. Without a
+pace a backup spans under a second (cnitool alone is that fast), which README lists as undetectable
+(a backup that held only a short burst), and the damaged-trail test failed whenever the machine ran fast."""
 
 
 def now() -> str:
@@ -141,6 +147,7 @@ def run_story(sb: CniSandbox) -> tuple[Path, Truth]:
                 proc = sb.cnitool("check", net, name, env=env)
                 assert proc.rc == 0, proc.describe()
         truth.marks.append((now(), {a: cids[n] for n, (a, _) in attached.items()}))
+        time.sleep(PACE)
     return net.log_file, truth
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cni_logger.audit.intervals import Interval, Tracker
+from cni_logger.audit.intervals import Interval, Tracker, qualifications
 from cni_logger.audit.record import Record, head_from_doc
 from cni_logger.audit.stats import Histogram
 from tests.harness.audit import cli
@@ -146,6 +146,21 @@ def test_a_superseded_holder_seen_holding_again_is_a_conflict() -> None:
     (a,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(6, "ADD", "b", "10.0.0.5"))
     assert feed(tracker, rec(7, "DEL", "a", "10.0.0.5")) == []
     assert (a.conflict, a.end and a.end[17:19], a.closed_by, a.certainty(T.format(7))) == (True, "07", "DEL", "held")
+
+
+def test_a_superseded_holder_checked_holding_again_held_it_until_that_check() -> None:
+    tracker = Tracker("10.0.0.5")
+    (a,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(6, "ADD", "b", "10.0.0.5"))
+    assert feed(tracker, rec(8, "CHECK", "a", "10.0.0.5")) == []
+    assert (a.conflict, a.last_seen[17:19], a.end and a.end[17:19]) == (True, "08", "08")
+    assert [a.certainty(T.format(n)) for n in (6, 7, 8)] == ["held", "held", "held"]
+
+
+def test_a_re_added_attachment_is_noted_once() -> None:
+    tracker = Tracker("10.0.0.5")
+    (first,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(5, "ADD", "a", "10.0.0.5"))
+    notes = qualifications(first, None)["notes"]
+    assert len(notes) == 1 and "ADDed again" in notes[0]
 
 
 def test_other_networks_and_hosts_do_not_supersede() -> None:

@@ -1,9 +1,11 @@
 """The audit tool's outputs as an operator and an auditor get them: formats, subnets, pods, the report page.
 
 The trail is the audit tests' story (``tests.harness.trails.build``: rotated, gzipped, damaged), written
-by the real plugin, plus a conflict (two sandboxes given one address, one of them never deleted) and a
-pod whose name an attacker chose (a terminal escape, markup, a spreadsheet formula). Expected answers
-are computed here from the events the plugin wrote, not by the tool's code.
+by the real plugin, plus an address given to a second sandbox while the first one's DEL is missing
+(the first is *superseded*, not a co-holder: an IPAM hands an address to one attachment at a time), a
+conflict (a superseded sandbox's DEL still carries the address: both held it at once), and a pod whose
+name an attacker chose (a terminal escape, markup, a spreadsheet formula). Expected answers are
+computed here from the events the plugin wrote, not by the tool's code.
 
 The report page is rendered by a real headless Chromium (Debian's ``chromium``): its DOM after the
 page's script ran must show what the trail holds, and a screenshot is taken (kept next to the trail
@@ -32,16 +34,21 @@ from tests.harness.trails import DAMAGED, NET, Trail, Writer, build
 
 HOSTILE = "=HYPERLINK(1)<b>x</b>\x1b[31mred"
 """A pod name: a formula for spreadsheets, markup for the page, a colour escape for the terminal."""
-CONFLICT_ADDRESS = "10.1.0.40"
+SUPERSEDED_ADDRESS = "10.1.0.40"
+CONFLICT_ADDRESS = "10.1.0.42"
 
 
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory: pytest.TempPathFactory) -> Trail:
     built = build(tmp_path_factory.mktemp("outputs-trail"))
     w = Writer(built)
-    w.run("ADD", "ctr-x", address=CONFLICT_ADDRESS, pod="dup-x")
-    w.run("ADD", "ctr-y", address=CONFLICT_ADDRESS, pod="dup-y")  # the same address: a conflict
-    w.run("DEL", "ctr-y", address=CONFLICT_ADDRESS, pod="dup-y")
+    w.run("ADD", "ctr-x", address=SUPERSEDED_ADDRESS, pod="dup-x")
+    w.run("ADD", "ctr-y", address=SUPERSEDED_ADDRESS, pod="dup-y")  # the same address: ctr-x's DEL was lost
+    w.run("DEL", "ctr-y", address=SUPERSEDED_ADDRESS, pod="dup-y")
+    w.run("ADD", "ctr-p", address=CONFLICT_ADDRESS, pod="dup-p")
+    w.run("ADD", "ctr-q", address=CONFLICT_ADDRESS, pod="dup-q")  # supersedes ctr-p...
+    w.run("DEL", "ctr-p", address=CONFLICT_ADDRESS, pod="dup-p")  # ...which still held it: a conflict
+    w.run("DEL", "ctr-q", address=CONFLICT_ADDRESS, pod="dup-q")
     w.run("ADD", "ctr-h", address="10.1.0.41", pod=HOSTILE, namespace="evil")
     return built
 
@@ -55,7 +62,8 @@ def successful_adds(trail: Trail) -> list[dict[str, Any]]:
 
 
 def deleted(trail: Trail) -> set[tuple[str, str]]:
-    """(container id, ifname) of every successful DEL, and of what the GC collected."""
+    """(container id, ifname) of every successful DEL, what the GC collected, and every attachment whose
+    address a later successful ADD on the same network gave to another container before its DEL (superseded)."""
     found = {(e["cni"]["container_id"], e["cni"]["ifname"]) for e in trail.events
              if e["cni"]["command"] == "DEL" and e["event"]["outcome"] == "success"}
     for e in trail.events:
@@ -64,6 +72,25 @@ def deleted(trail: Trail) -> set[tuple[str, str]]:
             found |= {(a["cni"]["container_id"], a["cni"]["ifname"]) for a in successful_adds(trail)
                       if a["@timestamp"] < e["@timestamp"] and a["network"]["name"] == e["network"]["name"]
                       and (a["cni"]["container_id"], a["cni"]["ifname"]) not in keep}
+    return found | superseded(trail)
+
+
+def superseded(trail: Trail) -> set[tuple[str, str]]:
+    """Attachments whose address another container's successful ADD took while they held it (no DEL between)."""
+    held: dict[tuple[str, str], tuple[str, str]] = {}
+    found = set()
+    for e in trail.events:
+        if e["event"]["outcome"] != "success" or e["cni"]["command"] not in ("ADD", "DEL"):
+            continue
+        attachment = (e["cni"]["container_id"], e["cni"]["ifname"])
+        if e["cni"]["command"] == "DEL":
+            held = {k: v for k, v in held.items() if v != attachment}
+            continue
+        for address in e["related"]["ip"]:
+            place = (e["network"]["name"], address)
+            if place in held and held[place][0] != attachment[0]:
+                found.add(held[place])
+            held[place] = attachment
     return found
 
 
@@ -96,7 +123,8 @@ def test_tsv_and_csv_hold_the_same_answers_as_json(trail: Trail) -> None:
     tsv_lines = cli("leaks", "--format", "tsv", *trail.args()).stdout.splitlines()
     header = tsv_lines[0].split("\t")
     as_tsv = [dict(zip(header, line.split("\t"), strict=True)) for line in tsv_lines[1:]]
-    assert len(as_json) == len(as_csv) == len(as_tsv) == 4  # ctr-c, ctr-x, ctr-h never deleted; ctr-orphan
+    # ctr-c, ctr-h never deleted; apart: ctr-orphan (a clean-up DEL), ctr-x (superseded: its DEL lost)
+    assert len(as_json) == len(as_csv) == len(as_tsv) == 4
     for doc, row, tab in zip(as_json, as_csv, as_tsv, strict=True):
         assert {**row, "age_seconds": ""} == {**tab, "age_seconds": ""}  # the age grows between the runs
         assert row["container_id"] == doc["container_id"] and row["kind"] == doc["kind"]
@@ -131,6 +159,7 @@ def test_container_column_fits_cnitool_ids(trail: Trail, tmp_path: Path) -> None
     for number, event in enumerate(trail.by_container("ctr-a")[:1] * 2):
         copy = json.loads(json.dumps(event))
         copy["cni"]["container_id"] = copy["container"]["id"] = (cid, docker)[number]
+        copy["event"]["id"] += f"-{number}"  # two events, not one event twice (the reader drops a repeated id)
         lines.append(json.dumps(copy))
     log = tmp_path / "ids.log"
     log.write_text("\n".join(lines) + "\n")
@@ -143,7 +172,7 @@ def test_container_column_fits_cnitool_ids(trail: Trail, tmp_path: Path) -> None
 
 def test_who_had_a_subnet_lists_every_holding_with_conflicts(trail: Trail) -> None:
     result = cli("who-had", "10.1.0.0/24", "--json", *trail.args())
-    assert result.rc == 0
+    assert result.rc == 3  # qualified: ctr-x's DEL is missing, and ctr-p was in conflict
     got = sorted((h["address"], h["container_id"], h["until"] is None) for h in result.json)
     gone = deleted(trail)
     expected = sorted((a["related"]["ip"][0], a["cni"]["container_id"],
@@ -151,18 +180,42 @@ def test_who_had_a_subnet_lists_every_holding_with_conflicts(trail: Trail) -> No
                       for a in successful_adds(trail) if a["related"]["ip"][0].startswith("10.1.0."))
     assert got == expected
     conflicts = {h["container_id"]: h["conflicts_with"] for h in result.json if h["address"] == CONFLICT_ADDRESS}
-    assert conflicts == {"ctr-x": ["ctr-y"], "ctr-y": ["ctr-x"]}
+    assert conflicts == {"ctr-p": ["ctr-q"], "ctr-q": ["ctr-p"]}
     assert all(not h["conflicts_with"] for h in result.json if h["address"] != CONFLICT_ADDRESS)
+    (x,) = [h for h in result.json if h["container_id"] == "ctr-x"]
+    (y_add,) = [e for e in trail.by_container("ctr-y") if e["cni"]["command"] == "ADD"]
+    assert (x["ended_by"], x["until"], x["superseded_by"]["container_id"]) == ("superseded", y_add["@timestamp"],
+                                                                               "ctr-y")
+    assert x["notes"] and not x["conflict"]
+    (p,) = [h for h in result.json if h["container_id"] == "ctr-p"]
+    (p_del,) = [e for e in trail.by_container("ctr-p") if e["cni"]["command"] == "DEL"]
+    assert (p["conflict"], p["until"], p["ended_by"]) == (True, p_del["@timestamp"], "DEL")
     table = cli("who-had", "10.1.0.0/24", *trail.args())
+    assert table.rc == 3
     assert table.stdout.splitlines()[0].split()[:2] == ["ADDRESS", "FROM"]
-    assert any(r[0] == CONFLICT_ADDRESS and r[-1] == "with ctr-y" for r in table.rows)
+    assert any(r[0] == CONFLICT_ADDRESS and r[-1] == "with ctr-q" for r in table.rows)
+    assert any(r[0] == SUPERSEDED_ADDRESS and "superseded by ctr-y" in r[-2] for r in table.rows)
 
 
 def test_who_had_a_subnet_at_a_time_and_an_interface_address_stays_an_address(trail: Trail) -> None:
     at = trail.marks["t1"]  # ctr-a holds 10.1.0.5, nothing else yet
-    assert [(h["address"], h["container_id"]) for h in cli("who-had", "10.1.0.0/16", "--at", at, "--json",
-                                                           *trail.args()).json] == [("10.1.0.5", "ctr-a")]
-    assert cli("who-had", "10.2.0.0/24", "--at", at, *trail.args()).rc == 1
+    held = cli("who-had", "10.1.0.0/16", "--at", at, "--json", *trail.args())
+    assert [(h["address"], h["container_id"], h["certainty"]) for h in held.json] == [("10.1.0.5", "ctr-a", "held")]
+    assert held.rc == 0  # certain, although the trail has damage elsewhere...
+    assert cli("who-had", "10.1.0.0/16", "--at", at, "--strict", *trail.args()).rc == 3  # ...which --strict counts
+    nobody = cli("who-had", "10.2.0.0/24", "--at", at, *trail.args())
+    assert nobody.rc == 1 and "nobody held 10.2.0.0/24" in nobody.stderr  # the trail covers t1
+    # between ctr-x's last evidence (its ADD) and ctr-y's ADD, ctr-x only possibly held its address
+    (x_add,) = [e for e in trail.by_container("ctr-x") if e["cni"]["command"] == "ADD"]
+    (y_add,) = [e for e in trail.by_container("ctr-y") if e["cni"]["command"] == "ADD"]
+    middle = (epoch(x_add["@timestamp"]) + epoch(y_add["@timestamp"])) / 2
+    between = datetime.fromtimestamp(middle, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert x_add["@timestamp"] < between < y_add["@timestamp"]
+    possibly = cli("who-had", SUPERSEDED_ADDRESS + "/31", "--at", between, "--json", *trail.args())
+    assert possibly.rc == 3
+    assert [(h["container_id"], h["certainty"]) for h in possibly.json] == [("ctr-x", "possibly")]
+    before = cli("who-had", "10.1.0.0/24", "--at", "2000-01-01T00:00:00Z", *trail.args())
+    assert before.rc == 4 and "before the trail" in before.stderr
     single = cli("who-had", "10.1.0.5/24", "--json", *trail.args()).json  # host bits set: the address
     assert {h["container_id"] for h in single} == {"ctr-a", "ctr-b"}
 
@@ -200,14 +253,23 @@ def test_report_text_and_json(trail: Trail) -> None:
     assert data["trail"]["skipped_lines"] == DAMAGED
     assert sum(d["lines"] for d in data["trail"]["damaged"]["listed"]) == DAMAGED
     assert len(data["trail"]["files"]) == len(list(trail.directory.iterdir()))
+    assert sum(d["lost_events_possible"] for d in data["trail"]["damaged"]["listed"]) == 1  # as stderr says
+    assert data["trail"]["possible_gaps"]["count"] == 0 and data["trail"]["quiet_periods"]["count"] == 0
     assert data["conflicts"]["count"] == 1
-    assert {h["container_id"] for h in data["leaks"]["never_deleted"]["listed"]} == {"ctr-c", "ctr-x", "ctr-h"}
-    assert [o["container_id"] for o in data["leaks"]["del_without_add"]["listed"]] == ["ctr-orphan"]
+    assert [(c["container_id"], c["other_container_id"]) for c in data["conflicts"]["listed"]] == [("ctr-p", "ctr-q")]
+    assert {h["container_id"] for h in data["leaks"]["never_deleted"]["listed"]} == {"ctr-c", "ctr-h"}
+    assert [h["container_id"] for h in data["leaks"]["superseded"]["listed"]] == ["ctr-x"]
+    assert data["leaks"]["superseded"]["listed"][0]["notes"]
+    # ctr-orphan's DEL has no cached result: the clean-up of a failed ADD, listed apart as leaks lists it
+    assert data["leaks"]["del_without_add"]["count"] == 0
+    assert [o["container_id"] for o in data["leaks"]["cleanup_del"]["listed"]] == ["ctr-orphan"]
     assert data["failures"]["count"] == sum(e["event"]["outcome"] == "failure" for e in trail.events)
     assert data["networks"][NET]["holdings"] == sum(a["network"]["name"] == NET for a in successful_adds(trail))
     text = cli("report", *trail.args())
     assert text.rc == 0
+    assert cli("report", "--strict", *trail.args()).rc == 3  # the trail is damaged
     assert "conflicts (an address held by two attachments at once): 1" in text.stdout
+    assert "superseded (their DEL was lost; not leaks): 1" in text.stdout
     window = cli("report", "--json", "--since", trail.marks["t2"], "--until", trail.marks["t5"], *trail.args()).json
     assert window[0]["trail"]["events_in_window"] == 4
 
@@ -277,12 +339,14 @@ def test_report_page_in_chromium_shows_the_trail(trail: Trail) -> None:
     pods = {b["data-container"]: b["data-pod"] for b in dom.bars}
     assert pods["ctr-a"] == "shop/web-a" and pods["ctr-e"] == "job-e"
     assert pods["ctr-h"] == "evil/" + HOSTILE.replace("\x1b", "\\x1b")
-    assert {b["data-container"] for b in dom.bars if "conflict" in b["class"].split()} == {"ctr-x", "ctr-y"}
-    assert {b["data-container"] for b in dom.bars if "open" in b["class"].split()} == {"ctr-c", "ctr-x", "ctr-h"}
+    assert {b["data-container"] for b in dom.bars if "conflict" in b["class"].split()} == {"ctr-p", "ctr-q"}
+    assert {b["data-container"] for b in dom.bars if "open" in b["class"].split()} == {"ctr-c", "ctr-h"}
+    assert {b["data-container"] for b in dom.bars if "superseded" in b["class"].split()} == {"ctr-x"}
     assert dom.counts["events"] == str(len(trail.events))
     assert dom.counts["conflicts"] == "1"
-    assert dom.counts["never-deleted"] == "3"
-    assert dom.counts["del-without-add"] == "1"
+    assert dom.counts["never-deleted"] == "2"
+    assert dom.counts["superseded"] == "1"
+    assert dom.counts["del-without-add"] == "0"  # ctr-orphan is a clean-up DEL (no cached result)
     assert dom.counts["damaged"] == str(DAMAGED)
     assert dom.counts["failures"] == str(sum(e["event"]["outcome"] == "failure" for e in trail.events))
 
