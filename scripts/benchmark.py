@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """cni-logger benchmark: what one invocation costs, against the interpreter it runs on.
 
-Every figure is measured in this one run on this machine, the cases interleaved round by round so
-that load on the machine hits all of them alike; ratios are against the bare interpreter the plugin
-runs on (``python -I -c pass``), measured in the same rounds. Wall time is from spawn to reaped exit;
-peak RSS is the child's ``ru_maxrss`` from ``wait4``.
+Every figure is measured in this one run on this machine, the cases interleaved round by round (in
+a fresh shuffled order each round) so that load on the machine hits all of them alike; ratios are
+against the bare interpreter the plugin runs on (``python -I -c pass``), measured in the same rounds.
+Wall time is from spawn to reaped exit; peak RSS is the child's ``ru_maxrss`` from ``wait4``.
 
 With ``--bundle FOLDER`` (an unpacked scripts/build-bundle.sh tarball) the same rounds also run the
 bundle's own bare interpreter and the plugin (ADD, DEL, VERSION, STATUS) through a launcher written by
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -223,12 +224,17 @@ def log_size_cases(plugin: Path, work: Path, sizes: list[int]) -> list[Case]:
 
 
 def run_rounds(cases: list[Case], runs: int, work: Path, warmup: int = 3) -> None:
+    """Every case once per round, in an order shuffled afresh each round (seeded, so repeatable): a case
+    that always followed the same neighbour (the jq logger's fork storm, a case writing the same file)
+    would carry that neighbour's after-effects in all its samples, enough to tilt a before/after
+    comparison by several percent on a loaded machine."""
     stdin_path = work / "stdin.json"
     for _ in range(warmup):
         for case in cases:
             case.run_once(stdin_path)
+    order = random.Random(10)
     for _ in range(runs):
-        for case in cases:
+        for case in order.sample(cases, len(cases)):
             case.record(stdin_path)
 
 
