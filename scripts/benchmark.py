@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """cni-logger benchmark: what one invocation costs, against the interpreter it runs on.
 
-Every figure is measured in this one run on this machine, the cases interleaved round by round so
-that load on the machine hits all of them alike; ratios are against the bare interpreter the plugin
-runs on (``python -I -c pass``), measured in the same rounds. Wall time is from spawn to reaped exit;
-peak RSS is the child's ``ru_maxrss`` from ``wait4``.
+Every figure is measured in this one run on this machine, the cases interleaved round by round (in
+a fresh shuffled order each round) so that load on the machine hits all of them alike; ratios are
+against the bare interpreter the plugin runs on (``python -I -c pass``), measured in the same rounds.
+Wall time is from spawn to reaped exit; peak RSS is the child's ``ru_maxrss`` from ``wait4``.
 
 With ``--bundle FOLDER`` (an unpacked scripts/build-bundle.sh tarball) the same rounds also run the
-bundle's own bare interpreter and the plugin through a launcher written by the bundle: the column
-``own`` is then the ratio to the bare interpreter each case runs on (the bundle's, or Debian's).
+bundle's own bare interpreter and the plugin (ADD, DEL, VERSION, STATUS) through a launcher written by
+the bundle: the column ``own`` is then the ratio to the bare interpreter each case runs on (the
+bundle's, or Debian's).
+
+With ``--baseline-plugin PATH`` (a launcher written by another version of cni-logger, e.g. the commit
+before a restructuring) the same rounds also run that launcher's ADD, DEL, VERSION and STATUS, so a
+before/after comparison comes from one run under one load, not from two runs minutes apart;
+``--baseline-label`` names its cases. Their ratio is against the same bare-interpreter median.
 
 Usage: scripts/benchmark.py [--runs N] [--json FILE] [--plugin PATH] [--debug PATH] [--bundle FOLDER]
+                            [--baseline-plugin PATH [--baseline-label TEXT]] [--throughput-adds N]
+                            [--log-sizes MB,MB,...]
 (scripts/benchmark.sh sets the machine up first and passes its arguments here.)
 """
 
@@ -20,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -103,35 +112,46 @@ def config(version: str, log: Path | None, **extra: Any) -> bytes:
 
 
 def bundle_cases(folder: Path, work: Path) -> list[Case]:
-    """The bundle's bare interpreter and its plugin (ADD, VERSION), through a launcher the bundle wrote."""
+    """The bundle's bare interpreter and its plugin (ADD, DEL, VERSION, STATUS), through a launcher the
+    bundle wrote."""
     launcher = work / "bundle-bin" / "logger"
     subprocess.run([str(folder / "bin" / "cni-logger"), "launcher", str(launcher)], check=True,
                    stderr=subprocess.DEVNULL)
-    log = work / "bundle" / "cni.log"
+    return [Case("bundle python -I -c pass", [interpreter_of(launcher), "-I", "-c", "pass"], dict(ENV)),
+            *plugin_cases(launcher, work / "bundle" / "cni.log", "bundle ")]
+
+
+def plugin_cases(plugin: Path, log: Path, prefix: str = "") -> list[Case]:
+    """The plugin's own commands: ADD and DEL into a file sink, VERSION, STATUS."""
     opts = {"logOptions": {"maxSize": 10, "maxBackups": 2}}
     return [
-        Case("bundle python -I -c pass", [interpreter_of(launcher), "-I", "-c", "pass"], dict(ENV)),
-        Case("bundle logger ADD (file sink)", [str(launcher)], {**ENV, "CNI_COMMAND": "ADD"},
+        Case(f"{prefix}logger ADD (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "ADD"},
              config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
-        Case("bundle logger VERSION", [str(launcher)], {**ENV, "CNI_COMMAND": "VERSION"},
+        Case(f"{prefix}logger DEL (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "DEL"},
+             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
+        Case(f"{prefix}logger VERSION", [str(plugin)], {**ENV, "CNI_COMMAND": "VERSION"},
              b'{"cniVersion":"1.1.0"}'),
+        Case(f"{prefix}logger STATUS", [str(plugin)], {**ENV, "CNI_COMMAND": "STATUS"},
+             config("1.1.0", log, logToStderr=False, **opts)),
     ]
+
+
+def baseline_cases(plugin: Path, main_plugin: Path, label: str, work: Path) -> tuple[Case | None, list[Case]]:
+    """Another launcher's ADD, DEL, VERSION and STATUS, each case named after ``label``, and its own bare
+    interpreter only when that is not the main launcher's (the ``own`` column of its cases then uses it)."""
+    cases = plugin_cases(plugin, work / "baseline" / "cni.log", f"{label}: ")
+    python = interpreter_of(plugin)
+    if Path(python).resolve() == Path(interpreter_of(main_plugin)).resolve():
+        return None, cases
+    return Case(f"{label}: python -I -c pass", [python, "-I", "-c", "pass"], dict(ENV)), cases
 
 
 def latency_cases(plugin: Path, debug: Path | None, work: Path) -> list[Case]:
     python = interpreter_of(plugin)
-    log = work / "latency" / "cni.log"
-    opts = {"logOptions": {"maxSize": 10, "maxBackups": 2}}
     cases = [
         Case("python -I -c pass", [python, "-I", "-c", "pass"], dict(ENV)),
         Case("/bin/true (exec floor)", ["/bin/true"], dict(ENV)),
-        Case("logger ADD (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "ADD"},
-             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
-        Case("logger DEL (file sink)", [str(plugin)], {**ENV, "CNI_COMMAND": "DEL"},
-             config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, **opts)),
-        Case("logger VERSION", [str(plugin)], {**ENV, "CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.1.0"}'),
-        Case("logger STATUS", [str(plugin)], {**ENV, "CNI_COMMAND": "STATUS"},
-             config("1.1.0", log, logToStderr=False, **opts)),
+        *plugin_cases(plugin, work / "latency" / "cni.log"),
     ]
     if debug is not None:
         debug_conf = json.dumps({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "debug",
@@ -204,12 +224,17 @@ def log_size_cases(plugin: Path, work: Path, sizes: list[int]) -> list[Case]:
 
 
 def run_rounds(cases: list[Case], runs: int, work: Path, warmup: int = 3) -> None:
+    """Every case once per round, in an order shuffled afresh each round (seeded, so repeatable): a case
+    that always followed the same neighbour (the jq logger's fork storm, a case writing the same file)
+    would carry that neighbour's after-effects in all its samples, enough to tilt a before/after
+    comparison by several percent on a loaded machine."""
     stdin_path = work / "stdin.json"
     for _ in range(warmup):
         for case in cases:
             case.run_once(stdin_path)
+    order = random.Random(10)
     for _ in range(runs):
-        for case in cases:
+        for case in order.sample(cases, len(cases)):
             case.record(stdin_path)
 
 
@@ -229,12 +254,17 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=60, help="measured rounds of the latency cases")
-    parser.add_argument("--throughput-adds", type=int, default=192, help="ADDs per throughput run")
+    parser.add_argument("--throughput-adds", type=int, default=192,
+                        help="ADDs per throughput run (0 skips the throughput runs)")
     parser.add_argument("--log-sizes", default="0,10,100", help="MB of existing log for the ADD-cost cases")
     parser.add_argument("--plugin", type=Path, help="the plugin launcher (default: one written for .venv)")
     parser.add_argument("--debug", type=Path, default=Path("/opt/cni-logger-tools/bin/debug"))
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--bundle", type=Path, help="an unpacked bundle folder to measure as well")
+    parser.add_argument("--baseline-plugin", type=Path,
+                        help="another launcher (e.g. the code before a change) whose ADD, DEL, VERSION and "
+                             "STATUS run in the same rounds")
+    parser.add_argument("--baseline-label", default="baseline", help="names the --baseline-plugin cases")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cni-logger-bench-"))
@@ -251,24 +281,37 @@ def main() -> None:
         sizes = [int(s) for s in args.log_sizes.split(",") if s]
         by_size = log_size_cases(plugin, work, sizes)
         bundled = bundle_cases(args.bundle, work) if args.bundle else []
-        run_rounds(latency + bundled + by_size, args.runs, work)
-        rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in (1, 8, 32)}
-        bare_rates = {n: throughput(plugin, work, n, args.throughput_adds, baseline=True) for n in (1, 8, 32)}
+        baseline_bare, baseline_plugin = (baseline_cases(args.baseline_plugin, plugin, args.baseline_label, work)
+                                          if args.baseline_plugin else (None, []))
+        baseline = ([baseline_bare] if baseline_bare else []) + baseline_plugin
+        run_rounds(latency + baseline + bundled + by_size, args.runs, work)
+        parallels = (1, 8, 32) if args.throughput_adds > 0 else ()
+        rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in parallels}
+        bare_rates = {n: throughput(plugin, work, n, args.throughput_adds, baseline=True) for n in parallels}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     base = statistics.median(latency[0].wall)
     own_base = statistics.median(bundled[0].wall) if bundled else base
+    baseline_base = statistics.median(baseline_bare.wall) if baseline_bare else base
     rows: list[dict[str, Any]] = []
-    for case in latency + bundled + by_size:
+    for case in latency + baseline + bundled + by_size:
         med = statistics.median(case.wall)
-        own = own_base if case in bundled else base
+        own = own_base if case in bundled else baseline_base if case in baseline else base
         rows.append({"case": case.name, "median_ms": round(med * 1000, 2),
                      "p95_ms": round(percentile(case.wall, 0.95) * 1000, 2), "ratio": round(med / base, 2),
                      "own": round(med / own, 2), "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
+    # this tree's median over the baseline's, command by command (empty without --baseline-plugin)
+    mine = {case.name: statistics.median(case.wall) for case in latency}
+    against: dict[str, float] = {}
+    for case in baseline_plugin:
+        name = case.name.removeprefix(f"{args.baseline_label}: ")
+        against[name] = round(mine[name] / statistics.median(case.wall), 3)
     result = {"machine": machine(), "interpreter": interpreter_of(plugin),
               "bundle": str(args.bundle) if args.bundle else None,
-              "runs": args.runs, "latency": rows,
+              "baseline": ({"plugin": str(args.baseline_plugin), "label": args.baseline_label,
+                            "interpreter": interpreter_of(args.baseline_plugin)} if args.baseline_plugin else None),
+              "runs": args.runs, "latency": rows, "against_baseline": against or None,
               "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()},
               "throughput_bare_interpreter_per_s": {str(n): round(rate, 1) for n, rate in bare_rates.items()}}
     width = max(len(r["case"]) for r in rows)
@@ -278,11 +321,19 @@ def main() -> None:
     if bundled:
         print("own = median / median of the bare interpreter the case runs on ('bundle python -I -c pass' "
               "for the bundle's cases)\n")
+    if baseline:
+        print(f"'{args.baseline_label}:' cases: {args.baseline_plugin} "
+              f"(interpreter {interpreter_of(args.baseline_plugin)})\n")
     print(f"{'case':{width}}  {'median ms':>9}  {'p95 ms':>8}  {'ratio':>6}  {'own':>5}  {'peak RSS MiB':>12}")
     for r in rows:
         print(f"{r['case']:{width}}  {r['median_ms']:9.2f}  {r['p95_ms']:8.2f}  {r['ratio']:6.2f}  "
               f"{r['own']:5.2f}  {r['peak_rss_mib']:12.1f}")
-    print("\nthroughput, ADDs/s into one rotating file (bare interpreter runs/s, same harness):")
+    if against:
+        print(f"\nthis tree against '{args.baseline_label}' (median / its median, same rounds):")
+        for name, change in against.items():
+            print(f"  {name:{width}}  {change:5.3f}")
+    if rates:
+        print("\nthroughput, ADDs/s into one rotating file (bare interpreter runs/s, same harness):")
     for n, rate in rates.items():
         print(f"  {n:2d} parallel: {rate:6.1f}   ({bare_rates[n]:.1f})")
     if args.json:

@@ -4,7 +4,11 @@
 # compiled, into its own virtualenv on /usr/bin/python3 — writes the plugin launcher from it, and runs
 # scripts/benchmark.py against that launcher, in the same interleaved rounds as the relocatable bundle
 # (scripts/build-bundle.sh, cached; unpacked to a temporary folder). Arguments go to benchmark.py
-# (--runs N, --json FILE). NO_BUNDLE=1 leaves the bundle out.
+# (--runs N, --json FILE, --throughput-adds 0, --log-sizes ''). NO_BUNDLE=1 leaves the bundle out.
+# BASELINE=<another checkout> (e.g. a `git worktree` of the commit before a change) installs that tree the
+# same way into its own virtualenv ($CNI_LOGGER_BENCH_BASELINE_VENV, default /opt/cni-logger-bench-baseline),
+# writes its launcher with its own `cni-logger launcher`, and measures it in the same rounds
+# (--baseline-plugin; BASELINE_LABEL names its cases, default "before").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 bash "$ROOT/scripts/setup-system.sh"
@@ -15,10 +19,19 @@ BENCH_VENV=${CNI_LOGGER_BENCH_VENV:-/opt/cni-logger-bench}
 BIN=$(mktemp -d /tmp/cni-logger-bench-bin.XXXXXX)
 trap 'rm -rf "$BIN"' EXIT
 "$BENCH_VENV/bin/cni-logger" launcher "$BIN/logger" 2>/dev/null
+baseline=()
+if [ -n "${BASELINE:-}" ]; then
+  BASE_VENV=${CNI_LOGGER_BENCH_BASELINE_VENV:-/opt/cni-logger-bench-baseline}
+  [ -x "$BASE_VENV/bin/python" ] || /usr/bin/python3 -m venv "$BASE_VENV"
+  "$BASE_VENV/bin/python" -m pip install -q --disable-pip-version-check "$BASELINE" >/dev/null
+  "$BASE_VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$BASELINE" >/dev/null
+  "$BASE_VENV/bin/cni-logger" launcher "$BIN/baseline-logger" 2>/dev/null
+  baseline=(--baseline-plugin "$BIN/baseline-logger" --baseline-label "${BASELINE_LABEL:-before}")
+fi
 bundle=()
 if [ "${NO_BUNDLE:-0}" != 1 ]; then
   tarball=$(bash "$ROOT/scripts/build-bundle.sh" | tail -1)
   tar -C "$BIN" -xzf "$tarball"
   bundle=(--bundle "$(echo "$BIN"/cni-logger-*/)")
 fi
-"$ROOT/.venv/bin/python" "$ROOT/scripts/benchmark.py" --plugin "$BIN/logger" "${bundle[@]}" "$@"
+"$ROOT/.venv/bin/python" "$ROOT/scripts/benchmark.py" --plugin "$BIN/logger" "${bundle[@]}" "${baseline[@]}" "$@"
