@@ -433,6 +433,8 @@ def follow(args: argparse.Namespace) -> int:
         def on_line(line: bytes) -> bool:
             nonlocal printed
             for rec in _selected(scan, query, iter([line])):
+                if rec.event_id and scan.duplicate(rec):
+                    continue  # the sink wrote it again to the live file (its first file was gone): printed once
                 printer(rec)
                 printed += 1
             return limit is None or printed < limit

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cni_logger import filesink
 from cni_logger.audit import lines
 from cni_logger.audit.follow import Tail
 from tests.harness.audit import CLI, measured
@@ -101,20 +102,20 @@ def test_tail_finishes_the_old_file_keeps_late_lines_and_holds_partial_ones(tmp_
     with open(log, "ab") as late_writer:  # opened before the rotation, like a slow plugin process
         with open(log, "ab") as out:
             out.write(b"a1\na2 partial")
-        assert tail.poll(0.0) == [b"a1"]
+        assert list(tail.poll(0.0)) == [b"a1"]
         os.rename(log, tmp_path / "cni.log.20261128T000000.000000Z")
         log.write_bytes(b"b1\n")
-        assert tail.poll(1.0) == [b"b1"]  # the old file was read to its end first (nothing complete there)
+        assert list(tail.poll(1.0)) == [b"b1"]  # the old file was read to its end first (nothing complete there)
         late_writer.write(b" rest\nlate\n")
-    assert tail.poll(2.0) == [b"a2 partial rest", b"late"]  # within the grace period
+    assert list(tail.poll(2.0)) == [b"a2 partial rest", b"late"]  # within the grace period
     with open(tmp_path / "cni.log.20261128T000000.000000Z", "ab") as out:
         out.write(b"cut short")
-    assert tail.poll(10.0) == [b"cut short\n"]  # given up after the grace: handed on, to be counted as damaged
+    assert list(tail.poll(10.0)) == [b"cut short\n"]  # given up after the grace: handed on, to be counted as damaged
     log.write_bytes(b"")  # truncated in place (copytruncate): start again
-    assert tail.poll(10.5) == []
+    assert list(tail.poll(10.5)) == []
     with open(log, "ab") as out:
         out.write(b"c1\n")
-    assert tail.poll(11.0) == [b"c1"]
+    assert list(tail.poll(11.0)) == [b"c1"]
     tail.close()
 
 
@@ -129,10 +130,10 @@ def test_tail_drops_an_overlong_line_without_holding_it(tmp_path: Path, monkeypa
     with open(log, "ab") as out:
         out.write(b"a1\n" + b"x" * 1000)
         out.flush()
-        assert (tail.poll(0.0), dropped) == ([b"a1"], [1])
+        assert (list(tail.poll(0.0)), dropped) == ([b"a1"], [1])
         assert tail.current is not None and tail.current.lines.rest == b""  # nothing of it is held
         out.write(b"x" * 1000 + b"\nb1\n")
-    assert (tail.poll(0.1), dropped) == ([b"b1"], [1])  # the rest of it is passed over, up to its newline
+    assert (list(tail.poll(0.1)), dropped) == ([b"b1"], [1])  # the rest of it is passed over, up to its newline
     tail.close()
 
 @pytest.mark.parametrize("argv", [
@@ -165,3 +166,81 @@ def test_an_overlong_line_is_dropped_in_bounded_memory_and_the_next_events_still
     assert b"skipped 1 lines" in run.stderr
     peak_mib = run.peak_kib / 1024  # KiB on Linux
     assert peak_mib < 60, f"{argv[0]} peaked at {peak_mib:.0f} MiB"
+
+
+def _rotate(log: Path, sequence: int) -> str:
+    """What the sink's rotation does: link the live file to its next backup name, then unlink it."""
+    stem = filesink.backup_name(str(log), sequence, filesink.backup_stamp(time.time()))
+    os.link(log, stem)
+    os.unlink(log)
+    return stem
+
+
+def _append(log: Path, data: bytes) -> None:
+    with open(log, "ab") as out:
+        out.write(data)
+
+
+@pytest.mark.parametrize("compress", ["none", "held", "between", "both"])
+def test_tail_reads_every_file_when_several_rotations_happen_between_two_polls(tmp_path: Path, compress: str) -> None:
+    """Two rotations (and the compression of the older backups) between two polls: the file rotated away in
+    between is read too (from its ``.gz`` if it is compressed already), the held one is not read twice."""
+    log = tmp_path / "cni.log"
+    _append(log, b"old\n")
+    held_before = _rotate(log, 1)  # a backup from before follow started: never printed
+    _append(log, b"x0\n")
+    tail = Tail(str(log))
+    _append(log, b"x1\n")
+    assert list(tail.poll(0.0)) == [b"x1"]
+    _append(log, b"x2\n")
+    held = _rotate(log, 2)  # the file follow holds open
+    _append(log, b"y1\ny2\n")
+    between = _rotate(log, 3)  # rotated before follow saw it as the live file
+    _append(log, b"z1\n")
+    if compress in ("held", "both"):
+        assert filesink.compress_backup(held)  # the held file is now unlinked: only its .gz is there
+    if compress in ("between", "both"):
+        assert filesink.compress_backup(between)
+    assert filesink.compress_backup(held_before)
+    assert list(tail.poll(0.5)) == [b"x2", b"y1", b"y2", b"z1"]
+    _append(log, b"z2\n")
+    assert list(tail.poll(1.0)) == [b"z2"]
+    _append(log, b"z3\n")
+    _rotate(log, 4)
+    _append(log, b"w1\n")
+    assert list(tail.poll(10.0)) == [b"z3", b"w1"]
+    tail.close()
+
+
+def test_tail_reads_files_rotated_while_the_path_was_missing(tmp_path: Path) -> None:
+    """Not there when follow starts, then created and rotated twice before the first poll: all of it is read."""
+    log = tmp_path / "cni.log"
+    tail = Tail(str(log))
+    _append(log, b"a1\n")
+    _rotate(log, 1)
+    _append(log, b"b1\n")
+    _rotate(log, 2)
+    _append(log, b"c1\n")
+    assert list(tail.poll(0.0)) == [b"a1", b"b1", b"c1"]
+    tail.close()
+
+
+def test_an_event_written_again_is_printed_once(tmp_path: Path) -> None:
+    """The sink writes an event again to the live file when its first file was rotated and compressed away
+    under a stalled writer; follow may have read the first copy from the file it held: printed once."""
+    source = tmp_path / "source.log"
+    config = {"cniVersion": "1.0.0", "name": "follow-net", "type": "logger", "logFile": str(source),
+              "logOptions": {"maxSize": 1024}, "prevResult": prev_result("10.9.0.1")}
+    for cid in ("again-1", "again-2"):
+        assert run_plugin("ADD", config, env=cni_env("ADD", CNI_CONTAINERID=cid)).rc == 0
+    first, second = source.read_bytes().splitlines(keepends=True)
+    log = tmp_path / "cni.log"
+    log.write_bytes(b"")
+    proc = start_follow(log, "--json", "--max-events", "2", "--timeout", "30")
+    _append(log, first)
+    _rotate(log, 1)
+    _append(log, first + second)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["event"]["id"] for line in out.splitlines()] == [
+        json.loads(first)["event"]["id"], json.loads(second)["event"]["id"]]
