@@ -36,7 +36,7 @@ import re
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.record import Record, is_canonical_line
+from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Histogram
 from cni_logger.audit.timeparse import is_canonical, to_epoch
 
@@ -50,8 +50,15 @@ _ATTEMPT_HEAD = re.compile(rb',"cni":\{"command":"[^"\\]*","container_id":"[^"\\
 
 def is_attempt(rec: Record) -> bool:
     """Whether ``rec`` was written by the attempt entry of a bracketed chain (``cni.role`` is ``attempt``)."""
+    known = rec.attempt
+    if known is None:
+        known = rec.attempt = _is_attempt(rec)
+    return known
+
+
+def _is_attempt(rec: Record) -> bool:
     line = rec.line
-    if is_canonical_line(line):  # the plugin's compact shape (other lines were decoded to be read at all)
+    if rec.canonical:  # the plugin's compact shape (other lines were decoded to be read at all)
         if _MARK not in line:
             return False  # the role is written unescaped, so without these bytes there is none
         at = line.find(_CNI_KEY)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from cni_logger.audit import record
 from cni_logger.audit.intervals import Interval, Key, Tracker, qualifications
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, is_canonical_line
+from cni_logger.audit.record import Record
 
 if TYPE_CHECKING:
     from cni_logger.audit.evidence import Evidence
@@ -80,7 +80,7 @@ def sliced_fields(line: bytes) -> tuple[list[str], str, str] | None:
 
 def line_fields(rec: Record) -> tuple[list[str], str, str]:
     """(addresses without prefix length, namespace, pod) of an event, sliced when possible."""
-    if is_canonical_line(rec.line):
+    if rec.canonical:
         found = sliced_fields(rec.line)
         if found is not None:
             return found

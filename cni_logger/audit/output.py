@@ -50,17 +50,33 @@ class Out:
     lets them out first, so the order of what is written never changes.
     """
 
+    BUFFER = 1 << 16
+    """Bytes gathered before one write: stdout may be unbuffered (``PYTHONUNBUFFERED``, ``python -u``), and a
+    system call per row would cost more than computing the row."""
+
     def __init__(self, stream: IO[bytes] | None = None, *, flush_each: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.flush_each = flush_each
         self.held: list[Table] = []
+        self._pending: list[bytes] = []
+        self._size = 0
 
     def raw(self, data: bytes) -> None:
         if self.held:
             self.release()
-        self.stream.write(data)
         if self.flush_each:
+            self.stream.write(data)
             self.stream.flush()
+            return
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self.BUFFER:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending, self._size = self._pending, [], 0
+        if pending:
+            self.stream.write(b"".join(pending))
 
     def text(self, line: str) -> None:
         """A line for people: control characters and bidi overrides shown as escapes (``formats.visible``)."""
@@ -78,6 +94,7 @@ class Out:
 
     def flush(self) -> None:
         self.release()
+        self._write_pending()
         self.stream.flush()
 
 

@@ -113,7 +113,11 @@ class Scan:
         self._cursors = [_Cursor(self.evidence) for _ in trails] or [_Cursor(self.evidence)]
         self._current = self._cursors[0]
         """The cursor of the trail whose line is being classified."""
-        self._seen_ids: dict[str, None] = {}
+        self._seen_ids: set[str] = set()
+        self._id_ring: list[str | None] = [None] * DEDUPE_WINDOW
+        """The remembered ids in arrival order (a ring): evicting the oldest from a dict instead costs a scan over
+        the slots its earlier deletions left empty, each time."""
+        self._id_next = 0
         self.duplicates = 0
 
     def warn(self, message: str) -> None:
@@ -144,9 +148,13 @@ class Scan:
             self.duplicates += 1
             self.evidence.duplicates += 1
             return True
-        seen[event_id] = None
-        if len(seen) > DEDUPE_WINDOW:
-            del seen[next(iter(seen))]  # the oldest: dicts keep insertion order
+        ring, at = self._id_ring, self._id_next
+        oldest = ring[at]
+        if oldest is not None:
+            seen.discard(oldest)
+        ring[at] = event_id
+        seen.add(event_id)
+        self._id_next = (at + 1) % DEDUPE_WINDOW
         return False
 
     def _advance(self, nbytes: int) -> None:
@@ -275,6 +283,7 @@ class Scan:
                 if not decode:
                     record = head_from_line(line)
                     if record is not None:
+                        record._canonical = True
                         if not (record.event_id and self.duplicate(record)):
                             yield record
                         continue

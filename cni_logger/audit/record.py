@@ -45,8 +45,8 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_doc", "command", "container_id", "duration", "event_id", "ifname", "line", "network", "outcome",
-                 "timestamp")
+    __slots__ = ("_canonical", "_doc", "attempt", "command", "container_id", "duration", "event_id", "ifname", "line",
+                 "network", "outcome", "timestamp")
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
@@ -62,6 +62,16 @@ class Record:
         self._doc = doc
         self.event_id = event_id
         """``event.id``: the de-duplication key ("" when the line has none)."""
+        self._canonical: bool | None = None
+        self.attempt: bool | None = None
+        """``attempts.is_attempt``, once asked (several questions of one scan ask it of every record)."""
+
+    @property
+    def canonical(self) -> bool:
+        """``is_canonical_line(line)``, computed once (the reader knows it of the lines it sliced)."""
+        if self._canonical is None:
+            self._canonical = is_canonical_line(self.line)
+        return self._canonical
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -159,7 +169,7 @@ def placement(rec: Record) -> tuple[str, list[str]]:
     """
     line = rec.line
     cni = line.find(_CNI_KEY)
-    if rec._doc is None and cni > 0 and is_canonical_line(line):
+    if rec._doc is None and cni > 0 and rec.canonical:
         at = line.find(b',"host":{"name":"', 0, cni)
         host = _HOST.match(line, at) if at >= 0 else None
         at = line.find(b',"related":{"ip":[', 0, cni)

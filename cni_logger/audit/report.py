@@ -140,9 +140,12 @@ class Builder:
     def feed(self, rec: Record) -> None:
         """One record, in trail order."""
         stamp = rec.timestamp
+        inside = False
         if stamp:
-            self._times(stamp)
-        inside = bool(stamp) and stamp in self.window
+            if stamp > self._previous:  # what ``_times`` does with the rest: nothing
+                self._times(stamp)
+            since, until = self.window.since, self.window.until  # ``stamp in self.window``, without a call
+            inside = (not since or stamp >= since) and (not until or stamp < until)
         cleanup = None
         if inside:
             if not self._entered:  # what was held when the window opened counts towards its peak
@@ -157,20 +160,22 @@ class Builder:
                 self.failed_attempts.add(failed.to_json())
             if not rec.ok:
                 self._failure(rec)
-        for holding in self.occupancy.feed(rec):
+        occupancy = self.occupancy
+        for holding in occupancy.feed(rec):
             self._ended(holding)
-        for holding in self.occupancy.left:
+        for holding in occupancy.left:
             self._network(holding.network).open -= 1
-        for orphan in self.occupancy.orphans:
-            if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
-                self._orphan(orphan)
-        self.occupancy.orphans.clear()
-        for holding in self.occupancy.opened:
+        if occupancy.orphans:
+            for orphan in occupancy.orphans:
+                if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
+                    self._orphan(orphan)
+            occupancy.orphans.clear()
+        for holding in occupancy.opened:
             use = self._network(holding.network)
             use.open += 1
             if inside:
                 use.peak = max(use.peak, use.open)
-        for holding, other, at in self.occupancy.found_conflicts:
+        for holding, other, at in occupancy.found_conflicts:
             if at in self.window:
                 self._conflict(holding, other, at)
 

@@ -25,9 +25,11 @@ def test_defused_cells_cannot_be_formulas() -> None:
 
 def write(fmt: str, rows: list[list[object]]) -> bytes:
     buffer = io.BytesIO()
-    writer = Delimited(Out(buffer), fmt, ["a", "b", "c"])
+    out = Out(buffer)
+    writer = Delimited(out, fmt, ["a", "b", "c"])
     for row in rows:
         writer.row(row)  # type: ignore[arg-type]
+    out.flush()
     return buffer.getvalue()
 
 
@@ -49,6 +51,7 @@ def test_table_sizes_columns_to_the_rows_and_escapes() -> None:
     table.row(["a\x1b[2Jb", "2"])
     assert buffer.getvalue() == b""  # held to size the columns
     out.text("after")
+    out.flush()  # rows are gathered into larger writes
     lines = buffer.getvalue().decode().splitlines()
     assert lines == ["POD                                   X", "kube-system/coredns-5d78c9869d-abcde  1",
                      "a\\x1b[2Jb                             2", "after"]
