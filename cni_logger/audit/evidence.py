@@ -118,8 +118,11 @@ def gap(path_a: str, path_b: str, a: tuple[str, str, int], b: tuple[str, str, in
     mean pause between events inside either file (and than ``GAP_MIN_SECONDS``). A rotation boundary is
     otherwise an ordinary pause between two events; a missing file hides a whole file's worth of them.
     """
-    pause = to_epoch(b[0]) - to_epoch(a[1])
-    paces = [(to_epoch(last) - to_epoch(first)) / (count - 1) for first, last, count in (a, b) if count > 1]
+    try:
+        pause = to_epoch(b[0]) - to_epoch(a[1])
+        paces = [(to_epoch(last) - to_epoch(first)) / (count - 1) for first, last, count in (a, b) if count > 1]
+    except ValueError:  # a time the calendar does not have (e.g. month 13): nothing to measure a pause by
+        return None
     pace = max(paces, default=0.0)
     if pause <= max(GAP_FACTOR * pace, GAP_MIN_SECONDS):
         return None

@@ -40,6 +40,7 @@ from cni_logger.audit.evidence import Evidence, Stretch
 from cni_logger.audit.lines import MAX_LINE, LineSplitter
 from cni_logger.audit.output import Progress
 from cni_logger.audit.record import EVENT_START, Record, head_from_doc, head_from_line, is_canonical_line
+from cni_logger.audit.timeparse import is_canonical
 
 Prefilter = Callable[[bytes], bool]
 DEDUPE_WINDOW = 1 << 16
@@ -49,7 +50,9 @@ DEDUPE_WINDOW = 1 << 16
 def _stamp(line: bytes) -> str:
     """The timestamp a line of the plugin's starts with, or ""."""
     if line.startswith(EVENT_START) and line[42:43] == b'"':
-        return line[15:42].decode("ascii", "replace")
+        stamp = line[15:42].decode("ascii", "replace")
+        if is_canonical(stamp):  # rotten bytes (a damaged .gz inflates into anything) are no time
+            return stamp
     return ""
 
 

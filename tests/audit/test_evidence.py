@@ -102,3 +102,17 @@ def test_stretches_beyond_the_cap_merge_into_a_wider_one() -> None:
         found.add(Stretch("damaged", "f", n, n, T.format(n % 60), T.format(n % 60), lines=1, lost=False))
     assert len(found.stretches) == evidence.MAX_STRETCHES
     assert found.stretches[-1].lines == 4 and found.stretches[-1].what == "many damaged stretches merged"
+
+
+def test_rotten_timestamps_at_a_file_boundary_are_no_time(tmp_path: Path) -> None:
+    """A damaged .gz can inflate into bytes shaped like an event's start around a rotten time (seen in CI:
+    ``2026-11-29776d9-:08.551603Z``); the gap rule must not take it for a time, nor crash on it."""
+    log = tmp_path / "cni.log"
+    rotten = line(9).replace(T.format(9).encode(), b"2026-11-29776d9-:08.551603Z")
+    (tmp_path / "cni.log.20261128T022000.000000Z").write_bytes(
+        b"".join(line(n) + b"\n" for n in range(0, 9)) + rotten + b"\n")
+    log.write_bytes(b"".join(line(n) + b"\n" for n in range(40, 45)) + rotten + b"\n")
+    _, ids = scan(log)  # before: ValueError from the gap rule, a traceback instead of an answer
+    assert {f"id-{n}-c" for n in [*range(9), *range(40, 45)]} <= set(ids)
+    month_13 = (T.format(0), T.format(9), 10)
+    assert evidence.gap("a", "b", month_13, ("2026-13-28T02:20:40.000000Z", T.format(49), 10)) is None
