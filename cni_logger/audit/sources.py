@@ -54,19 +54,15 @@ def resolve(patterns: list[str]) -> tuple[list[Trail], list[str]]:
     """The trails ``--log-file`` values name (globs expanded), in order, and a message per bad one."""
     trails: list[Trail] = []
     problems: list[str] = []
-    for pattern in patterns:
-        paths = _expand(pattern)
-        if not paths:
-            problems.append(f"{pattern}: no files match")
-        for path in paths:
-            trail = Trail(os.path.abspath(live_path_of(path)))
-            if trail in trails:
-                continue
-            problem = _unreadable(trail)
-            if problem:
-                problems.append(problem)
-            else:
-                trails.append(trail)
+    for live in _named_live_paths(patterns, problems):
+        trail = Trail(live)
+        if trail in trails:
+            continue
+        problem = _unreadable(trail)
+        if problem:
+            problems.append(problem)
+        else:
+            trails.append(trail)
     return trails, problems
 
 
@@ -75,17 +71,23 @@ def live_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
     plain path need not exist yet (it is waited for); a message per bad one."""
     paths: list[str] = []
     problems: list[str] = []
+    for live in _named_live_paths(patterns, problems):
+        if os.path.isdir(live):
+            problems.append(f"{live}: is a directory")
+        elif live not in paths:
+            paths.append(live)
+    return paths, problems
+
+
+def _named_live_paths(patterns: list[str], problems: list[str]) -> Iterator[str]:
+    """The live file (absolute) of each path ``--log-file`` values name, globs expanded, in order; a glob
+    that matches nothing is noted in ``problems``. A backup names its live file."""
     for pattern in patterns:
         matched = _expand(pattern)
         if not matched:
             problems.append(f"{pattern}: no files match")
         for path in matched:
-            live = os.path.abspath(live_path_of(path))
-            if os.path.isdir(live):
-                problems.append(f"{live}: is a directory")
-            elif live not in paths:
-                paths.append(live)
-    return paths, problems
+            yield os.path.abspath(live_path_of(path))
 
 
 def _expand(pattern: str) -> list[str]:
