@@ -1,4 +1,4 @@
-"""Fixtures for system tests: a private containerd with its CRI client.
+"""Fixtures for system tests: cnitool sandboxes without the logger, a private containerd with its CRI client.
 
 The ``cni-logger`` the system tests install, uninstall and query with is ``cni_logger_cli`` from
 tests/conftest.py: the relocatable bundle's ``bin/cni-logger`` (so the plugin containerd runs is the
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.cnitool import CniSandbox, environment_problem, opened_sandbox
 from tests.system.cri import image
 from tests.system.cri.client import GeneratedCode, compile_proto
 from tests.system.cri.containerd import PrivateContainerd, unavailable_reason
@@ -25,6 +26,17 @@ is shared by every runtime on the machine, keyed by it, and cleaned up by it."""
 BRIDGE = "cnilcri0"
 SUBNET = "10.99.71.0/24"
 """The bridge and subnet exist only in the private containerd's host network namespace."""
+
+
+@pytest.fixture
+def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
+    """Namespaces + a CNI bin dir (system plugins + Go debug plugin) without the logger: a test, or
+    ``cni-logger install``, puts it there."""
+    problem = environment_problem()
+    if problem:
+        pytest.skip(problem)
+    with opened_sandbox(tmp_path, None) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ skips with the reason otherwise.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,11 @@ import pytest
 from tests.harness.cnitool import (
     CniSandbox,
     cnitool_container_id,
-    environment_problem,
-    opened_sandbox,
     result_mismatches,
     run,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    """Namespaces and a bin dir with the reference plugins but no logger: install puts it there."""
-    problem = environment_problem()
-    if problem:
-        pytest.skip(problem)
-    with opened_sandbox(tmp_path, None) as sandbox:
-        yield sandbox
 
 
 def test_installed_chain_runs_through_cnitool_and_uninstall_restores(bare_sandbox: CniSandbox,

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +31,6 @@ from tests.harness.cnitool import (
     CniSandbox,
     Network,
     cnitool_container_id,
-    environment_problem,
-    opened_sandbox,
     run,
 )
 
@@ -140,16 +138,6 @@ class AddLoop:
         assert not self.errors, self.errors
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    """Namespaces and a bin dir with the reference plugins but no logger."""
-    problem = environment_problem()
-    if problem:
-        pytest.skip(problem)
-    with opened_sandbox(tmp_path, None) as sb:
-        yield sb
-
-
 def install_args(sb: CniSandbox, net: Network, *extra: str) -> list[str]:
     return ["install", "--conf-dir", str(sb.netconf_dir), "--bin-dir", str(sb.bin_dir), "--log-file",
             str(net.log_file), "--state-dir", str(sb.tmp / "state"), *extra]
@@ -175,8 +163,8 @@ def damage_plugin_only(folder: Path) -> None:
 
 
 def test_install_refuses_a_plugin_that_fails_its_self_check_and_changes_nothing(
-        sandbox: CniSandbox, bundle: Bundle) -> None:
-    sb = sandbox
+        bare_sandbox: CniSandbox, bundle: Bundle) -> None:
+    sb = bare_sandbox
     net = sb.new_network("refuse")
     conflist = sb.write_conflist(net, "1.0.0", [net.bridge_plugin()])
     damaged = unpack(bundle.tarball, sb.tmp / "damaged")
@@ -246,8 +234,8 @@ DAMAGE: dict[str, tuple[Callable[[Path], Callable[[], None]], str]] = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_watch_takes_the_entry_out_while_the_plugin_does_not_run_and_puts_it_back(
-        sandbox: CniSandbox, bundle: Bundle, damage: str) -> None:
-    sb = sandbox
+        bare_sandbox: CniSandbox, bundle: Bundle, damage: str) -> None:
+    sb = bare_sandbox
     net = sb.new_network("watch")
     conflist = sb.write_conflist(net, "1.0.0", [net.bridge_plugin()])
     original = conflist.read_bytes()
@@ -313,10 +301,10 @@ def test_watch_takes_the_entry_out_while_the_plugin_does_not_run_and_puts_it_bac
 # A new build replaces the old one while ADDs run
 
 
-def test_replacing_the_bundle_by_a_new_build_loses_no_add(sandbox: CniSandbox, bundle: Bundle) -> None:
+def test_replacing_the_bundle_by_a_new_build_loses_no_add(bare_sandbox: CniSandbox, bundle: Bundle) -> None:
     """As the node script does on every start: unpack the new build into a folder of its own, install from
     it (the launcher is renamed over the old one), and remove an older folder once no launcher names it."""
-    sb = sandbox
+    sb = bare_sandbox
     net = sb.new_network("replace")
     conflist = sb.write_conflist(net, "1.0.0", [net.bridge_plugin()])
     original = conflist.read_bytes()

@@ -49,14 +49,6 @@ def require_environment() -> None:
 
 
 @pytest.fixture
-def bare_sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    """Namespaces + a CNI bin dir (system plugins + Go debug plugin) without the logger."""
-    require_environment()
-    with opened_sandbox(tmp_path, None) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
 def sandbox(tmp_path: Path, cni_logger_cli: Path) -> Iterator[CniSandbox]:
     """Namespaces + a CNI bin dir with ``logger``: a launcher written by the bundle's ``cni-logger``."""
     require_environment()
