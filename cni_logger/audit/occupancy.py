@@ -24,16 +24,13 @@ stretch may hold, and with ``at`` its certainty then (``Interval.certainty``).
   (``finish``): the caller decides what to keep, so memory is the open and parked attachments only.
 
 Reading an interval's addresses, pod and namespace by decoding its line would cost most of the
-scan (every ADD), so for the plugin's canonical lines they are sliced from the bytes, the way
-``record.head_from_line`` slices the head and with the same reasoning: an unescaped
-``,"related":{"ip":[`` or ``,"orchestrator":{`` can only be the plugin's own top-level structure.
-A value with an escape, or an unexpected layout, falls back to decoding the line.
+scan (every ADD), so for the plugin's canonical lines they are sliced from the bytes, once per
+record for the tracker and occupancy together (``record.placed``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,44 +47,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 KNOWN_LIMIT = 1 << 16
 """Address spellings remembered with their canonical form (a few MiB at most)."""
 
-_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"\\]*"(?:,"[^"\\]*")*)?)\]\}')
-_ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"\\]*",)?(?:"namespace":"([^"\\]*)",)?'
-                           rb'"resource":\{(?:"type":"[^"\\]*",)?(?:"name":"([^"\\]*)")?[,}]')
-
-
-def sliced_fields(line: bytes) -> tuple[list[str], str, str] | None:
-    """(addresses, namespace, pod) of a canonical line, or ``None`` to decode it instead."""
-    at = line.find(b',"orchestrator":{')
-    namespace = pod = ""
-    if at >= 0:
-        found = _ORCHESTRATOR.match(line, at)
-        if found is None:
-            return None
-        namespace = (found.group(1) or b"").decode("utf-8", "surrogateescape")
-        pod = (found.group(2) or b"").decode("utf-8", "surrogateescape")
-    elif b'"K8S_POD_' in line:
-        return None  # orchestrator.* is written whenever these are: something unusual
-    at = line.find(b',"related":{"ip":[', max(at, 0))
-    if at < 0:
-        return [], namespace, pod
-    found = _RELATED.match(line, at)
-    if found is None:
-        return None
-    listed = found.group(1)
-    addresses = [a[1:-1].decode("ascii", "replace") for a in listed.split(b",")] if listed else []
-    return addresses, namespace, pod
-
-
 def line_fields(rec: Record) -> tuple[list[str], str, str]:
-    """(addresses without prefix length, namespace, pod) of an event, sliced when possible."""
-    if rec.canonical:
-        found = sliced_fields(rec.line)
-        if found is not None:
-            return found
-    doc = rec.doc
-    fields = record.addresses(doc), record.namespace(doc), record.pod(doc)
-    rec.forget()
-    return fields
+    """(addresses without prefix length, namespace, pod) of an event, sliced when possible (``record.placed``)."""
+    _, addresses, namespace, pod = record.placed(rec)
+    return addresses, namespace, pod
 
 
 def parse_network(text: str) -> Network | None:

@@ -280,7 +280,8 @@ class Scan:
         """
         # classify(), inlined: this loop runs once per line of the trail.
         for line in self.lines():
-            if line.startswith(EVENT_START) and line.endswith(b"}") and line.find(EVENT_START, 1) < 0:
+            if line.startswith(EVENT_START) and line.endswith(b"}") and (line.find(b"@", 3) < 0 or
+                                                                          line.find(EVENT_START, 1) < 0):
                 if prefilter is not None and not prefilter(line):
                     continue
                 if not decode:

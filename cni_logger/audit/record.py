@@ -35,7 +35,7 @@ EVENT_START = b'{"@timestamp":"'
 _STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
 _CNI_KEY = b',"cni":{"command":"'
 _CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"\\]*)","container_id":"([^"\\]*)","netns":"[^"\\]*",'
-                       rb'"ifname":"([^"\\]*)"')
+                       rb'"ifname":"([^"\\]*)"(?:,"role":"([^"\\]*)")?')
 _OUTCOME_KEY = b'"outcome":"'
 _OUTCOME = re.compile(rb'"outcome":"([^"\\]*)","duration":(\d+)(?:,"id":"([^"\\]*)")?[,}]')
 _NETWORK_KEY = b',"network":{"name":"'
@@ -45,8 +45,8 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_canonical", "_doc", "attempt", "command", "container_id", "duration", "event_id", "ifname", "line",
-                 "network", "outcome", "timestamp")
+    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "duration", "event_id",
+                 "ifname", "line", "network", "outcome", "timestamp")
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
@@ -65,6 +65,8 @@ class Record:
         self._canonical: bool | None = None
         self.attempt: bool | None = None
         """``attempts.is_attempt``, once asked (several questions of one scan ask it of every record)."""
+        self._placed: Placed | None = None
+        """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
 
     @property
     def canonical(self) -> bool:
@@ -100,15 +102,22 @@ class Record:
 
 
 def is_canonical_line(line: bytes) -> bool:
-    """Shaped like a complete line of the plugin's: cheap, and false for every cut-short write."""
-    return line.startswith(EVENT_START) and line.endswith(b"}") and line.find(EVENT_START, 1) < 0
+    """Shaped like a complete line of the plugin's: cheap, and false for every cut-short write.
+
+    A second event start needs a second ``@``; looking for that one byte first (``memchr``) spares the
+    slower search for the whole start in the many lines that have no other ``@``.
+    """
+    return line.startswith(EVENT_START) and line.endswith(b"}") and (
+        line.find(b"@", 3) < 0 or line.find(EVENT_START, 1) < 0)
 
 
 def head_from_line(line: bytes) -> Record | None:
     """The identifying fields sliced from a canonical line, or ``None`` to decode it in full instead.
 
     Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern that refuses
-    escapes; outcome and duration are adjacent in ``event``, command to ifname in ``cni``.
+    escapes; outcome and duration are adjacent in ``event``, command to ifname (and the bracket
+    ``role``, which the plugin writes right after ifname) in ``cni``. The role answers
+    ``attempts.is_attempt`` on the spot: without it there, the plugin's line has none.
     """
     # In the order they appear, each search starting where the last one matched.
     at = line.find(_OUTCOME_KEY)
@@ -122,12 +131,16 @@ def head_from_line(line: bytes) -> Record | None:
     stamp = _STAMP.match(line)
     if head is None or event is None or network is None or stamp is None:
         return None
+    outcome, duration, event_id = event.groups()
+    command, container_id, ifname, role = head.groups()
     try:
-        return Record(line, stamp.group(1).decode(), head.group(1).decode(), event.group(1).decode(),
-                      head.group(2).decode(), head.group(3).decode(), network.group(1).decode(),
-                      int(event.group(2)), None, (event.group(3) or b"").decode())
+        found = Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
+                       ifname.decode(), network[1].decode(), int(duration), None,
+                       event_id.decode() if event_id else "")
     except UnicodeDecodeError:
         return None
+    found.attempt = role == b"attempt"
+    return found
 
 
 def head_from_doc(line: bytes, doc: Any) -> Record | None:
@@ -156,29 +169,78 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
     )
 
 
+_ORCHESTRATOR_KEY = b',"orchestrator":{'
+_ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"\\]*",)?(?:"namespace":"([^"\\]*)",)?'
+                           rb'"resource":\{(?:"type":"[^"\\]*",)?(?:"name":"([^"\\]*)")?[,}]')
+_HOST_KEY = b',"host":{"name":"'
 _HOST = re.compile(rb',"host":\{"name":"([^"\\]*)"')
-_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[0-9A-Fa-f:.]+",?)*)\]\}')
+_RELATED_KEY = b',"related":{"ip":['
+_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"\\]*"(?:,"[^"\\]*")*)?)\]\}')
+Placed = tuple[str, list[str], str, str]
+"""(host, addresses without prefix length, namespace, pod): where an attachment lives, and whose it is."""
+
+
+def placed(rec: Record) -> Placed:
+    """Where an attachment's addresses live and whose they are, read once per record.
+
+    An address is one holder's at a time only on one network of one host (host-local allocates per
+    node): ``intervals`` needs the host and addresses of every ADD, ``occupancy`` its addresses, pod
+    and namespace. Sliced from a canonical line when it can be (``sliced_placed``), else read from
+    the decoded event.
+    """
+    found = rec._placed
+    if found is None:
+        sliced = sliced_placed(rec.line) if rec._doc is None and rec.canonical else None
+        if sliced is None:
+            doc = rec.doc
+            sliced = _text(_dict(doc.get("host")).get("name")), addresses(doc), namespace(doc), pod(doc)
+        found = rec._placed = sliced
+    return found
+
+
+def sliced_placed(line: bytes) -> Placed | None:
+    """``placed`` of a canonical line, from its bytes; ``None`` to decode it instead.
+
+    ``orchestrator``, ``network``, ``host`` and ``related`` come in this order, all before ``cni``, and
+    every object before them is laid out by the plugin, so each first unescaped key is the top-level
+    one (the reasoning of ``head_from_line``). ``orchestrator`` is written whenever ``K8S_POD_*``
+    arguments are; ``related`` whenever the event names an address. A value with an escape, or an
+    unexpected layout, gives up.
+    """
+    cni = line.find(_CNI_KEY)
+    if cni < 0:
+        return None
+    at = line.find(_ORCHESTRATOR_KEY, 0, cni)
+    namespace_ = pod_ = ""
+    if at >= 0:
+        orchestrator = _ORCHESTRATOR.match(line, at)
+        if orchestrator is None:
+            return None
+        found_namespace, found_pod = orchestrator.groups()
+        namespace_ = found_namespace.decode("utf-8", "surrogateescape") if found_namespace else ""
+        pod_ = found_pod.decode("utf-8", "surrogateescape") if found_pod else ""
+    elif line.find(b'"K8S_POD_', cni) >= 0:
+        return None  # orchestrator.* is written whenever these are: something unusual
+    at = line.find(_HOST_KEY, max(at, 0), cni)
+    host = _HOST.match(line, at) if at >= 0 else None
+    if host is None:
+        return None
+    at = line.find(_RELATED_KEY, at, cni)
+    ips: list[str] = []
+    if at >= 0:
+        related = _RELATED.match(line, at)
+        if related is None:
+            return None
+        listed = related[1]
+        if listed:
+            ips = [a[1:-1].decode("utf-8", "surrogateescape") for a in listed.split(b",")]
+    return host[1].decode("utf-8", "replace"), ips, namespace_, pod_
 
 
 def placement(rec: Record) -> tuple[str, list[str]]:
-    """Where an attachment's addresses live: the host and the addresses its event names.
-
-    An address is one holder's at a time only on one network of one host (host-local allocates per
-    node). Sliced from a canonical line (``host`` and ``related`` come before ``cni``, so the first
-    match is the top-level one), else read from the decoded event.
-    """
-    line = rec.line
-    cni = line.find(_CNI_KEY)
-    if rec._doc is None and cni > 0 and rec.canonical:
-        at = line.find(b',"host":{"name":"', 0, cni)
-        host = _HOST.match(line, at) if at >= 0 else None
-        at = line.find(b',"related":{"ip":[', 0, cni)
-        related = _RELATED.match(line, at) if at >= 0 else None
-        if host is not None and (at < 0 or related is not None):
-            ips = [a.strip(b'"').decode() for a in related.group(1).split(b",") if a] if related else []
-            return host.group(1).decode("utf-8", "replace"), ips
-    doc = rec.doc
-    return _text(_dict(doc.get("host")).get("name")), addresses(doc)
+    """The host and the addresses an event names (``placed``)."""
+    found = placed(rec)
+    return found[0], found[1]
 
 
 # -- fields of a decoded event ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Occupancy's sliced fields agree with decoding, on the plugin's own lines (hostile names included)."""
+"""Occupancy: where and whose an address is, sliced as decoding says (hostile names included), and its holdings."""
 
 from __future__ import annotations
 
@@ -6,26 +6,38 @@ import json
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sliced_fields
+from cni_logger.audit.occupancy import Holding, Occupancy, parse_network
 from tests.harness.trails import Trail, Writer
 
 
-def test_sliced_fields_equal_decoded_fields(copy_of_trail: Trail) -> None:
+def test_sliced_placement_equals_decoded_placement(copy_of_trail: Trail) -> None:
     w = Writer(copy_of_trail)
     w.run("ADD", "ctr-q", address="10.1.0.60", pod='we"ird\\po\x1bd', namespace="ns/\u202e")
     w.run("ADD", "ctr-r", address="10.1.0.61", pod="plain", namespace="")
+    w.run("ADD", "ctr-s", address="10.1.0.62", pod="p\u00e9", namespace="caf\u00e9")
     lines = [json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode() for e in copy_of_trail.events]
     on_disk = copy_of_trail.log.read_bytes().splitlines()
     checked = 0
     for line in lines + [line for line in on_disk if record.is_canonical_line(line)]:
         doc = json.loads(line)
-        sliced = sliced_fields(line)
+        sliced = record.sliced_placed(line)
         if sliced is None:  # escapes: decoded instead
             assert "\\" in line.decode() or '"' in record.pod(doc)
             continue
-        assert sliced == (record.addresses(doc), record.namespace(doc), record.pod(doc)), line
+        decoded = (doc["host"]["name"], record.addresses(doc), record.namespace(doc), record.pod(doc))
+        assert sliced == decoded, line
         checked += 1
     assert checked >= len(lines) - 1
+
+
+def test_an_orchestrator_inside_the_config_is_not_the_events_own() -> None:
+    line = (b'{"@timestamp":"2026-11-28T02:20:15.000000Z","event":{"outcome":"success","duration":1},'
+            b'"network":{"name":"n"},"host":{"name":"h"},"related":{"ip":["10.0.0.9"]},"cni":{"command":"ADD",'
+            b'"container_id":"c","netns":"/x","ifname":"eth0","config":{"x":{"a":1,"orchestrator":{"namespace":"fake",'
+            b'"resource":{"name":"fake"}}}}}}')
+    doc = json.loads(line)
+    assert record.sliced_placed(line) == ("h", ["10.0.0.9"], "", "") == (
+        doc["host"]["name"], record.addresses(doc), record.namespace(doc), record.pod(doc))
 
 
 def test_parse_network_needs_a_subnet_without_host_bits() -> None:

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from cni_logger import events
 from cni_logger import settings as logger_settings
+from cni_logger.audit.attempts import is_attempt
 from cni_logger.audit.record import Record, head_from_doc, head_from_line, is_canonical_line
 from cni_logger.skel import CNIError, Outcome, Request
 from tests.harness.trails import Trail
 
-FIELDS = ("timestamp", "command", "outcome", "container_id", "ifname", "network", "duration")
+FIELDS = ("timestamp", "command", "outcome", "container_id", "ifname", "network", "duration", "event_id")
 
 
 def fields(rec: Record | None) -> tuple[Any, ...] | None:
@@ -27,6 +28,9 @@ def agree(line: bytes) -> Record | None:
     slow = head_from_doc(line, json.loads(line))
     if fast is not None:
         assert fields(fast) == fields(slow), line
+        assert slow is not None
+        slow.attempt = None
+        assert fast.attempt is is_attempt(slow), line  # the role sliced with the head, as decoding reads it
     return fast
 
 
@@ -56,6 +60,8 @@ def invocation(draw: st.DrawFn) -> tuple[Request, Outcome]:
                                 "interfaces": [{"name": draw(text)}]}
     request = Request(command, container_id=draw(text), netns=draw(text), ifname=draw(text),
                       args=draw(st.sampled_from(["", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME="]) | text))
+    if draw(st.booleans()):
+        config["role"] = draw(st.sampled_from(["attempt", "outcome"]))
     request.config = config
     failure = draw(st.booleans())
     outcome = Outcome(error=CNIError(7, draw(text))) if failure else Outcome(result={"cniVersion": "1.0.0"})
@@ -97,4 +103,4 @@ def test_what_is_not_an_event_has_no_head() -> None:
         assert head_from_doc(b"", doc) is None
     rec = head_from_doc(b"", {"event": {"action": "cni-del", "outcome": "success", "duration": True},
                               "@timestamp": "2026-11-28T02:20:15+00:00", "container": {"id": "c"}})
-    assert fields(rec) == ("2026-11-28T02:20:15.000000Z", "DEL", "success", "c", "", "", None)
+    assert fields(rec) == ("2026-11-28T02:20:15.000000Z", "DEL", "success", "c", "", "", None, "")
