@@ -223,7 +223,7 @@ class Scan:
                 "unreadable", handle.path, cursor.base + len(cursor.parts) + 1, 0,
                 _last_stamp(cursor.parts) or cursor.chunk_before, None, containers=None, what=message)))
 
-        for chunk in sources.chunks(handle, self._advance, warn):
+        for chunk in sources.pieces(handle, self._advance, warn):
             size += len(chunk)
             self.data_bytes += len(chunk)
             if progress is not None:

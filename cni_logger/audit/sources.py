@@ -28,9 +28,11 @@ result into lines.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import stat
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ from cni_logger.filesink import BACKUP_SUFFIX_GZ, list_backups, live_path_of
 CHUNK = 1 << 20
 """Bytes read (or inflated) at a time: large enough that per-call overhead vanishes, small for RSS."""
 _GZIP_MAGIC = b"\x1f\x8b"
+ASIDE_AT = 1 << 20
+"""A compressed file at least this big on disk is inflated by a child process (``inflated_aside``)."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,116 @@ def chunks(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str
             yield from inflate.feed(data)
             if inflate.stopped:
                 return
+
+
+def pieces(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str], None]) -> Iterator[bytes]:
+    """The file's content as ``chunks`` yields it; a compressed file of ``ASIDE_AT`` bytes or more is inflated
+    by a child process meanwhile (``inflated_aside``)."""
+    if handle.size >= ASIDE_AT and hasattr(os, "fork"):
+        try:
+            compressed = os.pread(handle.fd, len(_GZIP_MAGIC), 0) == _GZIP_MAGIC
+        except OSError:
+            compressed = False  # ``chunks`` meets the error again, and says so
+        if compressed:
+            return inflated_aside(handle, advance, warn)
+    return chunks(handle, advance, warn)
+
+
+_FRAME = struct.Struct("<BQ")
+"""What ``inflated_aside``'s child writes: a kind and a length (of the bytes that follow, or the count)."""
+_DATA, _ADVANCE, _WARN, _DONE, _FAILED = range(5)
+
+
+def inflated_aside(handle: OpenFile, advance: Callable[[int], None], warn: Callable[[str], None]) -> Iterator[bytes]:
+    """``chunks`` run in a forked child, its pieces read back through a pipe: inflating overlaps the caller's work.
+
+    Inflating is about a tenth of a scan that reads every line, and it needs no Python state but the
+    descriptor, so on a machine with a second core it need not be on the scan's path at all. The child
+    runs the very same ``chunks`` (damage handling included) and writes *frames*: the pieces, and
+    ``advance`` and ``warn`` calls in stream order, which are made here, between the pieces they came
+    with, as ``chunks`` itself would make them (``reader`` places a damaged stretch by the lines consumed).
+    The pipe holds about one piece, so the child is never far ahead and memory stays bounded. The child
+    ends with the generator, however that ends (a closed pipe stops it); one that dies before its last
+    frame is reported through ``warn``, like any other unreadable rest of a file. Where no child can be
+    forked, the file is inflated here.
+    """
+    reading, writing = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(reading)
+        os.close(writing)
+        yield from chunks(handle, advance, warn)
+        return
+    if pid == 0:  # the child: never returns into the caller's code
+        status = 1
+        try:
+            os.close(reading)
+            _write_frames(handle, writing)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(writing)
+    stream = os.fdopen(reading, "rb", buffering=1 << 16)
+    try:
+        while True:
+            head = stream.read(_FRAME.size)
+            kind, size = _FRAME.unpack(head) if len(head) == _FRAME.size else (-1, 0)
+            if kind == _DATA:
+                data = stream.read(size)
+                if len(data) == size:
+                    yield data
+                    continue
+            elif kind == _ADVANCE:
+                advance(size)
+                continue
+            elif kind in (_WARN, _FAILED):
+                message = stream.read(size).decode("utf-8", "replace")
+                if kind == _WARN:
+                    warn(message)
+                    continue
+                warn(f"{handle.path}: inflating failed ({message}); rest of the file skipped")
+                return
+            elif kind == _DONE:
+                return
+            warn(f"{handle.path}: the process inflating it ended early; rest of the file skipped")
+            return
+    finally:
+        stream.close()  # a child still writing gets EPIPE and ends
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _write_frames(handle: OpenFile, fd: int) -> None:
+    """The child of ``inflated_aside``: ``chunks`` as frames on ``fd``."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        try:
+            fcntl.fcntl(fd, set_size, CHUNK)  # one piece per write, not sixteen
+        except OSError:
+            pass
+
+    def send(kind: int, size: int, payload: bytes = b"") -> None:
+        frame = memoryview(_FRAME.pack(kind, size) + payload)  # one copy of a piece: well under a millisecond per MiB
+        while frame:
+            frame = frame[os.write(fd, frame):]
+
+    try:
+        for piece in chunks(handle, lambda n: send(_ADVANCE, n), lambda m: _send_text(send, _WARN, m)):
+            send(_DATA, len(piece), piece)
+    except BrokenPipeError:
+        raise  # the reader stopped reading: nothing to tell it
+    except Exception as exc:
+        _send_text(send, _FAILED, f"{type(exc).__name__}: {exc}")
+        return
+    send(_DONE, 0)
+
+
+def _send_text(send: Callable[[int, int, bytes], None], kind: int, text: str) -> None:
+    payload = text.encode("utf-8", "replace")
+    send(kind, len(payload), payload)
 
 
 class Inflate:

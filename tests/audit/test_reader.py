@@ -19,6 +19,14 @@ from cni_logger.filesink import live_path_of
 STAMP = "2026-11-28T02:20:{:02d}.000000Z"
 
 
+@pytest.fixture(autouse=True, params=["inflated here", "inflated aside"])
+def inflating(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: gzip inflated in the reading process, and (however small) by a forked child."""
+    if request.param == "inflated aside":
+        monkeypatch.setattr(sources, "ASIDE_AT", 0)
+    return str(request.param)
+
+
 def event(n: int, cid: str = "c", **extra: Any) -> bytes:
     """A compact event line shaped like the plugin's (timestamp n seconds into the minute)."""
     doc = {"@timestamp": STAMP.format(n), "message": f"event {n}",
@@ -231,3 +239,108 @@ def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     quiet = Progress(1000, pipe)
     quiet.advance(1000)
     assert pipe.getvalue() == ""
+
+
+def _gz_variants() -> dict[str, bytes]:
+    data = b"".join(event(n % 60, cid=f"c{n}") + b"\n" for n in range(3000))
+    whole = gzip.compress(data[: len(data) // 2]) + gzip.compress(data[len(data) // 2:])
+    bad_crc = bytearray(whole)
+    bad_crc[-8] ^= 0xFF  # the last member's CRC: every event inflates, then the check fails
+    broken = bytearray(whole)
+    broken[len(whole) // 3: len(whole) // 3 + 40] = b"\x55" * 40
+    return {"whole": whole, "zero padding": whole + b"\0" * 10, "garbage after": whole + b"junk",
+            "truncated": whole[:-30], "bad crc": bytes(bad_crc), "damaged mid-stream": bytes(broken), "empty": b""}
+
+
+@pytest.mark.parametrize("variant", list(_gz_variants()))
+def test_inflating_aside_yields_what_inflating_here_yields(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          variant: str) -> None:
+    """The same pieces, with each ``advance`` and ``warn`` between the same pieces, damage or not."""
+    monkeypatch.setattr(sources, "CHUNK", 1 << 14)
+    path = tmp_path / "cni.log.000001.20261128T010000.000000Z.gz"
+    path.write_bytes(_gz_variants()[variant])
+
+    def run(read: Any) -> list[tuple[str, Any]]:
+        calls: list[tuple[str, Any]] = []
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for piece in read(sources.OpenFile(str(path), fd, path.stat().st_size),
+                              lambda n: calls.append(("advance", n)), lambda m: calls.append(("warn", m))):
+                calls.append(("piece", piece))
+        finally:
+            os.close(fd)
+        return calls
+
+    here, aside = run(sources.chunks), run(sources.inflated_aside)
+    assert aside == here
+    assert sum(1 for kind, _ in here if kind == "piece") > (1 if variant != "empty" else -1)
+
+
+def _forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pids: list[int] = []
+    fork = os.fork
+
+    def recorded() -> int:
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recorded)
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    """Ended and reaped: no such process, not even a zombie."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pids = _forks(monkeypatch)
+    monkeypatch.setattr(sources, "CHUNK", 1 << 12)
+    path = tmp_path / "cni.log.gz"
+    path.write_bytes(gzip.compress(b"".join(event(n % 60) + b"\n" for n in range(5000))))
+    fd = os.open(path, os.O_RDONLY)
+    read = sources.inflated_aside(sources.OpenFile(str(path), fd, path.stat().st_size), lambda n: None, print)
+    assert next(read)
+    read.close()
+    os.close(fd)
+    assert len(pids) == 1 and _gone(pids[0])
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_a_child_that_fails_is_reported_like_an_unreadable_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               how: str) -> None:
+    pids = _forks(monkeypatch)
+    good = event(0) + b"\n"
+
+    def failing(handle: sources.OpenFile, advance: Any, warn: Any) -> Any:
+        yield good
+        if how == "raises":
+            raise RuntimeError("boom")
+        os._exit(9)  # as if killed
+
+    monkeypatch.setattr(sources, "chunks", failing)  # the child is a fork: it runs this
+    path = tmp_path / "cni.log.gz"
+    path.write_bytes(gzip.compress(good))
+    warnings: list[str] = []
+    fd = os.open(path, os.O_RDONLY)
+    got = list(sources.inflated_aside(sources.OpenFile(str(path), fd, 1), lambda n: None, warnings.append))
+    os.close(fd)
+    assert got == [good]
+    assert warnings == [f"{path}: inflating failed (RuntimeError: boom); rest of the file skipped" if how == "raises"
+                        else f"{path}: the process inflating it ended early; rest of the file skipped"]
+    assert _gone(pids[0])
+
+
+def test_without_a_child_the_file_is_inflated_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    path = tmp_path / "cni.log.gz"
+    path.write_bytes(gzip.compress(event(0) + b"\n"))
+    fd = os.open(path, os.O_RDONLY)
+    got = b"".join(sources.inflated_aside(sources.OpenFile(str(path), fd, 1), lambda n: None, print))
+    os.close(fd)
+    assert got == event(0) + b"\n"
