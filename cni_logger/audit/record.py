@@ -34,19 +34,19 @@ EVENT_START = b'{"@timestamp":"'
 """Every line the plugin writes starts with this; a second one in a line means a glued event."""
 _STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
 _CNI_KEY = b',"cni":{"command":"'
-_CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"\\]*)","container_id":"([^"\\]*)","netns":"[^"\\]*",'
-                       rb'"ifname":"([^"\\]*)"(?:,"role":"([^"\\]*)")?')
+_CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"]*)","container_id":"([^"]*)","netns":"[^"]*","ifname":"([^"]*)"'
+                       rb'(?:,"role":"([^"]*)")?')
 _OUTCOME_KEY = b'"outcome":"'
-_OUTCOME = re.compile(rb'"outcome":"([^"\\]*)","duration":(\d+)(?:,"id":"([^"\\]*)")?[,}]')
+_OUTCOME = re.compile(rb'"outcome":"([^"]*)","duration":(\d+)(?:,"id":"([^"]*)")?[,}]')
 _NETWORK_KEY = b',"network":{"name":"'
-_NETWORK = re.compile(rb',"network":\{"name":"([^"\\]*)"')
+_NETWORK = re.compile(rb',"network":\{"name":"([^"]*)"')
 
 
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
     __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "duration", "event_id",
-                 "ifname", "line", "network", "outcome", "timestamp")
+                 "ifname", "key", "line", "network", "outcome", "timestamp")
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
@@ -58,6 +58,8 @@ class Record:
         self.container_id = container_id
         self.ifname = ifname
         self.network = network
+        self.key = (network, container_id, ifname)
+        """The attachment an ADD creates and its DEL removes: network, container id, interface."""
         self.duration = duration
         self._doc = doc
         self.event_id = event_id
@@ -92,11 +94,6 @@ class Record:
         return self
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """The attachment an ADD creates and its DEL removes: network, container id, interface."""
-        return (self.network, self.container_id, self.ifname)
-
-    @property
     def ok(self) -> bool:
         return self.outcome == "success"
 
@@ -114,22 +111,28 @@ def is_canonical_line(line: bytes) -> bool:
 def head_from_line(line: bytes) -> Record | None:
     """The identifying fields sliced from a canonical line, or ``None`` to decode it in full instead.
 
-    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern that refuses
-    escapes; outcome and duration are adjacent in ``event``, command to ifname (and the bracket
-    ``role``, which the plugin writes right after ifname) in ``cni``. The role answers
-    ``attempts.is_attempt`` on the spot: without it there, the plugin's line has none.
+    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern; outcome and
+    duration are adjacent in ``event``, command to ifname (and the bracket ``role``, which the plugin
+    writes right after ifname) in ``cni``. The role answers ``attempts.is_attempt`` on the spot:
+    without it there, the plugin's line has none. The patterns read a string up to its next quote
+    (``re`` runs that as a tight loop, several times faster than a class that also excludes the
+    backslash), so escapes are refused by a search for a backslash in what each pattern read: a line
+    with one there (a network name with a quote, say) is decoded instead.
     """
     # In the order they appear, each search starting where the last one matched.
-    at = line.find(_OUTCOME_KEY)
-    event = _OUTCOME.match(line, at) if at >= 0 else None
-    at = line.find(_NETWORK_KEY, at)
+    start = line.find(_OUTCOME_KEY)
+    if start < 0:
+        return None
+    event = _OUTCOME.match(line, start)
+    at = line.find(_NETWORK_KEY, start)
     network = _NETWORK.match(line, at) if at >= 0 else None
     cni = line.find(_CNI_KEY, at)
     if cni < 0:
         return None
     head = _CNI_HEAD.match(line, cni)
     stamp = _STAMP.match(line)
-    if head is None or event is None or network is None or stamp is None:
+    if (head is None or event is None or network is None or stamp is None or line.find(b"\\", start, event.end()) >= 0
+            or line.find(b"\\", at, network.end()) >= 0 or line.find(b"\\", cni, head.end()) >= 0):
         return None
     outcome, duration, event_id = event.groups()
     command, container_id, ifname, role = head.groups()
@@ -170,12 +173,12 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
 
 
 _ORCHESTRATOR_KEY = b',"orchestrator":{'
-_ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"\\]*",)?(?:"namespace":"([^"\\]*)",)?'
-                           rb'"resource":\{(?:"type":"[^"\\]*",)?(?:"name":"([^"\\]*)")?[,}]')
+_ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"]*",)?(?:"namespace":"([^"]*)",)?'
+                           rb'"resource":\{(?:"type":"[^"]*",)?(?:"name":"([^"]*)")?[,}]')
 _HOST_KEY = b',"host":{"name":"'
-_HOST = re.compile(rb',"host":\{"name":"([^"\\]*)"')
+_HOST = re.compile(rb',"host":\{"name":"([^"]*)"')
 _RELATED_KEY = b',"related":{"ip":['
-_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"\\]*"(?:,"[^"\\]*")*)?)\]\}')
+_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"]*"(?:,"[^"]*")*)?)\]\}')
 Placed = tuple[str, list[str], str, str]
 """(host, addresses without prefix length, namespace, pod): where an attachment lives, and whose it is."""
 
@@ -202,39 +205,36 @@ def sliced_placed(line: bytes) -> Placed | None:
     """``placed`` of a canonical line, from its bytes; ``None`` to decode it instead.
 
     ``orchestrator``, ``network``, ``host`` and ``related`` come in this order, all before ``cni``, and
-    every object before them is laid out by the plugin, so each first unescaped key is the top-level
-    one (the reasoning of ``head_from_line``). ``orchestrator`` is written whenever ``K8S_POD_*``
-    arguments are; ``related`` whenever the event names an address. A value with an escape, or an
-    unexpected layout, gives up.
+    every object before them is laid out by the plugin, so each first key found is the top-level one
+    (the reasoning of ``head_from_line``, escapes refused the same way). ``orchestrator`` is written
+    whenever ``K8S_POD_*`` arguments are; ``related`` whenever the event names an address.
     """
     cni = line.find(_CNI_KEY)
     if cni < 0:
         return None
     at = line.find(_ORCHESTRATOR_KEY, 0, cni)
-    namespace_ = pod_ = ""
+    namespace_ = pod_ = b""
     if at >= 0:
         orchestrator = _ORCHESTRATOR.match(line, at)
-        if orchestrator is None:
+        if orchestrator is None or line.find(b"\\", at, orchestrator.end()) >= 0:
             return None
-        found_namespace, found_pod = orchestrator.groups()
-        namespace_ = found_namespace.decode("utf-8", "surrogateescape") if found_namespace else ""
-        pod_ = found_pod.decode("utf-8", "surrogateescape") if found_pod else ""
+        namespace_, pod_ = orchestrator.groups(b"")
     elif line.find(b'"K8S_POD_', cni) >= 0:
         return None  # orchestrator.* is written whenever these are: something unusual
     at = line.find(_HOST_KEY, max(at, 0), cni)
     host = _HOST.match(line, at) if at >= 0 else None
-    if host is None:
+    if host is None or line.find(b"\\", at, host.end()) >= 0:
         return None
     at = line.find(_RELATED_KEY, at, cni)
-    ips: list[str] = []
+    listed = b""
     if at >= 0:
         related = _RELATED.match(line, at)
-        if related is None:
+        if related is None or line.find(b"\\", at, related.end()) >= 0:
             return None
         listed = related[1]
-        if listed:
-            ips = [a[1:-1].decode("utf-8", "surrogateescape") for a in listed.split(b",")]
-    return host[1].decode("utf-8", "replace"), ips, namespace_, pod_
+    ips = [a[1:-1].decode("utf-8", "surrogateescape") for a in listed.split(b",")] if listed else []
+    return (host[1].decode("utf-8", "replace"), ips, namespace_.decode("utf-8", "surrogateescape"),
+            pod_.decode("utf-8", "surrogateescape"))
 
 
 def placement(rec: Record) -> tuple[str, list[str]]:

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from cni_logger import events
 from cni_logger import settings as logger_settings
 from cni_logger.audit.attempts import is_attempt
-from cni_logger.audit.record import Record, head_from_doc, head_from_line, is_canonical_line
+from cni_logger.audit.record import (
+    Record,
+    addresses,
+    head_from_doc,
+    head_from_line,
+    is_canonical_line,
+    namespace,
+    pod,
+    sliced_placed,
+)
 from cni_logger.skel import CNIError, Outcome, Request
 from tests.harness.trails import Trail
 
@@ -31,6 +40,12 @@ def agree(line: bytes) -> Record | None:
         assert slow is not None
         slow.attempt = None
         assert fast.attempt is is_attempt(slow), line  # the role sliced with the head, as decoding reads it
+    place = sliced_placed(line)
+    if place is not None:
+        doc = json.loads(line)
+        # ``related.ip``: the result's addresses that are addresses (the plugin keeps junk out of ECS ip fields)
+        assert place == (doc["host"]["name"], doc.get("related", {}).get("ip", []), namespace(doc), pod(doc)), line
+        assert set(place[1]) <= set(addresses(doc))
     return fast
 
 
