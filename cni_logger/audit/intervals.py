@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.attempts import is_attempt
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses, placement
+from cni_logger.audit.record import Record, addresses, placed
 
 if TYPE_CHECKING:
     from cni_logger.audit.evidence import Evidence, Stretch
@@ -183,7 +183,7 @@ class Tracker:
         return self.address in {canonical_address(a) for a in addresses(rec.doc)}
 
     def _placed(self, rec: Record) -> tuple[str, tuple[str, ...]]:
-        host, found = placement(rec)
+        host, found, _, _ = placed(rec)
         if self.address is not None:
             return host, (self.address,)
         return host, tuple(found)  # as the IPAM spelled them: one IPAM per network spells them alike

