@@ -222,24 +222,57 @@ def _gzip_one(path: Path) -> None:
 
 MEASURE = r"""
 import resource, subprocess, sys, time
+
+
+def pss_kib(pid):  # proportional set size of the process and its children: shared pages counted once
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listed:
+            pids = [str(pid), *listed.read().split()]
+    except OSError:
+        return 0
+    total = 0
+    for each in pids:
+        try:
+            with open(f"/proc/{each}/smaps_rollup") as rollup:
+                total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 with open(sys.argv[1], "wb") as out, open(sys.argv[2], "wb") as err:
     start = time.perf_counter()
-    status = subprocess.call(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    command = subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    tree = 0
+    while True:
+        try:
+            status = command.wait(0.05)
+            break
+        except subprocess.TimeoutExpired:
+            tree = max(tree, pss_kib(command.pid))
     wall = time.perf_counter() - start
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, status)
+print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, status, tree)
 """
-"""A small, fresh process runs each command and reports ``getrusage(RUSAGE_CHILDREN)``. Measuring from
-this (large) process would not do: the kernel carries the forking process's peak RSS into the child's
-``ru_maxrss`` across exec. The helper's own size (a few MiB) is the floor of what can be measured."""
+"""A small, fresh process runs each command and reports ``getrusage(RUSAGE_CHILDREN)``: the peak RSS of
+the largest process (the command, or the child it forks to inflate ``.gz`` files). Measuring from this
+(large) process would not do: the kernel carries the forking process's peak RSS into the child's
+``ru_maxrss`` across exec. The helper's own size (a few MiB) is the floor of what can be measured.
+
+The peak RSS of one process does not show what a command and its children use together, and their
+RSS summed would count the pages a forked child shares with its parent twice; so the helper also
+samples, every 50 ms, the proportional set size (PSS: each shared page divided among its sharers) of
+the command and its children, whose sum is the memory the command takes from the machine."""
 
 
-def measure(argv: list[str], work: Path) -> tuple[float, int, int, bytes, bytes]:
-    """Run ``argv``; wall seconds, peak RSS (KiB, of that command alone), exit status, stdout, stderr."""
+def measure(argv: list[str], work: Path) -> tuple[float, int, int, bytes, bytes, int]:
+    """Run ``argv``; wall seconds, peak RSS (KiB, of the largest process), exit status, stdout, stderr, and the
+    peak PSS (KiB) of the command with its children."""
     out, err = work / "measure.out", work / "measure.err"
     report = subprocess.run([sys.executable, "-I", "-S", "-c", MEASURE, str(out), str(err), *argv],
                             capture_output=True, text=True, check=True).stdout.split()
     try:
-        return float(report[0]), int(report[1]), int(report[2]), out.read_bytes(), err.read_bytes()
+        return (float(report[0]), int(report[1]), int(report[2]), out.read_bytes(), err.read_bytes(),
+                int(report[3]))
     finally:
         out.unlink()
         err.unlink()
@@ -294,15 +327,16 @@ def main() -> int:
         results = []
         floor = measure(["/bin/true"], work)[1]
         print(f"\nmeasurement floor (the measuring process's own size): {floor / 1024:.1f} MiB")
-        print(f"{'command':<36} {'wall s':>8} {'MB/s':>8} {'disk MB/s':>10} {'peak RSS MiB':>13} {'exit':>5}")
+        print(f"{'command':<36} {'wall s':>8} {'MB/s':>8} {'disk MB/s':>10} {'peak RSS MiB':>13} "
+              f"{'with children':>14} {'exit':>5}")
         for name, argv in cases:
-            best: tuple[float, int, int, bytes, bytes] | None = None
+            best: tuple[float, int, int, bytes, bytes, int] | None = None
             for _ in range(args.runs):
                 run = measure([str(args.cli), *argv], work)
                 if best is None or run[0] < best[0]:
                     best = run
             assert best is not None
-            wall, rss_kib, status, stdout, stderr = best
+            wall, rss_kib, status, stdout, stderr, tree_kib = best
             if status not in answers(argv[0]):
                 print(stderr.decode(errors="replace"), file=sys.stderr)
                 raise SystemExit(f"{name}: exit status {status}")
@@ -312,14 +346,18 @@ def main() -> int:
                 raise SystemExit(f"{name}: the page has no occupancy picture")
             row = {"command": name, "wall_s": round(wall, 3), "mb_per_s": round(info["written"] / 1e6 / wall, 1),
                    "disk_mb_per_s": round(disk / 1e6 / wall, 1), "peak_rss_mib": round(rss_kib / 1024, 1),
-                   "exit": status, "output_lines": stdout.count(b"\n")}
+                   "peak_pss_with_children_mib": round(tree_kib / 1024, 1), "exit": status,
+                   "output_lines": stdout.count(b"\n")}
             results.append(row)
             print(f"{name:<36} {wall:>8.2f} {row['mb_per_s']:>8.0f} {row['disk_mb_per_s']:>10.0f} "
-                  f"{row['peak_rss_mib']:>13.1f} {status:>5}")
-        met = all(r["mb_per_s"] >= TARGET_MB_S and r["peak_rss_mib"] < TARGET_RSS_MIB for r in results)
-        print(f"\ntargets (>= {TARGET_MB_S} MB/s, peak RSS < {TARGET_RSS_MIB} MiB): {'met' if met else 'NOT met'}")
+                  f"{row['peak_rss_mib']:>13.1f} {row['peak_pss_with_children_mib']:>14.1f} {status:>5}")
+        met = all(r["mb_per_s"] >= TARGET_MB_S and max(r["peak_rss_mib"], r["peak_pss_with_children_mib"])
+                  < TARGET_RSS_MIB for r in results)
+        print(f"\ntargets (>= {TARGET_MB_S} MB/s, peak RSS and peak PSS with children < {TARGET_RSS_MIB} MiB): "
+              f"{'met' if met else 'NOT met'}")
         print(f"MB/s: uncompressed event bytes ({info['written'] / 1e6:.0f} MB) per wall second; disk MB/s: bytes on "
-              f"disk ({disk / 1e6:.0f} MB). {os.cpu_count()} CPUs; files in the page cache.")
+              f"disk ({disk / 1e6:.0f} MB). {os.cpu_count()} CPUs; files in the page cache. 'with children': peak PSS "
+              "of the command and the processes it forks (sampled every 50 ms).")
         if args.json:
             args.json.write_text(json.dumps({"trail": {"bytes": info["written"], "disk_bytes": disk,
                                                        "files": len(files), **info["counts"]},
