@@ -8,8 +8,11 @@ place where events may be missing, so that each answer is either right or says w
   a backup that is empty (rotation only ever renames a file that reached ``maxSize``). Its time
   range runs from the last good event before it to the first good event after it in the same trail
   (``before`` is ``None`` while none has followed: the stretch reaches the end of the trail);
-* a **possible gap** between two consecutive files of a trail: a missing backup leaves no name
-  behind (stamps are wall-clock times, not a sequence), so it is inferred from time alone (``gap``);
+* a **gap** between two consecutive files of a trail: a backup missing from the middle of the trail
+  (retention only ever removes the oldest). Backups are numbered in write order
+  (``<file>.<sequence>.<stamp>``), so a number missing between two backups is a gap for certain; where
+  numbers cannot tell (the older naming, or the newest backup before the live file), a gap is
+  inferred from time (``gap``: a pause far longer than the files' own pace), and is only possible;
 * **duplicates**: events seen twice (the same ``event.id``), counted by the reader and ignored.
 
 A damaged line is a *possible lost event* only if it could be one: a line that parses as JSON is
@@ -111,13 +114,20 @@ def _may_be_event(line: bytes) -> bool:
     return any(marker in line for marker in _MARKERS)
 
 
-def gap(path_a: str, path_b: str, a: tuple[str, str, int], b: tuple[str, str, int]) -> Stretch | None:
-    """A possible gap between consecutive files ``a`` then ``b`` ((first, last, lines) of their events).
+def gap(path_a: str, path_b: str, a: tuple[str, str, int], b: tuple[str, str, int],
+        missing: tuple[int, int] | None = None) -> Stretch | None:
+    """A gap between consecutive files ``a`` then ``b`` ((first, last, lines) of their events), if any.
 
-    The rule: the pause from ``a``'s last event to ``b``'s first is longer than ``GAP_FACTOR`` times the
+    ``missing``: the first and last sequence numbers absent between them (the backups are gone). Else
+    the rule: the pause from ``a``'s last event to ``b``'s first is longer than ``GAP_FACTOR`` times the
     mean pause between events inside either file (and than ``GAP_MIN_SECONDS``). A rotation boundary is
     otherwise an ordinary pause between two events; a missing file hides a whole file's worth of them.
     """
+    if missing is not None:
+        first, last = missing
+        names = f"backup {first:06d}" if first == last else f"backups {first:06d} to {last:06d}"
+        return Stretch("gap", f"between {path_a} and {path_b}", 0, 0, a[1], b[0], containers=None,
+                       what=f"{names} missing from the sequence: a backup is gone")
     try:
         pause = to_epoch(b[0]) - to_epoch(a[1])
         paces = [(to_epoch(last) - to_epoch(first)) / (count - 1) for first, last, count in (a, b) if count > 1]

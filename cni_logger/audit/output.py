@@ -573,7 +573,7 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
             lambda d: [d["kind"], d["file"], _opt(d["after"]), _opt(d["before"]) if d["before"] else "(end of trail)",
                        str(d["lines"]), "no (foreign lines)" if not d["lost_events_possible"] else
                        "anyone's" if d["containers"] is None else ",".join(d["containers"])])
-    _listed(out, "possible gaps (a backup may be missing)", trail["possible_gaps"],
+    _listed(out, "gaps (a backup missing from the sequence, or possibly missing)", trail["possible_gaps"],
             (("AFTER", 24), ("BEFORE", 24), ("WHY", 0)),
             lambda g: [_opt(g["after"]), _opt(g["before"]), f"{g['what']} ({g['file']})"])
     quiet = trail["quiet_periods"]

@@ -82,7 +82,7 @@ def _summary(data: dict[str, Any]) -> str:
              ("superseded", "superseded (DEL lost)", leaks["superseded"]["count"]),
              ("failures", "failed invocations", data["failures"]["count"]),
              ("damaged", "damaged lines", trail["skipped_lines"]),
-             ("possible-gaps", "possible gaps", trail["possible_gaps"]["count"]),
+             ("possible-gaps", "gaps", trail["possible_gaps"]["count"]),
              ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
     alarming = {"conflicts", "never-deleted", "superseded", "failures", "damaged", "possible-gaps"}
     return "<div class='cards'>" + "".join(
@@ -145,7 +145,7 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
         left, right = x(gap["after"], 0.0), x(gap["before"], PLOT_WIDTH)
         svg.append(f"<rect class='possible-gap' x='{LABEL_WIDTH + left:.1f}' y='{AXIS_HEIGHT}' "
                    f"width='{max(right - left, MIN_BAR):.1f}' height='{plot_bottom - AXIS_HEIGHT}' "
-                   f"data-from='{esc(gap['after'])}' data-until='{esc(gap['before'])}'><title>possible gap: "
+                   f"data-from='{esc(gap['after'])}' data-until='{esc(gap['before'])}'><title>gap: "
                    f"{esc(gap['what'])} ({esc(gap['file'])})</title></rect>")
     for damage in data["trail"]["damaged"]["listed"]:
         at = x(damage["before"] or damage["after"], PLOT_WIDTH)
@@ -161,7 +161,7 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
         f"<span><i style='background:{colour}'></i>{esc(name or '-')}</span>" for name, colour in colours.items())
         + "<span><i class='lc'></i>conflict</span><span><i class='lu'></i>start not in the trail</span>"
           "<span><i class='lo'></i>still held</span><span><i class='lg'></i>quiet period</span>"
-          "<span><i class='lp'></i>possible gap (missing backup)</span>"
+          "<span><i class='lp'></i>gap (a missing backup)</span>"
           "<span><i class='ld'></i>damaged lines</span></p>")
     info = "<div id='info' class='info' hidden></div>"
     return head + legend + "".join(svg) + info
@@ -308,7 +308,7 @@ def _tables(data: dict[str, Any]) -> str:
                         [[d["kind"], d["file"], _line_span(d), _time(d["after"]),
                           _time(d["before"]) if d["before"] else "(end of trail)", _whose(d)]
                          for d in trail["damaged"]["listed"]]))
-    parts.append(_table("Possible gaps (a backup may be missing)", "possible-gaps", trail["possible_gaps"],
+    parts.append(_table("Gaps (a backup missing, or possibly missing)", "possible-gaps", trail["possible_gaps"],
                         ["between", "after", "before", "why"],
                         [[g["file"], _time(g["after"]), _time(g["before"]), g["what"]]
                          for g in trail["possible_gaps"]["listed"]]))

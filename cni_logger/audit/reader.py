@@ -180,7 +180,13 @@ class Scan:
 
     def _trail_lines(self, trail: sources.Trail, cursor: _Cursor) -> Iterator[bytes]:
         previous: tuple[str, tuple[str, str, int]] | None = None
+        numbered = 0  # the sequence number of the last backup read (0: none yet, or not numbered)
+        missing: tuple[int, int] | None = None  # numbers absent since the last file with events: first, last
         for handle in sources.trail_files(trail, self.warn):
+            number = sources.sequence_number(handle.path)
+            if number and numbered and number > numbered + 1:
+                missing = (missing[0] if missing else numbered + 1, number - 1)
+            numbered = number
             try:
                 span = yield from self._file_lines(handle, cursor, backup=handle.path != trail.live)
             finally:
@@ -188,10 +194,10 @@ class Scan:
             if span is None:
                 continue
             if previous is not None:
-                found = evidence.gap(previous[0], handle.path, previous[1], span)
+                found = evidence.gap(previous[0], handle.path, previous[1], span, missing)
                 if found is not None:
                     self.evidence.add(found)
-            previous = handle.path, span
+            previous, missing = (handle.path, span), None
         cursor.pending = []  # what is still open reaches the end of the trail (``before`` stays None)
 
     def _file_lines(self, handle: sources.OpenFile, cursor: _Cursor, *,

@@ -3,12 +3,12 @@
 The sections, each computed by the same code as the question it summarises:
 
 * **trail**: the files read (size, oldest first), the span of events, lines skipped as damage, the
-  *damaged stretches* and *possible gaps* (a backup may be missing) exactly as every other command
+  *damaged stretches* and *gaps* (a backup missing, or possibly missing) exactly as every other command
   reports them on stderr (``reader.Scan.evidence``: file, lines, the events around them, whose events
   may be lost), duplicates ignored, and *quiet periods*, the report's own notion: no event at all for
   at least ``--gap`` anywhere in the trail (logging off, a node down, or simply no pod churn). A
-  quiet period is not evidence of loss; a possible gap is (a pause across a file boundary far longer
-  than the files' own pace);
+  quiet period is not evidence of loss; a gap is (a number missing from the backups' sequence, or a
+  pause across a file boundary far longer than the files' own pace);
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cni_logger.filesink import BACKUP_SUFFIX_GZ, list_backups, live_path_of
+from cni_logger.filesink import BACKUP_SUFFIX_GZ, backup_order, list_backups, live_path_of, parse_backup_name
 
 CHUNK = 1 << 20
 """Bytes read (or inflated) at a time: large enough that per-call overhead vanishes, small for RSS."""
@@ -120,6 +120,15 @@ def _unreadable(trail: Trail) -> str:
 def backups(trail: Trail) -> list[str]:
     """The trail's backup stems (without ``.gz``), oldest first."""
     return list_backups(trail.live)
+
+
+def sequence_number(path: str) -> int:
+    """The sequence number of a backup named ``<file>.<sequence>.<stamp>[.gz]``; 0 for any other file."""
+    parsed = parse_backup_name(path)
+    if parsed is None:
+        return 0
+    scheme, number, _, _ = backup_order(parsed[1])
+    return number if scheme == 1 else 0
 
 
 @dataclass

@@ -80,6 +80,34 @@ def test_a_missing_backup_shows_as_a_possible_gap(tmp_path: Path) -> None:
     assert "a backup may be missing" in gap.describe()
 
 
+def test_a_number_missing_from_the_backup_sequence_is_a_gap_even_without_a_pause(tmp_path: Path) -> None:
+    """Backups 3 and 4 were deleted; events kept their pace, so time alone would not tell."""
+    stamp = "20261128T0220{:02d}.000000Z"
+    kept = {1: range(0, 10), 2: range(10, 20), 5: range(20, 30), 6: [], 7: range(30, 40)}  # 6: empty
+    for number, numbers in kept.items():
+        name = f"cni.log.{number:06d}.{stamp.format(number)}"
+        data = b"".join(line(n) + b"\n" for n in numbers)
+        if number == 5:
+            (tmp_path / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (tmp_path / name).write_bytes(data)
+    (tmp_path / "cni.log").write_bytes(b"".join(line(n) + b"\n" for n in range(40, 45)))
+    s, ids = scan(tmp_path / "cni.log")
+    assert len(ids) == 45
+    gaps = [x for x in s.evidence.stretches if x.kind == "gap"]
+    assert [(g.after, g.before) for g in gaps] == [(T.format(19), T.format(20))]
+    assert "backups 000003 to 000004 missing from the sequence" in gaps[0].describe()
+    assert gaps[0].path.endswith(".000002.20261128T022002.000000Z and " + str(tmp_path) +
+                                 "/cni.log.000005.20261128T022005.000000Z.gz")
+    assert [x.kind for x in s.evidence.stretches if x.kind != "gap"] == ["empty"]  # 6 is there, only empty
+    assert s.evidence.uncovered(T.format(19)[:-8] + "500000Z").startswith(T.format(19)[:-8] + "500000Z is in")
+
+    (tmp_path / f"cni.log.000006.{stamp.format(6)}").unlink()  # the empty one gone too
+    s, _ = scan(tmp_path / "cni.log")
+    assert [(g.what.split(" missing")[0], g.after, g.before) for g in s.evidence.stretches] == [
+        ("backups 000003 to 000004", T.format(19), T.format(20)), ("backup 000006", T.format(29), T.format(30))]
+
+
 def test_an_ordinary_pause_at_a_rotation_is_no_gap() -> None:
     a = (T.format(0), T.format(9), 10)
     assert evidence.gap("a", "b", a, (T.format(10), T.format(19), 10)) is None

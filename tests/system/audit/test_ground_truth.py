@@ -420,6 +420,7 @@ def test_every_answer_on_the_damaged_trail_is_right_or_qualified(recorded: tuple
     assert f"damaged: {hurt.cut[0]} line {hurt.cut[1]} (" in err
     junk_file, junk_lines = hurt.junk
     assert f"damaged: {junk_file} lines {junk_lines[0]}-{junk_lines[-1]} (" in err
-    assert "gap: between " in err and "a backup may be missing" in err
+    middle = hurt.removed[1].name.split(".")[-4]  # cni-logger.log.<sequence>.<stamp>.gz: numbered in write order
+    assert "gap: between " in err and f"backup {middle} missing from the sequence" in err
     kinds_found = {s["kind"] for s in stats["evidence"]["stretches"]}
     assert {"unreadable", "damaged", "gap"} <= kinds_found
