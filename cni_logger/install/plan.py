@@ -200,6 +200,24 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
     return plan
 
 
+def _bracket_problem(plugins: list[Any]) -> str:
+    """Why an attempt entry before this chain's main plugin would make every ADD fail ("" when none is known).
+
+    The attempt entry hands the main plugin a ``prevResult`` (its own empty result). The plugins known
+    to fail on that (README, "Bracket mode") are refused here, so that no pod on the node loses its
+    network to an audit option.
+    """
+    main = next((p for p in plugins if isinstance(p, dict) and p.get("type") != LOGGER_TYPE), None)
+    kind = main.get("type") if main is not None else None
+    if kind == CILIUM_TYPE:
+        return (f"{CILIUM_TYPE} is the main plugin, and it takes any prevResult to mean chaining mode: without one "
+                "configured, every ADD fails (\"CNI PrevResult supplied, but not in chaining mode\")")
+    if kind == "ipvlan" and main is not None and not main.get("master"):
+        return ("ipvlan without \"master\" takes its master from the prevResult's one interface, and the attempt's "
+                "result has none: every ADD fails (\"chained master failure\")")
+    return ""
+
+
 def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[str]) -> None:
     """Insert into the network the runtime uses; an operator's own logger entry there keeps its settings.
 
@@ -212,6 +230,9 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     doc = target.doc
     listed = doc if target.is_list else wrap(doc)
     check_runnable(target, listed)
+    problem = _bracket_problem(listed["plugins"]) if opts.bracket else ""
+    if problem:
+        raise Refusal(f"--bracket in {target.path}: {problem}; install without --bracket (the logger last only)")
     if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in listed["plugins"]):
         notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
                      "(Helm value), it rewrites the file and removes the logger entry")

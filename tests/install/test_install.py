@@ -535,7 +535,7 @@ ATTEMPT = {"type": "logger", "role": "attempt", "logFile": "/var/log/cni/cni-log
 OUTCOME = {"type": "logger", "role": "outcome", "logFile": "/var/log/cni/cni-logger.log"}
 
 
-@pytest.mark.parametrize(("name", "runtime"), [(n, r) for n, r, _ in LISTS])
+@pytest.mark.parametrize(("name", "runtime"), [(n, r) for n, r, _ in LISTS if n != "05-cilium.conflist"])
 def test_bracket_puts_the_logger_first_and_last_idempotently_and_uninstall_restores(
         node: Node, name: str, runtime: str) -> None:
     original = node.put(name).read_bytes()
@@ -632,3 +632,33 @@ def test_bracket_entries_helper_keeps_type_first() -> None:
     first, last = new_content.bracket_entries({"type": "logger", "logFile": "/x"})
     assert first == {"type": "logger", "role": "attempt", "logFile": "/x"}
     assert last == {"type": "logger", "role": "outcome", "logFile": "/x"}
+
+
+@pytest.mark.parametrize("main", [{"type": "cilium-cni"}, {"type": "ipvlan", "ipam": {"type": "host-local"}}])
+def test_bracket_is_refused_before_a_main_plugin_that_fails_on_a_prev_result(node: Node, main: dict[str, Any]) -> None:
+    """Cilium as the main plugin, and ipvlan without master, fail every ADD given the attempt's result."""
+    node.put("10-net.conflist", json.dumps({"cniVersion": "1.0.0", "name": "net", "plugins": [main]}))
+    node.put("05-cilium.conflist")  # Cilium's own file, first in the runtime's order, is refused the same way
+    status, _, err = node.install("--bracket", "--conf-file", str(node.net_d / "05-cilium.conflist"))
+    assert status == 1 and "cilium-cni is the main plugin" in err
+    (node.net_d / "05-cilium.conflist").unlink()
+    snapshot = node.snapshot()
+    status, _, err = node.install("--bracket")
+    assert status == 1
+    assert f"refused: --bracket in {node.net_d / '10-net.conflist'}: " in err and "every ADD fails" in err
+    assert "install without --bracket (the logger last only)" in err
+    assert node.snapshot() == snapshot
+    assert node.install()[0] == 0  # last only is fine
+    assert [p["type"] for p in node.doc("10-net.conflist")["plugins"]] == [main["type"], "logger"]
+
+
+@pytest.mark.parametrize("plugins", [
+    [{"type": "ipvlan", "master": "eth0", "ipam": {"type": "host-local"}}],
+    [{"type": "aws-cni"}, {"type": "cilium-cni"}],  # Cilium chained behind another main plugin
+])
+def test_bracket_is_allowed_where_the_main_plugin_copes(node: Node, plugins: list[dict[str, Any]]) -> None:
+    node.put("10-net.conflist", json.dumps({"cniVersion": "1.0.0", "name": "net", "plugins": plugins}))
+    status, _, err = node.install("--bracket")
+    assert status == 0, err
+    roles = [p.get("role") for p in node.doc("10-net.conflist")["plugins"]]
+    assert roles == ["attempt", *[None] * len(plugins), "outcome"]
