@@ -23,7 +23,8 @@ One read loop serves plain and compressed files alike (``chunks``); compression 
 the content (magic bytes), not the name, and gzip is inflated by ``Inflate``, a step without I/O that
 the loop feeds: ``zlib`` in pieces of at most ``CHUNK`` bytes of output, whatever the ratio, with
 concatenated gzip members read like ``gunzip`` reads them. ``cni_logger.audit.lines`` splits the
-result into lines.
+result into lines. The reader takes its pieces from ``pieces``, which runs that same loop in a forked
+child for a big compressed file (``inflated_aside``), so that inflating overlaps the reader's work.
 """
 
 from __future__ import annotations
