@@ -21,51 +21,24 @@ pending until, for the same attachment:
   never cleaned up (cnitool, for one, sends no DEL after a failed ADD).
 
 An attempt entry's own failure (strict audit with an unwritable log) stops the chain at once: that
-attempt failed, concluded by itself. Events of the attempt entry are not attachments: ``is_attempt``
-tells the interval tracker (who-had, leaks, occupancy) and ``stats`` to leave them out, so a
-bracketed trail answers those questions exactly as a trail with the logger last only.
+attempt failed, concluded by itself. Events of the attempt entry are not attachments:
+``Record.attempt`` tells the interval tracker (who-had, leaks, occupancy) and ``stats`` to leave them
+out, so a bracketed trail answers those questions exactly as a trail with the logger last only.
 
 Reading the role costs almost nothing: the plugin writes ``cni.role`` right after ``cni.ifname``, so
-a line without the bytes ``"role":"attempt"`` is no attempt, and one with them is confirmed by an
-anchored match behind the head ``record`` slices (decoded in full only when that match fails).
+``record.head_from_line`` reads it with the head it slices (``head_from_doc`` from the decoded event).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.record import Record
+from cni_logger.audit.record import ATTEMPT, Record
 from cni_logger.audit.stats import Histogram
 from cni_logger.audit.timeparse import is_canonical, to_epoch
 
 Key = tuple[str, str, str]
-ATTEMPT = "attempt"
-_MARK = b'"role":"attempt"'
-_CNI_KEY = b',"cni":{"command":"'
-_ATTEMPT_HEAD = re.compile(rb',"cni":\{"command":"[^"\\]*","container_id":"[^"\\]*","netns":"[^"\\]*",'
-                           rb'"ifname":"[^"\\]*","role":"attempt"')
-
-
-def is_attempt(rec: Record) -> bool:
-    """Whether ``rec`` was written by the attempt entry of a bracketed chain (``cni.role`` is ``attempt``)."""
-    known = rec.attempt
-    if known is None:
-        known = rec.attempt = _is_attempt(rec)
-    return known
-
-
-def _is_attempt(rec: Record) -> bool:
-    line = rec.line
-    if rec.canonical:  # the plugin's compact shape (other lines were decoded to be read at all)
-        if _MARK not in line:
-            return False  # the role is written unescaped, so without these bytes there is none
-        at = line.find(_CNI_KEY)
-        if at >= 0 and _ATTEMPT_HEAD.match(line, at):
-            return True
-    cni = rec.doc.get("cni")
-    return isinstance(cni, dict) and cni.get("role") == ATTEMPT
 
 
 def _seconds(stamp: str) -> float | None:
@@ -131,7 +104,7 @@ class Attempts:
     def feed(self, rec: Record) -> bool:
         """Apply one event; whether it was an attempt entry's (not an attachment: callers skip it)."""
         self.concluded = None
-        attempt = is_attempt(rec)
+        attempt = rec.attempt
         if attempt:
             self.events += 1
         command = rec.command

@@ -56,7 +56,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cni_logger.audit.attempts import is_attempt
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record, addresses, placed
 
@@ -260,7 +259,7 @@ class Tracker:
 
     def feed(self, rec: Record) -> tuple[Interval, ...]:
         """Apply one event; return the intervals it closed (mostly none: a tuple is cheaper than a generator)."""
-        if is_attempt(rec):
+        if rec.attempt:
             return ()  # bracket mode's first entry: it records that an ADD started, not an attachment
         command = rec.command
         if command == "ADD":

@@ -30,6 +30,9 @@ from typing import Any
 
 from cni_logger.audit.timeparse import normalize
 
+ATTEMPT = "attempt"
+"""``cni.role`` of the events a bracketed chain's first entry writes (``attempts``)."""
+ATTEMPT_ROLE = ATTEMPT.encode()
 EVENT_START = b'{"@timestamp":"'
 """Every line the plugin writes starts with this; a second one in a line means a glued event."""
 _STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
@@ -50,7 +53,7 @@ class Record:
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
-                 event_id: str = "") -> None:
+                 event_id: str = "", attempt: bool = False) -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -65,8 +68,9 @@ class Record:
         self.event_id = event_id
         """``event.id``: the de-duplication key ("" when the line has none)."""
         self._canonical: bool | None = None
-        self.attempt: bool | None = None
-        """``attempts.is_attempt``, once asked (several questions of one scan ask it of every record)."""
+        self.attempt = attempt
+        """Written by the attempt entry of a bracketed chain (``cni.role`` is ``attempt``, see ``attempts``): not an
+        attachment. Read with the head, sliced or decoded, as it costs nothing then."""
         self._placed: Placed | None = None
         """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
 
@@ -113,8 +117,8 @@ def head_from_line(line: bytes) -> Record | None:
 
     Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern; outcome and
     duration are adjacent in ``event``, command to ifname (and the bracket ``role``, which the plugin
-    writes right after ifname) in ``cni``. The role answers ``attempts.is_attempt`` on the spot:
-    without it there, the plugin's line has none. The patterns read a string up to its next quote
+    writes right after ifname) in ``cni``: without it there, the plugin's line has none (no attempt).
+    The patterns read a string up to its next quote
     (``re`` runs that as a tight loop, several times faster than a class that also excludes the
     backslash), so escapes are refused by a search for a backslash in what each pattern read (when the
     line has one at all, which one search of the whole line tells): a line with one there (a network
@@ -140,13 +144,11 @@ def head_from_line(line: bytes) -> Record | None:
     outcome, duration, event_id = event.groups()
     command, container_id, ifname, role = head.groups()
     try:
-        found = Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
-                       ifname.decode(), network[1].decode(), int(duration), None,
-                       event_id.decode() if event_id else "")
+        return Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
+                      ifname.decode(), network[1].decode(), int(duration), None,
+                      event_id.decode() if event_id else "", role == ATTEMPT_ROLE)
     except UnicodeDecodeError:
         return None
-    found.attempt = role == b"attempt"
-    return found
 
 
 def head_from_doc(line: bytes, doc: Any) -> Record | None:
@@ -172,6 +174,7 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
         duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
         doc,
         _text(event.get("id")),
+        cni.get("role") == ATTEMPT,
     )
 
 

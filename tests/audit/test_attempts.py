@@ -21,7 +21,7 @@ import pytest
 
 from cni_logger import cli
 from cni_logger.audit import attempts, record
-from cni_logger.audit.attempts import Attempts, is_attempt
+from cni_logger.audit.attempts import Attempts
 from cni_logger.audit.intervals import Tracker
 from cni_logger.audit.record import Record
 from tests.harness.trails import Trail, Writer
@@ -73,24 +73,24 @@ def tool(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 # -- recognising the attempt entry's events ----------------------------------------------------------
 
 
-def test_is_attempt_reads_the_role_behind_the_head(story: Trail) -> None:
+def test_the_attempt_role_is_read_with_the_head(story: Trail) -> None:
     recs = records(story)
     roles = [e["cni"].get("role", "") for e in story.events]
-    assert [is_attempt(r) for r in recs] == [role == "attempt" for role in roles]
+    assert [r.attempt for r in recs] == [role == "attempt" for role in roles]
     assert all(r._doc is None for r in recs if record.is_canonical_line(r.line)), "decided without decoding"
 
 
-def test_is_attempt_on_decoded_lines_and_lookalikes(story: Trail) -> None:
+def test_the_attempt_role_on_decoded_lines_and_lookalikes(story: Trail) -> None:
     event = next(e for e in story.events if e["cni"].get("role") == "attempt")
     spaced = json.dumps(event, indent=1).encode()  # not the plugin's shape: decided from the decoded event
     rec = record.head_from_doc(spaced, json.loads(spaced))
-    assert rec is not None and is_attempt(rec)
+    assert rec is not None and rec.attempt
     lookalike = json.loads(json.dumps(event))
     del lookalike["cni"]["role"]
     lookalike["cni"]["config"] = {"role": "attempt", "nested": {"role": "attempt"}}
     line = json.dumps(lookalike, separators=(",", ":")).encode()
     rec = record.head_from_line(line)
-    assert rec is not None and b'"role":"attempt"' in line and not is_attempt(rec)
+    assert rec is not None and b'"role":"attempt"' in line and not rec.attempt
 
 
 # -- pairing -----------------------------------------------------------------------------------------
