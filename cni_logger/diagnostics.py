@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
 
-from cni_logger.events import ECS_VERSION  # the events' schema; a diagnostic follows the same one
+from cni_logger import ECS_VERSION  # the events' schema; a diagnostic follows the same one
 
 if TYPE_CHECKING:
     from typing import Any

@@ -12,7 +12,7 @@ that module imports the standard library's ``logging`` bridge and traceback mach
 a plugin process about a third of its start-up for two functions of a few lines.
 
 The fields and their meaning are documented once, in the README ("The event"), and checked against
-the ECS field definitions by ``tests/ecs``; ``ECS_VERSION`` below is the one place the schema
+the ECS field definitions by ``tests/ecs``; ``cni_logger.ECS_VERSION`` is the one place the schema
 version is named (the diagnostics follow it too).
 """
 
@@ -29,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - a structlog that moved it: the public name, at full import cost
     from structlog import BoundLogger
 
-from cni_logger import jsonio, redact, results
+from cni_logger import ECS_VERSION, jsonio, redact, results
 from cni_logger.skel import CNIError, Outcome, Request, parse_cni_args
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
     EventDict = MutableMapping[str, Any]
 
-ECS_VERSION = "9.4.0"
 LOGGER_NAME = "cni-logger"
 MAX_EVENT_BYTES = 16 * 1024
 """One line stays below Fluent Bit's default 32 KiB tail buffer (Vector: 100 KiB, Filebeat: 10 MiB)."""

@@ -82,6 +82,15 @@ def test_version_and_status_load_neither_the_event_pipeline_nor_json(tmp_path: P
     assert not operator_modules(modules)
 
 
+def test_an_unrecorded_invocation_with_a_diagnostic_still_skips_the_event_pipeline(tmp_path: Path) -> None:
+    """A rejected setting on STATUS is reported (diagnostics, in the events' schema) without the events' module."""
+    config = {"cniVersion": "1.1.0", "name": "n", "type": "logger", "logToStderr": "maybe"}
+    modules, rc = loaded_modules(tmp_path, "STATUS", config)
+    assert rc == 0
+    assert "cni_logger.diagnostics" in modules  # the problem was reported
+    assert not modules & {"cni_logger.events", "structlog", "structlog._generic"}, sorted(modules)
+
+
 @pytest.mark.parametrize("command", ["ADD", "CHECK", "DEL"])
 def test_a_recorded_invocation_loads_the_pipeline_and_nothing_an_operator_runs(tmp_path: Path, command: str) -> None:
     modules, rc = loaded_modules(tmp_path, command, logger_config(tmp_path, prevResult=PREV_100))
