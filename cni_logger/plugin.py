@@ -105,8 +105,7 @@ class LoggerPlugin:
         try:
             return self._record(request, outcome)
         except Exception as exc:
-            text = f"{self.internal_error} while recording the event: {type(exc).__name__}: {exc}"
-            _write_stderr(text.replace("\n", "\\n").encode("utf-8", "backslashreplace") + b"\n")
+            skel.stderr_line(f"{self.internal_error} while recording the event: {type(exc).__name__}: {exc}")
             return outcome
 
     def _record(self, request: Request, outcome: Outcome) -> Outcome:
@@ -114,7 +113,7 @@ class LoggerPlugin:
         warnings = list(conf.problems)
         if conf.problems:
             self._report_problems(conf, request)
-            if conf.fail_on_log_error and outcome.ok and request.command != "DEL":
+            if conf.fail_on_log_error and outcome.ok and request.command not in self.always_succeed:
                 outcome = Outcome(error=CNIError(ERR_INVALID_NETWORK_CONFIG, "invalid logger setting",
                                                  "; ".join(conf.problems)))
         if not self._wants_event(request, outcome, conf):

@@ -421,12 +421,13 @@ def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int 
             answer = _error_answer(plugin, request, outcome.error)
         else:
             answer = b""
-            _stderr_line(f"{plugin.internal_error}: {type(exc).__name__}: {exc}")
+            stderr_line(f"{plugin.internal_error}: {type(exc).__name__}: {exc}")
     write_answer(answer, stdout_fd)
     return 0 if outcome.error is None else 1
 
 
-def _stderr_line(text: str) -> None:
+def stderr_line(text: str) -> None:
+    """One line for a person on stderr (newlines escaped, any text encodable); a closed stderr is not an error."""
     try:
         os.write(2, (text.replace("\n", "\\n") + "\n").encode("utf-8", "backslashreplace"))
     except OSError:
