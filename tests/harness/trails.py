@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 from cni_logger.audit.timeparse import from_datetime
+from cni_logger.filesink import parse_backup_name
 from tests.harness.plugin import cni_env, run_plugin
 
 DAMAGED = 7
@@ -106,12 +107,13 @@ class Writer:
 
 
 def wait_for_compression(directory: Path, timeout: float = 15.0) -> None:
-    """Bounded poll: the plugin gzips every backup but the newest in a detached child."""
+    """Bounded poll: the plugin gzips every backup but the newest in a detached child (backups told by
+    ``filesink``'s own naming; until no compressor's ``.gz.tmp.<pid>`` is left)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        names = [p.name for p in directory.iterdir()]
-        plain = [n for n in names if n.startswith("cni.log.2") and not n.endswith(".gz") and ".tmp." not in n]
-        if len(plain) <= 1 and not any(".tmp." in n for n in names):
+        paths = [str(p) for p in directory.iterdir()]
+        plain = [p for p in paths if (parsed := parse_backup_name(p)) is not None and not parsed[2]]
+        if len(plain) <= 1 and not any(".tmp." in p for p in paths):
             return
         time.sleep(0.05)
     raise AssertionError(f"backups not compressed within {timeout}s: {sorted(directory.iterdir())}")

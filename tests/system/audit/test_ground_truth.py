@@ -40,6 +40,7 @@ from tests.harness.cnitool import (
     opened_sandbox,
     runtime_plugin,
 )
+from tests.harness.trails import wait_for_compression
 
 pytestmark = pytest.mark.integration
 
@@ -168,13 +169,6 @@ def read_lines(path: Path) -> list[bytes]:
 def write_lines(path: Path, lines: list[bytes]) -> None:
     data = b"".join(line + b"\n" for line in lines)
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-
-
-def wait_for_compression(directory: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(".tmp." in p.name for p in directory.iterdir()):
-        assert time.monotonic() < deadline, sorted(directory.iterdir())
-        time.sleep(0.05)
 
 
 def independent_events(paths: list[Path]) -> dict[str, dict[str, Any]]:
