@@ -551,6 +551,15 @@ def _opt(stamp: str | None) -> str:
     return short(stamp) if stamp else "-"
 
 
+_ORPHAN_COLUMNS = (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0))
+"""The report's DELs without ADD and clean-up DELs: one kind of row."""
+
+
+def _orphan_row(orphan: dict[str, Any]) -> list[str]:
+    return [short(orphan["seen"]), orphan["network"] or "-", orphan["ifname"] or "-",
+            container(orphan["container_id"], False), pod_label(orphan["namespace"], orphan["pod"]) or "-"]
+
+
 def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
     """``report`` for a terminal: the trail, occupancy per network, then the lists and the latency."""
     trail, window = data["trail"], data["window"]
@@ -599,18 +608,13 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
              ("NOTE", 0)),
             lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
                        container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-", _note(h)])
-    _listed(out, "DELs without ADD", leaks_found["del_without_add"],
-            (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
-            lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
-                       pod_label(o["namespace"], o["pod"]) or "-"])
+    _listed(out, "DELs without ADD", leaks_found["del_without_add"], _ORPHAN_COLUMNS, _orphan_row)
     _listed(out, "superseded (their DEL was lost; not leaks)", leaks_found["superseded"],
             (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
             lambda h: [_since(h), _opt(h["until"]), h["address"], h["network"] or "-",
                        container(h["container_id"], False), _note(h)])
-    _listed(out, "clean-up DELs (no ADD, no cached result; not leaks)", leaks_found["cleanup_del"],
-            (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
-            lambda o: [short(o["seen"]), o["network"] or "-", o["ifname"] or "-", container(o["container_id"], False),
-                       pod_label(o["namespace"], o["pod"]) or "-"])
+    _listed(out, "clean-up DELs (no ADD, no cached result; not leaks)", leaks_found["cleanup_del"], _ORPHAN_COLUMNS,
+            _orphan_row)
     _listed(out, "failed invocations", data["failures"],
             (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",

@@ -271,6 +271,13 @@ def _prev_result(doc: dict[str, Any]) -> dict[str, Any]:
     return _dict(_dict(doc.get("cni")).get("prev_result"))
 
 
+def cached_result(doc: dict[str, Any]) -> bool:
+    """The event carries the runtime's cached result (``cni.prev_result``), as a DEL of an attachment that was
+    ADDed does; a DEL without one and without an ADD is the clean-up after an ADD that failed."""
+    cni = doc.get("cni")
+    return isinstance(cni, dict) and "prev_result" in cni
+
+
 def cidrs(doc: dict[str, Any]) -> list[str]:
     """The result's addresses as recorded (``10.244.1.17/24``)."""
     ips = _prev_result(doc).get("ips")

@@ -189,8 +189,7 @@ class Builder:
     def _orphan(self, orphan: Interval) -> None:
         """A DEL without ADD: with a cached result, or the clean-up DEL of a failed ADD (as ``leaks`` tells them)."""
         addresses, namespace, pod = line_fields(orphan.opened)
-        cni = orphan.opened.doc.get("cni")
-        cached = isinstance(cni, dict) and "prev_result" in cni
+        cached = record.cached_result(orphan.opened.doc)
         orphan.opened.forget()
         (self.orphans if cached else self.cleanups).add({
             "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],

@@ -294,8 +294,7 @@ def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
     if not interval.orphan:
         age = now - to_epoch(interval.start or interval.seen)
         return _holder(interval, found, kind=NEVER_DELETED, age_seconds=round(age, 3))
-    cni = interval.opened.doc.get("cni")
-    cached = isinstance(cni, dict) and "prev_result" in cni
+    cached = record.cached_result(interval.opened.doc)
     leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
     leak["del_outcome"] = interval.opened.outcome
     leak["cached_result"] = cached
