@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from cni_logger.audit import record
 from cni_logger.audit.formats import Cell, Delimited, visible
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import human_duration, is_canonical, short, to_epoch
+from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
 
 if TYPE_CHECKING:
     from cni_logger.audit.timeline import Attachment
@@ -238,11 +238,6 @@ def container(cid: str, full: bool) -> str:
     if _HEX.issuperset(cid):
         return cid[:SHORT_ID]
     return cid if len(cid) <= LONG_ID else cid[:LONG_ID - 1] + "~"
-
-
-def epoch(stamp: str | None) -> float | None:
-    """A trail timestamp as epoch seconds (microseconds kept), for tools that count in seconds."""
-    return round(to_epoch(stamp), 6) if stamp and is_canonical(stamp) else None
 
 
 def pod_label(namespace: str | None, pod: str | None) -> str:

@@ -21,11 +21,7 @@ from typing import Any
 from cni_logger.audit import record
 from cni_logger.audit.query import is_glob, literal_bytes
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import is_canonical, to_epoch
-
-
-def _epoch(stamp: str | None) -> float | None:
-    return round(to_epoch(stamp), 6) if stamp and is_canonical(stamp) else None
+from cni_logger.audit.timeparse import epoch
 
 
 @dataclass
@@ -43,7 +39,7 @@ class Step:
     """Bracket mode: ``attempt`` or ``outcome``, the entry that wrote the event."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"@timestamp": self.timestamp, "epoch": _epoch(self.timestamp), "command": self.command,
+        return {"@timestamp": self.timestamp, "epoch": epoch(self.timestamp), "command": self.command,
                 "role": self.role or None, "outcome": self.outcome,
                 "duration_ms": None if self.duration_ns is None else round(self.duration_ns / 1e6, 3),
                 "addresses": self.cidrs, "interfaces": self.interfaces, "error": self.error or None}
@@ -79,7 +75,7 @@ class Attachment:
     def to_json(self) -> dict[str, Any]:
         return {"network": self.network, "container_id": self.container_id, "ifname": self.ifname,
                 "pod": self.pod or None, "namespace": self.namespace or None,
-                "periods": [{"attached": a, "detached": d, "attached_epoch": _epoch(a), "detached_epoch": _epoch(d)}
+                "periods": [{"attached": a, "detached": d, "attached_epoch": epoch(a), "detached_epoch": epoch(d)}
                             for a, d in self.periods()],
                 "events": [step.to_json() for step in self.steps]}
 

@@ -124,6 +124,12 @@ def to_epoch(stamp: str) -> float:
     return base + float(stamp[17:26])
 
 
+def epoch(stamp: str | None) -> float | None:
+    """A trail timestamp as epoch seconds (microseconds kept), for tools that count in seconds; ``None`` if it
+    is not one."""
+    return round(to_epoch(stamp), 6) if stamp and is_canonical(stamp) else None
+
+
 def short(stamp: str) -> str:
     """A canonical timestamp to the millisecond, for tables: ``2026-11-28T02:20:15.573Z``."""
     return stamp[:23] + "Z" if is_canonical(stamp) else stamp
