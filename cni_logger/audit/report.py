@@ -142,7 +142,7 @@ class Builder:
         stamp = rec.timestamp
         inside = False
         if stamp:
-            if stamp > self._previous:  # what ``_times`` does with the rest: nothing
+            if stamp > self._previous:
                 self._times(stamp)
             since, until = self.window.since, self.window.until  # ``stamp in self.window``, without a call
             inside = (not since or stamp >= since) and (not until or stamp < until)
@@ -197,14 +197,15 @@ class Builder:
             "namespace": namespace or None, "addresses": addresses, "cached_result": cached})
 
     def _times(self, stamp: str) -> None:
-        """The span, and a quiet period when this event comes ``gap_seconds`` or more after the one before."""
+        """The span, and a quiet period when this event comes ``gap_seconds`` or more after the one before.
+
+        ``feed`` calls it only for a time later than any before (concurrent writers leave neighbouring times a
+        few milliseconds out of order: an earlier one changes neither)."""
         previous = self._previous
         if not previous:
             self.first = self._previous = self.last = stamp
             self._previous_epoch = to_epoch(stamp)
             return
-        if stamp <= previous:
-            return  # concurrent writers: a few milliseconds out of order
         seconds = to_epoch(stamp)
         if seconds - self._previous_epoch >= self.gap_seconds:
             self.quiet.add({"from": previous, "until": stamp, "seconds": round(seconds - self._previous_epoch, 3)})
