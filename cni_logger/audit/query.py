@@ -16,6 +16,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cached_property
 
 from cni_logger.audit import record
 from cni_logger.audit.record import Record
@@ -125,8 +126,10 @@ class Filter:
     def needs_doc(self) -> bool:
         return bool(self.pod or self.namespace or self.ip)
 
+    @cached_property
     def prefilter(self) -> Callable[[bytes], bool] | None:
-        """A raw-line test that only rejects lines the filter would reject, or ``None``."""
+        """A raw-line test that only rejects lines the filter would reject, or ``None``; built once (``follow``
+        asks for it with every line)."""
         if not self.use_prefilter:
             return None
         needles = [literal_bytes(self.container)]

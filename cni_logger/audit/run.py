@@ -123,7 +123,7 @@ def _filter(args: argparse.Namespace) -> Filter:
 
 def _selected(scan: Scan, query: Filter, lines: Iterator[bytes] | None = None) -> Iterator[Record]:
     """The records ``query`` selects, each decoded (and so checked) in full."""
-    prefilter = query.prefilter()
+    prefilter = query.prefilter
     if lines is None:
         records: Iterator[Record] = scan.records(prefilter, decode=False)
     else:
@@ -372,7 +372,7 @@ def stats(args: argparse.Namespace) -> int:
                     totals.add(rec)
                 rec.forget()
         else:
-            for rec in session.scan.records(query.prefilter(), decode=False):
+            for rec in session.scan.records(query.prefilter, decode=False):
                 if query.matches_head(rec) and not pairing.feed(rec):
                     totals.add(rec)
         summary = totals.to_json()
