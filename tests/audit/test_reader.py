@@ -19,9 +19,9 @@ from cni_logger.filesink import live_path_of
 STAMP = "2026-11-28T02:20:{:02d}.000000Z"
 
 
-@pytest.fixture(autouse=True, params=["inflated here", "inflated aside"])
+@pytest.fixture(params=["inflated here", "inflated aside"])
 def inflating(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: gzip inflated in the reading process, and (however small) by a forked child."""
+    """A scan of gzipped files twice: inflated in the reading process, and (however small) by a forked child."""
     if request.param == "inflated aside":
         monkeypatch.setattr(sources, "ASIDE_AT", 0)
     return str(request.param)
@@ -58,6 +58,7 @@ def write_trail(directory: Path, files: dict[str, list[int]], gz: tuple[str, ...
     return directory / "cni.log"
 
 
+@pytest.mark.usefixtures("inflating")
 def test_backups_then_live_oldest_first_plain_and_gzipped(tmp_path: Path) -> None:
     log = write_trail(tmp_path, {"20261128T010000.000000Z": [0, 1], "20261128T020000.000000Z": [2],
                                  "20261128T020000.000000Z-1": [3, 4], "20261128T030000.000000Z": [5], "": [6]},
@@ -73,6 +74,7 @@ def test_a_trail_whose_live_file_is_gone_is_read_from_its_backups(tmp_path: Path
     assert scan(tmp_path / "cni.log")[0] == ["0", "1"]
 
 
+@pytest.mark.usefixtures("inflating")
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_lines_survive_any_chunk_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     monkeypatch.setattr(sources, "CHUNK", chunk)
@@ -114,6 +116,7 @@ def test_overlong_lines_are_dropped_without_holding_them(tmp_path: Path, monkeyp
     assert (ids, s.skipped) == (["0", "1"], 2)
 
 
+@pytest.mark.usefixtures("inflating")
 def test_gzip_members_truncation_and_corruption(tmp_path: Path) -> None:
     stem = tmp_path / "cni.log.20261128T010000.000000Z"
     whole = gzip.compress(event(0) + b"\n") + gzip.compress(event(1) + b"\n")
@@ -191,6 +194,7 @@ def test_a_backup_compressed_or_pruned_meanwhile(tmp_path: Path) -> None:
     assert sources._open_backup(str(tmp_path / "cni.log.20261128T020000.000000Z"), None, print) is None
 
 
+@pytest.mark.usefixtures("inflating")
 def test_trails_are_merged_by_time(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
