@@ -323,13 +323,15 @@ def redactor(secret_keys: tuple[str, ...]) -> Any:
     logger itself laid out) is still checked for secret-shaped values, capped and made encodable.
     """
 
+    by_key, by_shape = redact.Scrubber(secret_keys), redact.Scrubber(())
+
     def scrub_event(_: Any, __: str, event_dict: EventDict) -> EventDict:
         for key, value in list(event_dict.items()):
             if key == "cni" and isinstance(value, dict):
-                event_dict[key] = {k: redact.scrub(v, secret_keys if k in _FROM_CONFIG else ())
+                event_dict[key] = {k: (by_key if k in _FROM_CONFIG else by_shape).value(v, 0)
                                    for k, v in value.items()}
             else:
-                event_dict[key] = redact.scrub(value, ())
+                event_dict[key] = by_shape.value(value, 0)
         return event_dict
 
     return scrub_event

@@ -274,7 +274,7 @@ def is_secret_key(key: str, secret_keys: Iterable[str]) -> bool:
     A built-in word matches by the word rules above; any other entry (an operator's ``redactKeys``)
     is a substring of the folded key name.
     """
-    return _Scrubber(secret_keys).secret_key(key)
+    return Scrubber(secret_keys).secret_key(key)
 
 
 def is_secret_name(name: str) -> bool:
@@ -427,8 +427,8 @@ def _has_secret(item: Any) -> bool:
     return item not in (None, "", [], {}) and not isinstance(item, bool)
 
 
-class _Scrubber:
-    """One pass over a value with one set of secret key words (see ``scrub``)."""
+class Scrubber:
+    """Passes over values with one set of secret key words (see ``scrub``): made once, used for many values."""
 
     __slots__ = ("extra", "keys")
 
@@ -499,4 +499,4 @@ def scrub(value: Any, secret_keys: Iterable[str], depth: int = 0) -> Any:
 
     Values of keys named secret by ``secret_keys`` are masked whole (``()``: by shape only).
     """
-    return _Scrubber(secret_keys).value(value, depth)
+    return Scrubber(secret_keys).value(value, depth)
