@@ -91,7 +91,8 @@ def address_test(address: str) -> Callable[[bytes], bool]:
     return test
 
 
-def _matcher(pattern: str) -> Callable[[str], bool]:
+def matcher(pattern: str) -> Callable[[str], bool]:
+    """A test of a name against ``pattern``: a shell glob, or the name itself."""
     if is_glob(pattern):
         return lambda value: fnmatchcase(value, pattern)
     return lambda value: value == pattern
@@ -118,9 +119,9 @@ class Filter:
     def __post_init__(self) -> None:
         self.commands = frozenset(c.upper() for c in self.commands)
         self.ip = canonical_address(self.ip) if self.ip else ""
-        self._pod = _matcher(self.pod) if self.pod else None
-        self._namespace = _matcher(self.namespace) if self.namespace else None
-        self._network = _matcher(self.network) if self.network else None
+        self._pod = matcher(self.pod) if self.pod else None
+        self._namespace = matcher(self.namespace) if self.namespace else None
+        self._network = matcher(self.network) if self.network else None
 
     @property
     def needs_doc(self) -> bool:

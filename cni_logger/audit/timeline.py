@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.query import is_glob, literal_bytes
+from cni_logger.audit.query import is_glob, literal_bytes, matcher
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch
 
@@ -101,12 +101,8 @@ class Pod:
         self.sandboxes: set[str] = set()
         self._needle = None if is_glob(name) else literal_bytes(name)
         self._ids: set[bytes] = set()
-
-    @staticmethod
-    def _match(pattern: str, value: str) -> bool:
-        from fnmatch import fnmatchcase
-
-        return fnmatchcase(value, pattern) if is_glob(pattern) else value == pattern
+        self._name = matcher(name)
+        self._namespace = matcher(namespace) if namespace else None
 
     def prefilter(self) -> Callable[[bytes], bool] | None:
         """Lines naming the pod, or a sandbox already seen with it."""
@@ -119,9 +115,9 @@ class Pod:
         if rec.container_id in self.sandboxes:
             return True
         doc = rec.doc
-        if not self._match(self.name, record.pod(doc)):
+        if not self._name(record.pod(doc)):
             return False
-        if self.namespace and not self._match(self.namespace, record.namespace(doc)):
+        if self._namespace is not None and not self._namespace(record.namespace(doc)):
             return False
         if rec.container_id:
             self.sandboxes.add(rec.container_id)
