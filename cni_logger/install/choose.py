@@ -138,12 +138,14 @@ def settled_choice(opts: Options, notes: list[str]) -> tuple[ConfigFile, list[Co
     raise AssertionError("unreachable")
 
 
-def check_runnable(cfg: ConfigFile, doc: dict[str, Any]) -> None:
-    """Refuse a network the logger could not run in: the whole ADD would fail."""
-    version = doc.get("cniVersion") or "0.1.0"
+def check_runnable(cfg: ConfigFile, doc: dict[str, Any]) -> str:
+    """Refuse a network the logger could not run in (the whole ADD would fail); its ``cniVersion`` otherwise
+    (``classify`` has refused one that is not a string)."""
+    version = skel.config_version(doc)
     if version not in skel.SUPPORTED_VERSIONS:
         raise Refusal(f"{cfg.path} has cniVersion {version!r}; the logger supports "
                       f"{', '.join(skel.SUPPORTED_VERSIONS)}")
     problem = skel.network_name_problem(doc.get("name"))
     if problem:
         raise Refusal(f"{cfg.path}: {problem}")
+    return version

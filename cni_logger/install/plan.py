@@ -229,7 +229,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     target, files = settled_choice(opts, notes)
     doc = target.doc
     listed = doc if target.is_list else wrap(doc)
-    check_runnable(target, listed)
+    version = check_runnable(target, listed)
     problem = _bracket_problem(listed["plugins"]) if opts.bracket else ""
     if problem:
         raise Refusal(f"--bracket in {target.path}: {problem}; install without --bracket (the logger last only)")
@@ -244,7 +244,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
             raise Refusal(f"{target.path} would become {destination}, which exists already; "
                           "resolve which one is meant (or name one with --conf-file)")
         existing = read_config(destination)
-    plan.network, plan.cni_version = target.network or "", listed.get("cniVersion") or "0.1.0"
+    plan.network, plan.cni_version = target.network or "", version
     found = logger_entries(listed["plugins"])
     bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
     if len(found) > 1 and not bracketed:
