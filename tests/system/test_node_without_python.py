@@ -13,7 +13,6 @@ newer than 2.31 is checked in test_bundle.py.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
@@ -28,13 +27,13 @@ from typing import Any
 import pytest
 
 from tests.harness.bundle import PYTHON_VERSION, Bundle
+from tests.harness.cnitool import CNITOOL, cnitool_container_id, ipv4_cidrs
 from tests.harness.plugin import REPO, read_events
 
 pytestmark = pytest.mark.integration
 
 NODE_ROOT_SCRIPT = REPO / "scripts" / "build-node-root.sh"
 ENTRY_POINT = REPO / "deploy" / "kubernetes" / "cni-logger-node.sh"
-CNITOOL = Path(os.environ.get("CNI_LOGGER_TOOLS", "/opt/cni-logger-tools")) / "bin" / "cnitool"
 
 # Host paths as the DaemonSet (deploy/kubernetes/cni-logger.yaml) names them, here inside the node root.
 INSTALL_DIR = "/opt/cni-logger"
@@ -184,16 +183,6 @@ def chrooted_cnitool(root: Path, host_ns: str, command: str, network: str,
                check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
-def cnitool_container_id(netns_path: str) -> str:
-    """cnitool's container id: ``cnitool-`` + hex of the first 10 bytes of sha512(netns path)."""
-    return "cnitool-" + hashlib.sha512(netns_path.encode()).digest()[:10].hex()
-
-
-def container_ipv4(ctr_ns: str) -> list[str]:
-    links = json.loads(run(["ip", "-j", "-n", ctr_ns, "-4", "addr", "show", "dev", "eth0"]).stdout)
-    return [f"{a['local']}/{a['prefixlen']}" for link in links for a in link.get("addr_info", [])]
-
-
 def test_the_entry_point_installs_the_bundle_into_a_node_without_python_and_a_real_chain_is_logged(
         bundle: Bundle, node_cache: Path, node_root: Path, tmp_path: Path) -> None:
     root = node_root
@@ -235,7 +224,7 @@ def test_the_entry_point_installs_the_bundle_into_a_node_without_python_and_a_re
         with netns(host_ns), netns(ctr_ns):
             add = chrooted_cnitool(root, host_ns, "add", network, ctr_ns)
             assert add.returncode == 0, add.stderr
-            [address] = container_ipv4(ctr_ns)
+            [address] = ipv4_cidrs(ctr_ns, "eth0")
             assert ipaddress.IPv4Interface(address).network == subnet
             result = json.loads(add.stdout)
             assert result["cniVersion"] == CNI_VERSION
