@@ -162,7 +162,7 @@ def test_leak_checker_catches_a_broken_redactor(tmp_path: Path, monkeypatch: pyt
     assert rc == 0
     assert leaked([token], log.read_bytes(), capfd.readouterr().err.encode()) == []
 
-    monkeypatch.setattr(redact, "scrub", lambda value, keys, depth=0: value)
+    monkeypatch.setattr(redact.Scrubber, "value", lambda self, value, depth, aws=False: value)
     rc, _ = run_in_process(env, json.dumps(config).encode())
     assert rc == 0
     assert leaked([token], log.read_bytes()) == [token]
