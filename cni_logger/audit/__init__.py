@@ -7,6 +7,8 @@ plugin writes, together with its rotated (and gzipped) backups, oldest first, in
 * ``lines``    splits bytes into lines, with a cap on a line's length (for ``reader`` and ``follow``);
 * ``reader``   merges several trails' lines by time and classifies each line;
 * ``record``   reads the identifying fields of an event line without decoding all of it;
+* ``evidence``, ``coverage``: what the trail cannot vouch for (damage, gaps) and its own account of its
+  coverage (outages, dropped events, inventories: ``docs/coverage-events.md``);
 * ``timeparse``, ``query``, ``intervals``, ``timeline``, ``stats``, ``follow``: the questions;
 * ``output``   tables, JSON lines, progress and the Unix exit-status conventions;
 * ``commands`` the argparse registration, imported by ``cni_logger.cli.tool`` only.

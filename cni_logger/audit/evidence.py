@@ -13,7 +13,10 @@ place where events may be missing, so that each answer is either right or says w
   (``<file>.<sequence>.<stamp>``), so a number missing between two backups is a gap for certain; where
   numbers cannot tell (the older naming, or the newest backup before the live file), a gap is
   inferred from time (``gap``: a pause far longer than the files' own pace), and is only possible;
-* **duplicates**: events seen twice (the same ``event.id``), counted by the reader and ignored.
+* **duplicates**: events seen twice (the same ``event.id``), counted by the reader and ignored;
+* the trail's **coverage** events (``coverage``): outages of the logger (``Evidence.coverage``), and
+  events the plugin could not write, which become a stretch of kind ``dropped`` (the containers it
+  names, or anyone's when its list was cut short).
 
 A damaged line is a *possible lost event* only if it could be one: a line that parses as JSON is
 complete (foreign, never a cut-short event of the plugin), and a line with none of the plugin's
@@ -29,8 +32,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cni_logger.audit.timeparse import to_epoch
+
+if TYPE_CHECKING:
+    from cni_logger.audit.coverage import Coverage
+    from cni_logger.audit.record import Record
 
 MAX_STRETCHES = 4096
 GAP_FACTOR = 8.0
@@ -46,7 +54,8 @@ class Stretch:
     """A stretch of a trail where events may be missing (``lost``) or foreign lines were met."""
 
     kind: str
-    """``damaged`` (lines), ``unreadable`` (the rest of a file), ``empty`` (a backup), ``gap`` (between files)."""
+    """``damaged`` (lines), ``unreadable`` (the rest of a file), ``empty`` (a backup), ``gap`` (between files),
+    ``dropped`` (events the plugin could not write, by its own ``logger-dropped`` account: ``coverage``)."""
     path: str
     first_line: int
     last_line: int
@@ -145,7 +154,11 @@ class Evidence:
     """Everything a scan found wanting, and the time the trail covers."""
 
     def __init__(self) -> None:
+        from cni_logger.audit.coverage import Coverage
+
         self.stretches: list[Stretch] = []
+        self.coverage: Coverage = Coverage()
+        """The trail's own account of its coverage: outages, dropped events, inventories (``coverage``)."""
         self.duplicates = 0
         self.start = ""
         """The earliest event of any trail: before it, the trail says nothing."""
@@ -171,10 +184,22 @@ class Evidence:
         if stamp > self.end:
             self.end = stamp
 
+    def note(self, rec: Record) -> None:
+        """A coverage event, in trail order (``reader.Scan.records``); dropped events become a stretch."""
+        stretch = self.coverage.note(rec)
+        if stretch is not None:
+            self.add(stretch)
+
     @property
     def incomplete(self) -> bool:
         """Anything at all to report (what ``--strict`` turns into exit status 3)."""
-        return bool(self.stretches)
+        return bool(self.stretches) or bool(self.coverage.outages)
+
+    def unwatched(self, at: str, named: bool = True) -> str:
+        """Why a holder of an address at ``at`` may be missing from the trail although it is whole there: the
+        logger was out of a chain, or (``named`` false: no event names the address) ``at`` is before the
+        trail's oldest inventory ("" when neither: ``coverage.Coverage.unwatched``)."""
+        return self.coverage.unwatched(at, named)
 
     def uncovered(self, at: str) -> str:
         """Why the trail cannot say that nothing happened at ``at`` ("" when it can)."""
@@ -195,4 +220,5 @@ class Evidence:
 
     def to_json(self) -> dict[str, object]:
         return {"start": self.start or None, "end": self.end or None, "duplicates_ignored": self.duplicates,
-                "stretches": [s.to_json() for s in self.stretches]}
+                "stretches": [s.to_json() for s in self.stretches],
+                "outages": [o.to_json() for o in self.coverage.outages]}

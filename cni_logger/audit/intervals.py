@@ -26,6 +26,19 @@ the DEL chain, so a runtime retries the whole DEL).
   ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
   interval of its own: in leaks, a "DEL without ADD".
 
+* Coverage events (``coverage``, ``docs/coverage-events.md``): an inventory's ``cni-attachment`` is
+  evidence of its attachment, as a CHECK is (an attachment that ended lately is the cache lagging its
+  DEL: nothing). A complete ``logger-inventory`` of a host ends every open interval of that host on the
+  networks it covers that it does not list: *unrecorded* (``closed_by`` ``inventory``), its end only known
+  to lie between its last evidence and the inventory, as a superseded end. Evidence newer than
+  ``coverage.INVENTORY_GRACE`` before the inventory keeps an interval open (the cache is written after the
+  logger recorded the ADD), and an incomplete inventory, or one whose attachment lines are not all in the
+  trail, ends nothing.
+* An outage (the logger out of the network's chain on the interval's host) after an interval's last
+  evidence is where its DEL may have happened unrecorded (``Interval.unwatched``): from then on it is
+  only *possibly* held, and noted; unless its DEL came with the runtime's cached result, which shows the
+  attachment existed until then.
+
 Timestamps are the invocation's start. The address was allocated a little before the ADD event
 (the logger runs last in the ADD chain) and released a little after the DEL event (it runs first
 in the DEL chain), so an interval is taken as closed at both ends: ``seen <= at <= end``.
@@ -56,8 +69,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cni_logger.audit.coverage import ATTACHMENT, INVENTORY, INVENTORY_GRACE, Outage, details
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses, placed
+from cni_logger.audit.record import Record, addresses, cached_result, placed
+from cni_logger.audit.timeparse import from_epoch, to_epoch
 
 if TYPE_CHECKING:
     from cni_logger.audit.evidence import Evidence, Stretch
@@ -70,6 +85,8 @@ RECENT_LIMIT = 16384
 """Ended attachments remembered (as hashes, ~100 bytes each) to recognise a repeated DEL: runtimes retry
 within minutes, long before this many other attachments have come and gone."""
 GC_MARK = b',"cni":{"command":"GC"'
+PENDING_INVENTORIES = 16
+"""Inventories whose ``cni-attachment`` lines are being gathered at once (one per host writing at the same time)."""
 
 
 class Interval:
@@ -116,13 +133,34 @@ class Interval:
             lost = self.lost_end(found)
             if lost is not None and at >= lost.after:
                 return POSSIBLY
+        if answer == HELD and found is not None and at > self.last_seen and found.coverage.outages \
+                and self.unwatched(found, at) is not None:
+            return POSSIBLY
         return answer
+
+    def unwatched(self, found: Evidence, until: str | None) -> Outage | None:
+        """An outage of its network on its host between its last evidence and ``until`` (``None``: its end, or the
+        end of the trail while it is open), where its DEL may have happened unrecorded; ``None`` when there is none,
+        or when its DEL came with the runtime's cached result (the attachment existed until then)."""
+        if until is None:
+            until = self.end
+        outage = found.coverage.outage_in(self.host, self.key[0], self.last_seen, until)
+        if outage is None:
+            return None
+        closing = self.closing
+        if self.closed_by == "DEL" and closing is not None and until is not None and self.end is not None \
+                and until <= self.end:
+            held = cached_result(closing.doc)
+            closing.forget()
+            if held:
+                return None
+        return outage
 
     @property
     def end_known(self) -> bool:
         """Closed by its DEL or a GC (or shown to be in conflict); not when its DEL is missing: superseded by
         another attachment's ADD of the address, or ended by an ADD of its own (a re-ADD without a DEL)."""
-        return self.closed_by not in ("superseded", "ADD") or self.conflict
+        return self.closed_by not in ("superseded", "ADD", "inventory") or self.conflict
 
     def lost_end(self, found: Evidence) -> Stretch | None:
         """Still open: a damaged stretch after its last evidence where its DEL may have been lost."""
@@ -175,6 +213,8 @@ class Tracker:
         self.recent_limit = max(recent_limit, 1)
         self.last_end: dict[tuple[str, str], str] = {}
         """With an address: the latest end of an interval per (network, host): the floor of a later unknown start."""
+        self.listed: dict[str, set[Key]] = {}
+        """The attachments each inventory being read lists so far (``cni-attachment``), by inventory id."""
 
     def _holds(self, rec: Record) -> bool:
         if self.address is None:
@@ -286,8 +326,8 @@ class Tracker:
                 self.recent.add(key)
                 orphan = Interval(key, rec.forget(), None)
                 orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
+                orphan.host = self._placed(rec)[0]
                 if self.address is not None:
-                    orphan.host = self._placed(rec)[0]
                     orphan.floor = self.last_end.get((key[0], orphan.host))
                 return (orphan,)
             else:
@@ -302,7 +342,54 @@ class Tracker:
                 self._open(rec, key, None)
         elif command == "GC" and rec.ok and self.open:
             return self._collect(rec)
+        elif rec.coverage:
+            return self._coverage(rec)
         return ()
+
+    def _coverage(self, rec: Record) -> tuple[Interval, ...]:
+        """An inventory's ``cni-attachment`` is evidence of its attachment, as a CHECK is (it opens an interval
+        with an unknown start when none is open; an attachment that ended lately is the cache lagging its DEL, not a
+        new one); a complete ``logger-inventory`` ends what it does not list (``_inventory``)."""
+        if rec.coverage == ATTACHMENT:
+            key = rec.key
+            inventory = str(details(rec).get("inventory", ""))
+            listed = self.listed.get(inventory)
+            if listed is None:
+                if len(self.listed) >= PENDING_INVENTORIES:
+                    del self.listed[next(iter(self.listed))]
+                listed = self.listed[inventory] = set()
+            listed.add(key)
+            if key in self.open:
+                self.open[key].last_seen = max(self.open[key].last_seen, rec.timestamp)
+            elif key in self.superseded:
+                self._came_back(key, rec, "CHECK")
+            elif key not in self.recent and self._holds(rec):
+                self._open(rec, key, None)
+        elif rec.coverage == INVENTORY and self.open:
+            return self._inventory(rec)
+        elif rec.coverage == INVENTORY:
+            self.listed.pop(str(details(rec).get("inventory", "")), None)
+        return ()
+
+    def _inventory(self, rec: Record) -> tuple[Interval, ...]:
+        """A complete inventory of a host's attachments on its networks: every open interval there that it does not
+        list has ended, its DEL not recorded (``closed_by`` ``inventory``: the end lies between its last evidence
+        and the inventory). Nothing is concluded from an incomplete one, from one whose ``cni-attachment`` lines are
+        not all in the trail, or about evidence in the last ``INVENTORY_GRACE`` seconds before it."""
+        found = details(rec)
+        listed = self.listed.pop(str(found.get("inventory", "")), set())
+        count, networks = found.get("attachments"), found.get("networks")
+        if found.get("complete") is not True or not isinstance(networks, list) or not rec.timestamp or (
+                isinstance(count, int) and count > len(listed)):
+            return ()
+        host = self._placed(rec)[0]
+        try:
+            cutoff = from_epoch(to_epoch(rec.timestamp) - INVENTORY_GRACE)
+        except ValueError:
+            return ()
+        ended = [key for key, interval in self.open.items() if key[0] in networks and interval.host == host
+                 and key not in listed and interval.last_seen < cutoff]
+        return tuple(self._close(key, rec, "inventory") for key in ended)
 
     def _collect(self, rec: Record) -> tuple[Interval, ...]:
         """GC: close the network's open intervals the runtime no longer lists as valid."""
@@ -367,9 +454,19 @@ def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]
     if interval.closed_by == "ADD":
         notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
                      f"{interval.last_seen}")
+    if interval.closed_by == "inventory":
+        notes.append(f"DEL not recorded: not listed by the inventory of {interval.host or 'its host'} at "
+                     f"{interval.end}; held at least until {interval.last_seen}")
     lost = interval.lost_end(found) if found is not None and interval.end is None else None
     if lost is not None:
         notes.append(f"its DEL may be lost: {lost.describe()}")
+    outage = interval.unwatched(found, None) if found is not None and found.coverage.outages else None
+    if outage is not None:
+        notes.append(f"possibly deleted while the logger was out, unrecorded: {outage.describe()}")
+    before = found.coverage.outage_before(interval.host, interval.key[0], interval.seen) \
+        if found is not None and interval.start is None and found.coverage.outages else None
+    if before is not None:
+        notes.append(f"its ADD may have happened while the logger was out: {before.describe()}")
     return {"last_seen": interval.last_seen, "conflict": interval.conflict,
             "superseded_by": None if superseded is None else {
                 "container_id": superseded.container_id, "ifname": superseded.ifname, "at": superseded.timestamp},

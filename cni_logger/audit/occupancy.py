@@ -20,6 +20,9 @@ stretch may hold, and with ``at`` its certainty then (``Interval.certainty``).
   its row is complete when handed out; the later holder's row names the conflict if it is still
   held when the conflict shows (``conflicts_with``), as it always is when the earlier holder's CHECK
   or DEL comes before the later holder's DEL.
+* An inventory's ``cni-attachment`` opens a holding as a CHECK does (start unknown), and a holding a
+  complete inventory no longer lists ends (``ended_by`` ``inventory``), by the tracker's rules; a holding
+  still open whose network's chain the logger was out of after its last evidence is ``unwatched``.
 * Holdings are handed out as they end (``feed`` returns them), the still-held ones at the end
   (``finish``): the caller decides what to keep, so memory is the open and parked attachments only.
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit import record
+from cni_logger.audit.coverage import ATTACHMENT
 from cni_logger.audit.intervals import Interval, Key, Tracker, qualifications
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record
@@ -89,6 +93,9 @@ class Holding:
     """With ``Occupancy(at=...)``: ``HELD``, ``POSSIBLY`` or ``None`` (not then), as ``Interval.certainty``."""
     interval: Interval | None = None
     """Until the holding is settled (handed out): the interval it comes from."""
+    unwatched: bool = False
+    """Still held at the end, but the logger was out of its network on its host after its last evidence: it may
+    have been deleted unrecorded (``Interval.unwatched``; ``leaks`` lists it apart, as possibly deleted)."""
 
     @property
     def since(self) -> str:
@@ -112,6 +119,8 @@ class Holding:
         self.superseded_by, self.notes = qualified["superseded_by"], qualified["notes"]
         if at is not None:
             self.certainty = interval.certainty(at, found)
+        if interval.end is None and found is not None and found.coverage.outages:
+            self.unwatched = interval.unwatched(found, None) is not None
         self.interval = None
         return self
 
@@ -177,7 +186,7 @@ class Occupancy:
 
     def feed(self, rec: Record) -> list[Holding]:
         """Apply one event; the holdings it ended (or settled: a superseded one after its DEL)."""
-        key = rec.key if rec.command in ("ADD", "CHECK", "DEL") else None
+        key = rec.key if rec.command in ("ADD", "CHECK", "DEL") else rec.key if rec.coverage == ATTACHMENT else None
         came_back = None
         if key is not None and key in self.parked:
             interval = self.tracker.superseded.get(key)

@@ -317,19 +317,34 @@ class EventPrinter:
                 self.writer = Delimited(self.out, self.fmt, EVENT_FIELDS)
             event = doc.get("event")
             event_id = event.get("id") if isinstance(event, dict) else None
-            self.writer.row([rec.timestamp, epoch(rec.timestamp), rec.command, rec.outcome,
+            self.writer.row([rec.timestamp, epoch(rec.timestamp), rec.coverage or rec.command,
+                             "" if rec.coverage else rec.outcome,
                              None if rec.duration is None else round(rec.duration / 1e6, 3), rec.network,
                              rec.ifname, rec.container_id, record.namespace(doc), record.pod(doc),
-                             " ".join(record.addresses(doc)), record.error_message(doc),
+                             " ".join(record.addresses(doc)), record.error_message(doc) or _coverage_text(rec),
                              event_id if isinstance(event_id, str) else None])
             return
         if self.table is None:
             self.table = Table(self.out, EVENT_COLUMNS)
+        if rec.coverage:  # a line of its own kind: the action for the command, what it says for the addresses
+            self.table.row([short(rec.timestamp) or "-", rec.coverage, "-", "-", rec.network or "-", rec.ifname or "-",
+                            container(rec.container_id, self.full_ids) if rec.container_id else "-",
+                            pod_label(record.namespace(doc), record.pod(doc)) or "-",
+                            ",".join(record.addresses(doc)) or _coverage_text(rec) or "-"])
+            return
         self.table.row([short(rec.timestamp) or "-", rec.command or "-", rec.outcome or "-",
                         milliseconds(rec.duration), rec.network or "-", rec.ifname or "-",
                         container(rec.container_id, self.full_ids),
                         pod_label(record.namespace(doc), record.pod(doc)) or "-",
                         ",".join(record.addresses(doc)) or "-"])
+
+
+def _coverage_text(rec: Record) -> str:
+    """What a coverage event (other than an inventory's attachment) says, in its own words: its message."""
+    if not rec.coverage:
+        return ""
+    message = rec.doc.get("message")
+    return message if isinstance(message, str) else ""
 
 
 TIMELINE_FIELDS = ("container_id", "network", "ifname", "namespace", "pod", "time", "epoch", "command", "outcome",
@@ -431,6 +446,11 @@ NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
 SUPERSEDED, CLEANUP_DEL = "superseded", "cleanup-del"
 """What ``leaks`` lists apart, as not leaks: an attachment whose address another one was given (its DEL
 was lost), and a DEL without ADD nor cached result (the clean-up after an ADD that failed)."""
+POSSIBLY_DELETED, UNRECORDED_DEL = "possibly-deleted", "unrecorded-del"
+"""What ``leaks`` also lists apart, from the trail's coverage events: an attachment still open whose network's chain
+the logger was out of after its last evidence (it may have been deleted then, unrecorded), and one a complete
+inventory of its host no longer listed (its DEL was not recorded; it ended between its last evidence and the
+inventory)."""
 FAILED_ATTEMPT, NO_OUTCOME = "failed-attempt", "no-outcome"
 """Bracket mode's kinds of ``leaks``: an attempt whose chain failed, with the DEL that cleaned up after it
 (``until``); an attempt with neither outcome nor DEL by the end of the trail."""
@@ -475,6 +495,8 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
                                       "mean_ms"))
         blank = [None] * (len(percentiles) + 2)
         writer.row(["events", "all", report["events"], *blank])
+        for name, count in (report.get("coverage") or {}).get("actions", {}).items():
+            writer.row(["coverage", name, count, *blank])
         for group, key in (("command", "commands"), ("outcome", "outcomes"), ("network", "networks")):
             for name, count in report[key].items():
                 writer.row([group, name, count, *blank])
@@ -493,6 +515,13 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
         return
     span = f"  ({short(report['first'])} .. {short(report['last'])})" if report["first"] else ""
     out.text(f"events: {report['events']}{span}")
+    coverage = report.get("coverage") or {}
+    if coverage.get("events"):
+        out.text(f"coverage events: {coverage['events']} ("
+                 + ", ".join(f"{k} {v}" for k, v in coverage["actions"].items()) + "; not invocations)")
+        for outage in coverage["outages"]:
+            out.text(f"  outage: {outage['network']} on {outage['host']} from {short(outage['from'])} to "
+                     f"{_opt(outage['until']) if outage['until'] else '(end of trail)'} ({outage['reason']})")
     for title, key in (("command", "commands"), ("outcome", "outcomes"), ("network", "networks")):
         out.text("")
         table = Table(out, ((title.upper(), 24), ("EVENTS", 0)))
@@ -555,6 +584,27 @@ def _orphan_row(orphan: dict[str, Any]) -> list[str]:
             container(orphan["container_id"], False), pod_label(orphan["namespace"], orphan["pod"]) or "-"]
 
 
+def _coverage_section(out: Out, coverage: dict[str, Any]) -> None:
+    """The report's coverage: outages (with why), events the plugin could not write, inventories, heartbeats."""
+    _listed(out, "outages (the logger was out of a chain: nothing there is in the trail)", coverage["outages"],
+            (("HOST", 16), ("NETWORK", 18), ("FROM", 24), ("UNTIL", 24), ("WHY", 0)),
+            lambda o: [o["host"] or "-", o["network"] or "-", short(o["from"]),
+                       _opt(o["until"]) if o["until"] else "(end of trail)",
+                       o["reason"] + (f": {o['detail']}" if o["detail"] else "")])
+    dropped = coverage["dropped"]
+    if dropped["count"]:
+        _listed(out, f"events the plugin could not write: {dropped['events']}, in", dropped,
+                (("HOST", 16), ("FROM", 24), ("UNTIL", 24), ("EVENTS", 6), ("CONTAINERS", 0)),
+                lambda d: [d["host"] or "-", short(d["first"]), short(d["last"]), str(d["dropped"]),
+                           "anyone's" if d["containers"] is None else ",".join(d["containers"]) or "-"])
+    inventories, heartbeats = coverage["inventories"], coverage["heartbeats"]
+    out.text("")
+    out.text(f"inventories: {inventories['count']}"
+             + (f" ({short(inventories['first'])} .. {short(inventories['last'])})" if inventories["count"] else "")
+             + f"; heartbeats: {heartbeats['count']}"
+             + (f" ({short(heartbeats['first'])} .. {short(heartbeats['last'])})" if heartbeats["count"] else ""))
+
+
 def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
     """``report`` for a terminal: the trail, occupancy per network, then the lists and the latency."""
     trail, window = data["trail"], data["window"]
@@ -610,6 +660,16 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                        container(h["container_id"], False), _note(h)])
     _listed(out, "clean-up DELs (no ADD, no cached result; not leaks)", leaks_found["cleanup_del"], _ORPHAN_COLUMNS,
             _orphan_row)
+    for title, key in (("possibly deleted while the logger was out (not leaks for certain)", "possibly_deleted"),
+                       ("DEL not recorded (a complete inventory no longer listed them; not leaks)", "unrecorded_del")):
+        if leaks_found.get(key, {}).get("count"):
+            _listed(out, title, leaks_found[key],
+                    (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
+                    lambda h: [_since(h), _opt(h["until"]), h["address"], h["network"] or "-",
+                               container(h["container_id"], False), _note(h)])
+    coverage = data.get("coverage")
+    if coverage and coverage["events"]:
+        _coverage_section(out, coverage)
     _listed(out, "failed invocations", data["failures"],
             (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",

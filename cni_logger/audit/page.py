@@ -11,7 +11,8 @@ first evidence, drawn with a dashed outline when the ADD is not in the trail) to
 of the window, with an open right edge when still held), coloured per network. Conflicting
 holdings have a red outline and their address a red label, superseded ones (their DEL lost) a
 dotted one, with the notes in their titles; quiet periods are grey hatched bands, possible gaps (a
-missing backup, ``evidence``) light orange bands and damaged stretches orange lines across all rows.
+missing backup, ``evidence``) light orange bands, outages (the logger out of a chain, from the trail's
+coverage events: ``coverage``) light red bands, and damaged stretches orange lines across all rows.
 Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most
 ``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
 HTML-escaped and its control characters shown as escapes.
@@ -83,8 +84,11 @@ def _summary(data: dict[str, Any]) -> str:
              ("failures", "failed invocations", data["failures"]["count"]),
              ("damaged", "damaged lines", trail["skipped_lines"]),
              ("possible-gaps", "gaps", trail["possible_gaps"]["count"]),
-             ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
-    alarming = {"conflicts", "never-deleted", "superseded", "failures", "damaged", "possible-gaps"}
+             ("quiet", "quiet periods", trail["quiet_periods"]["count"]),
+             ("outages", "outages (logger out)", data["coverage"]["outages"]["count"]),
+             ("dropped", "events not written", data["coverage"]["dropped"]["events"])]
+    alarming = {"conflicts", "never-deleted", "superseded", "failures", "damaged", "possible-gaps", "outages",
+                "dropped"}
     return "<div class='cards'>" + "".join(
         f"<div class='card{' warn' if key in alarming and value else ''}'><span class='n' id='count-{key}'>{value}"
         f"</span><span class='l'>{label}</span></div>" for key, label, value in cards) + "</div>"
@@ -147,6 +151,16 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
                    f"width='{max(right - left, MIN_BAR):.1f}' height='{plot_bottom - AXIS_HEIGHT}' "
                    f"data-from='{esc(gap['after'])}' data-until='{esc(gap['before'])}'><title>gap: "
                    f"{esc(gap['what'])} ({esc(gap['file'])})</title></rect>")
+    for outage in data["coverage"]["outages"]["listed"]:
+        left, right = x(outage["from"], 0.0), x(outage["until"], PLOT_WIDTH)
+        why = outage["reason"] + (f": {outage['detail']}" if outage["detail"] else "")
+        svg.append(f"<rect class='outage' x='{LABEL_WIDTH + left:.1f}' y='{AXIS_HEIGHT}' "
+                   f"width='{max(right - left, MIN_BAR):.1f}' height='{plot_bottom - AXIS_HEIGHT}' "
+                   f"data-from='{esc(outage['from'])}' data-until='{esc(outage['until'] or '')}' "
+                   f"data-network='{esc(outage['network'])}' data-host='{esc(outage['host'])}'><title>outage: the "
+                   f"logger was out of {esc(outage['network'])} on {esc(outage['host'])} from "
+                   f"{esc(_time(outage['from']))} to {esc(_time(outage['until']) if outage['until'] else 'the end')}"
+                   f" ({esc(why)}): nothing there is in the trail</title></rect>")
     for damage in data["trail"]["damaged"]["listed"]:
         at = x(damage["before"] or damage["after"], PLOT_WIDTH)
         svg.append(f"<line class='damaged' x1='{LABEL_WIDTH + at:.1f}' x2='{LABEL_WIDTH + at:.1f}' "
@@ -162,6 +176,7 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
         + "<span><i class='lc'></i>conflict</span><span><i class='lu'></i>start not in the trail</span>"
           "<span><i class='lo'></i>still held</span><span><i class='lg'></i>quiet period</span>"
           "<span><i class='lp'></i>gap (a missing backup)</span>"
+          "<span><i class='lx'></i>outage (the logger out of a chain)</span>"
           "<span><i class='ld'></i>damaged lines</span></p>")
     info = "<div id='info' class='info' hidden></div>"
     return head + legend + "".join(svg) + info
@@ -312,6 +327,32 @@ def _tables(data: dict[str, Any]) -> str:
                         ["between", "after", "before", "why"],
                         [[g["file"], _time(g["after"]), _time(g["before"]), g["what"]]
                          for g in trail["possible_gaps"]["listed"]]))
+    coverage = data["coverage"]
+    parts.append(_table("Outages (the logger was out of a chain: nothing there is in the trail)", "outages",
+                        coverage["outages"], ["host", "network", "from", "until", "why"],
+                        [[o["host"], o["network"], _time(o["from"]), _time(o["until"]) if o["until"] else
+                          "(end of trail)", o["reason"] + (f": {o['detail']}" if o["detail"] else "")]
+                         for o in coverage["outages"]["listed"]]))
+    parts.append(_table("Events the plugin could not write", "dropped", coverage["dropped"],
+                        ["host", "from", "until", "events", "containers"],
+                        [[d["host"], _time(d["first"]), _time(d["last"]), d["dropped"],
+                          "anyone's" if d["containers"] is None else ", ".join(d["containers"])]
+                         for d in coverage["dropped"]["listed"]]))
+    inventories, heartbeats = coverage["inventories"], coverage["heartbeats"]
+    parts.append(f"<p class='note' id='coverage-note'>Inventories: {inventories['count']}"
+                 + (f" ({esc(_time(inventories['first']))} .. {esc(_time(inventories['last']))})"
+                    if inventories["count"] else "")
+                 + f"; heartbeats: {heartbeats['count']}"
+                 + (f" ({esc(_time(heartbeats['first']))} .. {esc(_time(heartbeats['last']))})"
+                    if heartbeats["count"] else "") + ".</p>")
+    leaks = data["leaks"]
+    for title, key in (("Possibly deleted while the logger was out (not leaks for certain)", "possibly_deleted"),
+                       ("DEL not recorded (a complete inventory no longer listed them; not leaks)", "unrecorded_del")):
+        parts.append(_table(title, key.replace("_", "-"), leaks[key],
+                            ["since", "until", "address", "network", "container", "pod", "note"],
+                            [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
+                              h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
+                              "; ".join(h["notes"])] for h in leaks[key]["listed"]]))
     quiet = trail["quiet_periods"]
     parts.append(_table(f"Quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence "
                         "of loss)", "quiet", quiet, ["from", "until", "length"],
@@ -350,6 +391,7 @@ margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px 
 .legend .ld{background:#ef7d00;width:3px}
 .possible-gap{fill:#ef7d00;opacity:.25}.bar.superseded{stroke-dasharray:1 2;stroke:#555}
 .legend .lp{background:#ef7d00;opacity:.25}
+.outage{fill:#c0392b;opacity:.18}.legend .lx{background:#c0392b;opacity:.3}
 .info{position:fixed;z-index:2;background:#fff;border:1px solid #888;border-radius:4px;padding:6px 9px;
 box-shadow:0 2px 8px rgba(0,0,0,.2);font:12px/1.45 "DejaVu Sans Mono",monospace;white-space:pre;pointer-events:none}
 table.list{border-collapse:collapse;font-size:12px}table.list th,table.list td{border:1px solid #dde1e5;

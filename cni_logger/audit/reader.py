@@ -21,6 +21,14 @@ Every skipped line, unreadable rest of a file, empty backup and possible gap bet
 noted where it was (file, line numbers, the good events around it) in ``Scan.evidence``
 (``cni_logger.audit.evidence``), so that answers can say what they could not see.
 
+Coverage events (``docs/coverage-events.md``: the logger left or entered a chain, events it could not
+write, inventories of the node's attachments) are events of their own kind (``Record.coverage``), yielded
+like any other and noted in ``Scan.evidence.coverage`` as they pass (``coverage``). No slicing pattern
+matches them (they have no ``cni.command``), so they are decoded; a prefilter that rejects a line lets it
+through all the same when its message is not an invocation's (``record.may_be_coverage``: one comparison at a
+fixed offset, made only for the lines the prefilter rejects), so that every question knows the trail's
+coverage, whatever else it passes over.
+
 Duplicates (the same ``event.id`` twice: a trail and a copy of it given together, or the plugin's own
 second write after its file was rotated away under it) are yielded once and counted. Memory stays
 bounded: the ids of the last ``DEDUPE_WINDOW`` events are remembered in a ring, and that is enough
@@ -39,7 +47,16 @@ from cni_logger.audit import evidence, sources
 from cni_logger.audit.evidence import Evidence, Stretch
 from cni_logger.audit.lines import MAX_LINE, LineSplitter
 from cni_logger.audit.output import Progress
-from cni_logger.audit.record import EVENT_START, Record, head_from_doc, head_from_line, is_canonical_line
+from cni_logger.audit.record import (
+    EVENT_START,
+    MESSAGE_AT,
+    PLUGIN_MESSAGE,
+    Record,
+    head_from_doc,
+    head_from_line,
+    is_canonical_line,
+    may_be_coverage,
+)
 from cni_logger.audit.timeparse import is_canonical
 
 Prefilter = Callable[[bytes], bool]
@@ -288,7 +305,9 @@ class Scan:
         for line in self.lines():
             if line.startswith(EVENT_START) and line.endswith(b"}") and (line.find(b"@", 3) < 0 or
                                                                           line.find(EVENT_START, 1) < 0):
-                if prefilter is not None and not prefilter(line):
+                # A rejected line is passed over unless it may be a coverage event (``record.may_be_coverage``,
+                # inlined: one comparison at a fixed offset, and only for the lines the prefilter rejects).
+                if prefilter is not None and not prefilter(line) and line.startswith(PLUGIN_MESSAGE, MESSAGE_AT):
                     continue
                 if not decode:
                     record = head_from_line(line)
@@ -301,6 +320,8 @@ class Scan:
                 continue
             record = self._decode(line)
             if record is not None and not (record.event_id and self.duplicate(record)):
+                if record.coverage:
+                    self.evidence.note(record)
                 yield record
 
     def confirm(self, rec: Record) -> bool:
@@ -313,7 +334,7 @@ class Scan:
     def classify(self, line: bytes, prefilter: Prefilter | None = None, decode: bool = True) -> Record | None:
         """The record of one line, or ``None`` (passed over by the prefilter, blank, or skipped and counted)."""
         if is_canonical_line(line):
-            if prefilter is not None and not prefilter(line):
+            if prefilter is not None and not prefilter(line) and not may_be_coverage(line):
                 return None
             if not decode:
                 record = head_from_line(line)

@@ -16,6 +16,13 @@ value holding a backslash (an escape), a missing piece or an unexpected order ma
 (``None``), and the line is decoded in full instead. ``tests/audit/test_record.py`` checks the two
 agree on the plugin's own output, including hostile names and configs.
 
+Coverage events (``docs/coverage-events.md``: what ``install``, ``uninstall`` and ``--watch`` write about
+the trail's own coverage) share the canonical shape but have no ``cni.command``, so slicing gives up on
+them and they are decoded: ``head_from_doc`` tells them by ``event.dataset`` (``cni.coverage``) and gives
+their record no command, its ``coverage`` the action, so no question takes one for an invocation. A
+question whose prefilter rejects a line still needs it if it is a coverage event; their message never
+starts like an invocation's (``CNI ``), which one comparison at a fixed offset tells (``may_be_coverage``).
+
 What slicing does not notice: a line of the canonical shape whose *middle* was corrupted (bit rot)
 still yields its head. Lines that are decoded (every line a question prints or inspects) are
 checked in full; the damage the plugin's writer can cause (a cut-short write, with or without the
@@ -35,6 +42,13 @@ ATTEMPT = "attempt"
 ATTEMPT_ROLE = ATTEMPT.encode()
 EVENT_START = b'{"@timestamp":"'
 """Every line the plugin writes starts with this; a second one in a line means a glued event."""
+COVERAGE_DATASET = "cni.coverage"
+"""``event.dataset`` of coverage events (``docs/coverage-events.md``); invocation events have ``cni.audit``."""
+PLUGIN_MESSAGE = b'","message":"CNI '
+"""Where an invocation line's ``message`` starts (offset ``MESSAGE_AT``: right after its 27-character time), and
+how: every message the plugin writes starts with ``CNI ``, a coverage event's never does. A prefilter's rejected
+line without it may be a coverage event, which every question needs: ``may_be_coverage``."""
+MESSAGE_AT = 42
 _STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
 _CNI_KEY = b',"cni":{"command":"'
 _CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"]*)","container_id":"([^"]*)","netns":"[^"]*","ifname":"([^"]*)"'
@@ -48,12 +62,12 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "duration", "event_id",
-                 "ifname", "key", "line", "network", "outcome", "timestamp")
+    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "coverage", "duration",
+                 "event_id", "ifname", "key", "line", "network", "outcome", "timestamp")
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
-                 event_id: str = "", attempt: bool = False) -> None:
+                 event_id: str = "", attempt: bool = False, coverage: str = "") -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -73,6 +87,9 @@ class Record:
         attachment. Read with the head, sliced or decoded, as it costs nothing then."""
         self._placed: Placed | None = None
         """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
+        self.coverage = coverage
+        """A coverage event's ``event.action`` (``logger-left``, ``cni-attachment``, ...; ``docs/coverage-events.md``),
+        "" for an invocation's. A coverage event has no ``command``: no question takes it for an invocation."""
 
     @property
     def canonical(self) -> bool:
@@ -100,6 +117,15 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.outcome == "success"
+
+
+def may_be_coverage(line: bytes) -> bool:
+    """Could this canonical line be a coverage event (not an invocation's: its message does not start ``CNI ``)?
+
+    Asked only of the lines a prefilter rejects, so that a question that passes over most lines unread still
+    sees the trail's coverage: one comparison at a fixed offset, no search.
+    """
+    return not line.startswith(PLUGIN_MESSAGE, MESSAGE_AT)
 
 
 def is_canonical_line(line: bytes) -> bool:
@@ -157,6 +183,8 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
         return None
     event = doc["event"]
     cni = _dict(doc.get("cni"))
+    if event.get("dataset") == COVERAGE_DATASET:
+        return _coverage_record(line, doc, event, cni)
     command = cni.get("command")
     if not isinstance(command, str):  # not the plugin's layout: what ECS says
         action = _text(event.get("action"))
@@ -176,6 +204,15 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
         _text(event.get("id")),
         cni.get("role") == ATTEMPT,
     )
+
+
+def _coverage_record(line: bytes, doc: dict[str, Any], event: dict[str, Any], cni: dict[str, Any]) -> Record:
+    """A coverage event: no command, never an outcome that counts; a ``cni-attachment`` keeps its attachment."""
+    action = _text(event.get("action")) or "(coverage)"
+    network = _text(_dict(doc.get("network")).get("name"))
+    return Record(line, normalize(_text(doc.get("@timestamp"))) or "", "", _text(event.get("outcome")),
+                  _text(cni.get("container_id")), _text(cni.get("ifname")), network, None, doc,
+                  _text(event.get("id")), False, action)
 
 
 _ORCHESTRATOR_KEY = b',"orchestrator":{'

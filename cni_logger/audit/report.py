@@ -14,7 +14,11 @@ The sections, each computed by the same code as the question it summarises:
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
   ``who-had``; first ``LIST_LIMIT``);
 * **leaks**: attachments never deleted and DELs without ADD, then, listed apart as ``leaks`` lists
-  them, superseded attachments (their DEL lost) and clean-up DELs (no ADD, no cached result);
+  them, superseded attachments (their DEL lost), clean-up DELs (no ADD, no cached result), attachments
+  possibly deleted while the logger was out of their chain, and ones a complete inventory no longer
+  listed (their DEL not recorded);
+* **coverage**: the trail's own account of it (``coverage``, whole trail): outages (network, host, from,
+  until, why), events the plugin could not write, the inventories seen and the heartbeats' span;
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
 * **attempts** (bracket mode only): ADD attempts and how they ended, the failed ones with the DEL that
   cleaned up after them (not listed as DELs without ADD), and the chain's latency (``attempts``);
@@ -42,7 +46,14 @@ from cni_logger.audit.attempts import Attempts
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
-from cni_logger.audit.output import CLEANUP_DEL, DEL_WITHOUT_ADD, NEVER_DELETED, SUPERSEDED
+from cni_logger.audit.output import (
+    CLEANUP_DEL,
+    DEL_WITHOUT_ADD,
+    NEVER_DELETED,
+    POSSIBLY_DELETED,
+    SUPERSEDED,
+    UNRECORDED_DEL,
+)
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Stats
@@ -122,6 +133,9 @@ class Builder:
         self.orphans = Capped()
         self.cleanups = Capped()
         self.superseded = Capped()
+        self.unrecorded = Capped()
+        """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
+        self.coverage_events = 0
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -152,14 +166,17 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            if not self.attempts.feed(rec):
-                self.stats.add(rec)
-            failed = self.attempts.concluded
-            if failed is not None:
-                cleanup = failed.cleanup
-                self.failed_attempts.add(failed.to_json())
-            if not rec.ok:
-                self._failure(rec)
+            if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
+                self.coverage_events += 1
+            else:
+                if not self.attempts.feed(rec):
+                    self.stats.add(rec)
+                failed = self.attempts.concluded
+                if failed is not None:
+                    cleanup = failed.cleanup
+                    self.failed_attempts.add(failed.to_json())
+                if not rec.ok:
+                    self._failure(rec)
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
             self._ended(holding)
@@ -185,6 +202,8 @@ class Builder:
             self._count(holding)
             if holding.ended_by == "superseded" and not holding.conflict:
                 self.superseded.add({"kind": SUPERSEDED, **holding.to_json()})
+            elif holding.ended_by == "inventory":
+                self.unrecorded.add({"kind": UNRECORDED_DEL, **holding.to_json()})
 
     def _orphan(self, orphan: Interval) -> None:
         """A DEL without ADD: with a cached result, or the clean-up DEL of a failed ADD (as ``leaks`` tells them)."""
@@ -275,9 +294,12 @@ class Report:
         self.damaged, self.possible_gaps = Capped(), Capped()
         for stretch in scan.evidence.stretches:
             (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
-        self.leaks = Capped()
+        self.leaks, self.possibly_deleted = Capped(), Capped()
         for holding in still:
-            self.leaks.add({"kind": NEVER_DELETED, **holding.to_json()})
+            if holding.unwatched:  # the logger was out of its chain since its last evidence: maybe deleted then
+                self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json()})
+            else:
+                self.leaks.add({"kind": NEVER_DELETED, **holding.to_json()})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
 
     @staticmethod
@@ -307,7 +329,9 @@ class Report:
                          for name, use in sorted(b.networks.items()) if use.holdings},
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
-                      "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json()},
+                      "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json(),
+                      "possibly_deleted": self.possibly_deleted.to_json(), "unrecorded_del": b.unrecorded.to_json()},
+            "coverage": {**self.evidence.coverage.to_json(), "events_in_window": b.coverage_events},
             "failures": b.failures.to_json(),
             **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}
                if b.attempts.events else {}),

@@ -8,9 +8,11 @@ extended so that an answer the trail cannot fully vouch for says so in its statu
     2 usage error or unreadable input    3 a qualified answer (possibly X, a conflict), or --strict
                                            with anything damaged, skipped or missing in the input
     4 no evidence: nothing found, but the trail cannot cover the question (before it, or in a
-      damaged stretch or a possible gap)
+      damaged stretch or a possible gap, while the logger was out of a chain or could not write,
+      or, for an address no event names, before the trail's oldest inventory)
 
-What the scan found wanting (``reader.Scan.evidence``) is reported on stderr, stretch by stretch.
+What the scan found wanting (``reader.Scan.evidence``) is reported on stderr, stretch by stretch, and so
+are the outages its coverage events record (``coverage``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from cni_logger.audit.output import (
     NO_EVIDENCE,
     NO_OUTCOME,
     NOTHING,
+    POSSIBLY_DELETED,
     QUALIFIED,
     SUPERSEDED,
+    UNRECORDED_DEL,
     USAGE,
     Out,
 )
@@ -90,9 +94,14 @@ class Session:
 
 
 def report_damage(name: str, found: Evidence, skipped: int) -> None:
-    """Each damaged stretch and possible gap (file, lines, time range), then the totals, on stderr."""
+    """Each damaged stretch and possible gap (file, lines, time range), each outage, then the totals, on stderr."""
     for stretch in found.stretches[:SHOWN_STRETCHES]:
         output.error(name, stretch.describe())
+    outages = found.coverage.outages
+    for outage in outages[:SHOWN_STRETCHES]:
+        output.error(name, f"outage: {outage.describe()}; events there are not in the trail")
+    if len(outages) > SHOWN_STRETCHES:
+        output.error(name, f"... and {len(outages) - SHOWN_STRETCHES} more outages (stats --json lists them all)")
     if len(found.stretches) > SHOWN_STRETCHES:
         output.error(name, f"... and {len(found.stretches) - SHOWN_STRETCHES} more stretches (stats --json lists "
                            "them all)")
@@ -212,11 +221,11 @@ def who_had(args: argparse.Namespace) -> int:
         if args.at is None:
             rows = [_holder(i, found, address=args.ip) for i in kept]
             status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
-                NO_EVIDENCE if any(s.lost for s in found.stretches) else NOTHING
+                NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
         else:
             certain = [(i, i.certainty(args.at, found)) for i in kept]
             rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
-            status = _verdict(session.name, args, rows, found)
+            status = _verdict(session.name, args, rows, found, named=bool(kept))
         output.holders(session.out, rows, fmt=args.format, full_ids=args.no_trunc)
         return status
 
@@ -261,20 +270,38 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
                    subnet=True)
     if rows:
         return QUALIFIED if qualified else FOUND
-    return NO_EVIDENCE if any(s.lost for s in found.stretches) else NOTHING
+    return NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
 
 
-def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence) -> int:
-    """``who-had --at``: held (0), possibly held or in conflict (3), nobody (1) or no evidence (4)."""
+def _unseen_anywhere(name: str, args: argparse.Namespace, found: Evidence) -> bool:
+    """``who-had`` without ``--at`` found nobody: can the trail say so (``False``), or may holders be missing from
+    it (a stretch where events may be lost, an outage: said on stderr)?"""
+    if found.coverage.outages:
+        output.error(name, f"no evidence about {args.ip} while the logger was out of a chain (see the outages)")
+        return True
+    return any(s.lost for s in found.stretches)
+
+
+def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence, *,
+             named: bool = False) -> int:
+    """``who-had --at``: held (0), possibly held or in conflict (3), nobody (1) or no evidence (4).
+
+    ``named``: some event of the trail names the address (``who-had IP``; a subnet's addresses are never all
+    named). A subnet's certain holders are the whole answer only where nobody can have been missed: not while the
+    logger was out of a chain, nor before the trail's oldest inventory (``Evidence.unwatched``)."""
     if rows:
         if all(row["certainty"] == HELD and not row["conflict"] for row in rows):
-            return FOUND
+            why = "" if named or "/" not in args.ip else found.unwatched(args.at, named=False)
+            if not why:
+                return FOUND
+            output.error(name, f"others may have held addresses of {args.ip} at {args.at} unseen: {why}")
+            return QUALIFIED
         output.error(name, f"{args.ip} at {args.at}: the trail cannot tell for certain (see NOTE)")
-        why = found.uncovered(args.at)
+        why = found.uncovered(args.at) or found.unwatched(args.at, named)
         if why:  # an attachment whose every event is lost there would not be listed at all
             output.error(name, f"others may have held {args.ip} at {args.at} unseen: {why}")
         return QUALIFIED
-    why = found.uncovered(args.at)
+    why = found.uncovered(args.at) or found.unwatched(args.at, named)
     if why:
         output.error(name, f"no evidence about {args.ip} at {args.at}: {why}")
         return NO_EVIDENCE
@@ -291,9 +318,13 @@ def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
     look-alikes listed apart: a superseded attachment (its DEL lost) and the clean-up DEL of a failed ADD."""
     if interval.superseded_by is not None:
         return _holder(interval, found, kind=SUPERSEDED, age_seconds=None)
+    if interval.closed_by == "inventory":
+        return _holder(interval, found, kind=UNRECORDED_DEL, age_seconds=None)
     if not interval.orphan:
         age = now - to_epoch(interval.start or interval.seen)
-        return _holder(interval, found, kind=NEVER_DELETED, age_seconds=round(age, 3))
+        kind = POSSIBLY_DELETED if interval.end is None and found.coverage.outages and \
+            interval.unwatched(found, None) is not None else NEVER_DELETED
+        return _holder(interval, found, kind=kind, age_seconds=round(age, 3))
     cached = record.cached_result(interval.opened.doc)
     leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
     leak["del_outcome"] = interval.opened.outcome
@@ -317,6 +348,7 @@ def leaks(args: argparse.Namespace) -> int:
         pairing = Attempts()
         orphans: list[Interval] = []
         superseded: list[Interval] = []
+        unrecorded: list[Interval] = []
         failures: list[Failed] = []
         for rec in session.scan.records(decode=False):
             pairing.feed(rec)
@@ -328,6 +360,8 @@ def leaks(args: argparse.Namespace) -> int:
                     orphans.append(closed)
                 elif closed.superseded_by is not None:
                     superseded.append(closed)
+                elif closed.closed_by == "inventory":
+                    unrecorded.append(closed)
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
@@ -336,12 +370,15 @@ def leaks(args: argparse.Namespace) -> int:
         rows += [(f.attempt.timestamp, _attempt_leak(f, NO_OUTCOME, now)) for f in pairing.unresolved()
                  if f.attempt.timestamp <= cutoff]
         rows.sort(key=lambda pair: pair[0])
-        real = [row for _, row in rows if row["kind"] != CLEANUP_DEL]
+        real = [row for _, row in rows if row["kind"] not in (CLEANUP_DEL, POSSIBLY_DELETED)]
         # Listed apart, as not leaks: clean-up DELs after an ADD that failed before the logger, holders
-        # whose address another attachment was given (their DEL was lost), and bracket mode's failed
-        # attempts with the DEL that cleaned up after them.
-        apart = [row for _, row in rows if row["kind"] == CLEANUP_DEL]
+        # whose address another attachment was given (their DEL was lost), attachments still open that may
+        # have been deleted while the logger was out of their chain, ones a complete inventory no longer
+        # listed (their DEL not recorded), and bracket mode's failed attempts with the DEL that cleaned up
+        # after them.
+        apart = [row for _, row in rows if row["kind"] in (CLEANUP_DEL, POSSIBLY_DELETED)]
         apart += [_leak(i, now, session.evidence) for i in superseded if not i.conflict or i.end is None]
+        apart += [_leak(i, now, session.evidence) for i in unrecorded]
         apart += [_attempt_leak(f, FAILED_ATTEMPT, now) for f in failures]
         if args.format != "table":  # one stream of rows: ``kind`` tells them apart
             output.leaks(session.out, real + apart, fmt=args.format, full_ids=args.no_trunc)
@@ -366,21 +403,31 @@ def stats(args: argparse.Namespace) -> int:
         query = _filter(args)
         totals = Stats()
         pairing = Attempts()  # bracket mode: attempt entries' events are counted there, not as invocations
+        coverage: dict[str, int] = {}  # coverage events, by action: counted apart, never as invocations
         if query.needs_doc:
             for rec in _selected(session.scan, query):
-                if not pairing.feed(rec):
+                if rec.coverage:
+                    coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                elif not pairing.feed(rec):
                     totals.add(rec)
                 rec.forget()
         else:
             for rec in session.scan.records(query.prefilter, decode=False):
-                if query.matches_head(rec) and not pairing.feed(rec):
-                    totals.add(rec)
+                if query.matches_head(rec):
+                    if rec.coverage:
+                        coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                    elif not pairing.feed(rec):
+                        totals.add(rec)
         summary = totals.to_json()
         summary["evidence"] = session.evidence.to_json()
+        seen = session.evidence.coverage.to_json()
+        summary["coverage"] = {"events": sum(coverage.values()), "actions": coverage,
+                               "outages": seen["outages"]["listed"], "dropped_events": seen["dropped"]["events"],
+                               "inventories": seen["inventories"]["count"], "heartbeats": seen["heartbeats"]}
         if pairing.events:
             summary["attempts"] = pairing.to_json()
         output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
-        return totals.events + pairing.events > 0
+        return totals.events + pairing.events + sum(coverage.values()) > 0
 
     return _session("stats", args, body)
 
