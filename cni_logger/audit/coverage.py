@@ -16,8 +16,10 @@ could not see:
   list was cut short), which every question already weighs as it weighs a damaged stretch;
 * **inventories** (``cni-attachment`` lines, then a ``logger-inventory``): evidence of who holds what.
   ``intervals.Tracker`` uses them (an attachment listed is evidence, as a CHECK is; one a complete
-  inventory does not list is ended). Here only the oldest one's time matters: before it, an address
-  that no event names is no evidence either way (an attachment whose ADD rotated away may hold it);
+  inventory does not list is ended). Here only the oldest complete one of each host matters: in a
+  trail that has inventories, before the oldest complete inventory of every host that writes coverage
+  events, an address that no event names is no evidence either way (an attachment whose ADD rotated
+  away may hold it);
 * **heartbeats**: the watcher was alive; counted, their span reported.
 
 Memory: outages are rare (a failsafe, an upgrade, an agent's rewrite) and all are kept, a few hundred
@@ -111,7 +113,11 @@ class Coverage:
         self.dropped: list[dict[str, Any]] = []
         self.inventories = 0
         self.first_inventory = ""
-        """The time of the oldest ``logger-inventory``: before it, an address no event names is no evidence."""
+        """The time of the oldest ``logger-inventory`` (of any host, complete or not)."""
+        self.first_complete: dict[str, str] = {}
+        """Per host, the time of its oldest complete inventory."""
+        self.hosts: set[str] = set()
+        """The hosts that wrote coverage events (their watcher runs, so their inventories are expected)."""
         self.last_inventory = ""
         self.inventory_list: list[dict[str, Any]] = []
         self.heartbeats = 0
@@ -123,6 +129,7 @@ class Coverage:
         action = rec.coverage
         self.actions[action] = self.actions.get(action, 0) + 1
         stamp = rec.timestamp
+        self.hosts.add(host_of(rec))
         if action == LEFT:
             self._left(rec)
         elif action == ENTERED:
@@ -191,11 +198,14 @@ class Coverage:
         self.inventories += 1
         self.first_inventory = min(self.first_inventory or stamp, stamp)
         self.last_inventory = max(self.last_inventory, stamp)
+        found = details(rec)
+        host = host_of(rec)
+        if found.get("complete") is True:
+            self.first_complete[host] = min(self.first_complete.get(host, stamp), stamp)
         if len(self.inventory_list) < MAX_LISTED:
-            found = details(rec)
             networks = found.get("networks")
             self.inventory_list.append({
-                "at": stamp, "host": host_of(rec), "inventory": _text(found.get("inventory")) or None,
+                "at": stamp, "host": host, "inventory": _text(found.get("inventory")) or None,
                 "attachments": found.get("attachments"), "trigger": _text(found.get("trigger")) or None,
                 "networks": [n for n in networks if isinstance(n, str)] if isinstance(networks, list) else [],
                 "complete": found.get("complete") is True})
@@ -223,9 +233,15 @@ class Coverage:
         for outage in self.outages:
             if outage.covers(at):
                 return f"{at} is in an outage: {outage.describe()}"
-        if not named and self.first_inventory and at < self.first_inventory:
-            return (f"{at} is before the trail's oldest inventory ({self.first_inventory}): an attachment whose ADD "
-                    "is not in the trail may have held it unseen")
+        if not named and self.inventories:
+            missing = sorted(h for h in self.hosts if h not in self.first_complete)
+            if missing:
+                return (f"the trail has inventories, but none complete of {', '.join(missing) or '(unknown host)'}: "
+                        "an attachment whose ADD is not in the trail may have held it unseen")
+            since = max(self.first_complete.values())
+            if at < since:
+                return (f"{at} is before the trail's oldest inventory ({since}, the oldest complete one of every "
+                        "host): an attachment whose ADD is not in the trail may have held it unseen")
         return ""
 
     def to_json(self) -> dict[str, Any]:

@@ -62,12 +62,17 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "coverage", "duration",
-                 "event_id", "ifname", "key", "line", "network", "outcome", "timestamp")
+    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "duration", "event_id",
+                 "ifname", "key", "line", "network", "outcome", "timestamp")
+
+    coverage: str = ""
+    """A coverage event's ``event.action`` (``logger-left``, ``cni-attachment``, ...; ``docs/coverage-events.md``),
+    "" for an invocation's. A coverage event has no ``command``: no question takes it for an invocation. A class
+    attribute here, set on ``CoverageRecord`` only: an invocation's record costs nothing more to make."""
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
-                 event_id: str = "", attempt: bool = False, coverage: str = "") -> None:
+                 event_id: str = "", attempt: bool = False) -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -87,9 +92,6 @@ class Record:
         attachment. Read with the head, sliced or decoded, as it costs nothing then."""
         self._placed: Placed | None = None
         """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
-        self.coverage = coverage
-        """A coverage event's ``event.action`` (``logger-left``, ``cni-attachment``, ...; ``docs/coverage-events.md``),
-        "" for an invocation's. A coverage event has no ``command``: no question takes it for an invocation."""
 
     @property
     def canonical(self) -> bool:
@@ -117,6 +119,16 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.outcome == "success"
+
+
+class CoverageRecord(Record):
+    """A coverage event's record: ``coverage`` is its action."""
+
+    __slots__ = ("coverage",)  # shadows the class attribute of Record, for these records only
+
+    def __init__(self, action: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.coverage = action
 
 
 def may_be_coverage(line: bytes) -> bool:
@@ -210,9 +222,9 @@ def _coverage_record(line: bytes, doc: dict[str, Any], event: dict[str, Any], cn
     """A coverage event: no command, never an outcome that counts; a ``cni-attachment`` keeps its attachment."""
     action = _text(event.get("action")) or "(coverage)"
     network = _text(_dict(doc.get("network")).get("name"))
-    return Record(line, normalize(_text(doc.get("@timestamp"))) or "", "", _text(event.get("outcome")),
-                  _text(cni.get("container_id")), _text(cni.get("ifname")), network, None, doc,
-                  _text(event.get("id")), False, action)
+    return CoverageRecord(action, line, normalize(_text(doc.get("@timestamp"))) or "", "", _text(event.get("outcome")),
+                          _text(cni.get("container_id")), _text(cni.get("ifname")), network, None, doc,
+                          _text(event.get("id")), False)
 
 
 _ORCHESTRATOR_KEY = b',"orchestrator":{'

@@ -226,8 +226,20 @@ def test_occupancy_holds_an_inventoried_address_and_ends_an_unlisted_one() -> No
 
 def test_before_the_oldest_inventory_an_unnamed_address_is_unwatched() -> None:
     found = Evidence()
+    assert found.unwatched(T.format(5), named=False) == ""  # no inventories: the rule does not apply
     for r in inventory(10, []):
         found.note(r)
     assert found.coverage.first_inventory == T.format(10)
     assert "before the trail's oldest inventory" in found.unwatched(T.format(5), named=False)
     assert found.unwatched(T.format(5), named=True) == "" and found.unwatched(T.format(11), named=False) == ""
+    # A host whose watcher writes coverage events counts from its own oldest complete inventory on.
+    found.note(left(12, host="node-2"))
+    found.note(entered(13, host="node-2"))
+    assert "none complete of node-2" in found.unwatched(T.format(14), named=False)
+    for r in inventory(15, [], host="node-2", complete=False):
+        found.note(r)
+    assert "none complete of node-2" in found.unwatched(T.format(16), named=False)
+    for r in inventory(17, [], host="node-2"):
+        found.note(r)
+    assert T.format(17) in found.unwatched(T.format(16), named=False)
+    assert found.unwatched(T.format(18), named=False) == ""

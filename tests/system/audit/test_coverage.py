@@ -284,6 +284,10 @@ def test_every_command_reads_coverage_events(tmp_path: Path) -> None:
     table = cli("stats", *trail.args())
     assert table.rc == 0 and "coverage events: 4" in table.stdout
     assert cli("timeline", "ctr-a", *trail.args()).rc == 0
+    follow = cli("follow", "--from-start", "--max-events", "2", "--timeout", "30", "--interval", "0.05",
+                 *trail.args())  # the live file's lines (the plugin's small maxSize rotated the rest away)
+    assert follow.rc == 0 and [line.split()[1] for line in follow.stdout.splitlines()[1:]] == [
+        "logger-dropped", "logger-heartbeat"], follow.stdout
     assert cli("events", "--container", "ctr-a", *trail.args()).rc == 0
     # Events of ctr-z may be lost in [held, dropped]: its absence then is no evidence.
     report = cli("report", "--json", *trail.args())
