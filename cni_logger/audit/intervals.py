@@ -36,8 +36,8 @@ the DEL chain, so a runtime retries the whole DEL).
   trail, ends nothing.
 * An outage (the logger out of the network's chain on the interval's host) after an interval's last
   evidence is where its DEL may have happened unrecorded (``Interval.unwatched``): from then on it is
-  only *possibly* held, and noted; unless its DEL came with the runtime's cached result, which shows the
-  attachment existed until then.
+  only *possibly* held, and noted, even when a DEL with the cached result follows (a restart DELs and
+  ADDs the same attachment again, and both may have happened while the logger was out).
 
 Timestamps are the invocation's start. The address was allocated a little before the ADD event
 (the logger runs last in the ADD chain) and released a little after the DEL event (it runs first
@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.coverage import ATTACHMENT, INVENTORY, INVENTORY_GRACE, Outage, details
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses, cached_result, placed
+from cni_logger.audit.record import Record, addresses, placed
 from cni_logger.audit.timeparse import from_epoch, to_epoch
 
 if TYPE_CHECKING:
@@ -140,21 +140,11 @@ class Interval:
 
     def unwatched(self, found: Evidence, until: str | None) -> Outage | None:
         """An outage of its network on its host between its last evidence and ``until`` (``None``: its end, or the
-        end of the trail while it is open), where its DEL may have happened unrecorded; ``None`` when there is none,
-        or when its DEL came with the runtime's cached result (the attachment existed until then)."""
-        if until is None:
-            until = self.end
-        outage = found.coverage.outage_in(self.host, self.key[0], self.last_seen, until)
-        if outage is None:
-            return None
-        closing = self.closing
-        if self.closed_by == "DEL" and closing is not None and until is not None and self.end is not None \
-                and until <= self.end:
-            held = cached_result(closing.doc)
-            closing.forget()
-            if held:
-                return None
-        return outage
+        end of the trail while it is open), where its DEL may have happened unrecorded; ``None`` when there is none.
+
+        A DEL recorded after the outage does not vouch for the attachment during it, even with the cached result:
+        a restart (Podman's, cnitool's) DELs and ADDs the same attachment again, and both may have been then."""
+        return found.coverage.outage_in(self.host, self.key[0], self.last_seen, self.end if until is None else until)
 
     @property
     def end_known(self) -> bool:

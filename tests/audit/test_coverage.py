@@ -131,14 +131,22 @@ def test_an_open_attachment_across_an_outage_is_possibly_held_after_it_and_held_
     assert other.certainty(T.format(6), found2) == "held" and qualifications(other, found2)["notes"] == []
 
 
-def test_a_del_with_the_cached_result_after_an_outage_vouches_for_the_attachment_one_without_does_not() -> None:
-    for cached, expected in ((True, "held"), (False, "possibly")):
+def test_a_del_after_an_outage_does_not_vouch_for_the_attachment_during_it() -> None:
+    """A restart may have DELed and ADDed it again while the logger was out: the cached result of the later DEL
+    is the second life's."""
+    for cached in (True, False):
         found, tracker = Evidence(), Tracker("10.0.0.5")
         closed = feed(tracker, found, rec(1, "ADD", "a", "10.0.0.5"), left(3), entered(5),
                       rec(7, "DEL", "a", "10.0.0.5", cached=cached))
         (interval,) = closed
-        assert interval.certainty(T.format(4), found) == expected
-        assert bool(qualifications(interval, found)["notes"]) is not cached
+        assert [interval.certainty(T.format(n), found) for n in (2, 4, 6, 8)] == ["held", "possibly", "possibly",
+                                                                                  None]
+        assert len(qualifications(interval, found)["notes"]) == 1
+    # Evidence after the outage (a CHECK, an inventory's attachment) vouches from then on.
+    found, tracker = Evidence(), Tracker("10.0.0.5")
+    feed(tracker, found, rec(1, "ADD", "a", "10.0.0.5"), left(3), entered(5), rec(6, "CHECK", "a", "10.0.0.5"))
+    (interval,) = tracker.open.values()
+    assert interval.certainty(T.format(7), found) == "held" and qualifications(interval, found)["notes"] == []
 
 
 def test_an_unknown_start_after_an_outage_says_its_add_may_have_been_then() -> None:

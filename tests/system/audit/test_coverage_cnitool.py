@@ -12,6 +12,7 @@ answer with exit 0 or 1.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -164,3 +165,67 @@ def test_a_release_while_the_logger_was_out_and_an_uninstall_window_are_qualifie
     assert {(r["container_id"], r["kind"]) for r in leaks.json} == {(cid[a], "unrecorded-del"),
                                                                     (cid[c], "never-deleted")}
     node.run("del", c)
+
+
+# -- ground truth: containers come and go while the logger leaves and re-enters the chain --------------------
+
+
+STEPS = 40
+LEAVE = {8: "failsafe", 22: "uninstall"}
+ENTER = {14: "restored", 28: "install"}
+INVENTORY = (15, 34)
+
+
+def test_every_answer_across_outages_is_right_or_qualified(sandbox: CniSandbox, cni_logger_cli: Path) -> None:
+    """The ground-truth story of ``test_ground_truth`` (seeded, five addresses reused all the time, the same
+    containers ADDed again after their DEL), with the logger out of the chain twice (the failsafe, an
+    uninstall) and inventories of the result cache: every ``who-had`` answer is right, or qualified."""
+    from tests.system.audit.test_ground_truth import Tally, Truth, judge_at, judge_listing
+
+    sb = sandbox
+    net = sb.new_network("truth")
+    node = Node(sb, net)
+    names = [sb.new_container() for _ in range(8)]
+    cids = {name: cnitool_container_id(sb.netns_path(name)) for name in names}
+    truth = Truth([net.host(10 + n) for n in range(5)])
+    truth.before = now()
+    rng = random.Random(1717)
+    attached: dict[str, tuple[str, int]] = {}
+    for step in range(STEPS):
+        if step in LEAVE:
+            node.leave(LEAVE[step], "the self-check failed" if LEAVE[step] == "failsafe" else "")
+        if step in ENTER:
+            node.enter(ENTER[step])
+        if step in INVENTORY:
+            node.inventory("restored" if step in ENTER or step - 1 in ENTER else "rotation")
+        free = [n for n in names if n not in attached]
+        if len(attached) == 5 or (attached and rng.random() < 0.45) or not free:
+            name = rng.choice(sorted(attached))
+            node.run("del", name)
+            _, index = attached.pop(name)
+            c, a, added, _ = truth.held[index]
+            truth.held[index] = (c, a, added, now())
+        else:
+            name = rng.choice(free)
+            added = now()
+            node.run("add", name)
+            (cidr,) = ipv4_cidrs(name, "eth0")
+            attached[name] = (cidr.split("/")[0], len(truth.held))
+            truth.held.append((cids[name], cidr.split("/")[0], added, None))
+        truth.marks.append((now(), {a: cids[n] for n, (a, _) in attached.items()}))
+
+    def cli(*args: str) -> helpers.Result:
+        return helpers.cli(*args, "--log-file", str(net.log_file), executable=str(cni_logger_cli))
+
+    tally = Tally()
+    for at, _ in [(truth.before, {}), *truth.marks[::2], truth.marks[-1]]:
+        for address in truth.addresses:
+            expected = None if at == truth.before else truth.holder(address, at)
+            judge_at(tally, address, at, expected, cli("who-had", address, "--at", at, "--json"))
+    for address in truth.addresses:
+        judge_listing(tally, truth, address, cli("who-had", address, "--json"))
+    assert tally.wrong == [], "\n".join(tally.wrong)
+    print(f"\nacross outages: {tally.right} right, {tally.qualified} qualified, statuses {tally.statuses}")
+    assert tally.statuses.get(3) and tally.statuses.get(0)  # the outages were felt, and the rest is certain
+    for name in attached:
+        node.run("del", name)
