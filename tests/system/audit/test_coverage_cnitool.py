@@ -224,6 +224,28 @@ def test_every_answer_across_outages_is_right_or_qualified(sandbox: CniSandbox, 
             judge_at(tally, address, at, expected, cli("who-had", address, "--at", at, "--json"))
     for address in truth.addresses:
         judge_listing(tally, truth, address, cli("who-had", address, "--json"))
+    for at, holders in truth.marks[::3]:  # the subnet form: its certain rows must be exactly the truth
+        result = cli("who-had", str(net.subnet), "--at", at, "--json")
+        tally.count(result)
+        firm = {(r["address"], r["container_id"]) for r in result.json if r["certainty"] == "held"
+                and not r["conflict"]}
+        wrong = not firm <= set(holders.items()) or any(
+            r["certainty"] == "held" and not r["conflict"] and holders.get(r["address"]) != r["container_id"]
+            for r in result.json)
+        if result.rc == 0:
+            wrong = wrong or firm != set(holders.items())
+        elif result.rc == 1:
+            wrong = bool(holders)
+        elif result.rc == 4:
+            wrong = bool(result.json)
+        elif result.rc == 3:
+            named = {(r["address"], r["container_id"]) for r in result.json}
+            wrong = wrong or not (set(holders.items()) <= named or "others may have held" in result.stderr)
+        else:
+            wrong = True
+        if wrong:
+            tally.wrong.append(f"who-had {net.subnet} --at {at}: truth {holders}, rc {result.rc}, rows "
+                               f"{result.json}, {result.stderr}")
     assert tally.wrong == [], "\n".join(tally.wrong)
     print(f"\nacross outages: {tally.right} right, {tally.qualified} qualified, statuses {tally.statuses}")
     assert tally.statuses.get(3) and tally.statuses.get(0)  # the outages were felt, and the rest is certain
