@@ -63,6 +63,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               "the plugin fails its self-check; uninstall on SIGTERM")
     install.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
                          help="--watch: seconds between checks (and self-checks) [5]")
+    install.add_argument("--heartbeat", type=float, default=300.0, metavar="SECONDS",
+                         help="--watch: write a logger-heartbeat event into the trail every SECONDS (0: never) [300]")
+    install.add_argument("--results-cache", default="/var/lib/cni/results", metavar="DIR",
+                         help="--watch: libcni's result cache, read for the inventories of current attachments "
+                              "written into the trail [/var/lib/cni/results]")
     install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
                                               "self-check (readiness probe)")
     install.set_defaults(run=_run_install)
@@ -114,6 +119,8 @@ def _run_install(args: argparse.Namespace) -> int:
             raise Refusal("--interval must be > 0")
         if args.check_timeout <= 0:
             raise Refusal("--check-timeout must be > 0")
+        if not args.heartbeat >= 0:
+            raise Refusal("--heartbeat must be >= 0 (0: no heartbeat)")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
         named = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
@@ -129,7 +136,10 @@ def _run_install(args: argparse.Namespace) -> int:
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
                    dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket)
     if args.watch:
-        return watch(opts, args.interval, args.ready_file, emit)
+        from cni_logger.install.coverage import Keeper
+
+        keeper = Keeper(opts.state_dir, os.path.abspath(args.results_cache), args.heartbeat)
+        return watch(opts, args.interval, args.ready_file, emit, keeper.tick)
     notes: list[str] = []
     try:
         install_once(opts, notes)

@@ -76,11 +76,13 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None)
 
 
 def watch(opts: Options, interval: float, ready_file: str | None,
-          emit: Callable[[list[str]], None]) -> int:
+          emit: Callable[[list[str]], None], coverage: Callable[[bool], list[str]] | None = None) -> int:
     """Install, then re-check every ``interval`` seconds until SIGTERM/SIGINT, then take the entry out.
 
     Signals are blocked and collected with ``sigtimedwait`` between passes, so a pass (and its rename)
-    is never interrupted halfway. Identical consecutive reports are printed once. On exit the launcher
+    is never interrupted halfway. Identical consecutive reports are printed once. ``coverage`` runs once
+    per pass, after the install pass, told whether it changed anything (``coverage.Keeper.tick``:
+    inventories, heartbeats, dropped events), and returns its problems to report. On exit the launcher
     stays: CRI-O runs DEL with the config cached at ADD, so pods created while the logger was in the
     chain still execute it on teardown, and libcni fails a DEL whose plugin is missing.
     """
@@ -111,6 +113,8 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         except Exception:  # PID 1 of the DaemonSet: report, stay not-ready, keep checking
             notes.append(f"not installed: unexpected error (retrying every {interval:g}s):\n"
                          + traceback.format_exc().rstrip())
+        if coverage is not None:  # the trail's record of its own coverage (never raises)
+            notes += coverage(changed)
         now = time.monotonic()
         if ok and broken is not None:
             notes.append("the plugin passes its self-check again: the logger is back in the chain; ready")
