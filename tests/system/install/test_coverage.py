@@ -269,10 +269,13 @@ def test_events_lost_to_a_read_only_log_are_put_on_the_record_by_the_watcher(
     lose_events(log_dir, {**config, "prevResult": PREV})
     assert Path(dropped_path(str(log))).read_text().count("\n") == 3
 
-    proc = watcher(net_d, bin_dir, tmp_path / "state", log, "--results-cache", str(tmp_path / "no-cache"))
+    proc = watcher(net_d, bin_dir, tmp_path / "state", log, "--results-cache", str(tmp_path / "no-cache"),
+                   "--heartbeat", "0.3")
     assert wait_for(lambda: bool(coverage(log, "logger-dropped"))), proc.stderr
+    assert wait_for(lambda: len(coverage(log, "logger-heartbeat")) >= 3), proc.stderr
     stop(proc)
     assert_one_dropped(log)
+    assert {tuple(h["cni"]["coverage"]["networks"]) for h in coverage(log, "logger-heartbeat")} == {("pods",)}
     [inventory] = coverage(log, "logger-inventory")
     assert inventory["cni"]["coverage"]["complete"] is False, "a missing cache is no proof that nothing is attached"
 
@@ -330,3 +333,32 @@ print(json.dumps(problems))
     assert last["cni"]["coverage"]["roles"] == ["outcome"] and last["cni"]["coverage"]["since"].startswith("2025-12-06")
     [attempt] = events_of(other)
     assert attempt["cni"]["coverage"]["roles"] == ["attempt"] and attempt["network"]["name"] == "pods"
+
+
+def test_an_inventory_line_stays_within_the_line_cap_and_keeps_who_holds_what(tmp_path: Path) -> None:
+    """A cached attachment with bulky arguments and result is shrunk as an ADD's event is (events.serialize):
+    the bulk goes, the container, pod and address stay; secrets in its arguments are masked."""
+    cache, log = tmp_path / "results", tmp_path / "cni.log"
+    cache.mkdir()
+    bulky = [["K8S_POD_NAMESPACE", "shop"], ["K8S_POD_NAME", "web-3"], ["DB_PASSWORD", "hunter2"],
+             *([f"ANNOTATION_{n}", "v" * 1500] for n in range(20))]
+    result = {**PREV, "routes": [{"dst": f"10.{n // 250}.{n % 250}.0/24"} for n in range(800)]}
+    (cache / "pods-big-eth0").write_text(json.dumps(cache_record("pods", "big", "eth0", result, bulky)))
+    (cache / "pods-small-eth0").write_text(json.dumps(cache_record("pods", "small", "eth0", PREV,
+                                                                   [["DB_PASSWORD", "hunter2"]])))
+    code = f"""
+import json
+from cni_logger.install import coverage
+conf = coverage.trail_settings({{"type": "logger", "logFile": {str(log)!r}}})
+print(json.dumps(coverage.write_inventory(conf, ["pods"], {str(cache)!r}, "start")))
+"""
+    assert json.loads(run_python(code).strip().splitlines()[-1]) == []
+    lines = log.read_bytes().splitlines()
+    assert all(len(line) <= 16 * 1024 for line in lines)
+    attachment, small, inventory = (json.loads(line) for line in lines)
+    assert attachment["event"]["action"] == "cni-attachment" and "cni.args" in attachment["cni"]["truncated"]
+    assert small["cni"]["args"] == {"DB_PASSWORD": "[REDACTED]"}
+    assert attachment["container"]["id"] == "big" and attachment["related"]["ip"] == ["10.250.3.7"]
+    assert attachment["orchestrator"]["resource"]["name"] == "web-3"
+    assert b"hunter2" not in log.read_bytes()
+    assert inventory["cni"]["coverage"]["attachments"] == 2 and inventory["cni"]["coverage"]["complete"] is True
