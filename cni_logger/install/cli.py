@@ -14,7 +14,15 @@ from collections.abc import Callable
 
 from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
-from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
+from cni_logger.install.runtimes import (
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_RESULTS_CACHE,
+    DEFAULT_STATE_DIR,
+    RKT_FILE,
+    RUNTIMES,
+    Options,
+)
 
 
 def _number(text: str) -> float:
@@ -63,11 +71,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               "the plugin fails its self-check; uninstall on SIGTERM")
     install.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
                          help="--watch: seconds between checks (and self-checks) [5]")
-    install.add_argument("--heartbeat", type=float, default=300.0, metavar="SECONDS",
-                         help="--watch: write a logger-heartbeat event into the trail every SECONDS (0: never) [300]")
-    install.add_argument("--results-cache", default="/var/lib/cni/results", metavar="DIR",
+    install.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT, metavar="SECONDS",
+                         help="--watch: write a logger-heartbeat event into the trail every SECONDS (0: never) "
+                              f"[{DEFAULT_HEARTBEAT:g}]")
+    install.add_argument("--results-cache", default=DEFAULT_RESULTS_CACHE, metavar="DIR",
                          help="--watch: libcni's result cache, read for the inventories of current attachments "
-                              "written into the trail [/var/lib/cni/results]")
+                              f"written into the trail [{DEFAULT_RESULTS_CACHE}]")
     install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
                                               "self-check (readiness probe)")
     install.set_defaults(run=_run_install)

@@ -30,12 +30,11 @@ from typing import Any
 
 from cni_logger import dropped, events, jsonio, settings
 from cni_logger.filesink import DEFAULT_LOG_FILE, DROPPED_DIR, RotatingFile, SinkError
-from cni_logger.install.runtimes import LOGGER_TYPE
+from cni_logger.install import Refusal
+from cni_logger.install.journal import load_journal
+from cni_logger.install.runtimes import DEFAULT_HEARTBEAT, DEFAULT_RESULTS_CACHE, LOGGER_TYPE
 from cni_logger.settings import Settings
 
-DEFAULT_RESULTS_CACHE = "/var/lib/cni/results"
-"""libcni's result cache (containerd, CRI-O, Podman and cnitool use the default)."""
-DEFAULT_HEARTBEAT = 300.0
 CACHE_KIND = "cniCacheV1"
 MAX_CACHE_FILE = 8 << 20
 """A cached attachment holds its config (base64) and result: far below this; a bigger file is not read."""
@@ -99,6 +98,11 @@ def _sink(conf: Settings) -> RotatingFile:
 
 def _append(conf: Settings, lines: list[dict[str, Any]]) -> list[str]:
     """Write the events to the entry's trail, in order; the problems (the rest is skipped after a failure)."""
+    return _append_all(conf, lines)[0]
+
+
+def _append_all(conf: Settings, lines: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """``_append``, and whether every event was written (warnings after a write, e.g. rotation, aside)."""
     sink = _sink(conf)
     problems = []
     for event in lines:
@@ -106,11 +110,11 @@ def _append(conf: Settings, lines: list[dict[str, Any]]) -> list[str]:
             problems += sink.append(events.render_coverage(event, conf.extra_redact_keys))
         except SinkError as exc:
             problems.append(f"coverage event ({event['event']['action']}) not written: {exc}")
-            break
+            return problems, False
         except Exception as exc:
             problems.append(f"coverage event ({event['event']['action']}) not written: {type(exc).__name__}: {exc}")
-            break
-    return problems
+            return problems, False
+    return problems, True
 
 
 def _iso(epoch: float) -> str:
@@ -281,6 +285,10 @@ def attachment_event(doc: dict[str, Any], inventory: str) -> dict[str, Any]:
 def write_inventory(conf: Settings, networks: list[str], cache_dir: str, trigger: str) -> list[str]:
     """A checkpoint in the trail of ``conf``: a ``cni-attachment`` per cached attachment on ``networks``,
     then the ``logger-inventory`` summary. Returns the problems met."""
+    return _write_inventory(conf, networks, cache_dir, trigger)[0]
+
+
+def _write_inventory(conf: Settings, networks: list[str], cache_dir: str, trigger: str) -> tuple[list[str], bool]:
     try:
         docs, complete, detail = read_cache(cache_dir)
         inventory = events.new_event_id()
@@ -295,9 +303,9 @@ def write_inventory(conf: Settings, networks: list[str], cache_dir: str, trigger
             "logger-inventory", f"{len(lines)} attachments on network(s) {names} in {cache_dir} ({trigger})"
             + ("" if complete else f"; incomplete: {detail}"),
             _TRIGGERS.get(trigger, trigger), coverage))
-        return _append(conf, lines)
+        return _append_all(conf, lines)
     except Exception:
-        return [f"inventory not written: unexpected error:\n{traceback.format_exc().rstrip()}"]
+        return [f"inventory not written: unexpected error:\n{traceback.format_exc().rstrip()}"], False
 
 
 def write_heartbeat(conf: Settings, networks: list[str], interval: float) -> list[str]:
@@ -347,9 +355,6 @@ class Keeper:
 
     def current(self) -> tuple[dict[str, tuple[Settings, set[str]]], list[str]]:
         """The trails the logger writes to now, with their networks; the problems (the journal unreadable)."""
-        from cni_logger.install import Refusal
-        from cni_logger.install.journal import load_journal
-
         try:
             paths = list(load_journal(self.state_dir)["configs"])
         except Refusal as exc:
@@ -398,10 +403,10 @@ class Keeper:
             if beat:
                 trouble += write_heartbeat(conf, sorted(networks), self.heartbeat)
             if networks and path in self._owed:
-                failed = write_inventory(conf, sorted(networks), self.cache_dir, self._owed[path])
-                if not any("not written" in p for p in failed):
+                reported, written = _write_inventory(conf, sorted(networks), self.cache_dir, self._owed[path])
+                if written:
                     del self._owed[path]
-                trouble += failed
+                trouble += reported
             claims = dropped.pending(path, self.dropped_dir)
             if claims:
                 trouble += dropped.flush(_sink(conf), conf.extra_redact_keys, self.dropped_dir, claims)

@@ -16,6 +16,10 @@ DEFAULT_STATE_DIR = "/var/lib/cni-logger"
 DEFAULT_CHECK_TIMEOUT = 10.0
 """Seconds for each call of install's self-check (VERSION, then ADD): the plugin answers in well under a
 second; ten leave room for a loaded node's cold start without letting a hung plugin go unnoticed."""
+DEFAULT_RESULTS_CACHE = "/var/lib/cni/results"
+"""libcni's result cache, read for ``--watch``'s inventories (containerd, CRI-O, Podman and cnitool use the default)."""
+DEFAULT_HEARTBEAT = 300.0
+"""Seconds between ``--watch``'s ``logger-heartbeat`` events."""
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
 RKT_NETWORK = "cni-logger"

@@ -362,3 +362,33 @@ print(json.dumps(coverage.write_inventory(conf, ["pods"], {str(cache)!r}, "start
     assert attachment["orchestrator"]["resource"]["name"] == "web-3"
     assert b"hunter2" not in log.read_bytes()
     assert inventory["cni"]["coverage"]["attachments"] == 2 and inventory["cni"]["coverage"]["complete"] is True
+
+
+def test_a_checkpoint_the_trail_could_not_take_is_written_once_it_can(
+        tmp_path: Path, watcher: Callable[..., subprocess.Popen[str]]) -> None:
+    """The watcher reports the failed write (and keeps running); the start inventory is owed, not skipped."""
+    net_d, bin_dir, cache = tmp_path / "net.d", tmp_path / "bin", tmp_path / "results"
+    for directory in (net_d, bin_dir, cache):
+        directory.mkdir()
+    chain(net_d / "10-pods.conflist", "pods")
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the log directory should be\n")
+    log = blocker / "cni.log"
+    proc = watcher(net_d, bin_dir, tmp_path / "state", log, "--results-cache", str(cache), "--heartbeat", "0")
+    assert wait_for((tmp_path / "state" / "install.json").exists), proc.stderr
+    time.sleep(1.0)  # several passes, each failing to write
+    blocker.unlink()
+    blocker.mkdir()
+    assert wait_for(lambda: bool(coverage(log, "logger-inventory"))), proc.stderr
+    err = stop(proc)
+    assert "coverage (" in err and "not written" in err and "not a directory" in err, err
+    [inventory] = coverage(log, "logger-inventory")
+    assert inventory["cni"]["coverage"]["trigger"] == "start" and inventory["cni"]["coverage"]["networks"] == ["pods"]
+
+
+def test_a_negative_heartbeat_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([str(CNI_LOGGER), "install", "--watch", "--heartbeat", "-1", "--conf-dir", str(tmp_path),
+                           "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1 and "--heartbeat must be >= 0" in done.stderr, done.stderr
+    assert not (tmp_path / "state").exists()
