@@ -392,3 +392,45 @@ def test_a_negative_heartbeat_is_refused(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 1 and "--heartbeat must be >= 0" in done.stderr, done.stderr
     assert not (tmp_path / "state").exists()
+
+
+RECORDER = """
+import sys
+from cni_logger import dropped
+for n in range(int(sys.argv[3])):
+    assert dropped.record(sys.argv[1], "ADD", f"{{sys.argv[4]}}-{{n}}", directory=sys.argv[2]) == ""
+"""
+FLUSHER = """
+import sys, time
+from cni_logger import dropped, events  # events imported now, not during the first flush
+from cni_logger.filesink import RotatingFile
+sink = RotatingFile(sys.argv[1], 1 << 30, 0)
+open(sys.argv[3] + ".ready", "w").close()
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    assert dropped.flush(sink, (), sys.argv[2]) == []
+    try:
+        open(sys.argv[3]).close()
+        break
+    except FileNotFoundError:
+        pass
+assert dropped.flush(sink, (), sys.argv[2], dropped.pending(sys.argv[1], sys.argv[2])) == []
+"""
+
+
+def test_lost_events_are_counted_once_while_writers_and_a_flusher_race(tmp_path: Path) -> None:
+    """Four processes count lost events while another keeps putting them on the record: every record ends
+    up in exactly one logger-dropped event (the claim's rename and the writers' shared lock)."""
+    log, drops, done = tmp_path / "cni.log", tmp_path / "dropped", tmp_path / "done"
+    drops.mkdir(mode=0o700)
+    flusher = subprocess.Popen([sys.executable, "-c", FLUSHER, str(log), str(drops), str(done)], cwd=REPO)
+    assert wait_for((tmp_path / "done.ready").exists)
+    writers = [subprocess.Popen([sys.executable, "-c", RECORDER.format(), str(log), str(drops), "1000", f"w{n}"],
+                                cwd=REPO) for n in range(4)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
+    done.touch()
+    assert flusher.wait(timeout=120) == 0
+    events = coverage(log, "logger-dropped")
+    assert sum(e["cni"]["coverage"]["dropped"] for e in events) == 4000, len(events)
+    assert all(e["cni"]["coverage"]["complete"] for e in events)
+    assert list(drops.iterdir()) == []
