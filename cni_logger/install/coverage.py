@@ -327,9 +327,8 @@ class Keeper:
     keys) and their logger entries; each entry's ``logFile`` is a trail. Per trail: an inventory at start,
     after the live file was rotated (its inode changed since the last pass) and after the logger entered
     one of its networks again (or the install pass rewrote its chain); a heartbeat at start and every
-    ``heartbeat`` seconds (0: never); and the
-    events the plugin could not write, as ``logger-dropped``. A checkpoint that could not be written is
-    owed and tried again at the next pass.
+    ``heartbeat`` seconds (0: never); and the events the plugin could not write, as ``logger-dropped``.
+    A checkpoint that could not be written is owed and tried again at the next pass.
     """
 
     def __init__(self, state_dir: str, cache_dir: str = DEFAULT_RESULTS_CACHE, heartbeat: float = DEFAULT_HEARTBEAT,
