@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from cni_logger.filesink import DROPPED_DIR
-
 TMPFS_SIZE = "64k"
 
 
@@ -34,19 +32,6 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         _run("mount", "-o", "remount,rw", str(mountpoint))
         if _run("umount", str(mountpoint)).returncode != 0:
             _run("umount", "-l", str(mountpoint))
-
-
-@pytest.fixture(autouse=True)
-def _lost_events_counted_here() -> Iterator[None]:
-    """The plugin counts every event the faults of this suite cost in /run/cni-logger/dropped (cni_logger.dropped), per
-    log path; the counts for paths the suite made and never wrote again are removed after each test."""
-    directory = Path(DROPPED_DIR)
-    before = set(os.listdir(directory)) if directory.is_dir() else set()
-    yield
-    after = set(os.listdir(directory)) if directory.is_dir() else set()
-    for name in after - before:
-        if name.startswith(("%2Ftmp%2F", "%2Fdev%2F")):
-            (directory / name).unlink(missing_ok=True)
 
 
 def remount(mountpoint: Path, option: str) -> None:
