@@ -71,8 +71,8 @@ class Node:
     def launcher(self) -> Path:
         return self.bin_dir / "logger"
 
-    def start(self, tarball: Path, *args: str) -> subprocess.Popen[str]:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOST_ROOT": "/", "INSTALL_DIR": str(self.opt),
+    def start(self, tarball: Path, *args: str, host_root: str = "/") -> subprocess.Popen[str]:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOST_ROOT": host_root, "INSTALL_DIR": str(self.opt),
                "CNI_BIN_DIR": str(self.bin_dir), "BUNDLE": str(tarball)}
         return subprocess.Popen(["sh", str(ENTRYPOINT), f"--conf-dir={self.net_d}", f"--state-dir={self.state}",
                                  f"--ready-file={self.ready}", "--interval=0.5", *args],
@@ -105,9 +105,9 @@ class Node:
                 proc.kill()
                 proc.communicate(timeout=10)
 
-    def run_to_exit(self, tarball: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    def run_to_exit(self, tarball: Path, *args: str, host_root: str = "/") -> subprocess.CompletedProcess[str]:
         """Start the script and wait for it to exit by itself (it must, within the deadline)."""
-        proc = self.start(tarball, *args)
+        proc = self.start(tarball, *args, host_root=host_root)
         try:
             out, err = proc.communicate(timeout=EXIT_DEADLINE)
         except subprocess.TimeoutExpired:
@@ -247,6 +247,17 @@ def test_the_watchers_exit_status_is_the_containers(bundle: Bundle, node: Node) 
     done = node.run_to_exit(bundle.tarball, "--interval=never")
     assert done.returncode == 2, done.stderr                  # argparse's status, from `install --watch`
     assert "--interval" in done.stderr
+
+
+def test_a_host_root_without_glibc_is_a_failed_start(bundle: Bundle, node: Node, tmp_path: Path) -> None:
+    """As on a musl node: the chrooted interpreter cannot start; the bundle is installed, nothing else is."""
+    root = tmp_path / "root"
+    root.mkdir()
+    done = node.run_to_exit(bundle.tarball, host_root=str(root))
+    assert done.returncode == 1, done.stderr
+    assert "does not run on this host" in done.stderr, done.stderr
+    assert (root / str(node.opt).lstrip("/") / bundle.build_id / "BUILD_ID").is_file()
+    assert not (root / str(node.bin_dir).lstrip("/")).exists()
 
 
 def test_no_bundle_is_a_failed_start(node: Node, tmp_path: Path) -> None:
