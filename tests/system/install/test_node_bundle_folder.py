@@ -274,9 +274,9 @@ def test_a_folder_the_launcher_names_in_a_shell_preamble_is_kept(bundle: Bundle,
     node.bin_dir.mkdir()
     node.launcher.write_text(
         "#!/bin/sh\n"
+        "# cni-logger CNI plugin launcher, written by `cni-logger launcher` / `cni-logger install`.\n"
         f"'''exec' '{legacy}/bin/python{PYTHON_VERSION}' -IS \"$0\" \"$@\"\n"
-        "' '''\n"
-        "# cni-logger CNI plugin launcher, written by `cni-logger launcher` / `cni-logger install`.\n")
+        "' '''\n")
     node.run_until_ready(bundle.tarball)
     assert legacy.exists(), "removed the folder the running launcher names"
     assert not unused.exists()
