@@ -206,11 +206,9 @@ def repacked(bundle: Bundle, tmp: Path, interpreter: bytes) -> Path:
     folder = unpack(bundle.tarball, tmp / "src")
     (folder / INTERPRETER).write_bytes(interpreter)
     listed = []
-    for line in (folder / MANIFEST).read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        if name == f"./{INTERPRETER}":
-            digest = hashlib.sha256(interpreter).hexdigest()
-        listed.append(f"{digest}  {name}\n")
+    for line in (folder / MANIFEST).read_text().splitlines():      # bin/python3 is a symlink to it
+        name = line.split("  ", 1)[1]
+        listed.append(f"{hashlib.sha256((folder / name).read_bytes()).hexdigest()}  {name}\n")
     (folder / MANIFEST).write_text("".join(listed))
     (folder / "BUILD_ID").write_text(hashlib.sha256("".join(listed).encode()).hexdigest()[:16] + "\n")
     out = tmp / bundle.tarball.name
