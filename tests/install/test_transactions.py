@@ -51,13 +51,13 @@ def wait_for(condition: Callable[[], bool], limit: float = WAIT_LIMIT) -> bool:
 class Layout:
     """A node (conf dir, bin dir, state dir) driven by real ``cni-logger`` processes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, conf: str = CONF) -> None:
         self.root = root
         self.net_d, self.bin_dir, self.state = root / "net.d", root / "bin", root / "state"
         self.net_d.mkdir()
         self.bin_dir.mkdir()
-        self.conf = self.net_d / CONF
-        self.conf.write_bytes(shape(CONF))
+        self.conf = self.net_d / conf
+        self.conf.write_bytes(shape(conf))
         self.original = self.conf.read_bytes()
         self.launcher = self.bin_dir / "logger"
         self.ready = root / "ready"
@@ -182,6 +182,25 @@ def test_an_install_killed_at_any_step_leaves_a_chain_that_executes(layout: Layo
     assert done.returncode == 0, done.stderr
     assert layout.conf.read_bytes() == layout.original
     assert not layout.launcher.exists() and layout.journal() is None
+
+
+@pytest.mark.parametrize("point", ["install:step-1", "install:step-2", "install:step-3"])
+def test_a_conversion_killed_at_any_step(tmp_path: Path, point: str) -> None:
+    """A single config becomes a plugin list: write the .conflist, then remove the .conf (three steps)."""
+    if not CNI_LOGGER.exists():
+        pytest.skip(f"{CNI_LOGGER} is not installed (scripts/setup-system.sh)")
+    layout = Layout(tmp_path, "100-crio-bridge.conf")
+    converted = layout.conf.with_suffix(".conflist")
+    proc = layout.run("install", "--runtime", "crio", kill_at=point)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    layout.assert_chains_execute()
+    layout.assert_journal_matches()
+    again = layout.run("install", "--runtime", "crio")
+    assert again.returncode == 0, again.stderr
+    assert has_logger(converted) and not layout.conf.exists()
+    layout.assert_journal_matches()
+    assert layout.run("uninstall").returncode == 0
+    assert layout.conf.read_bytes() == layout.original and not converted.exists()
 
 
 @pytest.mark.parametrize("point", ["uninstall:intent", "uninstall:step-1", "uninstall:step-2"])
