@@ -24,7 +24,12 @@ if that fails too, the intent stays for the next pass and ``Incomplete`` says wh
 ``CNI_LOGGER_TEST_KILL_AT=<reason>:<point>`` (tests only) makes the process SIGKILL itself at that step
 boundary: ``intent`` (the intent is saved, nothing done yet) or ``step-N`` (step N, counted from 1, done),
 for a pass of that reason (``install``, ``agent-rewrite``, ``failsafe``, ``restored``, ``uninstall``,
-``shutdown``, ``reconciled``). The tests use it to kill a real installer at every step.
+``shutdown``: ``apply.apply``'s). Unset, it costs one environment lookup per step. The tests use it to
+kill a real installer at every step (tests/install/test_transactions.py).
+
+The recorder (``Recorder``, the coverage events' source) is told of every config file changed, by a pass
+or by reconciling (reason ``reconciled``; a step the interrupted pass had done is told again, with
+``since`` its file's mtime, as that pass may have died before telling it: a duplicate, never a gap).
 """
 
 from __future__ import annotations

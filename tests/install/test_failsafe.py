@@ -156,3 +156,28 @@ def test_a_second_install_by_a_process_rewrites_nothing(layout: Layout) -> None:
     proc = layout.run("install")
     assert proc.returncode == 0 and "nothing to change" in proc.stderr, proc.stderr
     assert layout.conf.stat().st_mtime_ns == stat.st_mtime_ns and layout.conf.stat().st_ino == stat.st_ino
+
+
+def test_sigterm_while_the_plugin_fails_leaves_the_entries_out_and_a_later_pass_puts_them_back(
+        layout: Layout) -> None:
+    """SIGTERM must not put back entries that run a broken plugin; the journal keeps them for the next pass."""
+    primary = with_entry(layout.conf.name, OPERATOR, None)
+    layout.conf.write_bytes(primary)
+    watcher = layout.watch()
+    try:
+        assert wait_for(layout.ready.exists), "not ready"
+        good = break_launcher(layout)
+        assert wait_for(lambda: not entries(layout.conf)), "a broken logger still runs"
+    finally:
+        status, err = stop(watcher)
+    assert status == 0, err
+    assert not entries(layout.conf), f"SIGTERM put a broken logger back into the chain:\n{err}"
+    layout.assert_journal_matches()
+
+    repair_launcher(layout, good)
+    proc = layout.run("install")
+    assert proc.returncode == 0, proc.stderr
+    assert layout.conf.read_bytes() == primary, "put back exactly"
+    proc = layout.run("uninstall")
+    assert proc.returncode == 0, proc.stderr
+    assert layout.conf.read_bytes() == primary, "the operator's own entry is theirs: it stays"
