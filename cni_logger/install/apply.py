@@ -70,9 +70,10 @@ def _step_record(step: Write | Remove) -> dict[str, Any]:
 
 def apply(plan: Plan, state_dir: str, verify: Callable[[str], None] | None = None,
           recorder: Recorder | None = None, reason: str = "install", detail: str | None = None,
-          on_error: str = transaction.BACK) -> None:
+          on_error: str = transaction.BACK) -> bool:
     """Carry out the steps in order, written ahead in the journal, then commit the plan's journal (the caller
-    holds the state dir's lock, and has reconciled any earlier intent).
+    holds the state dir's lock, and has reconciled any earlier intent); False if the journal could not
+    record it (only with ``on_error`` KEEP, the failsafe's: the steps are then carried out all the same).
 
     ``verify`` executes a new launcher under its temporary name before it is renamed into place; when it
     raises, nothing has been written (directories created for the launcher are removed again). When the
@@ -84,15 +85,22 @@ def apply(plan: Plan, state_dir: str, verify: Callable[[str], None] | None = Non
     if not plan.steps:
         if plan.journal is not None:
             save_journal(state_dir, plan.journal)
-        return
+        return True
     journal = load_journal(state_dir)
     records = [_step_record(step) for step in plan.steps]
     try:
         saved = transaction.begin(state_dir, journal, records, plan.journal if plan.journal is not None else journal,
                                   reason, on_error, detail)
     except OSError as exc:
-        raise Refusal(f"cannot record the change in the journal in {state_dir} ({exc.strerror or exc}): nothing "
-                      "was changed") from exc
+        if on_error != transaction.KEEP:
+            raise Refusal(f"cannot record the change in the journal in {state_dir} ({exc.strerror or exc}): "
+                          "nothing was changed") from exc
+        # The failsafe: a broken logger out of the chains matters more than the record of it.
+        for step in plan.steps:
+            _carry_out(step, verify)
+            transaction.tell(recorder, _step_record(step), step.old, step.data if isinstance(step, Write) else None,
+                             reason, None, detail)
+        return False
     try:
         for number, (step, record) in enumerate(zip(plan.steps, records, strict=True), 1):
             _carry_out(step, verify)
@@ -106,6 +114,7 @@ def apply(plan: Plan, state_dir: str, verify: Callable[[str], None] | None = Non
             raise Refusal(f"{exc}; what this pass had changed was undone: nothing was changed") from exc
         raise
     transaction.commit(state_dir, saved)
+    return True
 
 
 def _carry_out(step: Write | Remove, verify: Callable[[str], None] | None) -> None:
@@ -224,7 +233,9 @@ def withdraw(opts: Options, detail: str, notes: list[str], recorder: Recorder | 
     with StateLock(opts.state_dir):
         transaction.reconcile(opts.state_dir, recorder, notes)
         plan = failsafe.plan_withdraw(opts, load_journal(opts.state_dir), notes)
-        apply(plan, opts.state_dir, None, recorder, "failsafe", detail, on_error=transaction.KEEP)
+        if not apply(plan, opts.state_dir, None, recorder, "failsafe", detail, on_error=transaction.KEEP):
+            notes.append(f"warning: the withdrawal could not be recorded in {opts.state_dir} (no space?): the "
+                         "entries taken out of files install did not write are not put back automatically")
         remaining = failsafe.still_in(failsafe.watched(opts, load_journal(opts.state_dir)))
     return bool(plan.steps), remaining
 

@@ -74,6 +74,8 @@ def plan_withdraw(opts: Options, journal: dict[str, Any], notes: list[str]) -> P
         notes.append(f"took {len(taken)} logger entr{'y' if len(taken) == 1 else 'ies'} out of {path}")
     if not withdrawn:
         new_journal.pop("withdrawn")
+    if not plan.steps:
+        plan.journal = None  # nothing taken out: nothing to save (every pass while the check keeps failing)
     return plan
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,25 @@ def test_sigterm_while_the_plugin_fails_leaves_the_entries_out_and_a_later_pass_
     proc = layout.run("uninstall")
     assert proc.returncode == 0, proc.stderr
     assert layout.conf.read_bytes() == primary, "the operator's own entry is theirs: it stays"
+
+
+def test_the_failsafe_takes_the_entry_out_even_when_the_state_dir_is_full(layout: Layout) -> None:
+    """The journal cannot record the withdrawal (/var full): pods starting matters more, the entry comes out."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (a private mount namespace for the small tmpfs)")
+    assert layout.run("install").returncode == 0
+    saved = layout.root / "state-saved"
+    shutil.copytree(layout.state, saved)
+    script = ('dir=$1 saved=$2; shift 2; mount -t tmpfs -o size=16k,mode=0700 tmpfs "$dir" && cp -a "$saved"/. '
+              '"$dir"/ && (dd if=/dev/zero of="$dir/.fill" bs=1k count=64 2>/dev/null; true) && exec "$@"')
+    watcher = subprocess.Popen(["unshare", "-m", "sh", "-c", script, "sh", str(layout.state), str(saved),
+                                *layout.argv("install", "--watch", "--interval", "0.1", "--ready-file",
+                                             str(layout.ready))],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(layout.ready.exists), "not ready"
+        break_launcher(layout)
+        assert wait_for(lambda: not entries(layout.conf)), "the failsafe did nothing: a broken logger still runs"
+    finally:
+        _, err = stop(watcher)
+    assert "could not be recorded" in err, err
