@@ -84,13 +84,17 @@ def plan_restore(journal: dict[str, Any], notes: list[str]) -> Plan:
     new_journal = copy.deepcopy(journal)
     plan = Plan(journal=new_journal)
     for path, taken in (journal.get("withdrawn") or {}).items():
-        restore_steps(path, taken, plan, notes)
+        restore_steps(path, taken, plan, notes, managed=path in journal["configs"])
     new_journal.pop("withdrawn", None)
     return plan
 
 
-def restore_steps(path: str, taken: dict[str, Any], plan: Plan, notes: list[str]) -> None:
-    """The file as it was when nobody wrote it since the failsafe; else its entries inserted where they were."""
+def restore_steps(path: str, taken: dict[str, Any], plan: Plan, notes: list[str], managed: bool = False) -> None:
+    """The file as it was when nobody wrote it since the failsafe; else its entries inserted where they were.
+
+    ``managed``: a file install records; rewritten meanwhile (an agent), it is left to the install pass,
+    which puts the entry back into the agent's version as after any agent rewrite (with the recorded
+    settings), and keeps the journal's record of the file true."""
     original = taken["original"].encode("utf-8", "surrogateescape")
     try:
         cfg = read_config(path)
@@ -100,6 +104,8 @@ def restore_steps(path: str, taken: dict[str, Any], plan: Plan, notes: list[str]
         if cfg is None or cfg.data != original:
             plan.steps.append(Write(path, original, cfg.data if cfg else None, taken.get("mode", 0o644),
                                     taken.get("uid"), taken.get("gid"), cfg))
+        return
+    if managed:
         return
     if cfg is None or cfg.problem or not isinstance(cfg.doc.get("plugins"), list) or has_logger(cfg.doc):
         notes.append(f"warning: {path} was written by someone else while the logger was out: its logger "

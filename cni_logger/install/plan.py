@@ -404,7 +404,12 @@ def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str], keep_w
 
         for path, taken in withdrawn.items():
             if path not in journal["configs"]:
-                restore_steps(path, taken, plan, notes)  # an operator's own entry: put back
+                count = len(plan.steps)
+                restore_steps(path, taken, plan, notes)  # an operator's own entries: put back
+                if len(plan.steps) > count and not keep_launcher:
+                    keep_launcher = True  # they execute it: removing it would fail every ADD of that network
+                    notes.append(f"warning: {journal.get('launcher')} left in place: {path} names it again (its "
+                                 "own logger entries, which the failsafe had taken out, are back)")
         new_journal.pop("withdrawn", None)
     launcher_path = journal.get("launcher")
     if launcher_path and not keep_launcher:

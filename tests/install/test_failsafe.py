@@ -205,3 +205,27 @@ def test_the_failsafe_takes_the_entry_out_even_when_the_state_dir_is_full(layout
     finally:
         _, err = stop(watcher)
     assert "could not be recorded" in err, err
+
+
+def test_uninstall_while_entries_are_out_puts_the_operators_back_and_keeps_the_launcher_they_run(
+        layout: Layout) -> None:
+    other = layout.net_d / "20-other.conflist"
+    second = with_entry("10-calico.conflist", {"type": "logger", "logFile": "/var/log/other.log"}, 1)
+    other.write_bytes(second)
+    watcher = layout.watch()
+    try:
+        assert wait_for(layout.ready.exists), "not ready"
+        good = break_launcher(layout)
+        assert wait_for(lambda: not entries(layout.conf) and not entries(other)), "a broken logger still runs"
+    finally:
+        status, err = stop(watcher)
+    assert status == 0, err
+    repair_launcher(layout, good)
+
+    proc = layout.run("uninstall")
+    assert proc.returncode == 0, proc.stderr
+    assert layout.conf.read_bytes() == layout.original
+    assert other.read_bytes() == second, "the operator's own entry is back where it was"
+    assert layout.launcher.exists(), "removed although the operator's chain names it"
+    assert f"left in place: {other} names it" in proc.stderr, proc.stderr
+    layout.assert_chains_execute()
