@@ -87,6 +87,8 @@ def apply(plan: Plan, state_dir: str, verify: Callable[[str], None] | None = Non
             save_journal(state_dir, plan.journal)
         return True
     journal = load_journal(state_dir)
+    if journal.get("pending"):
+        raise Refusal(f"{state_dir} records an interrupted change that was not reconciled first; will retry")
     records = [_step_record(step) for step in plan.steps]
     try:
         saved = transaction.begin(state_dir, journal, records, plan.journal if plan.journal is not None else journal,
@@ -195,6 +197,7 @@ def _install_once(opts: Options, notes: list[str], out: Callable[[str], object],
         plan = plan_install(opts, load_journal(opts.state_dir), [])
     if plan.steps or plan.journal is not None:
         with StateLock(opts.state_dir):
+            reconciled = transaction.reconcile(opts.state_dir, recorder, notes) or reconciled  # a racing pass's
             first = plan
             plan = plan_install(opts, load_journal(opts.state_dir), [])
             if first.writes_launcher and not plan.writes_launcher:
@@ -212,6 +215,7 @@ def _restore(opts: Options, plan: Plan, verify: Callable[[str], None], recorder:
     """The plugin passes its check: put back what the failsafe took out (the launcher first, if it must be
     written: checked under its temporary name, as always). True if a file was written."""
     with StateLock(opts.state_dir):
+        transaction.reconcile(opts.state_dir, recorder, notes)
         journal = load_journal(opts.state_dir)
         steps: list[Write | Remove] = [step for step in plan.steps if isinstance(step, Write) and step.launcher]
         if steps:
