@@ -338,3 +338,35 @@ def test_a_config_write_that_fails_after_the_intent_is_undone_at_once(layout: La
     assert (saved / CONF).read_bytes() == layout.original
     assert not layout.launcher.exists(), "the launcher written before the failed config write is still there"
     assert layout.journal() is None, "the journal records a change that was not made"
+
+
+@pytest.mark.parametrize("point", ["restored:intent", "restored:step-1"])
+def test_putting_back_what_the_failsafe_took_out_killed_at_any_step(layout: Layout, point: str) -> None:
+    assert layout.run("install").returncode == 0
+    installed = layout.conf.read_bytes()
+    launcher = layout.launcher.read_bytes()
+    watcher = layout.watch(kill_at=point)
+    try:
+        assert wait_for(layout.ready.exists), "not ready"
+        tmp = layout.bin_dir / ".foreign"
+        tmp.write_bytes(FOREIGN)
+        tmp.chmod(0o755)
+        os.replace(tmp, layout.launcher)
+        assert wait_for(lambda: not has_logger(layout.conf)), "never taken out"
+        tmp.write_bytes(launcher)
+        tmp.chmod(0o755)
+        os.replace(tmp, layout.launcher)
+        killed(watcher)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    layout.assert_chains_execute()
+    layout.assert_journal_matches()
+
+    again = layout.run("install")
+    assert again.returncode == 0, again.stderr
+    assert layout.conf.read_bytes() == installed
+    layout.assert_journal_matches()
+    assert layout.run("uninstall").returncode == 0
+    assert layout.conf.read_bytes() == layout.original and layout.journal() is None
