@@ -16,6 +16,15 @@ from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cni_logger.install.transaction import Recorder
+
+INCOMPLETE = 3
+"""Exit status of install/uninstall when a change failed halfway and could not be undone: some files were
+changed (the message says which), the journal records the rest, and the next pass completes or undoes it.
+0: done (or nothing to do); 1: refused, nothing was changed."""
+
 
 def _number(text: str) -> float:
     value = float(text)
@@ -49,9 +58,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     install.add_argument("--rotation", choices=("size", "external"), help="logOptions.rotation")
     install.add_argument("--capabilities", metavar="LIST",
                          help="comma-separated capabilities to receive, e.g. portMappings,bandwidth")
-    install.add_argument("--bracket", action="store_true",
+    install.add_argument("--bracket", action="store_true", default=None,
                          help="a logger entry first (records each attempt) and last (its outcome), so ADDs that "
-                              "fail earlier in the chain are in the trail too; not for rkt")
+                              "fail earlier in the chain are in the trail too; not for rkt [without --bracket or "
+                              "--no-bracket: the chain keeps the mode it has]")
+    install.add_argument("--no-bracket", action="store_false", dest="bracket",
+                         help="the logger last only (turns a bracketed chain back into one entry)")
     install.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"where the install journal is kept [{DEFAULT_STATE_DIR}]")
     install.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
@@ -99,10 +111,12 @@ def _run_launcher(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_install(args: argparse.Namespace) -> int:
+def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
+    """``recorder``: see ``apply.apply`` (the coverage events' writer; None: none)."""
     from cni_logger.install.apply import install_once
     from cni_logger.install.content import logger_entry
     from cni_logger.install.selfcheck import CheckFailed
+    from cni_logger.install.transaction import Incomplete
     from cni_logger.install.watch import watch
 
     emit = _emitter("install")
@@ -129,13 +143,16 @@ def _run_install(args: argparse.Namespace) -> int:
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
                    dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket)
     if args.watch:
-        return watch(opts, args.interval, args.ready_file, emit)
+        return watch(opts, args.interval, args.ready_file, emit, recorder)
     notes: list[str] = []
     try:
-        install_once(opts, notes)
+        install_once(opts, notes, recorder=recorder)
+    except Incomplete as exc:
+        emit([*notes, f"partly changed: {exc}"])
+        return INCOMPLETE
     except CheckFailed as exc:
         emit([*notes, f"refused: the plugin fails its self-check (run as a runtime runs it): {exc}",
-              "nothing was changed. Repair or replace the installation the launcher runs (e.g. unpack the "
+              f"{_unchanged(notes)} Repair or replace the installation the launcher runs (e.g. unpack the "
               "bundle again) and install again; if an earlier install already put the logger into a chain, "
               "pods on that network cannot start until then (`cni-logger uninstall --keep-launcher` takes "
               "the entry out)"])
@@ -147,13 +164,25 @@ def _run_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_uninstall(args: argparse.Namespace) -> int:
+def _unchanged(notes: list[str]) -> str:
+    """"nothing was changed", unless the pass first settled an interrupted one's change (its note says what)."""
+    if any(note.startswith(("completed an interrupted change", "undid an interrupted change")) for note in notes):
+        return "nothing else was changed (only the interrupted change above was settled)."
+    return "nothing was changed."
+
+
+def _run_uninstall(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
+    """``recorder``: see ``apply.apply`` (the coverage events' writer; None: none)."""
     from cni_logger.install.apply import uninstall_once
+    from cni_logger.install.transaction import Incomplete
 
     emit = _emitter("uninstall")
     notes: list[str] = []
     try:
-        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes)
+        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes, recorder=recorder)
+    except Incomplete as exc:
+        emit([*notes, f"partly changed: {exc}"])
+        return INCOMPLETE
     except Refusal as exc:
         emit([*notes, f"refused: {exc}"])
         return 1

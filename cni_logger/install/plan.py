@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import json
 import os
 import sys
 from typing import Any
@@ -38,6 +39,7 @@ from cni_logger.install.runtimes import (
     RKT_NETWORK,
     Options,
 )
+from cni_logger.install.selfcheck import CheckFailed
 
 
 class Write:
@@ -45,21 +47,24 @@ class Write:
 
     ``expect`` is the file as read: the write is abandoned if it changed since (another agent wrote it
     meanwhile). ``launcher``: written by ``launcher.write`` (the same text, rendered for this interpreter).
+    ``key``: the config path whose journal records this step carries out (default: ``path``; see
+    ``transaction.commit``).
     """
 
-    __slots__ = ("data", "expect", "gid", "launcher", "mode", "old", "path", "uid")
+    __slots__ = ("data", "expect", "gid", "key", "launcher", "mode", "old", "path", "uid")
 
     def __init__(self, path: str, data: bytes, old: bytes | None, mode: int, uid: int | None, gid: int | None,
-                 expect: ConfigFile | None = None, *, launcher: bool = False) -> None:
+                 expect: ConfigFile | None = None, *, launcher: bool = False, key: str | None = None) -> None:
         self.path, self.data, self.old, self.mode, self.uid, self.gid = path, data, old, mode, uid, gid
-        self.expect, self.launcher = expect, launcher
+        self.expect, self.launcher, self.key = expect, launcher, key or path
 
 
 class Remove:
-    __slots__ = ("expect", "old", "path")
+    __slots__ = ("expect", "key", "launcher", "old", "path")
 
-    def __init__(self, path: str, old: bytes, expect: ConfigFile | None = None) -> None:
-        self.path, self.old, self.expect = path, old, expect
+    def __init__(self, path: str, old: bytes, expect: ConfigFile | None = None, *, launcher: bool = False,
+                 key: str | None = None) -> None:
+        self.path, self.old, self.expect, self.launcher, self.key = path, old, expect, launcher, key or path
 
 
 class Plan:
@@ -102,6 +107,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def same_document(a: Any, b: Any) -> bool:
+    """Whether two parsed configs say the same to a runtime: equal values, in any key order (``1`` and ``1.0``
+    and ``true`` differ, as they do in the file). Rewriting such a file would change only its key order, and
+    make every runtime reload it: a second install of an unchanged chain writes nothing."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
     """The launcher's path and its text when it must be (re)written, None when it is already current."""
     target = os.path.join(bin_dir, LOGGER_TYPE)
@@ -112,7 +124,10 @@ def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
     except FileNotFoundError:
         return target, text
     if os.path.islink(target) or not launcher.is_launcher(current):
-        raise Refusal(f"{target} exists and is not a cni-logger launcher; remove it or choose another --bin-dir")
+        # A failed check, not a refusal: every chain that names the logger executes this file, so the
+        # failsafe (``--watch``) takes them out rather than leave them failing every ADD.
+        raise CheckFailed(f"{target} exists and is not a cni-logger launcher (damaged, or another product's); "
+                          "every chain that names the logger executes it: remove it or choose another --bin-dir")
     return target, (None if current == text.encode("utf-8") and os.access(target, os.X_OK) else text)
 
 
@@ -230,14 +245,19 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     doc = target.doc
     listed = doc if target.is_list else wrap(doc)
     version = check_runnable(target, listed)
-    problem = _bracket_problem(listed["plugins"]) if opts.bracket else ""
+    destination = target.path if target.is_list else os.path.splitext(target.path)[0] + ".conflist"
+    previous = journal["configs"].get(destination)
+    found = logger_entries(listed["plugins"])
+    bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
+    bracket = opts.bracket
+    if bracket is None:  # no option given: the chain keeps its mode (the one recorded, else the file's own)
+        bracket = bool(previous["bracket"]) if previous is not None and "bracket" in previous else bracketed
+    problem = _bracket_problem(listed["plugins"]) if bracket else ""
     if problem:
-        raise Refusal(f"--bracket in {target.path}: {problem}; install without --bracket (the logger last only)")
+        raise Refusal(f"--bracket in {target.path}: {problem}; install with --no-bracket (the logger last only)")
     if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in listed["plugins"]):
         notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
                      "(Helm value), it rewrites the file and removes the logger entry")
-    destination = target.path if target.is_list else os.path.splitext(target.path)[0] + ".conflist"
-    previous = journal["configs"].get(destination)
     existing = None
     if not target.is_list and os.path.lexists(destination):
         if not previous or previous.get("converted_from") != target.path:
@@ -245,8 +265,6 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
                           "resolve which one is meant (or name one with --conf-file)")
         existing = read_config(destination)
     plan.network, plan.cni_version = target.network or "", version
-    found = logger_entries(listed["plugins"])
-    bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
     if len(found) > 1 and not bracketed:
         raise Refusal(f"{target.path} has {len(found)} logger entries; install keeps the settings of an "
                       "existing entry and cannot tell which one is meant: remove all but one")
@@ -261,10 +279,11 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     entry = {k: v for k, v in entry.items() if k != "role"}  # the placement decides each entry's role
     if base is not None:
         _note_entry_problems(destination, entry, notes)
-    first, entry = bracket_entries(entry) if opts.bracket else (None, entry)
-    new = render(with_logger(listed, entry, first), target.data)
+    first, entry = bracket_entries(entry) if bracket else (None, entry)
+    new_doc = with_logger(listed, entry, first)
+    new = render(new_doc, target.data)
     if target.is_list:
-        if new == target.data:
+        if new == target.data or same_document(new_doc, target.doc):
             return
         record = _record(journal, target.path, target)
         plan.steps.append(Write(target.path, new, target.data, target.stat.st_mode & 0o7777, target.stat.st_uid,
@@ -275,10 +294,10 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
         notes.append(f"{target.path} is a single-plugin config: it becomes the plugin list {destination}")
         plan.steps.append(Write(destination, new, existing.data if existing else None, record["mode"],
                                 record["uid"], record["gid"], existing))
-        plan.steps.append(Remove(target.path, target.data, target))
+        plan.steps.append(Remove(target.path, target.data, target, key=destination))
     record["written_sha256"] = _sha256(new)
     record["entry"], record["entry_index"] = operator, index
-    record["bracket"] = opts.bracket  # a logger entry first and last, or last only
+    record["bracket"] = bracket  # a logger entry first and last, or last only
     journal["configs"][destination] = record
     _check_pick(opts, files, plan, {target.path: destination})
 
@@ -351,7 +370,7 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
         _note_entry_problems(path, network, notes)
     plan.network, plan.cni_version = RKT_NETWORK, network["cniVersion"]
     new = render(network, current.data if current else None)
-    if current is not None and new == current.data:
+    if current is not None and (new == current.data or same_document(network, current.doc)):
         return
     record = _record(journal, path, current)
     record["written_sha256"] = _sha256(new)
@@ -364,14 +383,34 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
                  f"--net=default,{RKT_NETWORK} (or --net=all)")
 
 
-def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str]) -> Plan:
-    """Undo what the journal records, touching only what install added (see the package docstring)."""
+def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str], keep_withdrawn: bool = False) -> Plan:
+    """Undo what the journal records, touching only what install added (see the package docstring).
+
+    A file the failsafe took the logger out of (``journal["withdrawn"]``) is undone from the content it had
+    before; ``keep_withdrawn`` (``--watch`` on SIGTERM while the plugin fails) leaves such files as they
+    are, with their records: the entries the failsafe took out run a broken plugin.
+    """
     journal = load_journal(state_dir)
     new_journal = copy.deepcopy(journal)
     plan = Plan(journal=new_journal)
+    withdrawn: dict[str, Any] = journal.get("withdrawn") or {}
     for path, record in journal["configs"].items():
-        _plan_restore(path, record, plan, notes)
+        if path in withdrawn and keep_withdrawn:
+            continue
+        _plan_restore(path, record, plan, notes, withdrawn.get(path))
         del new_journal["configs"][path]
+    if not keep_withdrawn:
+        from cni_logger.install.failsafe import restore_steps
+
+        for path, taken in withdrawn.items():
+            if path not in journal["configs"]:
+                count = len(plan.steps)
+                restore_steps(path, taken, plan, notes)  # an operator's own entries: put back
+                if len(plan.steps) > count and not keep_launcher:
+                    keep_launcher = True  # they execute it: removing it would fail every ADD of that network
+                    notes.append(f"warning: {journal.get('launcher')} left in place: {path} names it again (its "
+                                 "own logger entries, which the failsafe had taken out, are back)")
+        new_journal.pop("withdrawn", None)
     launcher_path = journal.get("launcher")
     if launcher_path and not keep_launcher:
         try:
@@ -380,23 +419,34 @@ def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str]) -> Pla
         except FileNotFoundError:
             data = None
         if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
-            plan.steps.append(Remove(launcher_path, data))
+            plan.steps.append(Remove(launcher_path, data, launcher=True))
         elif data is not None:
             notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
         new_journal["launcher"] = None
     return plan
 
 
-def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str],
+                  withdrawn: dict[str, Any] | None = None) -> None:
+    """The steps that undo install in ``path``; ``withdrawn``: what the failsafe took out of it, if it did
+    (the file is then judged by the content it had before, as long as nobody wrote it since)."""
     try:
-        current = read_config(path)
+        actual = read_config(path)
     except FileNotFoundError:
+        actual = None
+    current = actual
+    if withdrawn is not None and (_sha256(actual.data) if actual else None) == withdrawn.get("written_sha256"):
+        before = withdrawn["original"].encode("utf-8", "surrogateescape")
+        current = classify(path, before, actual.stat if actual else os.stat(os.path.dirname(path) or "."))
+    if current is None or (actual is None and withdrawn is None):
         notes.append(f"{path} no longer exists: nothing to undo there")
         return
     unchanged = _sha256(current.data) == record.get("written_sha256")
     if record.get("created"):
+        if actual is None:
+            return  # the failsafe took the logger network out: nothing left to remove
         if current.doc and isinstance(current.doc, dict) and current.doc.get("type") == LOGGER_TYPE:
-            plan.steps.append(Remove(path, current.data, current))
+            plan.steps.append(Remove(path, actual.data, actual))
         else:
             notes.append(f"warning: {path} is no longer the logger network install wrote: left in place")
         return
@@ -409,10 +459,11 @@ def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str
             if os.path.lexists(source):
                 notes.append(f"{source} was written again by someone else: removing only {path}")
             else:
-                plan.steps.append(Write(source, data, None, mode, uid, gid))
-            plan.steps.append(Remove(path, current.data, current))
-        else:
-            plan.steps.append(Write(path, data, current.data, mode, uid, gid, current))
+                plan.steps.append(Write(source, data, None, mode, uid, gid, key=path))
+            if actual is not None:
+                plan.steps.append(Remove(path, actual.data, actual))
+        elif actual is None or data != actual.data:
+            plan.steps.append(Write(path, data, actual.data if actual else None, mode, uid, gid, actual))
         return
     # Changed by someone else since: take out only logger entries, and put the operator's own back.
     if current.problem or not current.is_list:
@@ -420,11 +471,14 @@ def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str
         return
     operator, index = _operator_entry(record)
     new_doc = without_logger(current.doc, operator, index)
-    if new_doc == current.doc:
+    if new_doc == current.doc and current is actual:
         return
     if not new_doc["plugins"]:
         notes.append(f"warning: {path} would have no plugins left without the logger: left as it is")
         return
+    new = render(new_doc, current.data)
+    if actual is not None and new == actual.data:
+        return
     mode = current.stat.st_mode & 0o7777
-    plan.steps.append(Write(path, render(new_doc, current.data), current.data, mode, current.stat.st_uid,
-                            current.stat.st_gid, current))
+    plan.steps.append(Write(path, new, actual.data if actual else None, mode, current.stat.st_uid,
+                            current.stat.st_gid, actual))

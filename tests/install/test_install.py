@@ -573,13 +573,15 @@ def test_bracket_entries_carry_every_option(node: Node) -> None:
 
 
 def test_bracket_and_back_switch_the_placement(node: Node) -> None:
-    """Install makes the file match its options: --bracket adds the first entry, a plain install takes it out."""
+    """--bracket adds the first entry, --no-bracket takes it out; without either the chain keeps its mode."""
     original = node.put("10-flannel.conflist").read_bytes()
     assert node.install()[0] == 0
     assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "portmap", "logger"]
     assert node.install("--bracket")[0] == 0
     assert [p.get("role") for p in node.doc("10-flannel.conflist")["plugins"]] == ["attempt", None, None, "outcome"]
     assert node.install()[0] == 0
+    assert [p.get("role") for p in node.doc("10-flannel.conflist")["plugins"]] == ["attempt", None, None, "outcome"]
+    assert node.install("--no-bracket")[0] == 0
     assert node.doc("10-flannel.conflist")["plugins"][-1] == LOGGER
     assert len(node.doc("10-flannel.conflist")["plugins"]) == 3
     assert node.uninstall()[0] == 0
@@ -646,7 +648,7 @@ def test_bracket_is_refused_before_a_main_plugin_that_fails_on_a_prev_result(nod
     status, _, err = node.install("--bracket")
     assert status == 1
     assert f"refused: --bracket in {node.net_d / '10-net.conflist'}: " in err and "every ADD fails" in err
-    assert "install without --bracket (the logger last only)" in err
+    assert "install with --no-bracket (the logger last only)" in err
     assert node.snapshot() == snapshot
     assert node.install()[0] == 0  # last only is fine
     assert [p["type"] for p in node.doc("10-net.conflist")["plugins"]] == [main["type"], "logger"]
