@@ -116,8 +116,8 @@ def _install_once(opts: Options, notes: list[str], out: Callable[[str], object])
 
     def verify(executable: str) -> None:
         label = None if executable == installed else f"the new {installed} (run as {executable} before it goes in)"
-        selfcheck.check(executable, plan.cni_version, plan.network, opts.entry, opts.bin_dir, opts.state_dir,
-                        opts.check_timeout, label)
+        warnings = selfcheck.check(executable, plan.entries, opts.bin_dir, opts.state_dir, opts.check_timeout, label)
+        notes.extend(w for w in warnings if w not in notes)
 
     if not plan.writes_launcher:
         verify(installed)

@@ -88,14 +88,26 @@ def _emitter(command: str) -> Callable[[list[str]], None]:
 
 
 def _run_launcher(args: argparse.Namespace) -> int:
-    from cni_logger.install import launcher
+    """Write the launcher; it is executed (VERSION) under its temporary name and renamed into place only once
+    it ran, so a path it cannot execute from (a ``noexec`` mount, a missing ``/bin/sh``) keeps what was there."""
+    from cni_logger.install import atomicfile, launcher, selfcheck
+    from cni_logger.skel import SUPPORTED_VERSIONS
+
+    target = os.path.abspath(args.path)
+
+    def runs() -> None:
+        selfcheck.check_version(atomicfile.temporary_path(target), SUPPORTED_VERSIONS[-1], DEFAULT_CHECK_TIMEOUT,
+                                f"the new {target} (run as {atomicfile.temporary_path(target)})")
 
     try:
-        launcher.write(args.path)
+        launcher.write(target, before_replace=runs)
+    except selfcheck.CheckFailed as exc:
+        sys.stderr.write(f"cni-logger: {args.path} not written: it does not execute: {exc}\n")
+        return 1
     except (OSError, launcher.LauncherError, ValueError) as exc:
         sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
         return 1
-    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+    sys.stderr.write(f"cni-logger: wrote {args.path} (executed: it answers VERSION)\n")
     return 0
 
 

@@ -18,6 +18,7 @@ from cni_logger.install import Refusal, launcher
 from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
 from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
 from cni_logger.install.content import (
+    ChainEntry,
     bracket_entries,
     entry_problems,
     has_logger,
@@ -65,17 +66,21 @@ class Remove:
 class Plan:
     """The steps in order, and the journal to save after them (None: leave it as it is).
 
-    For an install, ``network`` and ``cni_version`` are those of the network the entry goes into: the
-    self-check runs the plugin as that network's runtime would.
+    For an install, ``entries`` are the logger entries exactly as they are in the chain once the plan is
+    carried out (or already are, when it changes nothing), each with its file, network name and
+    ``cniVersion``: the operator's entry merged with the command line, and in bracket mode the attempt entry
+    (first) and the outcome entry (last). The self-check executes each of them (``selfcheck.check``).
+    ``network`` and ``cni_version`` are those of the (last) network the entry goes into.
     """
 
-    __slots__ = ("cni_version", "journal", "network", "steps")
+    __slots__ = ("cni_version", "entries", "journal", "network", "steps")
 
     def __init__(self, journal: dict[str, Any] | None = None) -> None:
         self.steps: list[Write | Remove] = []
         self.journal = journal
         self.network = ""
         self.cni_version = DEFAULT_CNI_VERSION
+        self.entries: list[ChainEntry] = []
 
     @property
     def writes_launcher(self) -> bool:
@@ -262,6 +267,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     if base is not None:
         _note_entry_problems(destination, entry, notes)
     first, entry = bracket_entries(entry) if opts.bracket else (None, entry)
+    plan.entries = [ChainEntry(destination, plan.network, version, e) for e in (first, entry) if e is not None]
     new = render(with_logger(listed, entry, first), target.data)
     if target.is_list:
         if new == target.data:
@@ -350,6 +356,7 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
         network = {"cniVersion": network.get("cniVersion") or DEFAULT_CNI_VERSION, **network}
         _note_entry_problems(path, network, notes)
     plan.network, plan.cni_version = RKT_NETWORK, network["cniVersion"]
+    plan.entries = [ChainEntry(path, RKT_NETWORK, plan.cni_version, network)]
     new = render(network, current.data if current else None)
     if current is not None and new == current.data:
         return
