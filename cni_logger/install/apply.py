@@ -148,19 +148,20 @@ def withdraw(state_dir: str, notes: list[str]) -> bool:
 
 
 def uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: list[str],
-                   out: Callable[[str], object] | None = None) -> None:
+                   out: Callable[[str], object] | None = None) -> list[tuple[str, str | None]]:
+    """One uninstall pass; returns the configs (file, network) for which the launcher was kept."""
     try:
-        _uninstall_once(state_dir, keep_launcher, dry_run, notes, out or sys.stdout.write)
+        return _uninstall_once(state_dir, keep_launcher, dry_run, notes, out or sys.stdout.write)
     except OSError as exc:
         raise Refusal(str(exc)) from exc
 
 
 def _uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: list[str],
-                    out: Callable[[str], object]) -> None:
+                    out: Callable[[str], object]) -> list[tuple[str, str | None]]:
     if dry_run:
         plan = plan_uninstall(state_dir, keep_launcher, notes)
         out(plan.diff())
-        return
+        return plan.kept_launcher
     with StateLock(state_dir):
         plan = plan_uninstall(state_dir, keep_launcher, notes)
         apply(plan, state_dir)
@@ -168,3 +169,4 @@ def _uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: l
         notes.append(f"{'wrote' if isinstance(step, Write) else 'removed'} {step.path}")
     if not plan.steps:
         notes.append("nothing recorded to undo")
+    return plan.kept_launcher

@@ -16,6 +16,11 @@ from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
 
+UNINSTALL_LAUNCHER_KEPT = 3
+"""``uninstall``'s exit status when it took this install's entries out but kept the launcher, because a config
+in a known conf dir still names it (the message lists them): not a refusal (the entries are out), and not
+"all removed" either (an environment the launcher runs must stay)."""
+
 
 def _number(text: str) -> float:
     value = float(text)
@@ -165,9 +170,9 @@ def _run_uninstall(args: argparse.Namespace) -> int:
     emit = _emitter("uninstall")
     notes: list[str] = []
     try:
-        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes)
+        kept = uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes)
     except Refusal as exc:
         emit([*notes, f"refused: {exc}"])
         return 1
     emit(notes)
-    return 0
+    return UNINSTALL_LAUNCHER_KEPT if kept else 0
