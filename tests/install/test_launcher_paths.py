@@ -122,3 +122,19 @@ def test_the_check_does_not_blame_a_removed_virtualenv_for_a_split_interpreter_l
     message = str(caught.value)
     assert "removed" not in message, message
     assert "blank" in message and python in message, message
+
+
+def test_install_from_an_environment_under_a_path_with_a_blank(tmp_path: Path) -> None:
+    """``install`` run by an interpreter under such a path: the launcher it writes passes its self-check and runs."""
+    python = venv_through(tmp_path / "x y" / "venv")
+    net_d = tmp_path / "net d"
+    net_d.mkdir()
+    (net_d / "10-net.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": "net",
+                                                       "plugins": [{"type": "bridge"}]}))
+    bin_dir = tmp_path / "bin dir"
+    done = subprocess.run([python, "-m", "cni_logger", "install", "--conf-dir", str(net_d), "--bin-dir", str(bin_dir),
+                           "--state-dir", str(tmp_path / "state"), "--log-file", str(tmp_path / "log" / "a.log")],
+                          env=CLEAN_ENV, text=True, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "virtualenv" not in done.stderr
+    assert_runs(bin_dir / "logger", tmp_path)
