@@ -231,3 +231,24 @@ def test_a_bin_dir_made_for_a_launcher_that_fails_is_removed_again(node: Node) -
     status, _, err = node.install("--bin-dir", str(bin_dir), "--check-timeout", "0.001")
     assert status == 1 and "self-check" in err, err
     assert list(node.bin_dir.iterdir()) == [], "the directories install made for the launcher are gone"
+
+
+def test_the_plan_lists_exactly_the_entries_it_writes(node: Node) -> None:
+    """Plan.entries: what the chain holds after the plan, each with its file, network and cniVersion."""
+    from cni_logger.install.content import logger_entry
+    from cni_logger.install.journal import load_journal
+    from cni_logger.install.plan import plan_install
+    from cni_logger.install.runtimes import RUNTIMES, Options
+
+    doc = json.loads(node.put("10-flannel.conflist").read_text())
+    doc["plugins"].append({"type": "logger", "logFile": "/var/log/own.log", "redactKeys": ["token"]})
+    path = node.put("10-flannel.conflist", json.dumps(doc))
+    opts = Options(runtime=RUNTIMES["containerd"], conf_dir=str(node.net_d), bin_dir=str(node.bin_dir),
+                   conf_file=None, network=None, entry=logger_entry("/var/log/cni/cni-logger.log", max_size=5),
+                   named=logger_entry(None, max_size=5), state_dir=str(node.state_dir), bracket=True)
+    plan = plan_install(opts, load_journal(str(node.state_dir)), [])
+    written = json.loads(next(s.data for s in plan.steps if s.path == str(path)))  # type: ignore[union-attr]
+    assert [e.entry for e in plan.entries] == [written["plugins"][0], written["plugins"][-1]]
+    assert [e.entry["role"] for e in plan.entries] == ["attempt", "outcome"]
+    assert plan.entries[1].entry["redactKeys"] == ["token"] and plan.entries[1].entry["logOptions"] == {"maxSize": 5}
+    assert {(e.path, e.network, e.cni_version) for e in plan.entries} == {(str(path), doc["name"], doc["cniVersion"])}
