@@ -7,11 +7,12 @@ runtime passes its whole environment to plugins), and ``site`` processing is ski
 directories the plugin imports from are written into the launcher at install time.
 
 An interpreter path the kernel cannot take from a ``#!`` line — one with a blank (the kernel ends the
-interpreter at the first space or tab), or one making the line longer than every kernel reads
-(``SHEBANG_LIMIT``) — gets the form pip writes for such paths: ``#!/bin/sh``, then a line that is both a
-shell ``exec`` of the interpreter (quoted for the shell) and a Python string, so the same file is a valid
-shell script and a valid Python script (``render``). Paths that neither form can name (a backslash or a line
-break, bytes that are not UTF-8; or no ``/bin/sh``) are refused.
+interpreter at the first space or tab), or one making the line longer than the running kernel reads
+(``shebang_limit``: 128 bytes before Linux 5.1, 256 since) — gets the form pip writes for such paths:
+``#!/bin/sh``, then a line that is both a shell ``exec`` of the interpreter (quoted for the shell) and a
+Python string, so the same file is a valid shell script and a valid Python script (``render``). Paths that
+neither form can name (a line break, a backslash with a blank, bytes that are not UTF-8; or no ``/bin/sh``)
+are refused. Every other path keeps the one-line ``#!<interpreter> -IS`` form (which the node script reads).
 
 The file is replaced atomically (``atomicfile``), so a runtime never executes a half-written launcher.
 """
@@ -28,10 +29,23 @@ from cni_logger.install import atomicfile
 REQUIRED_PACKAGES = ("cni_logger", "structlog", "pythonjsonlogger")
 MARKER = b"# cni-logger CNI plugin launcher"
 """The start of the header comment ``render`` writes: uninstall removes a bin-dir file only if it has it."""
-SHEBANG_LIMIT = 127
-"""The longest ``#!`` line (newline included) that every Linux kernel reads whole: the buffer it reads the
-line into (BINPRM_BUF_SIZE) is 128 bytes before Linux 5.1 and 256 since; a longer line is cut short
-(before 5.1) or refused with ENOEXEC (since), either way the interpreter never runs."""
+BINPRM_BUF_SIZE = 256
+"""The bytes of a file the kernel reads to find its ``#!`` line, since Linux 5.1 (``OLD_BINPRM_BUF_SIZE``, 128,
+before): a line whose newline is not within them is cut short (before 5.1; the interpreter then gets
+mangled arguments or a wrong path) or refused with ENOEXEC (since), either way the plugin never runs."""
+OLD_BINPRM_BUF_SIZE = 128
+
+
+def shebang_limit(release: str | None = None) -> int:
+    """The longest ``#!`` line (newline included) the running kernel (or ``release``) reads whole."""
+    parts = (release or os.uname().release).split(".")
+    try:
+        version = (int(parts[0]), int("".join(c for c in parts[1].split("-")[0] if c.isdigit()) or 0))
+    except (IndexError, ValueError):
+        return OLD_BINPRM_BUF_SIZE
+    return BINPRM_BUF_SIZE if version >= (5, 1) else OLD_BINPRM_BUF_SIZE
+
+
 SHELL = "/bin/sh"
 
 
@@ -55,7 +69,7 @@ def import_paths(packages: Iterable[str] = REQUIRED_PACKAGES) -> list[str]:
 
 def _shell_form(python: str) -> bool:
     """Whether the interpreter needs the ``/bin/sh`` preamble: a blank in it, or a ``#!`` line too long."""
-    return any(c in python for c in " \t") or len(f"#!{python} -IS\n".encode()) > SHEBANG_LIMIT
+    return any(c in python for c in " \t") or len(f"#!{python} -IS\n".encode()) > shebang_limit()
 
 
 def _sh_quote(text: str) -> str:
@@ -91,7 +105,7 @@ def render(python: str, paths: list[str]) -> str:
         return f"#!{python} -IS\n{header}{body}"
     if not os.access(SHELL, os.X_OK):
         raise LauncherError(f"the interpreter {python} cannot be named on a #! line (a blank in its path, or longer "
-                            f"than the {SHEBANG_LIMIT} bytes every kernel reads), and {SHELL}, which would execute "
+                            f"than the {shebang_limit()} bytes this kernel reads), and {SHELL}, which would execute "
                             "it instead, is absent: install the plugin's environment under a short path without blanks")
     # The shell runs line 3 (exec: it never reads further); Python reads lines 3-4 as one string expression.
     return (f"#!{SHELL}\n{header}"

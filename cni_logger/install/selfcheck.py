@@ -58,7 +58,7 @@ from cni_logger import settings
 from cni_logger.filesink import RotatingFile, SinkError
 from cni_logger.install import Refusal
 from cni_logger.install.content import ChainEntry
-from cni_logger.install.launcher import SHEBANG_LIMIT
+from cni_logger.install.launcher import shebang_limit
 from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_CNI_VERSION
 
 CONTAINER_ID = "cni-logger-self-check"
@@ -326,7 +326,7 @@ def _unblock_signals() -> None:
 
 def _interpreter_hint(executable: str, exc: OSError) -> str:
     """Why an existing file with a ``#!`` line does not execute: the interpreter the kernel reads from that line
-    (up to the first blank, within its first ``launcher.SHEBANG_LIMIT`` bytes or so) is missing or not the one
+    (up to the first blank, within the first ``launcher.shebang_limit()`` bytes) is missing or not the one
     meant. A virtualenv is blamed only when no interpreter the line could mean exists."""
     if not os.path.exists(executable):
         return ""
@@ -340,7 +340,7 @@ def _interpreter_hint(executable: str, exc: OSError) -> str:
     line = first[2:].rstrip(b"\n").strip(b" \t")
     words = line.split()
     interpreter = words[0].decode("utf-8", "replace") if words else "?"
-    if exc.errno == errno.ENOEXEC and len(first) > SHEBANG_LIMIT:
+    if exc.errno == errno.ENOEXEC and len(first) > shebang_limit():
         return (f" (its #! line is {len(first)} bytes, longer than the kernel reads: write the launcher again with "
                 "this version, which gives such paths a /bin/sh preamble)")
     if os.path.exists(interpreter):

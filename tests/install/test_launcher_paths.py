@@ -138,3 +138,10 @@ def test_install_from_an_environment_under_a_path_with_a_blank(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert "virtualenv" not in done.stderr
     assert_runs(bin_dir / "logger", tmp_path)
+
+
+def test_the_line_length_limit_is_the_kernels() -> None:
+    assert launcher.shebang_limit("4.18.0-553.el8_10.x86_64") == 128
+    assert launcher.shebang_limit("5.1.0") == 256 and launcher.shebang_limit("6.18.44-fc-v1272") == 256
+    long_python = "/opt/" + "b" * 150 + "/bin/python3.11"          # a 176-byte line: fits since 5.1 only
+    assert launcher.render(long_python, []).startswith("#!/bin/sh\n") == (launcher.shebang_limit() < 176)
