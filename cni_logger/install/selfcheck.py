@@ -120,7 +120,7 @@ def _probe_scratch(work: str) -> str:
             os.close(fd)
             os.unlink(path)
     except OSError as exc:
-        return (f"cannot check the plugin: its scratch directory {work} cannot hold a test write "
+        return (f"cannot check the plugin: its scratch directory {os.path.dirname(work)} cannot hold a test write "
                 f"({exc.strerror or exc}; the state dir's filesystem full or read-only?); this says nothing about "
                 "the plugin itself")
     return ""
