@@ -206,6 +206,7 @@ def _check_logs(entries: Sequence[ChainEntry], timeout: float) -> list[str]:
 def _probe_log(path: str, timeout: float) -> str | None:
     """``_log_problem(path)`` in a child process: None when it did not finish within ``timeout`` (the child
     is killed), so a path that blocks (a hung network mount) costs the check no more than that."""
+    _reap()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no Python-level clean-up, nothing but the probe
@@ -224,11 +225,30 @@ def _probe_log(path: str, timeout: float) -> str | None:
         text = os.read(read_end, 4096).decode("utf-8", "replace")
     finally:
         os.close(read_end)
-        try:
-            os.waitpid(pid, os.WNOHANG if not ready else 0)
-        except ChildProcessError:
-            pass
+        if ready:  # it answered: it is exiting now
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        else:
+            _UNREAPED.append(pid)
+            _reap()
     return "" if text == "ok" else (text or f"{path}: the probe ended without an answer")
+
+
+_UNREAPED: list[int] = []
+"""Probe children killed at the timeout: one stuck in the kernel (a hung mount) dies only when that returns,
+so it is reaped by a later probe rather than waited for (``--watch`` runs for months, as PID 1)."""
+
+
+def _reap() -> None:
+    for pid in list(_UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _UNREAPED.remove(pid)
 
 
 def _log_problem(path: str) -> str:

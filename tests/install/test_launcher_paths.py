@@ -145,3 +145,11 @@ def test_the_line_length_limit_is_the_kernels() -> None:
     assert launcher.shebang_limit("5.1.0") == 256 and launcher.shebang_limit("6.18.44-fc-v1272") == 256
     long_python = "/opt/" + "b" * 150 + "/bin/python3.11"          # a 176-byte line: fits since 5.1 only
     assert launcher.render(long_python, []).startswith("#!/bin/sh\n") == (launcher.shebang_limit() < 176)
+
+
+def test_without_bin_sh_such_a_path_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "SHELL", "/nonexistent/sh")
+    with pytest.raises(launcher.LauncherError) as caught:
+        launcher.render("/opt/x y/bin/python3.11", [])
+    assert "/nonexistent/sh" in str(caught.value) and "absent" in str(caught.value)
+    assert launcher.render("/opt/xy/bin/python3.11", []).startswith("#!/opt/xy/bin/python3.11 -IS\n")

@@ -252,3 +252,17 @@ def test_the_plan_lists_exactly_the_entries_it_writes(node: Node) -> None:
     assert [e.entry["role"] for e in plan.entries] == ["attempt", "outcome"]
     assert plan.entries[1].entry["redactKeys"] == ["token"] and plan.entries[1].entry["logOptions"] == {"maxSize": 5}
     assert {(e.path, e.network, e.cni_version) for e in plan.entries} == {(str(path), doc["name"], doc["cniVersion"])}
+
+
+def test_a_log_probe_that_blocks_is_bounded_by_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hung network mount cannot be made here: the probe itself is made to block, in the child it runs in."""
+    import time
+
+    from cni_logger.install import selfcheck
+
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    monkeypatch.setattr(selfcheck, "_log_problem", lambda path: time.sleep(120) or "")
+    with pytest.raises(CheckFailed) as caught:
+        run_check(tmp_path, str(target), timeout=2, entries=[{"type": "logger", "logFile": str(tmp_path / "a.log")}])
+    assert "did not answer a probe within 2s" in str(caught.value) and "hang" in str(caught.value)
