@@ -30,9 +30,14 @@ journal before any file is touched, and the next pass of any kind reconciles an 
 new one, recorded, with no chain naming a launcher that is not there.
 
 Before the entry goes into any chain, install executes the plugin as a runtime would (VERSION, and an
-ADD into a private log) and refuses, having changed nothing, when it does not run: an entry whose plugin
-fails would fail every ADD of the network. A new launcher is executed under its temporary name and
-renamed into place only once it passed (``apply``'s docstring says why this, not replace-then-restore).
+ADD through exactly the entries it writes, their log moved into a root-only scratch directory under the
+state dir) and refuses, having changed nothing, when it does not run: an entry whose plugin fails would
+fail every ADD of the network. A full scratch space is "cannot check", never "broken" (``selfcheck``). A new
+launcher is executed under its temporary name and renamed into place only once it passed (``apply``'s
+docstring says why this, not replace-then-restore).
+
+One bin dir may serve several installs (state dirs): each registers its conf dirs beside the launcher, and
+no uninstall removes the launcher while a config in a known conf dir still names it (``users``).
 
 An operator's own logger entry is kept, with every setting (``redactKeys`` keeps secrets masked):
 install moves it last and changes only what the command line names (``--max-size`` changes
@@ -65,7 +70,9 @@ What lives where (one job per module; the order is the order of an install):
 - ``failsafe``: which entries come out while the plugin fails its check, and putting them back.
 - ``watch``: ``--watch``: re-insert the entry whenever it disappears; take it out while the plugin fails
   its self-check, and on SIGTERM.
-- ``launcher``: the plugin executable a runtime runs.
+- ``launcher``: the plugin executable a runtime runs (a ``/bin/sh`` preamble where ``#!`` cannot name the
+  interpreter).
+- ``users``: which installs and configs use a launcher (the registry beside it), so none is removed in use.
 - ``atomicfile``: replacing a file all at once, or not at all.
 
 Nothing on the plugin's path (the top level of ``cni_logger``) imports this package; ``cni_logger.cli``

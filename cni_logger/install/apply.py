@@ -186,8 +186,8 @@ def _install_once(opts: Options, notes: list[str], out: Callable[[str], object],
 
     def verify(executable: str) -> None:
         label = None if executable == installed else f"the new {installed} (run as {executable} before it goes in)"
-        selfcheck.check(executable, plan.cni_version, plan.network, opts.entry, opts.bin_dir, opts.state_dir,
-                        opts.check_timeout, label)
+        warnings = selfcheck.check(executable, plan.entries, opts.bin_dir, opts.state_dir, opts.check_timeout, label)
+        notes.extend(w for w in warnings if w not in notes)
 
     if not plan.writes_launcher:
         verify(installed)
@@ -246,21 +246,23 @@ def withdraw(opts: Options, detail: str, notes: list[str], recorder: Recorder | 
 
 def uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: list[str],
                    out: Callable[[str], object] | None = None, recorder: Recorder | None = None,
-                   reason: str = "uninstall") -> None:
-    """Undo what the journal records. ``reason``: ``uninstall``, or ``shutdown`` (``--watch`` on SIGTERM: what
-    the failsafe took out stays out, see ``plan_uninstall``)."""
+                   reason: str = "uninstall") -> list[tuple[str, str | None]]:
+    """Undo what the journal records; returns the configs (file, network) for which the launcher was kept.
+    ``reason``: ``uninstall``, or ``shutdown`` (``--watch`` on SIGTERM: what the failsafe took out stays out,
+    see ``plan_uninstall``)."""
     try:
-        _uninstall_once(state_dir, keep_launcher, dry_run, notes, out or sys.stdout.write, recorder, reason)
+        return _uninstall_once(state_dir, keep_launcher, dry_run, notes, out or sys.stdout.write, recorder, reason)
     except OSError as exc:
         raise Refusal(str(exc)) from exc
 
 
 def _uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: list[str],
-                    out: Callable[[str], object], recorder: Recorder | None, reason: str) -> None:
+                    out: Callable[[str], object], recorder: Recorder | None,
+                    reason: str) -> list[tuple[str, str | None]]:
     if dry_run:
         plan = plan_uninstall(state_dir, keep_launcher, notes)
         out(plan.diff())
-        return
+        return plan.kept_launcher
     with StateLock(state_dir):
         transaction.reconcile(state_dir, recorder, notes)
         plan = plan_uninstall(state_dir, keep_launcher, notes, keep_withdrawn=reason == "shutdown")
@@ -269,3 +271,4 @@ def _uninstall_once(state_dir: str, keep_launcher: bool, dry_run: bool, notes: l
         notes.append(f"{'wrote' if isinstance(step, Write) else 'removed'} {step.path}")
     if not plan.steps:
         notes.append("nothing recorded to undo")
+    return plan.kept_launcher

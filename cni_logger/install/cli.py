@@ -24,6 +24,10 @@ INCOMPLETE = 3
 """Exit status of install/uninstall when a change failed halfway and could not be undone: some files were
 changed (the message says which), the journal records the rest, and the next pass completes or undoes it.
 0: done (or nothing to do); 1: refused, nothing was changed."""
+UNINSTALL_LAUNCHER_KEPT = 3
+"""``uninstall``'s exit status when it took this install's entries out but kept the launcher, because a config
+in a known conf dir still names it (the message lists them): not a refusal (the entries are out), and not
+"all removed" either (an environment the launcher runs must stay)."""
 
 
 def _number(text: str) -> float:
@@ -100,14 +104,26 @@ def _emitter(command: str) -> Callable[[list[str]], None]:
 
 
 def _run_launcher(args: argparse.Namespace) -> int:
-    from cni_logger.install import launcher
+    """Write the launcher; it is executed (VERSION) under its temporary name and renamed into place only once
+    it ran, so a path it cannot execute from (a ``noexec`` mount, a missing ``/bin/sh``) keeps what was there."""
+    from cni_logger.install import atomicfile, launcher, selfcheck
+    from cni_logger.skel import SUPPORTED_VERSIONS
+
+    target = os.path.abspath(args.path)
+
+    def runs() -> None:
+        selfcheck.check_version(atomicfile.temporary_path(target), SUPPORTED_VERSIONS[-1], DEFAULT_CHECK_TIMEOUT,
+                                f"the new {target} (run as {atomicfile.temporary_path(target)})")
 
     try:
-        launcher.write(args.path)
+        launcher.write(target, before_replace=runs)
+    except selfcheck.CheckFailed as exc:
+        sys.stderr.write(f"cni-logger: {args.path} not written: it does not execute: {exc}\n")
+        return 1
     except (OSError, launcher.LauncherError, ValueError) as exc:
         sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
         return 1
-    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+    sys.stderr.write(f"cni-logger: wrote {args.path} (executed: it answers VERSION)\n")
     return 0
 
 
@@ -179,7 +195,8 @@ def _run_uninstall(args: argparse.Namespace, recorder: Recorder | None = None) -
     emit = _emitter("uninstall")
     notes: list[str] = []
     try:
-        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes, recorder=recorder)
+        kept = uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes,
+                              recorder=recorder)
     except Incomplete as exc:
         emit([*notes, f"partly changed: {exc}"])
         return INCOMPLETE
@@ -187,4 +204,4 @@ def _run_uninstall(args: argparse.Namespace, recorder: Recorder | None = None) -
         emit([*notes, f"refused: {exc}"])
         return 1
     emit(notes)
-    return 0
+    return UNINSTALL_LAUNCHER_KEPT if kept else 0

@@ -15,10 +15,11 @@ import sys
 from typing import Any
 
 from cni_logger import jsonio
-from cni_logger.install import Refusal, launcher
+from cni_logger.install import Refusal, launcher, users
 from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
 from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
 from cni_logger.install.content import (
+    ChainEntry,
     bracket_entries,
     entry_problems,
     has_logger,
@@ -70,17 +71,25 @@ class Remove:
 class Plan:
     """The steps in order, and the journal to save after them (None: leave it as it is).
 
-    For an install, ``network`` and ``cni_version`` are those of the network the entry goes into: the
-    self-check runs the plugin as that network's runtime would.
+    For an install, ``entries`` are the logger entries exactly as they are in the chain once the plan is
+    carried out (or already are, when it changes nothing), each with its file, network name and
+    ``cniVersion``: the operator's entry merged with the command line, and in bracket mode the attempt entry
+    (first) and the outcome entry (last). The self-check executes each of them (``selfcheck.check``).
+    ``network`` and ``cni_version`` are those of the (last) network the entry goes into.
+
+    For an uninstall, ``kept_launcher`` lists the configs (file, network name) that still name the logger in the
+    known conf dirs (``users``), for which the launcher the journal records was kept.
     """
 
-    __slots__ = ("cni_version", "journal", "network", "steps")
+    __slots__ = ("cni_version", "entries", "journal", "kept_launcher", "network", "steps")
 
     def __init__(self, journal: dict[str, Any] | None = None) -> None:
         self.steps: list[Write | Remove] = []
         self.journal = journal
         self.network = ""
         self.cni_version = DEFAULT_CNI_VERSION
+        self.entries: list[ChainEntry] = []
+        self.kept_launcher: list[tuple[str, str | None]] = []
 
     @property
     def writes_launcher(self) -> bool:
@@ -210,9 +219,33 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
                       "alone, so there is no first and last entry to put the logger in")
     else:
         _plan_rkt(opts, new_journal, plan, notes)
+    _plan_registry(opts, new_journal, plan)
     if plan.steps or new_journal != journal:
         plan.journal = new_journal
     return plan
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _plan_registry(opts: Options, journal: dict[str, Any], plan: Plan) -> None:
+    """Register this install's conf dirs beside the launcher (``users``), after the launcher and before any
+    config names it, so that another install's uninstall knows where to look before it removes the launcher."""
+    installs = users.load(opts.bin_dir)
+    dirs = sorted({os.path.dirname(p) for p in journal["configs"]} | {opts.conf_dir})
+    installs[opts.state_dir] = dirs
+    path = users.registry_path(opts.bin_dir)
+    old, data = _read(path), users.render(installs)
+    if old == data:
+        return
+    expect = read_config(path) if old is not None else None
+    plan.steps.insert(1 if plan.writes_launcher else 0,
+                      Write(path, data, old, 0o644, os.geteuid(), os.getegid(), expect))
 
 
 def _bracket_problem(plugins: list[Any]) -> str:
@@ -280,6 +313,7 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     if base is not None:
         _note_entry_problems(destination, entry, notes)
     first, entry = bracket_entries(entry) if bracket else (None, entry)
+    plan.entries = [ChainEntry(destination, plan.network, version, e) for e in (first, entry) if e is not None]
     new_doc = with_logger(listed, entry, first)
     new = render(new_doc, target.data)
     if target.is_list:
@@ -369,6 +403,7 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
         network = {"cniVersion": network.get("cniVersion") or DEFAULT_CNI_VERSION, **network}
         _note_entry_problems(path, network, notes)
     plan.network, plan.cni_version = RKT_NETWORK, network["cniVersion"]
+    plan.entries = [ChainEntry(path, RKT_NETWORK, plan.cni_version, network)]
     new = render(network, current.data if current else None)
     if current is not None and (new == current.data or same_document(network, current.doc)):
         return
@@ -404,26 +439,47 @@ def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str], keep_w
 
         for path, taken in withdrawn.items():
             if path not in journal["configs"]:
-                count = len(plan.steps)
-                restore_steps(path, taken, plan, notes)  # an operator's own entries: put back
-                if len(plan.steps) > count and not keep_launcher:
-                    keep_launcher = True  # they execute it: removing it would fail every ADD of that network
-                    notes.append(f"warning: {journal.get('launcher')} left in place: {path} names it again (its "
-                                 "own logger entries, which the failsafe had taken out, are back)")
+                # An operator's own entries: put back. They execute the launcher, so _plan_launcher_removal
+                # (which judges each file as the plan leaves it) keeps it.
+                restore_steps(path, taken, plan, notes)
         new_journal.pop("withdrawn", None)
     launcher_path = journal.get("launcher")
     if launcher_path and not keep_launcher:
-        try:
-            with open(launcher_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = None
-        if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
-            plan.steps.append(Remove(launcher_path, data, launcher=True))
-        elif data is not None:
-            notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
+        _plan_launcher_removal(state_dir, journal, launcher_path, plan, notes)
         new_journal["launcher"] = None
     return plan
+
+
+def _plan_launcher_removal(state_dir: str, journal: dict[str, Any], launcher_path: str, plan: Plan,
+                           notes: list[str]) -> None:
+    """Remove the launcher unless a config in the known conf dirs still names it (``users``), whatever state dir
+    recorded that config; either way take this state dir out of the registry beside it."""
+    bin_dir = os.path.dirname(launcher_path)
+    installs = users.load(bin_dir)
+    data = _read(launcher_path)
+    if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
+        planned = {step.path: (step.data if isinstance(step, Write) else None) for step in plan.steps}
+        own = [os.path.dirname(path) for path in journal["configs"]]
+        plan.kept_launcher = users.configs_naming(users.known_conf_dirs(bin_dir, own, installs), planned)
+        if plan.kept_launcher:
+            named = "; ".join(f"{path}{f' (network {name!r})' if name else ''}" for path, name in plan.kept_launcher)
+            notes.append(f"kept {launcher_path}: the logger is still named by {named}, and a runtime runs it from "
+                         "this bin dir: removing it would fail every ADD and DEL there. This install's own entries "
+                         "are out; the launcher goes with the uninstall that leaves no config naming it (keep the "
+                         "environment its first lines name until then)")
+        else:
+            plan.steps.append(Remove(launcher_path, data, launcher=True))
+    elif data is not None:
+        notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
+    if state_dir in installs:
+        del installs[state_dir]
+        path = users.registry_path(bin_dir)
+        old = _read(path)
+        if old is not None and installs:
+            plan.steps.append(Write(path, users.render(installs), old, 0o644, os.geteuid(), os.getegid(),
+                                    read_config(path)))
+        elif old is not None:
+            plan.steps.append(Remove(path, old, read_config(path)))
 
 
 def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str],

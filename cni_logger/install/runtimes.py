@@ -26,6 +26,10 @@ CILIUM_FILE = "05-cilium.conflist"
 CILIUM_TYPE = "cilium-cni"
 
 
+CONFIG_EXTENSIONS = (".conf", ".conflist", ".json")
+"""The names a runtime loads as network configs (each runtime loads some of them: ``Runtime.extensions``)."""
+
+
 class Runtime:
     """A runtime's rules: which files it loads, its default dirs, and whether it chains plugins.
 

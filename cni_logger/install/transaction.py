@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from cni_logger.install import Refusal, atomicfile
 from cni_logger.install.journal import load_journal, save_journal
+from cni_logger.install.runtimes import CONFIG_EXTENSIONS
 
 KILL_ENV = "CNI_LOGGER_TEST_KILL_AT"
 BACK, FORWARD, KEEP = "back", "forward", "keep"
@@ -206,8 +207,9 @@ def _changed(steps: list[dict[str, Any]]) -> list[str]:
 
 def tell(recorder: Recorder | None, step: dict[str, Any], old: bytes | None, new: bytes | None, reason: str,
           since: float | None = None, detail: str | None = None) -> None:
-    """Call the recorder for a config file (never the launcher); its failure never fails the pass."""
-    if recorder is None or step["launcher"]:
+    """Call the recorder for a config file (never the launcher, nor the registry of installs beside it); its
+    failure never fails the pass."""
+    if recorder is None or step["launcher"] or not step["path"].endswith(CONFIG_EXTENSIONS):
         return
     try:
         recorder(step["path"], old, new, reason, since, detail)

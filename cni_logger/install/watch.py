@@ -25,7 +25,7 @@ from collections.abc import Callable
 from cni_logger.install import Refusal
 from cni_logger.install.apply import install_once, uninstall_once, withdraw
 from cni_logger.install.runtimes import Options
-from cni_logger.install.selfcheck import CheckFailed
+from cni_logger.install.selfcheck import CannotCheck, CheckFailed
 from cni_logger.install.transaction import Recorder
 
 FIGHT_WINDOW_SECONDS = 60.0
@@ -119,6 +119,8 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         except CheckFailed as exc:
             notes = _withdraw(opts, str(exc), interval, broken, recorder)
             broken = str(exc)
+        except CannotCheck as exc:
+            notes.append(f"not ready: {exc}; the chains are left as they are (retrying every {interval:g}s)")
         except Refusal as exc:
             notes.append(f"not installed: {exc} (retrying every {interval:g}s)")
         except Exception:  # PID 1 of the DaemonSet: report, stay not-ready, keep checking

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from cni_logger.install import selfcheck
+from cni_logger.install.content import ChainEntry
 from tests.harness.nodes import shape
 from tests.harness.plugin import REPO
 
@@ -103,8 +104,8 @@ class Layout:
         """Every chain that names the logger executes it: the launcher answers VERSION and ADD, logs one event."""
         for path, doc, entry in self.logger_entries():
             assert self.launcher.exists(), f"{path} names the logger, but {self.launcher} does not exist"
-            selfcheck.check(str(self.launcher), doc["cniVersion"], doc["name"], entry, str(self.bin_dir),
-                            str(self.root / "check-state"), 60.0)
+            chain = [ChainEntry(str(path), doc["name"], doc["cniVersion"], entry)]
+            selfcheck.check(str(self.launcher), chain, str(self.bin_dir), str(self.root / "check-state"), 60.0)
 
     def assert_journal_matches(self) -> None:
         """Each file a pending change names is in its old or its new state; a committed journal's records are
