@@ -30,6 +30,10 @@ CILIUM_FILE = "05-cilium.conflist"
 CILIUM_TYPE = "cilium-cni"
 
 
+CONFIG_EXTENSIONS = (".conf", ".conflist", ".json")
+"""The names a runtime loads as network configs (each runtime loads some of them: ``Runtime.extensions``)."""
+
+
 class Runtime:
     """A runtime's rules: which files it loads, its default dirs, and whether it chains plugins.
 
@@ -58,7 +62,8 @@ class Options:
     ``entry``: the logger's entry for a network that has none. ``named``: only the options the command
     line gave, applied to an operator's own entry (which keeps everything else); None: all of ``entry``.
     ``bracket``: a logger entry first (``role: attempt``) and last (``role: outcome``), both made from the
-    entry; otherwise last only. ``check_timeout``: seconds for each call of the plugin's self-check.
+    entry (True), or last only (False); None: the chain keeps its mode (the one recorded, else its own).
+    ``check_timeout``: seconds for each call of the plugin's self-check.
     """
 
     __slots__ = ("bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "named", "network",
@@ -67,7 +72,7 @@ class Options:
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,
                  named: dict[str, Any] | None = None, check_timeout: float = DEFAULT_CHECK_TIMEOUT,
-                 bracket: bool = False) -> None:
+                 bracket: bool | None = None) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout
