@@ -426,3 +426,51 @@ def render(request: Request, outcome: Outcome, settings: Settings, warnings: lis
                                     _outcome=outcome, _duration_ns=duration_ns, _warnings=warnings,
                                     _role=settings.role)
     return (line.replace("\n", "\\n") + "\n").encode("utf-8")
+
+
+# -- coverage events (docs/coverage-events.md) -----------------------------------------------------
+
+COVERAGE_DATASET = "cni.coverage"
+_STATE_ACTIONS = ("logger-heartbeat", "logger-inventory", "cni-attachment")
+_CHANGE_ACTIONS = ("logger-entered", "logger-left")
+
+
+def coverage_event(action: str, message: str, reason: str, coverage: dict[str, Any], *, level: str = "info",
+                   network: str | None = None, now_ns: int | None = None) -> dict[str, Any]:
+    """The common fields of a coverage event (the trail's record of its own coverage), ``cni.coverage`` last.
+
+    Here, beside the invocation event's processors, because both the installer (``cni_logger.install
+    .coverage``) and the plugin (``cni_logger.dropped``, which may not import the installer) write them.
+    Callers add what their action needs (``container``, ``orchestrator``, ``related``, more of ``cni``),
+    then ``render_coverage`` masks, caps and renders the line.
+    """
+    node = os.uname().nodename
+    event: dict[str, Any] = {
+        "@timestamp": iso_utc(time.time_ns() if now_ns is None else now_ns),
+        "message": message,
+        "log": {"level": level, "logger": LOGGER_NAME},
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": "state" if action in _STATE_ACTIONS else "event",
+            "category": ["configuration"],
+            "type": ["change"] if action in _CHANGE_ACTIONS else ["info"],
+            "action": action,
+            "outcome": "success",
+            "id": new_event_id(),
+            "module": "cni",
+            "dataset": COVERAGE_DATASET,
+            "reason": reason,
+        },
+        "host": {"name": node, "hostname": node},
+        "process": {"pid": os.getpid(), "parent": {"pid": os.getppid()}},
+        "cni": {"coverage": coverage},
+    }
+    if network:
+        event["network"] = {"name": network}
+    return event
+
+
+def render_coverage(event: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> bytes:
+    """A coverage event as one line (masked as invocation events are, within ``MAX_EVENT_BYTES``)."""
+    scrubbed = redactor(redact.DEFAULT_REDACT_KEYS + secret_keys)(None, "", event)
+    return (serialize(dict(scrubbed)).replace("\n", "\\n") + "\n").encode("utf-8")

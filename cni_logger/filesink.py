@@ -53,6 +53,9 @@ import time
 
 DEFAULT_LOG_FILE = "/var/log/cni/cni-logger.log"
 """The audit log's conventional path: what the README's examples configure and the tools read by default."""
+DROPPED_DIR = "/run/cni-logger/dropped"
+"""Where the plugin counts the events it could not write (``cni_logger.dropped``): tmpfs, root-only, so the
+count survives a full or read-only log filesystem; one file per log file, named by ``dropped_path``."""
 BACKUP_SUFFIX_GZ = ".gz"
 _TMP_MARK = ".gz.tmp."
 """Marks a file being compressed: ``<stem>.gz.tmp.<pid>``, renamed to ``<stem>.gz`` when complete."""
@@ -177,6 +180,21 @@ def list_backups(live: str) -> list[str]:
     except OSError:
         return []
     return [os.path.join(directory, stem) for stem in _stems(names, basename)]
+
+
+def dropped_path(live: str, directory: str = DROPPED_DIR) -> str:
+    """The file in ``directory`` that counts the events lost for the log file ``live``.
+
+    Here, not in ``cni_logger.dropped``: after every successful append the plugin looks for this one
+    file (a single ``stat``) without importing anything. The name is the path with ``%`` and ``/``
+    escaped; a path too long for a file name is named by its SHA-256 instead.
+    """
+    name = live.replace("%", "%25").replace("/", "%2F")
+    if len(name.encode("utf-8", "surrogateescape")) > 200:
+        import hashlib
+
+        name = "sha256-" + hashlib.sha256(live.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{directory}/{name}"
 
 
 # -- the sink --------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ and when and where an event is recorded:
   the answer stands. With
   ``failOnLogError: true`` ADD fails with code 11, STATUS reports code 50 while the file sink is
   unusable, and an invalid logger setting fails with code 7; DEL always succeeds.
+* An event the file sink did not take is counted (``cni_logger.dropped``: a root-only tmpfs file) and put
+  on the record as one ``logger-dropped`` event by the next append that succeeds (or by ``--watch``).
 """
 
 from __future__ import annotations
@@ -123,9 +125,10 @@ class LoggerPlugin:
         line = events.render(request, outcome, conf, warnings)
         sink = file_sink(conf) if request.command != "VERSION" else None
         if sink is not None:
-            sink_error = self._append(sink, line)
+            sink_error = self._append(sink, line, conf)
             if sink_error:
                 warnings.append(f"audit log file not written: {sink_error}")
+                _count_dropped(sink.path, request, warnings)
                 if conf.fail_on_log_error and request.command == "ADD" and outcome.ok:
                     outcome = Outcome(error=CNIError(ERR_TRY_AGAIN_LATER, "audit log unavailable", sink_error))
                 line = events.render(request, outcome, conf, warnings)
@@ -133,9 +136,13 @@ class LoggerPlugin:
             _write_stderr(line)
         return outcome
 
-    def _append(self, sink: RotatingFile, line: bytes) -> str:
-        """Append to the file sink; return why it failed, or ``""``."""
-        from cni_logger.filesink import SinkError
+    def _append(self, sink: RotatingFile, line: bytes, conf: Settings) -> str:
+        """Append to the file sink; return why it failed, or ``""``.
+
+        After a successful append, events this file lost earlier (``cni_logger.dropped``) are put on the
+        record: one ``stat`` finds out whether there are any.
+        """
+        from cni_logger.filesink import SinkError, dropped_path
 
         try:
             warnings = sink.append(line)
@@ -145,6 +152,12 @@ class LoggerPlugin:
             diagnostics.error("audit event not written to the log file",
                               error={"message": str(exc), "type": "SinkError"})
             return str(exc)
+        try:
+            os.stat(dropped_path(sink.path))
+        except OSError:
+            pass  # nothing pending (or not ours to read): the usual case
+        else:
+            warnings += _flush_dropped(sink, conf)
         if warnings:  # rotation, retention, compression: the event is written, so the answer stands
             from cni_logger import diagnostics
 
@@ -158,6 +171,27 @@ class LoggerPlugin:
         for problem in conf.problems:
             diagnostics.warn(f"logger setting ignored: {problem}",
                              network={"name": request.network_name} if request.network_name else {})
+
+
+def _count_dropped(log_file: str, request: Request, warnings: list[str]) -> None:
+    """Count the event the file sink did not take, where the watcher (or our next success) finds it."""
+    try:
+        from cni_logger import dropped
+
+        problem = dropped.record(log_file, request.command, request.container_id)
+    except Exception as exc:  # fail-open: counting is best effort too
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        warnings.append(f"lost event not counted: {problem}")
+
+
+def _flush_dropped(sink: RotatingFile, conf: Settings) -> list[str]:
+    try:
+        from cni_logger import dropped
+
+        return dropped.flush(sink, conf.extra_redact_keys)
+    except Exception as exc:  # the invocation's own event is written: the answer stands
+        return [f"earlier lost events not put on the record: {type(exc).__name__}: {exc}"]
 
 
 def _write_stderr(line: bytes) -> None:

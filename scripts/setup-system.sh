@@ -42,6 +42,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           debootstrap binutils      # scripts/build-bundle.sh
           chromium                  # the audit report's page, rendered in the tests
           faketime                  # clock steps under the file sink (libfaketime)
+          shellcheck                # the node script is checked as POSIX sh
           )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cni_logger.filesink import DROPPED_DIR
 from tests.harness import plugin
 from tests.harness.bundle import Bundle, bundle, unpack  # noqa: F401  (``bundle``: a fixture for every test)
 
@@ -32,6 +33,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _lost_events_counted_here() -> Iterator[None]:
+    """The plugin counts every event it could not write in /run/cni-logger/dropped (cni_logger.dropped), per log
+    path: the counts for the temporary paths (and devices) a test made it fail on are removed after the test."""
+    before = _dropped_counts()
+    yield
+    for name in _dropped_counts() - before:
+        if name.startswith(("%2Ftmp%2F", "%2Fdev%2F")):
+            (Path(DROPPED_DIR) / name).unlink(missing_ok=True)
+
+
+def _dropped_counts() -> set[str]:
+    try:
+        return set(os.listdir(DROPPED_DIR))
+    except OSError:  # none yet, or not ours to read (an unprivileged run)
+        return set()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,28 @@ from collections.abc import Callable
 
 from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
-from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_STATE_DIR, RKT_FILE, RUNTIMES, Options
+from cni_logger.install.runtimes import (
+    DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_RESULTS_CACHE,
+    DEFAULT_STATE_DIR,
+    RKT_FILE,
+    RUNTIMES,
+    Options,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cni_logger.install.transaction import Recorder
+
+INCOMPLETE = 3
+"""Exit status of install/uninstall when a change failed halfway and could not be undone: some files were
+changed (the message says which), the journal records the rest, and the next pass completes or undoes it.
+0: done (or nothing to do); 1: refused, nothing was changed."""
+UNINSTALL_LAUNCHER_KEPT = 3
+"""``uninstall``'s exit status when it took this install's entries out but kept the launcher, because a config
+in a known conf dir still names it (the message lists them): not a refusal (the entries are out), and not
+"all removed" either (an environment the launcher runs must stay)."""
 
 
 def _number(text: str) -> float:
@@ -49,9 +70,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     install.add_argument("--rotation", choices=("size", "external"), help="logOptions.rotation")
     install.add_argument("--capabilities", metavar="LIST",
                          help="comma-separated capabilities to receive, e.g. portMappings,bandwidth")
-    install.add_argument("--bracket", action="store_true",
+    install.add_argument("--bracket", action="store_true", default=None,
                          help="a logger entry first (records each attempt) and last (its outcome), so ADDs that "
-                              "fail earlier in the chain are in the trail too; not for rkt")
+                              "fail earlier in the chain are in the trail too; not for rkt [without --bracket or "
+                              "--no-bracket: the chain keeps the mode it has]")
+    install.add_argument("--no-bracket", action="store_false", dest="bracket",
+                         help="the logger last only (turns a bracketed chain back into one entry)")
     install.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"where the install journal is kept [{DEFAULT_STATE_DIR}]")
     install.add_argument("--dry-run", action="store_true", help="print a unified diff, write nothing")
@@ -63,6 +87,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               "the plugin fails its self-check; uninstall on SIGTERM")
     install.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
                          help="--watch: seconds between checks (and self-checks) [5]")
+    install.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT, metavar="SECONDS",
+                         help="--watch: write a logger-heartbeat event into the trail every SECONDS (0: never) "
+                              f"[{DEFAULT_HEARTBEAT:g}]")
+    install.add_argument("--results-cache", default=DEFAULT_RESULTS_CACHE, metavar="DIR",
+                         help="--watch: libcni's result cache, read for the inventories of current attachments "
+                              f"written into the trail [{DEFAULT_RESULTS_CACHE}]")
     install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
                                               "self-check (readiness probe)")
     install.set_defaults(run=_run_install)
@@ -87,25 +117,54 @@ def _emitter(command: str) -> Callable[[list[str]], None]:
     return emit
 
 
+def _coverage_recorder(emit: Callable[[list[str]], None]) -> Recorder:
+    """The recorder every install and uninstall pass tells of its config changes: the trail's coverage events
+    (``coverage.record_change``), whose problems are reported and never change the outcome."""
+    from cni_logger.install.coverage import record_change
+
+    def record(path: str, old: bytes | None, new: bytes | None, reason: str, since: float | None = None,
+               detail: str | None = None) -> None:
+        problems = record_change(path, old, new, reason, since, detail)
+        if problems:
+            emit([f"warning: {problem}" for problem in problems])
+
+    return record
+
+
 def _run_launcher(args: argparse.Namespace) -> int:
-    from cni_logger.install import launcher
+    """Write the launcher; it is executed (VERSION) under its temporary name and renamed into place only once
+    it ran, so a path it cannot execute from (a ``noexec`` mount, a missing ``/bin/sh``) keeps what was there."""
+    from cni_logger.install import atomicfile, launcher, selfcheck
+    from cni_logger.skel import SUPPORTED_VERSIONS
+
+    target = os.path.abspath(args.path)
+
+    def runs() -> None:
+        selfcheck.check_version(atomicfile.temporary_path(target), SUPPORTED_VERSIONS[-1], DEFAULT_CHECK_TIMEOUT,
+                                f"the new {target} (run as {atomicfile.temporary_path(target)})")
 
     try:
-        launcher.write(args.path)
+        launcher.write(target, before_replace=runs)
+    except selfcheck.CheckFailed as exc:
+        sys.stderr.write(f"cni-logger: {args.path} not written: it does not execute: {exc}\n")
+        return 1
     except (OSError, launcher.LauncherError, ValueError) as exc:
         sys.stderr.write(f"cni-logger: cannot write {args.path}: {exc}\n")
         return 1
-    sys.stderr.write(f"cni-logger: wrote {args.path}\n")
+    sys.stderr.write(f"cni-logger: wrote {args.path} (executed: it answers VERSION)\n")
     return 0
 
 
-def _run_install(args: argparse.Namespace) -> int:
+def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
+    """``recorder``: see ``apply.apply`` (default: the coverage events' writer, ``_coverage_recorder``)."""
     from cni_logger.install.apply import install_once
     from cni_logger.install.content import logger_entry
     from cni_logger.install.selfcheck import CheckFailed
+    from cni_logger.install.transaction import Incomplete
     from cni_logger.install.watch import watch
 
     emit = _emitter("install")
+    recorder = recorder if recorder is not None else _coverage_recorder(emit)
     runtime = RUNTIMES[args.runtime]
     try:
         if args.watch and args.dry_run:
@@ -114,6 +173,8 @@ def _run_install(args: argparse.Namespace) -> int:
             raise Refusal("--interval must be > 0")
         if args.check_timeout <= 0:
             raise Refusal("--check-timeout must be > 0")
+        if not args.heartbeat >= 0:
+            raise Refusal("--heartbeat must be >= 0 (0: no heartbeat)")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
         named = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
@@ -129,13 +190,19 @@ def _run_install(args: argparse.Namespace) -> int:
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
                    dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket)
     if args.watch:
-        return watch(opts, args.interval, args.ready_file, emit)
+        from cni_logger.install.coverage import Keeper
+
+        keeper = Keeper(opts.state_dir, os.path.abspath(args.results_cache), args.heartbeat)
+        return watch(opts, args.interval, args.ready_file, emit, recorder, keeper.tick)
     notes: list[str] = []
     try:
-        install_once(opts, notes)
+        install_once(opts, notes, recorder=recorder)
+    except Incomplete as exc:
+        emit([*notes, f"partly changed: {exc}"])
+        return INCOMPLETE
     except CheckFailed as exc:
         emit([*notes, f"refused: the plugin fails its self-check (run as a runtime runs it): {exc}",
-              "nothing was changed. Repair or replace the installation the launcher runs (e.g. unpack the "
+              f"{_unchanged(notes)} Repair or replace the installation the launcher runs (e.g. unpack the "
               "bundle again) and install again; if an earlier install already put the logger into a chain, "
               "pods on that network cannot start until then (`cni-logger uninstall --keep-launcher` takes "
               "the entry out)"])
@@ -147,15 +214,29 @@ def _run_install(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_uninstall(args: argparse.Namespace) -> int:
+def _unchanged(notes: list[str]) -> str:
+    """"nothing was changed", unless the pass first settled an interrupted one's change (its note says what)."""
+    if any(note.startswith(("completed an interrupted change", "undid an interrupted change")) for note in notes):
+        return "nothing else was changed (only the interrupted change above was settled)."
+    return "nothing was changed."
+
+
+def _run_uninstall(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
+    """``recorder``: see ``apply.apply`` (default: the coverage events' writer, ``_coverage_recorder``)."""
     from cni_logger.install.apply import uninstall_once
+    from cni_logger.install.transaction import Incomplete
 
     emit = _emitter("uninstall")
+    recorder = recorder if recorder is not None else _coverage_recorder(emit)
     notes: list[str] = []
     try:
-        uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes)
+        kept = uninstall_once(os.path.abspath(args.state_dir), args.keep_launcher, args.dry_run, notes,
+                              recorder=recorder)
+    except Incomplete as exc:
+        emit([*notes, f"partly changed: {exc}"])
+        return INCOMPLETE
     except Refusal as exc:
         emit([*notes, f"refused: {exc}"])
         return 1
     emit(notes)
-    return 0
+    return UNINSTALL_LAUNCHER_KEPT if kept else 0

@@ -12,6 +12,28 @@ from cni_logger.install import Refusal
 from cni_logger.install.runtimes import DEFAULT_CNI_VERSION, LOGGER_TYPE
 
 
+class ChainEntry:
+    """One logger entry exactly as install writes it into a chain: the file, its network's name and
+    ``cniVersion`` (what a runtime passes the plugin with it), and the entry itself (``role`` included).
+
+    ``plan.Plan.entries`` lists them; ``selfcheck.check`` executes each one.
+    """
+
+    __slots__ = ("cni_version", "entry", "network", "path")
+
+    def __init__(self, path: str, network: str, cni_version: str, entry: dict[str, Any]) -> None:
+        self.path, self.network, self.cni_version, self.entry = path, network, cni_version, entry
+
+    def __repr__(self) -> str:
+        return f"ChainEntry({self.path!r}, {self.network!r}, {self.cni_version!r}, {self.entry!r})"
+
+    @property
+    def where(self) -> str:
+        """The entry's place, for messages: file and network (and role in a bracketed chain)."""
+        role = self.entry.get("role")
+        return f"{self.path} (network {self.network!r}{f', {role} entry' if isinstance(role, str) else ''})"
+
+
 def logger_entry(log_file: str | None, *, fail_on_log_error: bool = False, max_size: float | None = None,
                  max_backups: int | None = None, max_age: float | None = None, compress: bool = False,
                  rotation: str | None = None, capabilities: list[str] | None = None) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The journal (``install.json``, mode 0600: it holds original files, which may contain credentials such
 as Calico's token) is what lets uninstall restore a file byte for byte, or take out only what install
-added.
+added. Besides ``launcher`` and ``configs`` it may hold ``withdrawn`` (what the failsafe took out of which
+file, see ``failsafe``) and ``pending`` (a change written ahead and not yet committed, see ``transaction``).
+Its objects keep their key order (an operator's entry read back from it renders as it was written).
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ def _problem(doc: dict[str, Any]) -> str | None:
     """What in a journal the installer could not act on (it is read as written; a hand edit may break it)."""
     if not isinstance(doc.get("launcher"), str | None):
         return "'launcher' is not a path"
+    withdrawn = doc.get("withdrawn", {})
+    if not isinstance(withdrawn, dict) or not all(
+            isinstance(w, dict) and isinstance(w.get("original"), str) and isinstance(w.get("entries", []), list)
+            for w in withdrawn.values()):
+        return "'withdrawn' is not what the failsafe writes"
+    pending = doc.get("pending")
+    if pending is not None and not (isinstance(pending, dict) and isinstance(pending.get("steps"), list)
+                                    and isinstance(pending.get("after"), dict)
+                                    and all(isinstance(s, dict) and isinstance(s.get("path"), str)
+                                            for s in pending["steps"])):
+        return "'pending' is not a change written ahead by install"
     for path, record in doc["configs"].items():
         if not isinstance(record, dict):
             return f"the record for {path!r} is not an object"
@@ -61,13 +74,15 @@ def _problem(doc: dict[str, Any]) -> str | None:
 
 def save_journal(state_dir: str, journal: dict[str, Any]) -> None:
     path = os.path.join(state_dir, JOURNAL_NAME)
-    if not journal["configs"] and not journal.get("launcher"):
+    if not journal["configs"] and not any(journal.get(key) for key in ("launcher", "withdrawn", "pending")):
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
         return
-    atomicfile.write_atomic(path, (json.dumps(journal, indent=2, sort_keys=True) + "\n").encode("utf-8"), 0o600)
+    # Not sort_keys: an operator's entry read back from here must render in its own key order, or an
+    # unchanged chain would be rewritten on every pass.
+    atomicfile.write_atomic(path, (json.dumps(journal, indent=2) + "\n").encode("utf-8"), 0o600)
 
 
 class StateLock:

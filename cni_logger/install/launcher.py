@@ -6,6 +6,14 @@ may be a slow shim) and runs it with ``-I -S``: the runtime's ``PYTHON*`` variab
 runtime passes its whole environment to plugins), and ``site`` processing is skipped, because the
 directories the plugin imports from are written into the launcher at install time.
 
+An interpreter path the kernel cannot take from a ``#!`` line — one with a blank (the kernel ends the
+interpreter at the first space or tab), or one making the line longer than the running kernel reads
+(``shebang_limit``: 128 bytes before Linux 5.1, 256 since) — gets the form pip writes for such paths:
+``#!/bin/sh``, then a line that is both a shell ``exec`` of the interpreter (quoted for the shell) and a
+Python string, so the same file is a valid shell script and a valid Python script (``render``). Paths that
+neither form can name (a line break, a backslash with a blank, bytes that are not UTF-8; or no ``/bin/sh``)
+are refused. Every other path keeps the one-line ``#!<interpreter> -IS`` form (which the node script reads).
+
 The file is replaced atomically (``atomicfile``), so a runtime never executes a half-written launcher.
 """
 
@@ -21,6 +29,24 @@ from cni_logger.install import atomicfile
 REQUIRED_PACKAGES = ("cni_logger", "structlog", "pythonjsonlogger")
 MARKER = b"# cni-logger CNI plugin launcher"
 """The start of the header comment ``render`` writes: uninstall removes a bin-dir file only if it has it."""
+BINPRM_BUF_SIZE = 256
+"""The bytes of a file the kernel reads to find its ``#!`` line, since Linux 5.1 (``OLD_BINPRM_BUF_SIZE``, 128,
+before): a line whose newline is not within them is cut short (before 5.1; the interpreter then gets
+mangled arguments or a wrong path) or refused with ENOEXEC (since), either way the plugin never runs."""
+OLD_BINPRM_BUF_SIZE = 128
+
+
+def shebang_limit(release: str | None = None) -> int:
+    """The longest ``#!`` line (newline included) the running kernel (or ``release``) reads whole."""
+    parts = (release or os.uname().release).split(".")
+    try:
+        version = (int(parts[0]), int("".join(c for c in parts[1].split("-")[0] if c.isdigit()) or 0))
+    except (IndexError, ValueError):
+        return OLD_BINPRM_BUF_SIZE
+    return BINPRM_BUF_SIZE if version >= (5, 1) else OLD_BINPRM_BUF_SIZE
+
+
+SHELL = "/bin/sh"
 
 
 class LauncherError(Exception):
@@ -41,12 +67,32 @@ def import_paths(packages: Iterable[str] = REQUIRED_PACKAGES) -> list[str]:
     return paths
 
 
+def _shell_form(python: str) -> bool:
+    """Whether the interpreter needs the ``/bin/sh`` preamble: a blank in it, or a ``#!`` line too long."""
+    return any(c in python for c in " \t") or len(f"#!{python} -IS\n".encode()) > shebang_limit()
+
+
+def _sh_quote(text: str) -> str:
+    """``text`` as one shell word, in single quotes (a quote becomes ``'"'"'``: never three in a row, so the
+    word cannot end the Python string it also sits in)."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
 def render(python: str, paths: list[str]) -> str:
+    """The launcher's text for the interpreter ``python`` and the import ``paths`` (see the module docstring)."""
     if not os.path.isabs(python):
         raise ValueError(f"interpreter path must be absolute: {python!r}")
-    return (
-        f"#!{python} -IS\n"
-        f"{MARKER.decode()}, written by `cni-logger launcher` / `cni-logger install`.\n"
+    shell = _shell_form(python)
+    if any(c in python for c in ("\\\n\r\0" if shell else "\n\r\0")):
+        raise LauncherError(f"{python!r}: a launcher cannot name an interpreter whose path has a line break (or, "
+                            "with a blank, a backslash); install the plugin's environment under another path")
+    for text in (python, *paths):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LauncherError(f"{text!r}: a launcher cannot name a path that is not UTF-8; install the "
+                                "plugin's environment under another path") from None
+    body = (
         "# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
         "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
         "import sys\n"
@@ -54,6 +100,19 @@ def render(python: str, paths: list[str]) -> str:
         "from cni_logger.cli import main\n"
         "main()\n"
     )
+    header = f"{MARKER.decode()}, written by `cni-logger launcher` / `cni-logger install`.\n"
+    if not shell:
+        return f"#!{python} -IS\n{header}{body}"
+    if not os.access(SHELL, os.X_OK):
+        raise LauncherError(f"the interpreter {python} cannot be named on a #! line (a blank in its path, or longer "
+                            f"than the {shebang_limit()} bytes this kernel reads), and {SHELL}, which would execute "
+                            "it instead, is absent: install the plugin's environment under a short path without blanks")
+    # The shell runs line 3 (exec: it never reads further); Python reads lines 3-4 as one string expression.
+    return (f"#!{SHELL}\n{header}"
+            f"'''exec' {_sh_quote(python)} -IS \"$0\" \"$@\"\n"
+            "' '''\n"
+            "# The #! line names the shell: the kernel cannot take the interpreter's path from it (see above).\n"
+            f"{body}")
 
 
 def write(target: str, python: str | None = None, paths: list[str] | None = None,

@@ -9,15 +9,17 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import json
 import os
 import sys
 from typing import Any
 
 from cni_logger import jsonio
-from cni_logger.install import Refusal, launcher
+from cni_logger.install import Refusal, launcher, users
 from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
 from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
 from cni_logger.install.content import (
+    ChainEntry,
     bracket_entries,
     entry_problems,
     has_logger,
@@ -38,6 +40,7 @@ from cni_logger.install.runtimes import (
     RKT_NETWORK,
     Options,
 )
+from cni_logger.install.selfcheck import CheckFailed
 
 
 class Write:
@@ -45,37 +48,48 @@ class Write:
 
     ``expect`` is the file as read: the write is abandoned if it changed since (another agent wrote it
     meanwhile). ``launcher``: written by ``launcher.write`` (the same text, rendered for this interpreter).
+    ``key``: the config path whose journal records this step carries out (default: ``path``; see
+    ``transaction.commit``).
     """
 
-    __slots__ = ("data", "expect", "gid", "launcher", "mode", "old", "path", "uid")
+    __slots__ = ("data", "expect", "gid", "key", "launcher", "mode", "old", "path", "uid")
 
     def __init__(self, path: str, data: bytes, old: bytes | None, mode: int, uid: int | None, gid: int | None,
-                 expect: ConfigFile | None = None, *, launcher: bool = False) -> None:
+                 expect: ConfigFile | None = None, *, launcher: bool = False, key: str | None = None) -> None:
         self.path, self.data, self.old, self.mode, self.uid, self.gid = path, data, old, mode, uid, gid
-        self.expect, self.launcher = expect, launcher
+        self.expect, self.launcher, self.key = expect, launcher, key or path
 
 
 class Remove:
-    __slots__ = ("expect", "old", "path")
+    __slots__ = ("expect", "key", "launcher", "old", "path")
 
-    def __init__(self, path: str, old: bytes, expect: ConfigFile | None = None) -> None:
-        self.path, self.old, self.expect = path, old, expect
+    def __init__(self, path: str, old: bytes, expect: ConfigFile | None = None, *, launcher: bool = False,
+                 key: str | None = None) -> None:
+        self.path, self.old, self.expect, self.launcher, self.key = path, old, expect, launcher, key or path
 
 
 class Plan:
     """The steps in order, and the journal to save after them (None: leave it as it is).
 
-    For an install, ``network`` and ``cni_version`` are those of the network the entry goes into: the
-    self-check runs the plugin as that network's runtime would.
+    For an install, ``entries`` are the logger entries exactly as they are in the chain once the plan is
+    carried out (or already are, when it changes nothing), each with its file, network name and
+    ``cniVersion``: the operator's entry merged with the command line, and in bracket mode the attempt entry
+    (first) and the outcome entry (last). The self-check executes each of them (``selfcheck.check``).
+    ``network`` and ``cni_version`` are those of the (last) network the entry goes into.
+
+    For an uninstall, ``kept_launcher`` lists the configs (file, network name) that still name the logger in the
+    known conf dirs (``users``), for which the launcher the journal records was kept.
     """
 
-    __slots__ = ("cni_version", "journal", "network", "steps")
+    __slots__ = ("cni_version", "entries", "journal", "kept_launcher", "network", "steps")
 
     def __init__(self, journal: dict[str, Any] | None = None) -> None:
         self.steps: list[Write | Remove] = []
         self.journal = journal
         self.network = ""
         self.cni_version = DEFAULT_CNI_VERSION
+        self.entries: list[ChainEntry] = []
+        self.kept_launcher: list[tuple[str, str | None]] = []
 
     @property
     def writes_launcher(self) -> bool:
@@ -102,6 +116,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def same_document(a: Any, b: Any) -> bool:
+    """Whether two parsed configs say the same to a runtime: equal values, in any key order (``1`` and ``1.0``
+    and ``true`` differ, as they do in the file). Rewriting such a file would change only its key order, and
+    make every runtime reload it: a second install of an unchanged chain writes nothing."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
     """The launcher's path and its text when it must be (re)written, None when it is already current."""
     target = os.path.join(bin_dir, LOGGER_TYPE)
@@ -112,7 +133,10 @@ def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
     except FileNotFoundError:
         return target, text
     if os.path.islink(target) or not launcher.is_launcher(current):
-        raise Refusal(f"{target} exists and is not a cni-logger launcher; remove it or choose another --bin-dir")
+        # A failed check, not a refusal: every chain that names the logger executes this file, so the
+        # failsafe (``--watch``) takes them out rather than leave them failing every ADD.
+        raise CheckFailed(f"{target} exists and is not a cni-logger launcher (damaged, or another product's); "
+                          "every chain that names the logger executes it: remove it or choose another --bin-dir")
     return target, (None if current == text.encode("utf-8") and os.access(target, os.X_OK) else text)
 
 
@@ -195,9 +219,33 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
                       "alone, so there is no first and last entry to put the logger in")
     else:
         _plan_rkt(opts, new_journal, plan, notes)
+    _plan_registry(opts, new_journal, plan)
     if plan.steps or new_journal != journal:
         plan.journal = new_journal
     return plan
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _plan_registry(opts: Options, journal: dict[str, Any], plan: Plan) -> None:
+    """Register this install's conf dirs beside the launcher (``users``), after the launcher and before any
+    config names it, so that another install's uninstall knows where to look before it removes the launcher."""
+    installs = users.load(opts.bin_dir)
+    dirs = sorted({os.path.dirname(p) for p in journal["configs"]} | {opts.conf_dir})
+    installs[opts.state_dir] = dirs
+    path = users.registry_path(opts.bin_dir)
+    old, data = _read(path), users.render(installs)
+    if old == data:
+        return
+    expect = read_config(path) if old is not None else None
+    plan.steps.insert(1 if plan.writes_launcher else 0,
+                      Write(path, data, old, 0o644, os.geteuid(), os.getegid(), expect))
 
 
 def _bracket_problem(plugins: list[Any]) -> str:
@@ -230,14 +278,19 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     doc = target.doc
     listed = doc if target.is_list else wrap(doc)
     version = check_runnable(target, listed)
-    problem = _bracket_problem(listed["plugins"]) if opts.bracket else ""
+    destination = target.path if target.is_list else os.path.splitext(target.path)[0] + ".conflist"
+    previous = journal["configs"].get(destination)
+    found = logger_entries(listed["plugins"])
+    bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
+    bracket = opts.bracket
+    if bracket is None:  # no option given: the chain keeps its mode (the one recorded, else the file's own)
+        bracket = bool(previous["bracket"]) if previous is not None and "bracket" in previous else bracketed
+    problem = _bracket_problem(listed["plugins"]) if bracket else ""
     if problem:
-        raise Refusal(f"--bracket in {target.path}: {problem}; install without --bracket (the logger last only)")
+        raise Refusal(f"--bracket in {target.path}: {problem}; install with --no-bracket (the logger last only)")
     if target.name == CILIUM_FILE or any(p.get("type") == CILIUM_TYPE for p in listed["plugins"]):
         notes.append(f"warning: {target.path} is Cilium's: unless Cilium runs with cni.exclusive=false "
                      "(Helm value), it rewrites the file and removes the logger entry")
-    destination = target.path if target.is_list else os.path.splitext(target.path)[0] + ".conflist"
-    previous = journal["configs"].get(destination)
     existing = None
     if not target.is_list and os.path.lexists(destination):
         if not previous or previous.get("converted_from") != target.path:
@@ -245,8 +298,6 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
                           "resolve which one is meant (or name one with --conf-file)")
         existing = read_config(destination)
     plan.network, plan.cni_version = target.network or "", version
-    found = logger_entries(listed["plugins"])
-    bracketed = len(found) == 2 and [p.get("role") for _, p in found] == ["attempt", "outcome"]
     if len(found) > 1 and not bracketed:
         raise Refusal(f"{target.path} has {len(found)} logger entries; install keeps the settings of an "
                       "existing entry and cannot tell which one is meant: remove all but one")
@@ -261,10 +312,12 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
     entry = {k: v for k, v in entry.items() if k != "role"}  # the placement decides each entry's role
     if base is not None:
         _note_entry_problems(destination, entry, notes)
-    first, entry = bracket_entries(entry) if opts.bracket else (None, entry)
-    new = render(with_logger(listed, entry, first), target.data)
+    first, entry = bracket_entries(entry) if bracket else (None, entry)
+    plan.entries = [ChainEntry(destination, plan.network, version, e) for e in (first, entry) if e is not None]
+    new_doc = with_logger(listed, entry, first)
+    new = render(new_doc, target.data)
     if target.is_list:
-        if new == target.data:
+        if new == target.data or same_document(new_doc, target.doc):
             return
         record = _record(journal, target.path, target)
         plan.steps.append(Write(target.path, new, target.data, target.stat.st_mode & 0o7777, target.stat.st_uid,
@@ -275,10 +328,10 @@ def _plan_chain(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[
         notes.append(f"{target.path} is a single-plugin config: it becomes the plugin list {destination}")
         plan.steps.append(Write(destination, new, existing.data if existing else None, record["mode"],
                                 record["uid"], record["gid"], existing))
-        plan.steps.append(Remove(target.path, target.data, target))
+        plan.steps.append(Remove(target.path, target.data, target, key=destination))
     record["written_sha256"] = _sha256(new)
     record["entry"], record["entry_index"] = operator, index
-    record["bracket"] = opts.bracket  # a logger entry first and last, or last only
+    record["bracket"] = bracket  # a logger entry first and last, or last only
     journal["configs"][destination] = record
     _check_pick(opts, files, plan, {target.path: destination})
 
@@ -350,8 +403,9 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
         network = {"cniVersion": network.get("cniVersion") or DEFAULT_CNI_VERSION, **network}
         _note_entry_problems(path, network, notes)
     plan.network, plan.cni_version = RKT_NETWORK, network["cniVersion"]
+    plan.entries = [ChainEntry(path, RKT_NETWORK, plan.cni_version, network)]
     new = render(network, current.data if current else None)
-    if current is not None and new == current.data:
+    if current is not None and (new == current.data or same_document(network, current.doc)):
         return
     record = _record(journal, path, current)
     record["written_sha256"] = _sha256(new)
@@ -364,39 +418,91 @@ def _plan_rkt(opts: Options, journal: dict[str, Any], plan: Plan, notes: list[st
                  f"--net=default,{RKT_NETWORK} (or --net=all)")
 
 
-def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str]) -> Plan:
-    """Undo what the journal records, touching only what install added (see the package docstring)."""
+def plan_uninstall(state_dir: str, keep_launcher: bool, notes: list[str], keep_withdrawn: bool = False) -> Plan:
+    """Undo what the journal records, touching only what install added (see the package docstring).
+
+    A file the failsafe took the logger out of (``journal["withdrawn"]``) is undone from the content it had
+    before; ``keep_withdrawn`` (``--watch`` on SIGTERM while the plugin fails) leaves such files as they
+    are, with their records: the entries the failsafe took out run a broken plugin.
+    """
     journal = load_journal(state_dir)
     new_journal = copy.deepcopy(journal)
     plan = Plan(journal=new_journal)
+    withdrawn: dict[str, Any] = journal.get("withdrawn") or {}
     for path, record in journal["configs"].items():
-        _plan_restore(path, record, plan, notes)
+        if path in withdrawn and keep_withdrawn:
+            continue
+        _plan_restore(path, record, plan, notes, withdrawn.get(path))
         del new_journal["configs"][path]
+    if not keep_withdrawn:
+        from cni_logger.install.failsafe import restore_steps
+
+        for path, taken in withdrawn.items():
+            if path not in journal["configs"]:
+                # An operator's own entries: put back. They execute the launcher, so _plan_launcher_removal
+                # (which judges each file as the plan leaves it) keeps it.
+                restore_steps(path, taken, plan, notes)
+        new_journal.pop("withdrawn", None)
     launcher_path = journal.get("launcher")
     if launcher_path and not keep_launcher:
-        try:
-            with open(launcher_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            data = None
-        if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
-            plan.steps.append(Remove(launcher_path, data))
-        elif data is not None:
-            notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
+        _plan_launcher_removal(state_dir, journal, launcher_path, plan, notes)
         new_journal["launcher"] = None
     return plan
 
 
-def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str]) -> None:
+def _plan_launcher_removal(state_dir: str, journal: dict[str, Any], launcher_path: str, plan: Plan,
+                           notes: list[str]) -> None:
+    """Remove the launcher unless a config in the known conf dirs still names it (``users``), whatever state dir
+    recorded that config; either way take this state dir out of the registry beside it."""
+    bin_dir = os.path.dirname(launcher_path)
+    installs = users.load(bin_dir)
+    data = _read(launcher_path)
+    if data is not None and launcher.is_launcher(data) and not os.path.islink(launcher_path):
+        planned = {step.path: (step.data if isinstance(step, Write) else None) for step in plan.steps}
+        own = [os.path.dirname(path) for path in journal["configs"]]
+        plan.kept_launcher = users.configs_naming(users.known_conf_dirs(bin_dir, own, installs), planned)
+        if plan.kept_launcher:
+            named = "; ".join(f"{path}{f' (network {name!r})' if name else ''}" for path, name in plan.kept_launcher)
+            notes.append(f"kept {launcher_path}: the logger is still named by {named}, and a runtime runs it from "
+                         "this bin dir: removing it would fail every ADD and DEL there. This install's own entries "
+                         "are out; the launcher goes with the uninstall that leaves no config naming it (keep the "
+                         "environment its first lines name until then)")
+        else:
+            plan.steps.append(Remove(launcher_path, data, launcher=True))
+    elif data is not None:
+        notes.append(f"warning: {launcher_path} is not a cni-logger launcher any more: left in place")
+    if state_dir in installs:
+        del installs[state_dir]
+        path = users.registry_path(bin_dir)
+        old = _read(path)
+        if old is not None and installs:
+            plan.steps.append(Write(path, users.render(installs), old, 0o644, os.geteuid(), os.getegid(),
+                                    read_config(path)))
+        elif old is not None:
+            plan.steps.append(Remove(path, old, read_config(path)))
+
+
+def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str],
+                  withdrawn: dict[str, Any] | None = None) -> None:
+    """The steps that undo install in ``path``; ``withdrawn``: what the failsafe took out of it, if it did
+    (the file is then judged by the content it had before, as long as nobody wrote it since)."""
     try:
-        current = read_config(path)
+        actual = read_config(path)
     except FileNotFoundError:
+        actual = None
+    current = actual
+    if withdrawn is not None and (_sha256(actual.data) if actual else None) == withdrawn.get("written_sha256"):
+        before = withdrawn["original"].encode("utf-8", "surrogateescape")
+        current = classify(path, before, actual.stat if actual else os.stat(os.path.dirname(path) or "."))
+    if current is None or (actual is None and withdrawn is None):
         notes.append(f"{path} no longer exists: nothing to undo there")
         return
     unchanged = _sha256(current.data) == record.get("written_sha256")
     if record.get("created"):
+        if actual is None:
+            return  # the failsafe took the logger network out: nothing left to remove
         if current.doc and isinstance(current.doc, dict) and current.doc.get("type") == LOGGER_TYPE:
-            plan.steps.append(Remove(path, current.data, current))
+            plan.steps.append(Remove(path, actual.data, actual))
         else:
             notes.append(f"warning: {path} is no longer the logger network install wrote: left in place")
         return
@@ -409,10 +515,11 @@ def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str
             if os.path.lexists(source):
                 notes.append(f"{source} was written again by someone else: removing only {path}")
             else:
-                plan.steps.append(Write(source, data, None, mode, uid, gid))
-            plan.steps.append(Remove(path, current.data, current))
-        else:
-            plan.steps.append(Write(path, data, current.data, mode, uid, gid, current))
+                plan.steps.append(Write(source, data, None, mode, uid, gid, key=path))
+            if actual is not None:
+                plan.steps.append(Remove(path, actual.data, actual))
+        elif actual is None or data != actual.data:
+            plan.steps.append(Write(path, data, actual.data if actual else None, mode, uid, gid, actual))
         return
     # Changed by someone else since: take out only logger entries, and put the operator's own back.
     if current.problem or not current.is_list:
@@ -420,11 +527,14 @@ def _plan_restore(path: str, record: dict[str, Any], plan: Plan, notes: list[str
         return
     operator, index = _operator_entry(record)
     new_doc = without_logger(current.doc, operator, index)
-    if new_doc == current.doc:
+    if new_doc == current.doc and current is actual:
         return
     if not new_doc["plugins"]:
         notes.append(f"warning: {path} would have no plugins left without the logger: left as it is")
         return
+    new = render(new_doc, current.data)
+    if actual is not None and new == actual.data:
+        return
     mode = current.stat.st_mode & 0o7777
-    plan.steps.append(Write(path, render(new_doc, current.data), current.data, mode, current.stat.st_uid,
-                            current.stat.st_gid, current))
+    plan.steps.append(Write(path, new, actual.data if actual else None, mode, current.stat.st_uid,
+                            current.stat.st_gid, actual))

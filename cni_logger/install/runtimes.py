@@ -16,6 +16,10 @@ DEFAULT_STATE_DIR = "/var/lib/cni-logger"
 DEFAULT_CHECK_TIMEOUT = 10.0
 """Seconds for each call of install's self-check (VERSION, then ADD): the plugin answers in well under a
 second; ten leave room for a loaded node's cold start without letting a hung plugin go unnoticed."""
+DEFAULT_RESULTS_CACHE = "/var/lib/cni/results"
+"""libcni's result cache, read for ``--watch``'s inventories (containerd, CRI-O, Podman and cnitool use the default)."""
+DEFAULT_HEARTBEAT = 300.0
+"""Seconds between ``--watch``'s ``logger-heartbeat`` events."""
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
 RKT_NETWORK = "cni-logger"
@@ -24,6 +28,10 @@ RKT_FILE = "zz-cni-logger.conf"
 keeps the user's own networks' interface names unchanged under ``--net=all``."""
 CILIUM_FILE = "05-cilium.conflist"
 CILIUM_TYPE = "cilium-cni"
+
+
+CONFIG_EXTENSIONS = (".conf", ".conflist", ".json")
+"""The names a runtime loads as network configs (each runtime loads some of them: ``Runtime.extensions``)."""
 
 
 class Runtime:
@@ -54,7 +62,8 @@ class Options:
     ``entry``: the logger's entry for a network that has none. ``named``: only the options the command
     line gave, applied to an operator's own entry (which keeps everything else); None: all of ``entry``.
     ``bracket``: a logger entry first (``role: attempt``) and last (``role: outcome``), both made from the
-    entry; otherwise last only. ``check_timeout``: seconds for each call of the plugin's self-check.
+    entry (True), or last only (False); None: the chain keeps its mode (the one recorded, else its own).
+    ``check_timeout``: seconds for each call of the plugin's self-check.
     """
 
     __slots__ = ("bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "named", "network",
@@ -63,7 +72,7 @@ class Options:
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,
                  named: dict[str, Any] | None = None, check_timeout: float = DEFAULT_CHECK_TIMEOUT,
-                 bracket: bool = False) -> None:
+                 bracket: bool | None = None) -> None:
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout

@@ -6,18 +6,35 @@ The causes are ordinary — the bundle folder deleted by a clean-up, a damaged o
 a shared library or a standard-library module missing, a bin dir mounted ``noexec`` — and none of them
 shows until a runtime executes the file. So the check executes the launcher file itself (never the
 Python module in-process: that would prove only the installer's own interpreter), in a new session,
-with a clean environment as a runtime passes it, and asks it what a runtime asks:
+with a clean environment as a runtime passes it, and asks it what a runtime asks, for exactly the entries
+install writes (``plan.Plan.entries``: the operator's entry merged with the command line, and in bracket
+mode both the attempt and the outcome entry):
 
-- ``VERSION`` with the network's ``cniVersion``: exit 0 and one JSON document on stdout whose
+- ``VERSION`` with each network's ``cniVersion``: exit 0 and one JSON document on stdout whose
   ``supportedVersions`` lists that version;
-- ``ADD`` of a minimal logger config (the entry's own options, its ``logFile`` moved into a private
-  temporary directory, no ``prevResult``, a dummy container id and netns path): exit 0, one JSON result
-  on stdout, and exactly one event line in the temporary log (a plugin that answers but cannot log is
-  not the audit trail the operator installed).
+- ``ADD`` through each entry, as its network's runtime passes it (the network's name and ``cniVersion``,
+  the entry's own settings, ``role`` included), with its ``logFile`` moved into the scratch directory, no
+  ``prevResult``, a dummy container id and netns path: exit 0, one JSON result on stdout, and exactly one
+  event line in the scratch log (a plugin that answers but cannot log is not the audit trail the operator
+  installed).
+
+What the relocated ADD cannot see is checked apart: an entry with ``failOnLogError: true`` and a setting
+the plugin rejects fails every ADD with code 7 (``plugin._record``), whichever the setting (its
+``logFile`` too), so it fails the check; and the real ``logFile`` is probed without writing or creating
+anything (``_log_problem``): one that cannot be written fails every ADD with code 11 under
+``failOnLogError`` (a failed check), and otherwise costs the events only (a warning: the plugin fails open).
+A probe that does not finish within the timeout (a hung network mount) fails the check either way: the
+plugin's open would hang every ADD just as long.
+
+The scratch directory is ``<state dir>/check/``, root-only (0700), never ``$TMPDIR`` or ``/tmp``: any user
+can fill a shared ``/tmp``, and a check that then failed would take the logger out of every chain. When the
+scratch space itself cannot hold a test write (``_probe_scratch``, before the plugin runs and again after a
+failed ADD), the answer is ``CannotCheck``: the check was not made, which is not a broken plugin (``--watch``
+does not withdraw the entry for it; install refuses, saying it could not check).
 
 Each call has a timeout (a plugin that hangs stalls pod creation as surely as one that fails); on
-timeout the whole process group is killed. Nothing is written outside the temporary directory, which is
-removed afterwards.
+timeout the whole process group is killed. Nothing is written outside the scratch directory, whose
+per-check subdirectory is removed afterwards.
 
 This module imports everything it needs when it is loaded, because ``--watch`` loads it at start-up
 from the very bundle whose damage it has to detect later (a module imported lazily could be gone by then).
@@ -25,73 +42,261 @@ from the very bundle whose damage it has to detect later (a module imported lazi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
+from cni_logger import settings
+from cni_logger.filesink import RotatingFile, SinkError
 from cni_logger.install import Refusal
-from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT
+from cni_logger.install.content import ChainEntry
+from cni_logger.install.launcher import shebang_limit
+from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_CNI_VERSION
 
 CONTAINER_ID = "cni-logger-self-check"
 IFNAME = "eth0"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_TAIL_CHARS = 800
+SCRATCH_DIR = "check"
+"""The scratch directory's name in the state dir."""
+SCRATCH_TEST_BYTES = 64 * 1024
+"""What the scratch space must take before the plugin runs: many times the events of a check."""
 
 
 class CheckFailed(Refusal):
     """The plugin did not execute or answer as a runtime needs it to; the message says what happened."""
 
 
+class CannotCheck(Refusal):
+    """The check could not be made (its scratch space cannot be written): no verdict on the plugin."""
+
+
 def _scratch(state_dir: str) -> str:
-    """A private temporary directory: the system's, or else one in the state dir (the DaemonSet's
-    container sees the host's root read-only, so there only the state dir is writable)."""
-    try:
-        return tempfile.mkdtemp(prefix="cni-logger-check-")
-    except OSError:
-        pass
+    """A new private directory in ``<state dir>/check/`` (made root-only), proven to hold a test write."""
+    root = os.path.join(state_dir, SCRATCH_DIR)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        return tempfile.mkdtemp(prefix=".self-check-", dir=state_dir)
+        try:
+            os.mkdir(root, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(root)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise CannotCheck(f"cannot check the plugin: its scratch directory {root} is not a directory owned by "
+                              "this user; remove it")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.chmod(root, 0o700)
+        work = tempfile.mkdtemp(prefix="run-", dir=root)
     except OSError as exc:
-        raise Refusal(f"cannot create a temporary directory for the self-check, neither the system's "
-                      f"(TMPDIR, /tmp) nor in {state_dir}: {exc}") from None
+        raise CannotCheck(f"cannot check the plugin: cannot create its scratch directory in {root}: "
+                          f"{exc.strerror or exc}") from None
+    problem = _probe_scratch(work)
+    if problem:
+        shutil.rmtree(work, ignore_errors=True)
+        raise CannotCheck(problem)
+    return work
 
 
-def check(executable: str, cni_version: str, network: str, entry: dict[str, Any], cni_path: str,
-          state_dir: str, timeout: float = DEFAULT_CHECK_TIMEOUT, label: str | None = None) -> None:
-    """Run VERSION and ADD through ``executable``; raise CheckFailed saying what failed, else return.
+def _probe_scratch(work: str) -> str:
+    """Why the scratch directory cannot hold a test write ("" when it can): the check's own space, not the plugin."""
+    path = os.path.join(work, "space-test")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            block = b"\0" * SCRATCH_TEST_BYTES
+            written = 0
+            while written < len(block):
+                written += os.write(fd, block[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as exc:
+        return (f"cannot check the plugin: its scratch directory {os.path.dirname(work)} cannot hold a test write "
+                f"({exc.strerror or exc}; the state dir's filesystem full or read-only?); this says nothing about "
+                "the plugin itself")
+    return ""
 
-    ``label`` names the plugin in messages (default: ``executable``). A Refusal that is not a CheckFailed
-    means the check could not be made at all.
+
+def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_dir: str,
+          timeout: float = DEFAULT_CHECK_TIMEOUT, label: str | None = None) -> list[str]:
+    """Run VERSION and, through each entry, ADD with ``executable``; raise CheckFailed saying what failed.
+
+    Returns warnings (a real ``logFile`` the plugin cannot write, which it fails open on). ``label`` names the
+    plugin in messages (default: ``executable``). ``CannotCheck`` (a Refusal, not a CheckFailed) means the
+    check could not be made at all.
     """
     name = label or executable
+    for item in entries:
+        conf = settings.load(item.entry)
+        if conf.fail_on_log_error and conf.problems:
+            raise CheckFailed(f"the logger entry for {item.where} has failOnLogError true and a setting the plugin "
+                              f"rejects, so every ADD would fail (error 7, invalid logger setting): "
+                              f"{'; '.join(conf.problems)}")
+    env = {"PATH": CLEAN_PATH, "CNI_CONTAINERID": CONTAINER_ID, "CNI_NETNS": "", "CNI_IFNAME": IFNAME,
+           "CNI_PATH": cni_path, "CNI_ARGS": ""}
+    # VERSION first, before the scratch space is needed: a plugin that does not even execute is a failed check
+    # whatever the state of the scratch space (a full /var must not keep a broken logger in the chains).
+    versions = list(dict.fromkeys(item.cni_version for item in entries)) or [DEFAULT_CNI_VERSION]
+    for version in versions:
+        check_version(executable, version, timeout, name, env)
     work = _scratch(state_dir)
     try:
-        env = {"PATH": CLEAN_PATH, "CNI_CONTAINERID": CONTAINER_ID, "CNI_NETNS": os.path.join(work, "netns"),
-               "CNI_IFNAME": IFNAME, "CNI_PATH": cni_path, "CNI_ARGS": ""}
-        answer = _call(executable, name, "VERSION", {"cniVersion": cni_version}, env, timeout)
-        supported = answer.get("supportedVersions") if isinstance(answer, dict) else None
-        if not isinstance(supported, list) or cni_version not in supported:
-            raise CheckFailed(f"{name} VERSION answered {_short(answer)}, which does not list the "
-                              f"network's cniVersion {cni_version!r}")
-        log = os.path.join(work, "check.log")
-        config = {"cniVersion": cni_version, "name": network, **entry, "logFile": log}
-        result = _call(executable, name, "ADD", config, env, timeout)
-        if not isinstance(result, dict) or result.get("cniVersion") != cni_version:
-            raise CheckFailed(f"{name} ADD answered {_short(result)}, not a {cni_version} result")
-        _check_log(name, log)
+        env["CNI_NETNS"] = os.path.join(work, "netns")
+        for number, item in enumerate(entries):
+            log = os.path.join(work, f"check-{number}.log")
+            config = {"cniVersion": item.cni_version, "name": item.network, **item.entry, "logFile": log}
+            what = f"{name} ADD (the entry for {item.where})" if len(entries) > 1 else f"{name} ADD"
+            try:
+                result = _call(executable, name, what, config, env, timeout, "ADD")
+                if not isinstance(result, dict) or result.get("cniVersion") != item.cni_version:
+                    raise CheckFailed(f"{what} answered {_short(result)}, not a {item.cni_version} result")
+                _check_log(what, log)
+            except CheckFailed:
+                problem = _probe_scratch(work)
+                if problem:
+                    raise CannotCheck(problem) from None
+                raise
+        return _check_logs(entries, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _call(executable: str, name: str, command: str, config: dict[str, Any], env: dict[str, str],
-          timeout: float) -> Any:
-    """One invocation, as a runtime makes it; its stdout parsed as the one JSON document it must be."""
-    what = f"{name} {command}"
+def check_version(executable: str, cni_version: str, timeout: float, label: str | None = None,
+                  env: dict[str, str] | None = None) -> None:
+    """VERSION through ``executable``, as a runtime asks it; CheckFailed unless it lists ``cni_version``."""
+    name = label or executable
+    env = env or {"PATH": CLEAN_PATH}
+    answer = _call(executable, name, f"{name} VERSION", {"cniVersion": cni_version}, env, timeout, "VERSION")
+    supported = answer.get("supportedVersions") if isinstance(answer, dict) else None
+    if not isinstance(supported, list) or cni_version not in supported:
+        raise CheckFailed(f"{name} VERSION answered {_short(answer)}, which does not list the "
+                          f"network's cniVersion {cni_version!r}")
+
+
+def _check_logs(entries: Sequence[ChainEntry], timeout: float) -> list[str]:
+    """Probe each real ``logFile``: CheckFailed where the plugin would fail ADD for it, else warnings."""
+    warnings: list[str] = []
+    seen: set[str] = set()
+    for item in entries:
+        conf = settings.load(item.entry)
+        if conf.log_file is None or conf.log_file in seen:
+            continue
+        seen.add(conf.log_file)
+        problem = _probe_log(conf.log_file, timeout)
+        if problem is None:
+            raise CheckFailed(f"the audit log {conf.log_file} of the entry for {item.where} did not answer a probe "
+                              f"within {timeout:g}s (a hung network filesystem?): every ADD would hang on it")
+        if not problem:
+            continue
+        if any(settings.load(other.entry).fail_on_log_error for other in entries
+               if settings.load(other.entry).log_file == conf.log_file):
+            raise CheckFailed(f"the audit log of the entry for {item.where} cannot be written ({problem}) and the "
+                              "entry has failOnLogError true: every ADD would fail (error 11, audit log unavailable)")
+        warnings.append(f"warning: the audit log of the entry for {item.where} cannot be written now ({problem}): "
+                        "pods start (the plugin fails open) but their events are not recorded")
+    return warnings
+
+
+def _probe_log(path: str, timeout: float) -> str | None:
+    """``_log_problem(path)`` in a child process: None when it did not finish within ``timeout`` (the child
+    is killed), so a path that blocks (a hung network mount) costs the check no more than that."""
+    _reap()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no Python-level clean-up, nothing but the probe
+        try:
+            os.close(read_end)
+            os.write(write_end, (_log_problem(path) or "ok").encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    ready: list[int] = []
+    try:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return None
+        text = os.read(read_end, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(read_end)
+        if ready:  # it answered: it is exiting now
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        else:
+            _UNREAPED.append(pid)
+            _reap()
+    return "" if text == "ok" else (text or f"{path}: the probe ended without an answer")
+
+
+_UNREAPED: list[int] = []
+"""Probe children killed at the timeout: one stuck in the kernel (a hung mount) dies only when that returns,
+so it is reaped by a later probe rather than waited for (``--watch`` runs for months, as PID 1)."""
+
+
+def _reap() -> None:
+    for pid in list(_UNREAPED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _UNREAPED.remove(pid)
+
+
+def _log_problem(path: str) -> str:
+    """Why the plugin could not append an event to ``path`` now ("" when it could), writing and creating nothing.
+
+    An existing file is opened by the plugin's own sink (``RotatingFile.probe``: the same walk, the same
+    refusals of FIFOs and untrusted symlinks), which then creates nothing; a missing one, which the plugin
+    creates (with its missing directories) on its first event, needs its nearest existing directory to be
+    writable. Either way the filesystem must have room left.
+    """
+    directory = os.path.dirname(path)
+    try:
+        exists = os.path.lexists(path) and os.path.isdir(directory)
+        if exists:
+            RotatingFile(path, 1, 0).probe()
+        else:
+            while not os.path.lexists(directory):
+                directory = os.path.dirname(directory)
+            if not os.path.isdir(directory):
+                return f"{path}: {directory} is not a directory, so the plugin cannot create the log"
+            if not os.access(directory, os.W_OK | os.X_OK):
+                reason = "read-only filesystem" if _read_only(directory) else "permission denied"
+                return f"{path}: the plugin cannot create it in {directory} ({reason})"
+        fs = os.statvfs(directory)
+        if (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) == 0:
+            return f"{path}: {os.strerror(errno.ENOSPC).lower()} on its filesystem"
+    except SinkError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return ""
+
+
+def _read_only(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _call(executable: str, name: str, what: str, config: dict[str, Any], env: dict[str, str], timeout: float,
+          command: str) -> Any:
+    """One invocation, as a runtime makes it; its stdout parsed as the one JSON document it must be.
+
+    ``name`` names the plugin in messages, ``what`` the call (e.g. ``<plugin> VERSION``)."""
     try:
         child = subprocess.Popen([executable], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env={**env, "CNI_COMMAND": command}, cwd="/",
@@ -143,7 +348,9 @@ def _unblock_signals() -> None:
 
 
 def _interpreter_hint(executable: str, exc: OSError) -> str:
-    """For ENOENT on an existing file: the interpreter its ``#!`` line names is what is missing."""
+    """Why an existing file with a ``#!`` line does not execute: the interpreter the kernel reads from that line
+    (up to the first blank, within the first ``launcher.shebang_limit()`` bytes) is missing or not the one
+    meant. A virtualenv is blamed only when no interpreter the line could mean exists."""
     if not os.path.exists(executable):
         return ""
     try:
@@ -153,10 +360,24 @@ def _interpreter_hint(executable: str, exc: OSError) -> str:
         return ""
     if not first.startswith(b"#!"):
         return ""
-    interpreter = first[2:].split()[0].decode("utf-8", "replace") if first[2:].split() else "?"
-    if not os.path.exists(interpreter):
-        return f" (its interpreter {interpreter} does not exist: was the bundle or virtualenv removed?)"
-    return f" (its interpreter is {interpreter})"
+    line = first[2:].rstrip(b"\n").strip(b" \t")
+    words = line.split()
+    interpreter = words[0].decode("utf-8", "replace") if words else "?"
+    if exc.errno == errno.ENOEXEC and len(first) > shebang_limit():
+        return (f" (its #! line is {len(first)} bytes, longer than the kernel reads: write the launcher again with "
+                "this version, which gives such paths a /bin/sh preamble)")
+    if os.path.exists(interpreter):
+        return f" (its interpreter is {interpreter})"
+    # The kernel ends the interpreter at the first blank: is the whole path (blanks and all) an interpreter?
+    text = line.decode("utf-8", "replace")
+    meant = next((text[:i] for i in range(len(text), 0, -1)
+                  if (i == len(text) or text[i] in " \t") and text[:i] != interpreter and os.path.isfile(text[:i])),
+                 None)
+    if meant is not None:
+        return (f" (its #! line names the interpreter {meant}, which exists, but the kernel ends the interpreter at "
+                f"the first blank and looks for {interpreter}: write the launcher again with this version, which "
+                "gives such paths a /bin/sh preamble)")
+    return f" (its interpreter {interpreter} does not exist: was the bundle or virtualenv removed?)"
 
 
 def _stdout_error(out: bytes) -> str:

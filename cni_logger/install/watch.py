@@ -4,7 +4,8 @@ again on SIGTERM (leaving the launcher).
 
 Every pass is an install pass, so every interval the installed plugin is executed as a runtime would
 (``selfcheck``). When it stops executing or answering — the bundle deleted or damaged, a library
-missing — the entry is taken out of the chain at once (``apply.withdraw``), so pods keep starting,
+missing — every logger entry of every watched chain is taken out at once (``apply.withdraw``, see
+``failsafe``: the operator's own entries too, which run the same launcher), so pods keep starting,
 unaudited, rather than all failing; the reason is printed on stderr, the ready file removed, and
 the check goes on: once the plugin runs again, the next pass puts the entry back and the watcher is
 ready again. The first failed check is enough: a broken logger fails every ADD on the node, a flap
@@ -24,7 +25,8 @@ from collections.abc import Callable
 from cni_logger.install import Refusal
 from cni_logger.install.apply import install_once, uninstall_once, withdraw
 from cni_logger.install.runtimes import Options
-from cni_logger.install.selfcheck import CheckFailed
+from cni_logger.install.selfcheck import CannotCheck, CheckFailed
+from cni_logger.install.transaction import Recorder
 
 FIGHT_WINDOW_SECONDS = 60.0
 FIGHT_REWRITES = 3
@@ -51,17 +53,21 @@ def _touch(path: str | None, ready: bool) -> str | None:
     return None
 
 
-def _withdraw(opts: Options, reason: str, interval: float, previous: str | None) -> list[str]:
-    """After a failed self-check: take the entry out of the chain; the report (none while nothing is news)."""
+def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
+              recorder: Recorder | None = None) -> list[str]:
+    """After a failed self-check: take the entries out of the chains; the report (none while nothing is news).
+
+    The files are read back first: the logger is said to be out only of chains that no longer name it."""
     done: list[str] = []
+    remaining: list[str] = []
     try:
-        withdrew = withdraw(opts.state_dir, done)
+        withdrew, remaining = withdraw(opts, reason, done, recorder)
     except Exception as exc:  # see watch's own loop
         withdrew = False
         detail = str(exc) if isinstance(exc, Refusal) else traceback.format_exc().rstrip()
         done = [f"ERROR: could not take the logger out of the chain ({detail}); pods on this network may fail "
                 "to start until the plugin runs again"]
-    if reason == previous and not done:
+    if reason == previous and not done and not remaining:
         return []
     notes = [f"ERROR: the logger plugin fails its self-check: {reason}"]
     if withdrew:
@@ -69,6 +75,9 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None)
                      f"again: {'; '.join(done)}")
     else:
         notes += done
+    notes += [f"ERROR: the logger is NOT out of the chain in {path}: it still names the logger (a file the "
+              "installer cannot rewrite); every ADD of that network fails until the plugin runs again or the "
+              "entry is removed by hand" for path in remaining]
     if previous is None:
         notes.append(f"not ready; checking again every {interval:g}s: the logger goes back into the chain once "
                      "the plugin runs again")
@@ -76,11 +85,18 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None)
 
 
 def watch(opts: Options, interval: float, ready_file: str | None,
-          emit: Callable[[list[str]], None]) -> int:
+          emit: Callable[[list[str]], None], recorder: Recorder | None = None,
+          coverage: Callable[[bool], list[str]] | None = None) -> int:
     """Install, then re-check every ``interval`` seconds until SIGTERM/SIGINT, then take the entry out.
 
+    ``recorder`` (see ``apply.apply``) hears of every config change with its reason: ``install`` (the first
+    pass that succeeds), ``agent-rewrite`` (a re-insert by a later pass), ``failsafe``, ``restored``,
+    ``shutdown`` (SIGTERM), ``reconciled`` (an interrupted pass settled).
+
     Signals are blocked and collected with ``sigtimedwait`` between passes, so a pass (and its rename)
-    is never interrupted halfway. Identical consecutive reports are printed once. On exit the launcher
+    is never interrupted halfway. Identical consecutive reports are printed once. ``coverage`` runs once
+    per pass, after the install pass, told whether it changed anything (``coverage.Keeper.tick``:
+    inventories, heartbeats, dropped events), and returns its problems to report. On exit the launcher
     stays: CRI-O runs DEL with the config cached at ADD, so pods created while the logger was in the
     chain still execute it on teardown, and libcni fails a DEL whose plugin is missing.
     """
@@ -101,16 +117,20 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         notes: list[str] = []
         ok = changed = False
         try:
-            changed = install_once(opts, notes)
+            changed = install_once(opts, notes, recorder=recorder, reason="install" if first else "agent-rewrite")
             ok = True
         except CheckFailed as exc:
-            notes = _withdraw(opts, str(exc), interval, broken)
+            notes = _withdraw(opts, str(exc), interval, broken, recorder)
             broken = str(exc)
+        except CannotCheck as exc:
+            notes.append(f"not ready: {exc}; the chains are left as they are (retrying every {interval:g}s)")
         except Refusal as exc:
             notes.append(f"not installed: {exc} (retrying every {interval:g}s)")
         except Exception:  # PID 1 of the DaemonSet: report, stay not-ready, keep checking
             notes.append(f"not installed: unexpected error (retrying every {interval:g}s):\n"
                          + traceback.format_exc().rstrip())
+        if coverage is not None:  # the trail's record of its own coverage (never raises)
+            notes += coverage(changed)
         now = time.monotonic()
         if ok and broken is not None:
             notes.append("the plugin passes its self-check again: the logger is back in the chain; ready")
@@ -138,7 +158,8 @@ def watch(opts: Options, interval: float, ready_file: str | None,
     problem = _touch(ready_file, False)
     notes = [f"warning: {problem}"] if problem else []
     try:
-        uninstall_once(opts.state_dir, keep_launcher=True, dry_run=False, notes=notes)
+        uninstall_once(opts.state_dir, keep_launcher=True, dry_run=False, notes=notes, recorder=recorder,
+                       reason="shutdown")
         status = 0
     except Refusal as exc:
         notes.append(f"uninstall: {exc}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project layer of the bundle (seconds): copies the interpreter that build-python.sh made, adds the
 # project and its dependencies, byte-compiles them with the bundle's own interpreter, writes the
-# `bin/cni-logger` wrapper and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose
+# `bin/cni-logger` wrapper, MANIFEST.sha256 and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose
 # path it prints as its last line.
 #
 #   assemble.sh PYTHON_DIR SITE_DIR DIST
@@ -47,10 +47,20 @@ here=$(dirname "$(readlink -f "$0")")
 exec "$here/python3.11" -I -c 'from cni_logger.cli import main; main()' "$@"
 WRAPPER
 chmod 0755 "$folder/bin/cni-logger"
-# BUILD_ID names this build's content: the DaemonSet installs it as /opt/cni-logger/<BUILD_ID>/.
-build_id=$(cd "$folder" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
-echo "$build_id" > "$folder/BUILD_ID"
 "$folder/bin/cni-logger" --version >/dev/null || die "the bundle's cni-logger does not run"
+# The manifest, written last: every file of the folder (but itself and BUILD_ID) with its sha256,
+# in sha256sum's format, sorted by name. The DaemonSet's entry point (deploy/kubernetes/cni-logger-node.sh)
+# checks an unpacked folder against it with `sha256sum -c --strict` and its list of names, and unpacks anew on
+# any difference: a file missing, added, truncated or zero-filled (power loss after an unsynced unpack).
+# A symlink to a file is listed with the hash of what it points to (a dangling one then fails the check).
+bad=$(cd "$folder" && find . -name '*[[:space:]\\]*' -print -quit)
+[ -z "$bad" ] || die "a file name with a blank or backslash ($bad) would not round-trip through the manifest"
+(cd "$folder" && find . -xtype f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) > "$W/manifest"
+mv "$W/manifest" "$folder/MANIFEST.sha256"
+# BUILD_ID names this build's content, as the start of the manifest's own hash: the DaemonSet installs it as
+# /opt/cni-logger/<BUILD_ID>/, and a folder of that name must hold exactly what the manifest lists.
+build_id=$(sha256sum < "$folder/MANIFEST.sha256" | cut -c1-16)
+echo "$build_id" > "$folder/BUILD_ID"
 
 mkdir -p "$DIST"
 out="$DIST/$name-linux-$(uname -m).tar.gz"

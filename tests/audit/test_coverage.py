@@ -13,7 +13,7 @@ from cni_logger.audit.intervals import Interval, Tracker, qualifications
 from cni_logger.audit.occupancy import Occupancy
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record, head_from_doc, head_from_line
-from tests.harness.coverage import attachment, coverage_line, inventory_lines
+from tests.harness.coverage_lines import attachment, coverage_line, inventory_lines
 
 T = "2026-11-28T02:20:{:02d}.000000Z"
 HOST = "node-1"

@@ -147,8 +147,11 @@ def cnitool_container_id(netns_path: str) -> str:
 # Results and events
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines the logger appended to path (each must parse); [] if the file does not exist."""
+def read_events(path: Path, coverage: bool = False) -> list[dict[str, Any]]:
+    """The JSON lines the logger appended to path (each must parse); [] if the file does not exist.
+
+    Only the invocation events, unless ``coverage``: ``install --watch`` adds coverage events
+    (docs/coverage-events.md: heartbeats, inventories...) to the same trail."""
     if not path.exists():
         return []
     events = []
@@ -159,7 +162,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             events.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise AssertionError(f"{path}:{number} is not a JSON line: {line!r} ({exc})") from None
-    return events
+    return [e for e in events if coverage or dig(e, "event.dataset") != "cni.coverage"]
 
 
 def stderr_events(text: str) -> list[dict[str, Any]]:

@@ -1,145 +1,76 @@
-"""Coverage events as ``docs/coverage-events.md`` specifies them, for the audit's tests.
-
-The real writer (``install``, ``uninstall``, ``install --watch``) is built apart; until its output is
-swapped in, these functions produce lines exactly per the contract: the invocation events' key order
-(``@timestamp``, ``message``, ``log``, ``ecs``, ``event``, ``container``, ``orchestrator``, ``network``,
-``host``, ``process``, ``related``, ``cni``), ``event.dataset`` ``cni.coverage``, details under
-``cni.coverage``, no ``cni.command``. The API is kept narrow on purpose: ``coverage_line`` for one
-event, ``inventory_lines`` for a checkpoint (its ``cni-attachment`` lines, then the
-``logger-inventory``), ``append`` to add lines to a trail through the plugin's own rotating sink.
-"""
+"""Coverage events (docs/coverage-events.md) for the tests: written by a separate process, through the real
+sink, and read back; plus a libcni result cache record shaped as libcni writes it."""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
-import uuid
+import subprocess
+from pathlib import Path
 from typing import Any
 
-from cni_logger.filesink import RotatingFile
+from tests.harness.plugin import REPO
 
-HOST = os.uname().nodename
-"""The plugin writes ``host.name`` from the node's name: coverage lines of the same node name it too."""
-WARNING_ACTIONS = ("logger-dropped", "cni-logger")
-STATE_ACTIONS = ("logger-heartbeat", "logger-inventory", "cni-attachment")
+PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 
-def _level(action: str, coverage: dict[str, Any]) -> str:
-    if action in WARNING_ACTIONS or (action == "logger-left" and coverage.get("reason") != "uninstall"):
-        return "warning"
-    return "info"
+def cache_record(network: str, container_id: str, ifname: str, result: dict[str, Any],
+                 args: list[list[str]] | None = None) -> dict[str, Any]:
+    """One ``cniCacheV1`` file's content, as libcni (cnitool 1.1.2, containerd, CRI-O) writes it."""
+    config = {"cniVersion": result.get("cniVersion", "1.0.0"), "name": network, "plugins": [{"type": "bridge"}]}
+    return {"kind": "cniCacheV1", "containerId": container_id,
+            "config": base64.b64encode(json.dumps(config).encode()).decode(), "ifName": ifname,
+            "networkName": network, "cniArgs": args or [], "result": result}
 
 
-def _message(action: str, network: str, coverage: dict[str, Any]) -> str:
-    where = f"network {network} in {coverage.get('file', '?')}"
-    why = coverage.get("reason", "")
-    if coverage.get("detail"):
-        why += f": {coverage['detail']}"
-    if action == "logger-entered":
-        return f"cni-logger entered the chain of {where} ({why})"
-    if action == "logger-left":
-        return f"cni-logger left the chain of {where} ({why})"
-    if action == "logger-heartbeat":
-        return f"cni-logger is in the chains of {', '.join(coverage.get('networks', [])) or 'no network'}"
-    if action == "logger-dropped":
-        return f"cni-logger could not write {coverage.get('dropped', 0)} events"
-    if action == "logger-inventory":
-        return f"cni-logger inventory of {coverage.get('attachments', 0)} attachments"
-    return f"cni-logger inventory: attachment {coverage.get('container_id', '')}"
+def run_python(code: str, timeout: float = 60) -> str:
+    """``code`` in a fresh interpreter of the project's virtualenv (cwd: the repository); its stdout."""
+    proc = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
-def coverage_line(action: str, time: str, host: str = HOST, network: str = "", *, why: str = "",
-                  extra: dict[str, Any] | None = None, **coverage: Any) -> bytes:
-    """One coverage event (without newline). ``coverage``: the ``cni.coverage`` fields (``reason`` among them);
-    ``why``: ``event.reason``, in words (defaults to ``cni.coverage.reason`` and ``detail``); ``extra``: top-level
-    fields of a ``cni-attachment`` (``container``, ``orchestrator``, ``related``, ``cni``)."""
-    if network and action in ("logger-entered", "logger-left"):
-        coverage.setdefault("network", network)
-    entered_or_left = action in ("logger-entered", "logger-left")
-    event: dict[str, Any] = {
-        "kind": "state" if action in STATE_ACTIONS else "event",
-        "category": ["configuration"],
-        "type": ["change"] if entered_or_left else ["info"],
-        "action": action,
-        "outcome": "success",
-        "id": str(uuid.uuid4()),
-        "module": "cni",
-        "dataset": "cni.coverage",
-        "reason": why or ": ".join(str(coverage[k]) for k in ("reason", "detail") if coverage.get(k)) or action,
-    }
-    doc: dict[str, Any] = {
-        "@timestamp": time,
-        "message": _message(action, network, coverage),
-        "log": {"level": _level(action, coverage), "logger": "cni-logger"},
-        "ecs": {"version": "9.4.0"},
-        "event": event,
-    }
-    extra = dict(extra or {})
-    for key in ("container", "orchestrator"):
-        if key in extra:
-            doc[key] = extra.pop(key)
-    if network:
-        doc["network"] = {"name": network}
-    doc["host"] = {"name": host, "hostname": host}
-    doc["process"] = {"pid": os.getpid(), "parent": {"pid": os.getppid()}}
-    if "related" in extra:
-        doc["related"] = extra.pop("related")
-    cni = dict(extra.pop("cni", {}))
-    cni["coverage"] = coverage
-    doc["cni"] = cni
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+SCENARIOS = """
+import json
+from cni_logger import dropped
+from cni_logger.install import coverage
+from cni_logger.plugin import file_sink
+log, cache, drops = {log!r}, {cache!r}, {drops!r}
+without = json.dumps({{"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [{{"type": "bridge"}}]}}).encode()
+entry = {{"type": "logger", "logFile": log, "redactKeys": ["tenantPin"]}}
+single = json.dumps({{"cniVersion": "1.0.0", "name": "k8s-pod-network",
+                     "plugins": [{{"type": "bridge"}}, entry]}}).encode()
+bracket = json.dumps({{"cniVersion": "1.0.0", "name": "k8s-pod-network",
+                      "plugins": [dict(entry, role="attempt"), {{"type": "bridge"}},
+                                  dict(entry, role="outcome")]}}).encode()
+path = "/etc/cni/net.d/10-calico.conflist"
+problems = coverage.record_change(path, without, single, "install")
+problems += coverage.record_change(path, single, without, "failsafe", detail="ADD exited 1: boom")
+problems += coverage.record_change(path, without, bracket, "agent-rewrite", since=1764989100.25)
+problems += coverage.record_change(path, bracket, None, "uninstall")
+conf = coverage.trail_settings(entry)
+problems += coverage.write_heartbeat(conf, ["k8s-pod-network"], 300.0)
+problems += coverage.write_inventory(conf, ["k8s-pod-network"], cache, "start")
+for n, command in enumerate(("ADD", "ADD", "DEL")):
+    assert dropped.record(log, command, f"ctr-{{n}}", directory=drops) == ""
+problems += dropped.flush(file_sink(conf), conf.extra_redact_keys, drops)
+print(json.dumps(problems))
+"""
 
 
-def attachment(container_id: str, address: str, *, network: str, ifname: str = "eth0", pod: str = "",
-               namespace: str = "") -> dict[str, Any]:
-    """One attachment of libcni's result cache, as ``inventory_lines`` takes it."""
-    return {"container_id": container_id, "address": address, "network": network, "ifname": ifname, "pod": pod,
-            "namespace": namespace}
+def write_scenarios(log: Path, cache: Path, drops: Path) -> list[str]:
+    """Every kind of coverage event, written into ``log`` by another process: entered and left (install,
+    failsafe with a detail, an agent's rewrite with its time, uninstall; single and bracket entries), a
+    heartbeat, an inventory of ``cache`` and a dropped-events flush. Returns the problems reported."""
+    out = run_python(SCENARIOS.format(log=str(log), cache=str(cache), drops=str(drops)))
+    problems: list[str] = json.loads(out.strip().splitlines()[-1])
+    return problems
 
 
-def inventory_lines(time: str, attachments: list[dict[str, Any]], networks: list[str], host: str = HOST, *,
-                    trigger: str = "rotation", complete: bool = True, inventory: str = "",
-                    count: int | None = None) -> list[bytes]:
-    """A checkpoint: one ``cni-attachment`` per attachment (``attachment``), then the ``logger-inventory``.
-    ``count``: the ``attachments`` count the summary claims (default: how many are listed)."""
-    inventory = inventory or str(uuid.uuid4())
-    lines = []
-    for item in attachments:
-        cid, address, ifname = item["container_id"], item["address"], item.get("ifname", "eth0")
-        args = {k: v for k, v in (("K8S_POD_NAMESPACE", item.get("namespace", "")),
-                                  ("K8S_POD_NAME", item.get("pod", ""))) if v}
-        extra: dict[str, Any] = {"container": {"id": cid}}
-        if args:
-            resource: dict[str, Any] = {"type": "pod"} if item.get("namespace") else {}
-            if item.get("pod"):
-                resource["name"] = item["pod"]
-            if address:
-                resource["ip"] = [address]
-            orchestrator: dict[str, Any] = {"type": "kubernetes"} if item.get("namespace") else {}
-            if item.get("namespace"):
-                orchestrator["namespace"] = item["namespace"]
-            orchestrator["resource"] = resource
-            extra["orchestrator"] = orchestrator
-        if address:
-            extra["related"] = {"ip": [address]}
-        cni: dict[str, Any] = {"container_id": cid, "ifname": ifname, "args": args}
-        if address:
-            cni["prev_result"] = {"cniVersion": "1.0.0",
-                                  "interfaces": [{"name": ifname, "sandbox": f"/run/netns/{cid}"}],
-                                  "ips": [{"interface": 0, "address": f"{address}/24"}]}
-        extra["cni"] = cni
-        lines.append(coverage_line("cni-attachment", time, host, item["network"], why=f"inventory ({trigger})",
-                                   extra=extra, inventory=inventory))
-    lines.append(coverage_line("logger-inventory", time, host, why=f"inventory ({trigger})", inventory=inventory,
-                               cache_dir="/var/lib/cni/results",
-                               attachments=len(attachments) if count is None else count,
-                               networks=list(networks), trigger=trigger, complete=complete))
-    return lines
-
-
-def append(log: str | os.PathLike[str], lines: list[bytes], *, max_bytes: int = 1 << 30, max_backups: int = 0,
-           compress: bool = False) -> None:
-    """Append lines to a trail through the plugin's rotating sink (as the writer does)."""
-    sink = RotatingFile(os.fspath(log), max_bytes, max_backups, compress=compress)
-    for line in lines:
-        sink.append(line + b"\n")
+def events_of(path: Path, dataset: str | None = "cni.coverage") -> list[dict[str, Any]]:
+    """The events in one file of a trail (all, or those of ``dataset``)."""
+    if not path.exists():
+        return []
+    found = [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [e for e in found if dataset is None or e["event"]["dataset"] == dataset]

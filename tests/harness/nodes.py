@@ -90,9 +90,15 @@ class Node:
         return status, captured.out, captured.err
 
     def snapshot(self) -> dict[str, tuple[str, int, int]]:
-        """Every file under the node: content hash, mode and mtime — equal snapshots mean nothing was written."""
+        """Every file under the node: content hash, mode and mtime — equal snapshots mean nothing was written.
+
+        The self-check's scratch directory (``<state dir>/check``, whose per-check subdirectories come and go)
+        is left out: it holds nothing a runtime or uninstall reads."""
         found = {}
+        scratch = self.state_dir / "check"
         for path in sorted(self.root.rglob("*")):
+            if path == scratch or scratch in path.parents:
+                continue
             st = path.lstat()
             digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
             found[str(path.relative_to(self.root))] = (digest, st.st_mode, st.st_mtime_ns)

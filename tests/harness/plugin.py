@@ -120,10 +120,12 @@ def run_plugin(command: str | None, config: Any = None, *, stdin: bytes | None =
     return Run(proc.returncode, proc.stdout, proc.stderr, env)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Every event line in ``path`` (which must hold only complete JSON lines)."""
+def read_events(path: Path, coverage: bool = False) -> list[dict[str, Any]]:
+    """Every event line in ``path`` (which must hold only complete JSON lines): the invocation events, unless
+    ``coverage`` (``install --watch`` adds coverage events to the same trail: docs/coverage-events.md)."""
     if not path.exists():
         return []
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b"", "log file does not end with a newline"
-    return [json.loads(line) for line in lines[:-1]]
+    events = [json.loads(line) for line in lines[:-1]]
+    return [e for e in events if coverage or (e.get("event") or {}).get("dataset") != "cni.coverage"]

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cni_logger import cli, jsonio
+from cni_logger.install import users
 from tests.harness.nodes import shape
 from tests.system.install.test_watch import CNI_LOGGER, wait_for
 
@@ -167,7 +168,15 @@ def check_install(root: Path, files: dict[str, bytes], options: list[str]) -> No
             if path.name.endswith((".conf", ".conflist", ".json")) and data not in files.values():
                 jsonio.loads_bytes(data, unique_keys=True)  # what install wrote parses, strictly
         status, err = streams.run("uninstall", "--state-dir", str(root / "state"))
-        assert status == 0, err
+        # A dry run installed nothing (no launcher, no journal): uninstall has nothing to keep or remove.
+        named = [] if "--dry-run" in options else still_named(root / "net.d")
+        assert status == (3 if named else 0), err
+        assert (root / "bin" / "logger").exists() == bool(named), "kept exactly while a config names it"
+
+
+def still_named(conf_dir: Path) -> list[str]:
+    """The configs that name the logger (as ``users.configs_naming`` reads them), which keep the launcher."""
+    return [path for path, _ in users.configs_naming([str(conf_dir)], {})]
 
 
 @settings(max_examples=IN_PROCESS, deadline=None,
@@ -202,6 +211,9 @@ def test_fuzz_sample_through_the_real_process(files: dict[str, bytes], options: 
         for command in (["install", "--dry-run"], ["install"], ["uninstall"]):
             args = [*command, *(node_args(root) if command[0] == "install" else ["--state-dir", str(root / "state")])]
             done = run(*args, *(o for o in options if o != "--dry-run" and command[0] == "install"))
+            if command[0] == "uninstall" and done.returncode == 3:
+                assert still_named(root / "net.d") and "kept" in done.stderr, done.stderr
+                continue
             assert done.returncode in (0, 1), done.stderr
             assert "Traceback" not in done.stderr, done.stderr
             assert done.returncode == 0 or "refused:" in done.stderr, done.stderr
@@ -242,7 +254,7 @@ def test_lone_surrogate_escapes_are_kept_as_escapes(tmp_path: Path, case: str) -
     assert after["plugins"][-1]["logOptions"] == {"maxSize": 5}
     assert dry.stdout.count("\\u") >= 1
     done = run("uninstall", "--state-dir", str(tmp_path / "state"))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == (3 if b'"logger"' in data else 0), done.stderr  # the operator's entry keeps it
     assert (tmp_path / "net.d" / name).read_bytes() == data
 
 

@@ -146,7 +146,8 @@ def test_an_existing_logger_entry_is_moved_last_with_its_settings_and_restored_o
     assert node.install()[0] == 0
     assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "portmap", "logger"]
     assert node.doc("10-flannel.conflist")["plugins"][-1] == {"type": "logger", "logFile": "/tmp/old.log"}
-    assert node.uninstall()[0] == 0
+    status, _, err = node.uninstall()
+    assert status == 3 and node.launcher.exists(), f"the operator's own entry names it: kept ({err})"
     assert (node.net_d / "10-flannel.conflist").read_bytes() == original, "the operator's own entry is back"
 
 
@@ -448,7 +449,9 @@ def test_a_logger_entry_already_in_place_without_journal_is_not_claimed(node: No
     doc["plugins"].append(dict(LOGGER))
     node.put("10-flannel.conflist", json.dumps(doc, indent=2) + "\n")
     assert node.install()[0] == 0
-    assert node.uninstall()[0] == 0
+    status, _, err = node.uninstall()
+    assert status == 3 and node.launcher.exists(), "the operator's entry still names it: kept"
+    assert f"{node.net_d / '10-flannel.conflist'} (network 'cbr0')" in err, err
     assert node.doc("10-flannel.conflist") == doc
 
 
@@ -468,7 +471,9 @@ def test_rkt_gets_a_separate_logger_network(node: Node) -> None:
     snapshot = node.snapshot()
     assert node.install("--runtime", "rkt")[0] == 0
     assert node.snapshot() == snapshot
-    assert node.uninstall()[0] == 0
+    status, _, err = node.uninstall()
+    assert status == 3 and node.launcher.exists(), "lab-test-net-1.conf is a logger network of its own: kept"
+    assert "lab-test-net-1.conf" in err, err
     assert sorted(p.name for p in node.net_d.iterdir()) == ["10-rkt-bridge.conf", "lab-test-net-1.conf"]
 
 
@@ -573,13 +578,15 @@ def test_bracket_entries_carry_every_option(node: Node) -> None:
 
 
 def test_bracket_and_back_switch_the_placement(node: Node) -> None:
-    """Install makes the file match its options: --bracket adds the first entry, a plain install takes it out."""
+    """--bracket adds the first entry, --no-bracket takes it out; without either the chain keeps its mode."""
     original = node.put("10-flannel.conflist").read_bytes()
     assert node.install()[0] == 0
     assert [p["type"] for p in node.doc("10-flannel.conflist")["plugins"]] == ["flannel", "portmap", "logger"]
     assert node.install("--bracket")[0] == 0
     assert [p.get("role") for p in node.doc("10-flannel.conflist")["plugins"]] == ["attempt", None, None, "outcome"]
     assert node.install()[0] == 0
+    assert [p.get("role") for p in node.doc("10-flannel.conflist")["plugins"]] == ["attempt", None, None, "outcome"]
+    assert node.install("--no-bracket")[0] == 0
     assert node.doc("10-flannel.conflist")["plugins"][-1] == LOGGER
     assert len(node.doc("10-flannel.conflist")["plugins"]) == 3
     assert node.uninstall()[0] == 0
@@ -646,7 +653,7 @@ def test_bracket_is_refused_before_a_main_plugin_that_fails_on_a_prev_result(nod
     status, _, err = node.install("--bracket")
     assert status == 1
     assert f"refused: --bracket in {node.net_d / '10-net.conflist'}: " in err and "every ADD fails" in err
-    assert "install without --bracket (the logger last only)" in err
+    assert "install with --no-bracket (the logger last only)" in err
     assert node.snapshot() == snapshot
     assert node.install()[0] == 0  # last only is fine
     assert [p["type"] for p in node.doc("10-net.conflist")["plugins"]] == [main["type"], "logger"]

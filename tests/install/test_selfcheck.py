@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from cni_logger.install import launcher
-from cni_logger.install.selfcheck import CheckFailed, check
+from cni_logger.install.content import ChainEntry
+from cni_logger.install.selfcheck import CannotCheck, CheckFailed, check
 from tests.harness.nodes import Node
 
 ENTRY = {"type": "logger", "logFile": "/var/log/cni/cni-logger.log"}
@@ -30,8 +32,10 @@ def script(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
-def run_check(tmp_path: Path, executable: str, version: str = "1.0.0", timeout: float = 30) -> None:
-    check(executable, version, "net", ENTRY, str(tmp_path / "bin"), str(tmp_path / "state"), timeout)
+def run_check(tmp_path: Path, executable: str, version: str = "1.0.0", timeout: float = 30,
+              entries: list[dict[str, object]] | None = None) -> list[str]:
+    chain = [ChainEntry("/etc/cni/net.d/10-net.conflist", "net", version, e) for e in entries or [ENTRY]]
+    return check(executable, chain, str(tmp_path / "bin"), str(tmp_path / "state"), timeout)
 
 
 def failure(tmp_path: Path, executable: str, **kwargs: object) -> str:
@@ -46,17 +50,77 @@ def test_the_launcher_of_this_environment_passes(tmp_path: Path) -> None:
     for version in ("0.3.1", "1.0.0"):
         run_check(tmp_path, str(target), version)
     assert [p.name for p in (tmp_path / "bin").iterdir()] == ["logger"], "nothing written beside it"
-    assert not (tmp_path / "state").exists(), "the system's temporary directory was used"
+    scratch = tmp_path / "state" / "check"
+    assert scratch.stat().st_mode & 0o777 == 0o700, "root-only"
+    assert list(scratch.iterdir()) == [], "each check's directory is removed"
 
 
-def test_without_a_writable_temporary_directory_the_state_dir_is_used(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The DaemonSet's pod sees the host's root read-only: only the state dir is writable there."""
+def test_the_scratch_space_is_the_state_dirs_whatever_tmpdir_says(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any user can fill a shared /tmp; the state dir is root's (and the DaemonSet's only writable place)."""
     target = tmp_path / "bin" / "logger"
     launcher.write(str(target))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "read-only-tmp"))   # does not exist
+    seen = tmp_path / "tmp"
+    seen.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(seen))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "check").mkdir(mode=0o777)
+    (tmp_path / "state" / "check").chmod(0o777)
     run_check(tmp_path, str(target))
-    assert (tmp_path / "state").is_dir() and not list((tmp_path / "state").iterdir()), "used, then removed"
+    assert list(seen.iterdir()) == []
+    assert (tmp_path / "state" / "check").stat().st_mode & 0o777 == 0o700, "made root-only again"
+
+
+def test_a_scratch_space_that_cannot_be_made_is_cannot_check(tmp_path: Path) -> None:
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "check").write_text("a file where the scratch directory goes")
+    with pytest.raises(CannotCheck) as caught:
+        run_check(tmp_path, str(target))
+    assert not isinstance(caught.value, CheckFailed)
+    assert "cannot check" in str(caught.value)
+
+
+def test_both_bracket_entries_are_executed_as_written(tmp_path: Path) -> None:
+    seen = tmp_path / "stdin"
+    body = (f'if [ "$CNI_COMMAND" = VERSION ]; then echo \'{VERSION_ANSWER}\'; '
+            f"else cat >> {seen}; echo >> {seen}; exit 1; fi\n")
+    attempt = {"type": "logger", "role": "attempt", "logFile": "/var/log/a.log", "redactKeys": ["x"]}
+    outcome = {"type": "logger", "role": "outcome", "logFile": "/var/log/a.log", "redactKeys": ["x"]}
+    failure(tmp_path, script(tmp_path, body), entries=[attempt, outcome])
+    first = json.loads(seen.read_text().splitlines()[0])
+    assert first["role"] == "attempt" and first["redactKeys"] == ["x"] and first["name"] == "net"
+    assert first["logFile"].startswith(str(tmp_path / "state" / "check")), first["logFile"]
+
+
+def test_a_strict_entry_with_a_rejected_setting_fails(tmp_path: Path) -> None:
+    """failOnLogError + a value the plugin rejects: every ADD fails with code 7, whichever value it is (the
+    relocated logFile too, which the scratch ADD would not see)."""
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    for entry in ({"type": "logger", "failOnLogError": True, "logFile": "relative.log"},
+                  {"type": "logger", "failOnLogError": True, "logOptions": {"maxSize": -1}}):
+        with pytest.raises(CheckFailed) as caught:
+            run_check(tmp_path, str(target), entries=[entry])
+        assert "failOnLogError" in str(caught.value) and "error 7" in str(caught.value)
+    assert run_check(tmp_path, str(target), entries=[{"type": "logger", "logOptions": {"maxSize": -1}}]) == []
+
+
+def test_a_real_log_that_cannot_be_written(tmp_path: Path) -> None:
+    """Probed, never written or created: a warning when the plugin fails open, a failure under failOnLogError."""
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    warnings = run_check(tmp_path, str(target), entries=[{"type": "logger", "logFile": str(fifo)}])
+    assert len(warnings) == 1 and "not a regular file" in warnings[0] and "fails open" in warnings[0], warnings
+    with pytest.raises(CheckFailed) as caught:
+        run_check(tmp_path, str(target), entries=[{"type": "logger", "logFile": str(fifo), "failOnLogError": True}])
+    assert "error 11" in str(caught.value)
+    missing = tmp_path / "not-yet" / "deeper" / "cni.log"
+    assert run_check(tmp_path, str(target), entries=[{"type": "logger", "logFile": str(missing)}]) == []
+    assert not (tmp_path / "not-yet").exists(), "the probe creates nothing"
 
 
 def test_exit_status_and_stderr_tail_are_reported(tmp_path: Path) -> None:
@@ -112,6 +176,7 @@ def test_the_add_config_is_the_entry_with_a_private_log_file(tmp_path: Path) -> 
     config = json.loads(seen.read_text())
     assert config["type"] == "logger" and config["cniVersion"] == "1.0.0" and config["name"] == "net"
     assert config["logFile"] != ENTRY["logFile"]
+    assert config["logFile"].startswith(str(tmp_path / "state" / "check" / "run-"))
     assert "prevResult" not in config
     assert not Path(config["logFile"]).parent.exists(), "its temporary directory is removed"
 
@@ -166,3 +231,38 @@ def test_a_bin_dir_made_for_a_launcher_that_fails_is_removed_again(node: Node) -
     status, _, err = node.install("--bin-dir", str(bin_dir), "--check-timeout", "0.001")
     assert status == 1 and "self-check" in err, err
     assert list(node.bin_dir.iterdir()) == [], "the directories install made for the launcher are gone"
+
+
+def test_the_plan_lists_exactly_the_entries_it_writes(node: Node) -> None:
+    """Plan.entries: what the chain holds after the plan, each with its file, network and cniVersion."""
+    from cni_logger.install.content import logger_entry
+    from cni_logger.install.journal import load_journal
+    from cni_logger.install.plan import plan_install
+    from cni_logger.install.runtimes import RUNTIMES, Options
+
+    doc = json.loads(node.put("10-flannel.conflist").read_text())
+    doc["plugins"].append({"type": "logger", "logFile": "/var/log/own.log", "redactKeys": ["token"]})
+    path = node.put("10-flannel.conflist", json.dumps(doc))
+    opts = Options(runtime=RUNTIMES["containerd"], conf_dir=str(node.net_d), bin_dir=str(node.bin_dir),
+                   conf_file=None, network=None, entry=logger_entry("/var/log/cni/cni-logger.log", max_size=5),
+                   named=logger_entry(None, max_size=5), state_dir=str(node.state_dir), bracket=True)
+    plan = plan_install(opts, load_journal(str(node.state_dir)), [])
+    written = json.loads(next(s.data for s in plan.steps if s.path == str(path)))  # type: ignore[union-attr]
+    assert [e.entry for e in plan.entries] == [written["plugins"][0], written["plugins"][-1]]
+    assert [e.entry["role"] for e in plan.entries] == ["attempt", "outcome"]
+    assert plan.entries[1].entry["redactKeys"] == ["token"] and plan.entries[1].entry["logOptions"] == {"maxSize": 5}
+    assert {(e.path, e.network, e.cni_version) for e in plan.entries} == {(str(path), doc["name"], doc["cniVersion"])}
+
+
+def test_a_log_probe_that_blocks_is_bounded_by_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hung network mount cannot be made here: the probe itself is made to block, in the child it runs in."""
+    import time
+
+    from cni_logger.install import selfcheck
+
+    target = tmp_path / "bin" / "logger"
+    launcher.write(str(target))
+    monkeypatch.setattr(selfcheck, "_log_problem", lambda path: time.sleep(120) or "")
+    with pytest.raises(CheckFailed) as caught:
+        run_check(tmp_path, str(target), timeout=2, entries=[{"type": "logger", "logFile": str(tmp_path / "a.log")}])
+    assert "did not answer a probe within 2s" in str(caught.value) and "hang" in str(caught.value)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -145,3 +146,18 @@ def test_the_build_id_names_the_content_so_a_rebuild_keeps_it(bundle: Bundle, tm
     interpreter from the cache, the project layer anew) must give the same id, not a new folder per run."""
     again = unpack(build(), tmp_path)
     assert (again / "BUILD_ID").read_text().strip() == bundle.build_id
+
+
+def test_the_manifest_lists_every_file_with_its_hash_and_the_build_id_names_it(bundle: Bundle) -> None:
+    """MANIFEST.sha256 (sha256sum's format) lists every file of the folder (symlinks to files too) but itself
+    and BUILD_ID; the node script checks an unpacked folder against it, and BUILD_ID is the start of its own
+    hash, so the folder's name pins its content."""
+    manifest = (bundle.folder / "MANIFEST.sha256").read_bytes()
+    assert bundle.build_id == hashlib.sha256(manifest).hexdigest()[:16]
+    listed = [line.split("  ", 1)[1] for line in manifest.decode().splitlines()]
+    present = sorted(f"./{p.relative_to(bundle.folder)}" for p in bundle.folder.rglob("*") if p.is_file())
+    assert listed == sorted(set(present) - {"./MANIFEST.sha256", "./BUILD_ID"})
+    assert f"./bin/python{PYTHON_VERSION}" in listed and "./lib/python3.11/site-packages/cni_logger/cli.py" in listed
+    check = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "MANIFEST.sha256"], cwd=bundle.folder,
+                           capture_output=True, text=True, check=False, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -105,13 +105,20 @@ def test_a_recorded_invocation_loads_the_pipeline_and_nothing_an_operator_runs(t
 
 def test_every_top_level_module_is_on_the_plugins_path(tmp_path: Path) -> None:
     """The top level holds the plugin and nothing else: each module is loaded by some invocation (a plain
-    ADD, an ADD that converts a 0.2.0 prevResult, an ADD whose sink fails, so diagnostics run)."""
+    ADD, an ADD that converts a 0.2.0 prevResult, an ADD with a rejected setting, so diagnostics run, an ADD
+    whose sink fails, so the lost event is counted)."""
+    from cni_logger.filesink import dropped_path
+
     seen: set[str] = set()
+    (tmp_path / "a-file").write_text("")
+    blocked = str(tmp_path / "a-file" / "cni.log")
     for config in (logger_config(tmp_path, prevResult=PREV_100),
                    logger_config(tmp_path, prevResult={"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24"}}),
-                   logger_config(tmp_path, logFile=str(tmp_path / "missing" / "\0bad"))):
+                   logger_config(tmp_path, logFile=str(tmp_path / "missing" / "\0bad")),
+                   logger_config(tmp_path, logFile=blocked)):
         modules, _ = loaded_modules(tmp_path, "ADD", config)
         seen |= modules
+    Path(dropped_path(blocked)).unlink(missing_ok=True)
     top_level = {f"cni_logger.{p.stem}" for p in (REPO / "cni_logger").glob("*.py")} - {"cni_logger.__init__"}
     # __main__ is the entry point of ``python -m cni_logger`` itself, the one way in besides cli.main.
     assert top_level - {"cni_logger.__main__"} <= seen, sorted(top_level - seen)

@@ -1,7 +1,7 @@
 """The audit reads the trail's coverage events: outages, dropped events and inventories qualify its answers.
 
 Invocation events are written by the real plugin (``tests.harness.trails.Writer``); the coverage events
-(``docs/coverage-events.md``) by ``tests.harness.coverage``, contract-conformant lines appended through the
+(``docs/coverage-events.md``) by ``tests.harness.coverage_lines``, contract-conformant lines appended through the
 plugin's own rotating sink, with the times of moments taken between the plugin's calls. The cases:
 
 (a) the new user's case from issue 17: ADD recorded, the failsafe takes the logger out, the DEL happens while
@@ -22,7 +22,7 @@ from typing import Any
 from cni_logger.audit.coverage import INVENTORY_GRACE
 from cni_logger.audit.timeparse import from_epoch, to_epoch
 from tests.harness.audit import cli
-from tests.harness.coverage import append, attachment, coverage_line, inventory_lines
+from tests.harness.coverage_lines import append, attachment, coverage_line, inventory_lines
 from tests.harness.trails import NET, Trail, Writer
 
 CONF = "/etc/cni/net.d/10-audit.conflist"

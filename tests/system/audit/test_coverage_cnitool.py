@@ -2,7 +2,7 @@
 
 cnitool (libcni) runs bridge + host-local + logger in throw-away namespaces (``tests/harness/cnitool.py``). The
 logger really leaves the chain (the conflist is rewritten without it, as the failsafe and ``uninstall`` do) and
-comes back; the coverage events those write are appended by ``tests.harness.coverage`` (contract-conformant
+comes back; the coverage events those write are appended by ``tests.harness.coverage_lines`` (contract-conformant
 lines, until the real writer's are swapped in), and the inventory is read from libcni's own result cache, as
 ``--watch`` reads it. The test keeps its own ground truth (which container holds which address, from the
 namespaces) and judges every answer: right, or qualified (exit 3 with the row marked, or exit 4); never a wrong
@@ -33,7 +33,7 @@ from tests.harness.cnitool import (
     opened_sandbox,
     runtime_plugin,
 )
-from tests.harness.coverage import append, attachment, coverage_line, inventory_lines
+from tests.harness.coverage_lines import append, attachment, coverage_line, inventory_lines
 
 pytestmark = pytest.mark.integration
 

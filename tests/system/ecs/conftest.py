@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.coverage import cache_record, write_scenarios
 from tests.harness.plugin import Run, cni_env, run_plugin
 
 K8S_ARGS = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-7d4b9c-x2kq;"
@@ -118,7 +119,33 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Recorded]:
         events = collect(scenario.name, run, log, seen)
         assert events, f"scenario {scenario.name} recorded no event: {run.stderr!r}"
         out.extend(events)
+    out.extend(coverage_events(log, tmp_path_factory.mktemp("ecs-coverage")))
     return out
+
+
+def coverage_events(log: Path, work: Path) -> list[Recorded]:
+    """The coverage events (docs/coverage-events.md) as install and --watch write them into the same trail:
+    every action, an inventory of a libcni cache with a Kubernetes attachment (and a file being written,
+    so the inventory is incomplete), dropped events."""
+    cache, drops = work / "results", work / "dropped"
+    cache.mkdir()
+    drops.mkdir(mode=0o700)
+    record = cache_record("k8s-pod-network", "5f1a8c0d2b7e", "eth0", prev_result(),
+                          [["K8S_POD_NAMESPACE", "shop"], ["K8S_POD_NAME", "web-7d4b9c-x2kq"],
+                           ["K8S_POD_UID", "0d9a2c1e-7b5f-4e3a-9c8d-1f2e3a4b5c6d"]])
+    (cache / "k8s-pod-network-5f1a8c0d2b7e-eth0").write_text(json.dumps(record))
+    (cache / "k8s-pod-network-0b9d-eth0").write_text(json.dumps(record)[:100])
+    before = {json.loads(line)["event"]["id"] for line in log.read_bytes().splitlines()}
+    assert write_scenarios(log, cache, drops) == []
+    found = []
+    for line in log.read_bytes().splitlines():
+        doc = json.loads(line)
+        if doc["event"]["id"] not in before:
+            assert doc["event"]["dataset"] == "cni.coverage", doc
+            found.append(Recorded(f"coverage-{doc['event']['action']}", line, doc))
+    assert {r.scenario for r in found} == {f"coverage-{a}" for a in (
+        "logger-entered", "logger-left", "logger-heartbeat", "cni-attachment", "logger-inventory", "logger-dropped")}
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 DEPLOY = REPO / "deploy"
 
-OPAQUE_CNI_FIELDS = ("cni.args", "cni.config", "cni.prev_result", "cni.valid_attachments")
-"""Free-form ``cni.*`` objects (runtime- and operator-supplied): mapped ``flattened``, never walked."""
+OPAQUE_CNI_FIELDS = ("cni.args", "cni.config", "cni.prev_result", "cni.valid_attachments", "cni.coverage.commands")
+"""Free-form ``cni.*`` objects (runtime- and operator-supplied; a dropped-events count per CNI command): mapped
+``flattened``, never walked."""
 
 
 @cache

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.harness.plugin import cni_env, run_plugin
-from tests.system.ecs.conftest import prev_result
+from tests.system.ecs.conftest import Recorded, prev_result
 from tests.system.ecs.ecs_schema import (
     DEPLOY,
     OPAQUE_CNI_FIELDS,
@@ -31,13 +31,19 @@ from tests.system.ecs.ecs_schema import (
 
 ECS_VERSION = "9.4.0"
 CNI_FIELDS = {"cni.command", "cni.container_id", "cni.netns", "cni.ifname", "cni.role", "cni.path", "cni.version",
-              "cni.plugin_type", "cni.warnings", "cni.truncated", *OPAQUE_CNI_FIELDS}
-"""The custom namespace as documented in cni_logger/events.py and the README."""
+              "cni.plugin_type", "cni.warnings", "cni.truncated", *OPAQUE_CNI_FIELDS,
+              *(f"cni.coverage.{name}" for name in (
+                  "file", "network", "roles", "reason", "since", "detail", "networks", "interval", "dropped", "first",
+                  "last", "containers", "containers_truncated", "inventory", "cache_dir", "attachments", "trigger",
+                  "complete"))}
+"""The custom namespace as documented in cni_logger/events.py and the README; ``cni.coverage.*`` as in
+docs/coverage-events.md."""
 
 EXPECTED_FIELDS = {
     "@timestamp", "message", "log.level", "log.logger", "ecs.version",
     "event.kind", "event.category", "event.type", "event.action", "event.outcome", "event.duration", "event.id",
-    "event.module", "event.dataset", "event.code", "error.code", "error.message", "error.type", "container.id",
+    "event.module", "event.dataset", "event.code", "event.reason", "error.code", "error.message", "error.type",
+    "container.id",
     "orchestrator.type", "orchestrator.namespace", "orchestrator.resource.type", "orchestrator.resource.name",
     "orchestrator.resource.id", "orchestrator.resource.ip", "network.name", "host.name", "host.hostname",
     "process.pid", "process.parent.pid", "trace.id", "related.ip", *CNI_FIELDS,
@@ -206,3 +212,32 @@ def test_related_ip_holds_only_ip_addresses_whatever_the_prev_result(address: st
     for path in ("related.ip", "orchestrator.resource.ip"):
         for value in flatten(event).get(path, []):
             assert ip_problem(value) is None, f"{path}: {ip_problem(value)}"
+
+
+# -- coverage events (docs/coverage-events.md) ----------------------------------------------------
+
+
+def test_coverage_events_are_classified_as_the_contract_says(recorded: list[Recorded]) -> None:
+    coverage = [r.event for r in recorded if r.scenario.startswith("coverage-")]
+    assert coverage, "no coverage event among the scenarios"
+    for event in coverage:
+        action, ev = event["event"]["action"], event["event"]
+        assert (ev["module"], ev["dataset"], ev["outcome"]) == ("cni", "cni.coverage", "success")
+        assert ev["kind"] == ("state" if action in ("logger-heartbeat", "logger-inventory", "cni-attachment")
+                              else "event"), action
+        assert ev["category"] == ["configuration"]
+        assert ev["type"] == (["change"] if action in ("logger-entered", "logger-left") else ["info"]), action
+        assert ev["reason"].strip() and "command" not in event["cni"]
+        warning = action == "logger-dropped" or (action == "logger-left"
+                                                 and event["cni"]["coverage"]["reason"] != "uninstall")
+        assert event["log"] == {"level": "warning" if warning else "info", "logger": "cni-logger"}, action
+        if action in ("logger-entered", "logger-left", "cni-attachment"):
+            assert event["network"]["name"] == "k8s-pod-network"
+    [attachment] = [e for e in coverage if e["event"]["action"] == "cni-attachment"]
+    [inventory] = [e for e in coverage if e["event"]["action"] == "logger-inventory"]
+    assert attachment["orchestrator"]["namespace"] == "shop"
+    assert attachment["related"]["ip"] == ["10.244.1.17", "fd00:10:244:1::11"]
+    assert attachment["cni"]["coverage"]["inventory"] == inventory["cni"]["coverage"]["inventory"]
+    assert inventory["cni"]["coverage"]["complete"] is False  # the cache held a file being written
+    [dropped] = [e for e in coverage if e["event"]["action"] == "logger-dropped"]
+    assert dropped["cni"]["coverage"]["commands"] == {"ADD": 2, "DEL": 1}

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from cni_logger import skel
+from cni_logger.filesink import dropped_path
 from tests.harness.plugin import cni_env
 from tests.harness.reliability import (
     PREV_RESULT,
@@ -97,14 +98,28 @@ def assert_strict(log_file: str | Path, reason: str, *, status_unavailable: bool
         assert status.rc == 0, status
 
 
-def assert_resumed(log_file: Path, **kw: Any) -> None:
-    """After the fault clears, the next ADD's event is in the file."""
+def assert_resumed(log_file: Path, lost: bool = False, **kw: Any) -> None:
+    """After the fault clears, the next ADD's event is in the file; with ``lost``, followed by one
+    ``logger-dropped`` event that counts what the fault cost (the plugin counted it in a root-only file
+    on /run, which the fault did not touch)."""
     run = add(log_file, "resumed", **kw)
     assert run.rc == 0 and run.doc == ADD_ANSWER, run
     assert b"not written" not in run.stderr, run.stderr
     key = run.env["CNI_CONTAINERID"]
-    assert key in {e["cni"]["container_id"] for e in audit_log(log_file).events}
+    events = audit_log(log_file).events
+    assert key in {e["cni"].get("container_id") for e in events}
     assert mode(log_file) == 0o640
+    dropped = [e for e in events if e["event"]["action"] == "logger-dropped"]
+    if not lost:
+        assert dropped == []
+        return
+    [event] = dropped
+    assert events[-1] is event, "written right after the resumed ADD's own event"
+    counted = event["cni"]["coverage"]
+    assert counted["dropped"] >= 3 and counted["complete"] is True, counted
+    assert {"ADD", "CHECK", "DEL"} <= set(counted["commands"]), counted
+    assert any(c.startswith("open-") for c in counted["containers"]), counted
+    assert not Path(dropped_path(str(log_file))).exists()
 
 
 # -- disk full, read-only --------------------------------------------------------------------------
@@ -141,7 +156,7 @@ def test_disk_full(tmpfs: Path) -> None:
     assert_strict(log, "no space left on the device", status_unavailable=False)  # the file still opens
 
     filler.unlink()
-    assert_resumed(log)
+    assert_resumed(log, lost=True)
     audit = audit_log(log)
     # A short write leaves at most one damaged line (the cut-short event, with the next event glued
     # on); the next writer rewrites its event on a line of its own, so no complete event is lost.
@@ -161,7 +176,8 @@ def test_read_only_filesystem(tmpfs: Path) -> None:
         assert_fail_open(tmpfs / "sub" / "new.log", "the filesystem is read-only")
     finally:
         remount(tmpfs, "rw")
-    assert_resumed(log)
+        Path(dropped_path(str(tmpfs / "sub" / "new.log"))).unlink(missing_ok=True)  # never resumed: ours to remove
+    assert_resumed(log, lost=True)
     assert audit_log(log).problems() == []
 
 
@@ -220,7 +236,7 @@ def test_immutable_directory(immutable_dir: Path) -> None:
     assert_fail_open(immutable_dir / "deeper" / "audit.log", "operation not permitted")
     assert list(immutable_dir.iterdir()) == []
     subprocess.run(["chattr", "-i", str(immutable_dir)], check=True)
-    assert_resumed(log)
+    assert_resumed(log, lost=True)
 
 
 # -- what is at the path ---------------------------------------------------------------------------
@@ -244,7 +260,7 @@ def test_log_file_is_a_directory(tmp_path: Path) -> None:
     assert_strict(log, "is a directory")
     assert list(log.iterdir()) == []
     log.rmdir()
-    assert_resumed(log)
+    assert_resumed(log, lost=True)
 
 
 def test_parent_is_a_file(tmp_path: Path) -> None:
@@ -280,7 +296,7 @@ def test_fifo_without_reader_does_not_block(tmp_path: Path) -> None:
     assert_strict(log, "is not a regular file")
     assert stat.S_ISFIFO(log.lstat().st_mode)
     log.unlink()
-    assert_resumed(log)
+    assert_resumed(log, lost=True)
 
 
 def test_fifo_with_reader_gets_nothing(tmp_path: Path) -> None:
@@ -337,7 +353,7 @@ def test_symlink_is_not_followed(tmp_path: Path, kind: str) -> None:
     elif kind == "dangling":
         assert not target.exists()
     log.unlink()
-    assert_resumed(log)
+    assert_resumed(log, lost=True)
 
 
 def test_dev_stdout_cannot_corrupt_the_answer() -> None:
