@@ -233,6 +233,8 @@ def read_only_logs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 def lose_events(log_dir: Path, config: dict[str, Any]) -> None:
     """Three invocations whose events cannot be written: each still succeeds, with one JSON answer."""
+    log = log_dir / "cni.log"
+    before = log.read_bytes() if log.exists() else None
     runs = run_with_read_only_logs(log_dir, config, LOST)
     for (command, _), ran in zip(LOST, runs, strict=True):
         assert ran["rc"] == 0, ran
@@ -240,7 +242,7 @@ def lose_events(log_dir: Path, config: dict[str, Any]) -> None:
         assert command != "ADD" or answer["ips"] == PREV["ips"]
         assert command == "ADD" or ran["stdout"] == ""
         assert "read-only" in ran["stderr"]
-    assert not (log_dir / "cni.log").exists()
+    assert (log.read_bytes() if log.exists() else None) == before, "nothing was written to the read-only log"
 
 
 def assert_one_dropped(log: Path) -> None:
@@ -265,6 +267,8 @@ def test_events_lost_to_a_read_only_log_are_put_on_the_record_by_the_watcher(
     subprocess.run([str(CNI_LOGGER), "install", "--conf-dir", str(net_d), "--bin-dir", str(bin_dir),
                     "--state-dir", str(tmp_path / "state"), "--log-file", str(log)], check=True, timeout=120,
                    capture_output=True)
+    [entered] = coverage(log, "logger-entered")  # the install's own record of putting the logger in the chain
+    assert (entered["cni"]["coverage"]["reason"], entered["network"]["name"]) == ("install", "pods")
     config = logger_config(conflist)
     lose_events(log_dir, {**config, "prevResult": PREV})
     assert Path(dropped_path(str(log))).read_text().count("\n") == 3
