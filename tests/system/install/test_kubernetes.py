@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cni_logger.filesink import DROPPED_DIR
 from cni_logger.install import cli as install_cli
 from tests.harness.bundle import PYTHON_VERSION, Bundle
 from tests.harness.nodes import shape
@@ -86,6 +87,7 @@ def test_installer_paths_are_host_paths_mounted_under_host() -> None:
     assert args.state_dir in writable
     assert os.path.dirname(args.log_file) in writable
     assert os.path.dirname(args.ready_file) == args.state_dir
+    assert os.path.dirname(DROPPED_DIR) in writable, "the watcher claims and removes the plugin's counts of lost events"
     probe = container["readinessProbe"]["exec"]["command"]
     assert probe == ["test", "-e", "/host" + args.ready_file]
 
