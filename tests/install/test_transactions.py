@@ -17,8 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from cni_logger.install import selfcheck
 from cni_logger.install.content import ChainEntry
 from tests.harness.nodes import shape
 from tests.harness.plugin import REPO
+from tests.harness.waiting import wait_for
 
 CNI_LOGGER = REPO / ".venv" / "bin" / "cni-logger"
 KILL_ENV = "CNI_LOGGER_TEST_KILL_AT"
@@ -38,15 +38,6 @@ WAIT_LIMIT = 60.0
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def wait_for(condition: Callable[[], bool], limit: float = WAIT_LIMIT) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 class Layout:

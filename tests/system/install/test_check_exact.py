@@ -20,17 +20,9 @@ import pytest
 
 from tests.harness.cnitool import CniSandbox, run
 from tests.harness.nodes import shape
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def install(cli: Path, sb: CniSandbox, state: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

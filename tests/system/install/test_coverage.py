@@ -29,19 +29,11 @@ from cni_logger.filesink import dropped_path, list_backups
 from tests.harness.cnitool import RESULTS_DIR, CniSandbox, cnitool_container_id, ipv4_cidrs
 from tests.harness.coverage import cache_record, events_of, run_python
 from tests.harness.plugin import REPO, cni_env, parse_single_json, plugin_executable, run_plugin
+from tests.harness.waiting import wait_for
 
 CNI_LOGGER = REPO / ".venv" / "bin" / "cni-logger"
 PREV = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
         "ips": [{"interface": 0, "address": "10.250.3.7/24", "gateway": "10.250.3.1"}], "dns": {}}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def trail(log: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -33,6 +33,7 @@ from tests.harness.cnitool import (
     cnitool_container_id,
     run,
 )
+from tests.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +41,6 @@ INTERVAL = 0.5
 """--watch's interval here: short, so that the tests wait little."""
 WAIT_LIMIT = 60.0
 """Seconds to wait for something the watcher does within a few intervals (a limit, not a measurement)."""
-
-
-def wait_for(condition: Callable[[], bool], limit: float = WAIT_LIMIT) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def logger_in(conflist: Path) -> bool:

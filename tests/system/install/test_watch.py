@@ -14,17 +14,9 @@ import pytest
 
 from tests.harness.nodes import shape
 from tests.harness.plugin import REPO
+from tests.harness.waiting import wait_for
 
 CNI_LOGGER = REPO / ".venv" / "bin" / "cni-logger"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def has_logger(path: Path) -> bool:
