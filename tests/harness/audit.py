@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cni_logger.audit.timeparse import from_datetime
 from tests.harness.plugin import REPO
 
 CLI = str(REPO / ".venv" / "bin" / "cni-logger")
@@ -73,3 +76,12 @@ def measured(argv: list[str], work: Path, timeout: float = 120) -> Measured:
     finally:
         out.unlink()
         err.unlink()
+
+
+def now() -> str:
+    """The current time as the audit prints it, a few milliseconds clear of the events either side of it
+    (a test's own clock around its runtime calls: the moments it asks ``who-had --at`` about)."""
+    time.sleep(0.002)
+    moment = from_datetime(datetime.now(UTC))
+    time.sleep(0.002)
+    return moment

@@ -14,44 +14,23 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cni_logger.audit.coverage import INVENTORY_GRACE
-from cni_logger.audit.timeparse import from_datetime
 from tests.harness import audit as helpers
+from tests.harness.audit import now
 from tests.harness.cnitool import (
     CniSandbox,
     Network,
     cnitool_container_id,
-    environment_problem,
     ipv4_cidrs,
-    opened_sandbox,
-    runtime_plugin,
 )
 from tests.harness.coverage_lines import append, attachment, coverage_line, inventory_lines
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path, cni_logger_cli: Path) -> Iterator[CniSandbox]:
-    problem = environment_problem()
-    if problem:
-        pytest.skip(problem)
-    with opened_sandbox(tmp_path, runtime_plugin(cni_logger_cli)) as sb:
-        yield sb
-
-
-def now() -> str:
-    time.sleep(0.002)
-    moment = from_datetime(datetime.now(UTC))
-    time.sleep(0.002)
-    return moment
 
 
 class Node:

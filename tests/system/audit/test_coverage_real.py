@@ -21,44 +21,24 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cni_logger.audit.timeparse import from_datetime
 from tests.harness import audit as helpers
+from tests.harness.audit import now
 from tests.harness.bundle import Bundle, unpack
 from tests.harness.cnitool import (
     RESULTS_DIR,
     CniSandbox,
     Network,
     cnitool_container_id,
-    environment_problem,
     ipv4_cidrs,
-    opened_sandbox,
 )
 
 pytestmark = pytest.mark.integration
 
 WAIT = 60.0
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[CniSandbox]:
-    problem = environment_problem()
-    if problem:
-        pytest.skip(problem)
-    with opened_sandbox(tmp_path, None) as sb:  # no logger: install writes it, as on a node
-        yield sb
-
-
-def now() -> str:
-    time.sleep(0.002)
-    moment = from_datetime(datetime.now(UTC))
-    time.sleep(0.002)
-    return moment
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
@@ -144,8 +124,9 @@ class Node:
 
 
 @pytest.fixture
-def node(sandbox: CniSandbox, bundle: Bundle) -> Iterator[Node]:
-    n = Node(sandbox, bundle)
+def node(bare_sandbox: CniSandbox, bundle: Bundle) -> Iterator[Node]:
+    """The node of a test: ``bare_sandbox`` has no logger; install writes it, as on a node."""
+    n = Node(bare_sandbox, bundle)
     try:
         yield n
     finally:
@@ -213,9 +194,10 @@ def test_a_release_while_the_failsafe_had_the_logger_out_and_an_uninstall_window
     node.run("del", b)  # idempotent DEL: the runtime's retry after the window
 
 
-def test_a_pod_whose_add_rotated_away_is_held_or_qualified_never_nobody(sandbox: CniSandbox, bundle: Bundle) -> None:
+def test_a_pod_whose_add_rotated_away_is_held_or_qualified_never_nobody(bare_sandbox: CniSandbox,
+                                                                          bundle: Bundle) -> None:
     """maxSize of a few events, maxBackups 1, --watch running: p's ADD leaves the trail, the inventories stay."""
-    node = Node(sandbox, bundle, log_options=["--max-size", "0.004", "--max-backups", "1"])
+    node = Node(bare_sandbox, bundle, log_options=["--max-size", "0.004", "--max-backups", "1"])
     try:
         sb, net = node.sb, node.net
         p, q = sb.new_container(), sb.new_container()

@@ -119,8 +119,6 @@ def test_tail_finishes_the_old_file_keeps_late_lines_and_holds_partial_ones(tmp_
     tail.close()
 
 
-
-
 def test_tail_drops_an_overlong_line_without_holding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lines, "MAX_LINE", 100)
     log = tmp_path / "cni.log"

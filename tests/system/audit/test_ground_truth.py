@@ -23,15 +23,13 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cni_logger.audit.evidence import GAP_MIN_SECONDS
-from cni_logger.audit.timeparse import from_datetime
-from tests.harness.audit import Result, cli
+from tests.harness.audit import Result, cli, now
 from tests.harness.cnitool import (
     CniSandbox,
     cnitool_container_id,
@@ -53,13 +51,6 @@ PACE = GAP_MIN_SECONDS / 5
 ``evidence.GAP_MIN_SECONDS`` and a missing one is a gap the reader can infer from time alone. Without a
 pace a backup spans under a second (cnitool alone is that fast), which README lists as undetectable
 (a backup that held only a short burst), and the damaged-trail test failed whenever the machine ran fast."""
-
-
-def now() -> str:
-    time.sleep(0.002)
-    moment = from_datetime(datetime.now(UTC))
-    time.sleep(0.002)
-    return moment
 
 
 @dataclass

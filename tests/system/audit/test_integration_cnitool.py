@@ -7,43 +7,19 @@ address after its DEL: the reuse who-had must tell apart.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from cni_logger.audit.timeparse import from_datetime
 from tests.harness import audit as helpers
+from tests.harness.audit import now
 from tests.harness.cnitool import (
     CniSandbox,
     cnitool_container_id,
-    environment_problem,
     ipv4_cidrs,
-    opened_sandbox,
-    runtime_plugin,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path, cni_logger_cli: Path) -> Iterator[CniSandbox]:
-    """The integration suite's sandbox: namespaces + a CNI bin dir with ``logger`` (the bundle's launcher);
-    cleaned up afterwards."""
-    problem = environment_problem()
-    if problem:
-        pytest.skip(problem)
-    with opened_sandbox(tmp_path, runtime_plugin(cni_logger_cli)) as sb:
-        yield sb
-
-
-def now() -> str:
-    time.sleep(0.002)
-    moment = from_datetime(datetime.now(UTC))
-    time.sleep(0.002)
-    return moment
 
 
 def test_who_had_and_timeline_for_two_containers_sharing_an_address(sandbox: CniSandbox,
