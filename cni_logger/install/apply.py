@@ -163,8 +163,9 @@ def install_once(opts: Options, notes: list[str], out: Callable[[str], object] |
     try:
         return _install_once(opts, notes, out or sys.stdout.write, recorder, reason)
     except launcher.LauncherError as exc:
-        # This interpreter lacks the plugin's packages: a launcher written for it could not run either.
-        raise selfcheck.CheckFailed(str(exc)) from exc
+        # This interpreter lacks the plugin's packages: a launcher written for it could not run either. Under
+        # --watch that is the installation the launcher runs, lost since start (its folder removed or damaged).
+        raise selfcheck.CheckFailed(f"the installation the launcher runs is incomplete: {exc}") from exc
     except OSError as exc:
         raise Refusal(str(exc)) from exc
 
