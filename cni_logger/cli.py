@@ -1,35 +1,59 @@
-"""The ``cni-logger`` command: the CNI plugin when ``CNI_COMMAND`` is set, otherwise a small tool.
+"""The ``cni-logger`` command: the CNI plugin when a runtime runs it, otherwise a small tool.
 
-This is the process entry point, so the plugin path imports nothing beyond what the invocation
-needs: the protocol layer, and the event pipeline only once there is an event to record. Subcommands
-(for operators, not runtimes) import what they need when they run.
+A runtime executes a plugin with no arguments and ``CNI_COMMAND`` set; any argument on the command line
+means the tool, even with ``CNI_COMMAND`` exported in an operator's shell. This is the process entry
+point, so the plugin path imports nothing beyond what the invocation needs: the protocol layer, and the
+event pipeline only once there is an event to record. Subcommands (for operators, not runtimes) import
+what they need when they run.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def main() -> None:
     """Run one CNI invocation, or a subcommand; never returns (exits without finalisation)."""
     from cni_logger import skel
 
-    if "CNI_COMMAND" in os.environ:
-        import gc
-
-        gc.disable()  # one short-lived invocation allocates little; collection only costs time
-        from cni_logger import deferred, plugin
-
-        deferred.install()
-        skel.main_exit(plugin.run())
     if len(sys.argv) == 1:
+        if "CNI_COMMAND" in os.environ:
+            import gc
+
+            gc.disable()  # one short-lived invocation allocates little; collection only costs time
+            from cni_logger import deferred, plugin
+
+            deferred.install()
+            skel.main_exit(plugin.run())
         from cni_logger.plugin import LoggerPlugin
 
-        sys.stderr.write(skel.about(LoggerPlugin()) + "\n")
+        sys.stderr.write(skel.about(LoggerPlugin()) + "\n" + SUMMARY)
         skel.main_exit(0)
     skel.main_exit(tool(sys.argv[1:]))
 
+
+SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("launcher", "write the plugin executable (e.g. /opt/cni/bin/logger)"),
+    ("install", "install the plugin and add it to the node's network config"),
+    ("uninstall", "undo what install recorded"),
+    ("events", "list events, filtered"),
+    ("timeline", "one container's (or pod's) attachments: ADD, CHECK, DEL"),
+    ("who-had", "which container held an address or subnet (at a time)"),
+    ("leaks", "attachments never deleted, and DELs without ADD"),
+    ("stats", "counts and plugin latency percentiles"),
+    ("follow", "print new events as they arrive"),
+    ("report", "what the trail covers: occupancy, conflicts, leaks, failures, latency"),
+)
+"""The operator subcommands, one line each, for the banner printed without arguments: listed here so that
+the banner imports no parser (``tests/system/audit/test_silence.py`` checks that it matches the parsers)."""
+
+SUMMARY = ("\nRun by a CNI runtime with CNI_COMMAND set. For operators: cni-logger COMMAND [--help]\n"
+           + "".join(f"  {name:<10} {line}\n" for name, line in SUBCOMMANDS))
 
 COMMAND_MODULES: tuple[str, ...] = ("cni_logger.install.cli", "cni_logger.audit.commands")
 """Modules that provide operator subcommands: each has ``register(subparsers)``, which adds its
@@ -37,8 +61,8 @@ parsers with ``set_defaults(run=<function taking the parsed args, returning an e
 They are imported only here, never on the plugin path."""
 
 
-def tool(argv: list[str]) -> int:
-    """Operator subcommands."""
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's, by name."""
     import argparse
     import importlib
 
@@ -51,7 +75,27 @@ def tool(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)
-    args = parser.parse_args(argv)
+    return parser, dict(commands.choices)
+
+
+def tool(argv: list[str]) -> int:
+    """Operator subcommands."""
+    import difflib
+
+    parser, subparsers = build_parser()
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    if first is not None and first not in subparsers and argv[0] == first:
+        close = difflib.get_close_matches(first, list(subparsers), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (one of: {', '.join(subparsers)})"
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"cni-logger: error: unknown command {first!r}{hint}\n")
+        return 2
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse hands options a subcommand does not know back to the top level, whose usage says
+        # nothing about them: the subcommand's own usage does.
+        sub = subparsers.get(getattr(args, "command", None) or "", parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2
