@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.formats import visible
@@ -49,10 +50,31 @@ def _time(stamp: str | None) -> str:
     return short(stamp) if stamp else "-"
 
 
+MODE = 0o640
+"""The page's mode, whatever the umask: the trail's (the plugin creates its log files 0640), since the page
+shows what the trail holds (pods, addresses, containers) to whoever may read it."""
+
+
+def problem(path: str) -> str | None:
+    """Why the page cannot be written to ``path``, or ``None``: checked before the scan, which may be long."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"cannot write the page to {path}: it is a directory"
+    if not os.path.isdir(directory):
+        return f"cannot write the page to {path}: no directory {directory}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot write the page to {path}: the directory {directory} is not writable"
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        return f"cannot write the page to {path}: the file is not writable"
+    return None
+
+
 def write(path: str, report: Report, data: dict[str, Any]) -> None:
-    """Write the page to ``path``."""
-    with open(path, "w", encoding="utf-8") as out:
-        out.write(render(report, data))
+    """Write the page to ``path``, mode ``MODE``, atomically: a reader (a browser, a ticket's upload) never sees
+    half a page, and an earlier page stays whole if this one cannot be written (``OSError``)."""
+    from cni_logger.install.atomicfile import write_atomic
+
+    write_atomic(os.path.abspath(path), render(report, data).encode("utf-8"), MODE)
 
 
 def render(report: Report, data: dict[str, Any]) -> str:

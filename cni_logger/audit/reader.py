@@ -127,6 +127,9 @@ class Scan:
         self.progress = progress
         self.skipped = 0
         self.data_bytes = 0
+        self.files_read = 0
+        self.lines_read = 0
+        """Files opened and lines read (of every kind): what an empty answer searched."""
         self.warnings: list[str] = []
         self._warn_sink = warn
         self.evidence = Evidence()
@@ -275,6 +278,8 @@ class Scan:
             cursor.pending.append(self.evidence.add(Stretch(
                 "empty", handle.path, 0, 0, cursor.chunk_before, None, containers=None,
                 what="an empty backup (rotation never leaves one)")))
+        self.files_read += 1
+        self.lines_read += count
         if not first:
             return None
         self.evidence.saw(first)

@@ -66,6 +66,16 @@ class Session:
         progress = output.Progress(sources.total_size(trails)) if sys.stderr.isatty() else None
         self.scan = Scan(trails, progress=progress, warn=lambda message: output.error(name, message))
         self.out = Out()
+        self.nothing: str | None = "no events match"
+        self.verb = "searched"
+        """What an empty answer (nothing found, status 1) says on stderr, as ``kubectl``'s "No resources found"
+        does: stdout stays empty for scripts. ``None``: the question has said it itself."""
+
+    def searched(self, verb: str = "searched") -> str:
+        """How much of the trail an empty answer looked through: ``searched 2 events in 1 file``."""
+        scan = self.scan
+        events = max(scan.lines_read - scan.skipped, 0)
+        return f"{verb} {plural(events, 'event')} in {plural(scan.files_read, 'file')}"
 
     @property
     def usable(self) -> bool:
@@ -87,10 +97,17 @@ class Session:
         if self.failed:
             return USAGE
         status = found if isinstance(found, int) and not isinstance(found, bool) else FOUND if found else NOTHING
+        if status == NOTHING and self.nothing is not None:
+            output.error(self.name, f"{self.nothing} ({self.searched(self.verb)})")
         if getattr(self.args, "strict", False) and status in (FOUND, NOTHING) and (
                 self.scan.evidence.incomplete or self.scan.skipped):
             return QUALIFIED
         return status
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def report_damage(name: str, found: Evidence, skipped: int) -> None:
@@ -130,6 +147,13 @@ def _filter(args: argparse.Namespace) -> Filter:
                   since=args.since or "", until=args.until or "", use_prefilter=not args.no_prefilter)
 
 
+def _no_events(args: argparse.Namespace) -> str:
+    """What ``events`` and ``stats`` say when nothing matched: with filters, or on an empty trail."""
+    filtered = any((args.container, args.pod, args.namespace, args.network, args.commands, args.outcome, args.ip,
+                    args.since, args.until))
+    return "no events match" if filtered else "the trail has no events"
+
+
 def _selected(scan: Scan, query: Filter, lines: Iterator[bytes] | None = None) -> Iterator[Record]:
     """The records ``query`` selects, each decoded (and so checked) in full."""
     prefilter = query.prefilter
@@ -148,6 +172,7 @@ def _printer(out: Out, args: argparse.Namespace) -> output.EventPrinter:
 
 def events(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
+        session.nothing = _no_events(args)
         printer = _printer(session.out, args)
         found = False
         for rec in _selected(session.scan, _filter(args)):
@@ -173,6 +198,8 @@ def timeline(args: argparse.Namespace) -> int:
         if len(containers) > 1 and pod is None:
             output.error("timeline", f"{args.container!r} matches {len(containers)} containers; all are shown")
         output.timeline(session.out, attachments, fmt=args.format)
+        session.nothing = "no ADD, CHECK or DEL of " + (f"pod {args.pod!r}" if pod is not None else
+                                                         f"a container whose id starts with {args.container!r}")
         return bool(attachments)
 
     return _session("timeline", args, body)
@@ -218,6 +245,7 @@ def who_had(args: argparse.Namespace) -> int:
         kept += tracker.open.values()
         kept.sort(key=lambda i: (i.seen, i.key))
         found = session.evidence
+        session.nothing = None if args.at is not None else f"nobody held {args.ip} in the trail"
         if args.at is None:
             rows = [_holder(i, found, address=args.ip) for i in kept]
             status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
@@ -239,6 +267,7 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     from cni_logger.audit.occupancy import Holding, Occupancy, parse_network, sorted_holdings
 
     found = session.evidence
+    session.nothing = None if args.at is not None else f"nobody held {args.ip} in the trail"
     occupancy = Occupancy(parse_network(args.ip), found=found, at=args.at)
     rows = 0
     qualified = False
@@ -279,7 +308,11 @@ def _unseen_anywhere(name: str, args: argparse.Namespace, found: Evidence) -> bo
     if found.coverage.outages:
         output.error(name, f"no evidence about {args.ip} while the logger was out of a chain (see the outages)")
         return True
-    return any(s.lost for s in found.stretches)
+    if any(s.lost for s in found.stretches):
+        output.error(name, f"no evidence about {args.ip}: nobody is seen holding it, but events may be lost in the "
+                           "stretches listed")
+        return True
+    return False
 
 
 def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence, *,
@@ -371,6 +404,8 @@ def leaks(args: argparse.Namespace) -> int:
                  if f.attempt.timestamp <= cutoff]
         rows.sort(key=lambda pair: pair[0])
         real = [row for _, row in rows if row["kind"] not in (CLEANUP_DEL, POSSIBLY_DELETED)]
+        older = f" added at least {args.older_than:g}s ago" if args.older_than else ""
+        session.nothing = f"no leaks: every ADD{older} has its DEL and every DEL its ADD"
         # Listed apart, as not leaks: clean-up DELs after an ADD that failed before the logger, holders
         # whose address another attachment was given (their DEL was lost), attachments still open that may
         # have been deleted while the logger was out of their chain, ones a complete inventory no longer
@@ -380,6 +415,8 @@ def leaks(args: argparse.Namespace) -> int:
         apart += [_leak(i, now, session.evidence) for i in superseded if not i.conflict or i.end is None]
         apart += [_leak(i, now, session.evidence) for i in unrecorded]
         apart += [_attempt_leak(f, FAILED_ATTEMPT, now) for f in failures]
+        if apart:
+            session.nothing += f"; {plural(len(apart), 'row')} listed apart, not leaks"
         if args.format != "table":  # one stream of rows: ``kind`` tells them apart
             output.leaks(session.out, real + apart, fmt=args.format, full_ids=args.no_trunc)
             return bool(real)
@@ -401,6 +438,7 @@ def stats(args: argparse.Namespace) -> int:
 
     def body(session: Session) -> bool:
         query = _filter(args)
+        session.nothing = _no_events(args)
         totals = Stats()
         pairing = Attempts()  # bracket mode: attempt entries' events are counted there, not as invocations
         coverage: dict[str, int] = {}  # coverage events, by action: counted apart, never as invocations
@@ -439,20 +477,32 @@ def report(args: argparse.Namespace) -> int:
     from cni_logger.audit import report as summary
     from cni_logger.audit.stats import PERCENTILES
 
-    def body(session: Session) -> bool:
+    if args.html:
+        from cni_logger.audit import page
+
+        why = page.problem(args.html)
+        if why:
+            output.error("report", why)
+            return USAGE
+
+    def body(session: Session) -> int:
         window = summary.Window(args.since or "", args.until or "")
+        session.nothing, session.verb = ("no events in the window" if args.since or args.until else
+                                         "the trail has no events"), "read"
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
                               max_addresses=args.max_addresses)
         data = built.to_json()
         if args.html:
-            from cni_logger.audit import page
-
-            page.write(args.html, built, data)
+            try:
+                page.write(args.html, built, data)
+            except OSError as exc:
+                output.error("report", f"cannot write the page to {args.html}: {exc.strerror or exc}")
+                return USAGE
         if args.json:
             session.out.json(data)
         else:
             output.report(session.out, data, percentiles=PERCENTILES, html=args.html)
-        return built.events_read > 0
+        return FOUND if built.events_read > 0 else NOTHING
 
     return _session("report", args, body)
 
