@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not ``typing``'s: the plugin path must not import it (tests/system/test_rooms.py)
 if TYPE_CHECKING:
     import argparse
 

@@ -72,9 +72,24 @@ def problem(path: str) -> str | None:
 def write(path: str, report: Report, data: dict[str, Any]) -> None:
     """Write the page to ``path``, mode ``MODE``, atomically: a reader (a browser, a ticket's upload) never sees
     half a page, and an earlier page stays whole if this one cannot be written (``OSError``)."""
-    from cni_logger.install.atomicfile import write_atomic
+    import tempfile
 
-    write_atomic(os.path.abspath(path), render(report, data).encode("utf-8"), MODE)
+    text = render(report, data).encode("utf-8")
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)  # 0600 until complete
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
+            out.flush()
+            os.fchmod(out.fileno(), MODE)
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
 
 
 def render(report: Report, data: dict[str, Any]) -> str:
