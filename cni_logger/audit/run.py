@@ -539,6 +539,9 @@ def follow(args: argparse.Namespace) -> int:
                           from_start=args.from_start, on_drop=scan.count_skipped)
         if scan.skipped:
             output.error("follow", f"skipped {scan.skipped} lines (not events: damaged or foreign)")
+        if why == "timeout" and not printed:
+            wanted = "events match" if _no_events(args) == "no events match" else "new events"
+            output.error("follow", f"no {wanted} in {args.timeout:g}s")
         if args.strict and scan.skipped:
             return QUALIFIED
         return NOTHING if why == "timeout" and not printed else FOUND

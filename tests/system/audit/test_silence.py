@@ -156,3 +156,13 @@ def test_a_bad_option_shows_the_subcommands_usage(trail: Trail) -> None:
     assert "--bogus" in proc.stderr
 
 
+
+
+def test_follow_that_times_out_empty_says_so(trail: Trail) -> None:
+    proc = tool("follow", "--timeout", "0.3", "--interval", "0.05", *trail.args())
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert lines(proc.stderr) == ["cni-logger follow: no new events in 0.3s"]
+    proc = tool("follow", "--from-start", "--pod", "nosuchpod", "--timeout", "0.3", "--interval", "0.05",
+                *trail.args())
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert lines(proc.stderr) == ["cni-logger follow: no events match in 0.3s"]
