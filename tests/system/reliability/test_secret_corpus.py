@@ -56,6 +56,7 @@ def test_secret_shapes_in_the_config_never_reach_the_log(tmp_path: Path, chunk: 
     assert len(recorded) == len(names)
     for name, entry in zip(names, recorded, strict=True):
         assert "[REDACTED]" in json.dumps(entry), (name, entry)
+        assert [k for k in SECRETS[name].kept if k not in json.dumps(entry)] == [], (name, entry)
 
 
 def test_secret_shapes_in_cni_args_never_reach_the_log(tmp_path: Path) -> None:
