@@ -2,10 +2,11 @@
 
 Each case is named for what it represents. ``SECRETS`` maps a name to config entries (merged into a
 network config) or ``CNI_ARGS`` pairs, and the secret strings that must not survive anywhere in the
-event; ``LOOKALIKES`` maps a name to config entries that must be recorded unchanged. The values are
-made up but shaped like the real thing (lengths, prefixes, alphabets), and each secret is distinct so
-that a leak names its case. Used in process (tests/unit/test_redact_corpus.py) and through the real
-plugin (tests/reliability/test_secret_corpus.py).
+event, and the strings beside them that must survive (``kept``); ``LOOKALIKES`` maps a name to config
+entries that must be recorded unchanged. The values are made up but shaped like the real thing
+(lengths, prefixes, alphabets), and each secret is distinct so that a leak names its case. Used in
+process (tests/plugin/test_redact_corpus.py) and through the real plugin
+(tests/system/reliability/test_secret_corpus.py).
 """
 
 from __future__ import annotations
@@ -253,9 +254,9 @@ def _secrets() -> dict[str, Case]:
     cases["docker-config-base64-neutral-key"] = Case({"data": b64(docker)}, (b64(docker)[8:48], b64(docker)[-32:]))
     docker_pretty = json.dumps({"auths": {"ghcr.io": {"username": "ci", "password": s("dockerb64p")}}}, indent="\t")
     cases["docker-config-base64-pretty"] = Case({"blob": b64(docker_pretty)}, (b64(docker_pretty)[12:52],))
-    gcp = json.dumps({"type": "service_account", "project_id": "cni-logs", "private_key_id": rnd("gcpkid", 40, "0123456789abcdef"),
-                      "private_key": pem("PRIVATE KEY", "gcp"), "client_email": "cni@cni-logs.iam.gserviceaccount.com"},
-                     indent=2)
+    gcp = json.dumps({"type": "service_account", "project_id": "cni-logs",
+                      "private_key_id": rnd("gcpkid", 40, "0123456789abcdef"), "private_key": pem("PRIVATE KEY", "gcp"),
+                      "client_email": "cni@cni-logs.iam.gserviceaccount.com"}, indent=2)
     cases["gcp-service-account-key-base64"] = Case({"data": b64(gcp)}, (b64(gcp)[16:56], b64(gcp)[-40:]))
     for offset in (1, 2):  # the PEM header at byte offset 1 and 2 mod 3 of a longer base64 payload
         payload = "k" * (offset + 5) + "\n" + pem("EC PRIVATE KEY", f"align{offset}")
