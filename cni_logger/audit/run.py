@@ -46,7 +46,7 @@ from cni_logger.audit.output import (
 from cni_logger.audit.query import Filter, address_test
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import from_epoch, to_epoch
+from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
 from cni_logger.filesink import DEFAULT_LOG_FILE
 
 SHOWN_STRETCHES = 20
@@ -165,7 +165,7 @@ def timeline(args: argparse.Namespace) -> int:
     from cni_logger.audit import timeline as tl
 
     def body(session: Session) -> bool:
-        pod = tl.Pod(args.pod) if args.pod else None
+        pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
         attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
                                  args.container, None if pod is None else pod.wants)
@@ -201,6 +201,9 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
 
 
 def who_had(args: argparse.Namespace) -> int:
+    now = from_epoch(time.time())
+    if args.at is not None and args.at > now:
+        return _session("who-had", args, lambda session: _in_the_future(session, args, now))
     if "/" in args.ip:
         return _session("who-had", args, lambda session: _who_had_subnet(session, args))
 
@@ -230,6 +233,14 @@ def who_had(args: argparse.Namespace) -> int:
         return status
 
     return _session("who-had", args, body)
+
+
+def _in_the_future(session: Session, args: argparse.Namespace, now: str) -> int:
+    """``who-had --at`` a time still to come: whoever holds the address at the end of the trail may let it go, and
+    the trail cannot vouch for events it does not hold yet. No evidence (4), without reading the trail."""
+    output.error(session.name, f"no evidence about {args.ip} at {spoken(args.at)}: it is in the future (now is "
+                               f"{spoken(now)})")
+    return NO_EVIDENCE
 
 
 def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
