@@ -201,9 +201,6 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
 
 
 def who_had(args: argparse.Namespace) -> int:
-    now = from_epoch(time.time())
-    if args.at is not None and args.at > now:
-        return _session("who-had", args, lambda session: _in_the_future(session, args, now))
     if "/" in args.ip:
         return _session("who-had", args, lambda session: _who_had_subnet(session, args))
 
@@ -225,6 +222,8 @@ def who_had(args: argparse.Namespace) -> int:
             rows = [_holder(i, found, address=args.ip) for i in kept]
             status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
                 NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
+        elif _in_the_future(session.name, args, found):
+            rows, status = [], NO_EVIDENCE
         else:
             certain = [(i, i.certainty(args.at, found)) for i in kept]
             rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
@@ -235,12 +234,16 @@ def who_had(args: argparse.Namespace) -> int:
     return _session("who-had", args, body)
 
 
-def _in_the_future(session: Session, args: argparse.Namespace, now: str) -> int:
-    """``who-had --at`` a time still to come: whoever holds the address at the end of the trail may let it go, and
-    the trail cannot vouch for events it does not hold yet. No evidence (4), without reading the trail."""
-    output.error(session.name, f"no evidence about {args.ip} at {spoken(args.at)}: it is in the future (now is "
-                               f"{spoken(now)})")
-    return NO_EVIDENCE
+def _in_the_future(name: str, args: argparse.Namespace, found: Evidence) -> bool:
+    """``who-had --at`` a time still to come, and later than the trail's last event (a node's clock may be ahead of
+    this one's: its events vouch for their times): whoever holds the address at the end of the trail may let it
+    go, and the trail cannot vouch for events it does not hold yet. Said on stderr; the answer is no evidence."""
+    now = from_epoch(time.time())
+    if args.at is None or args.at <= now or (found.end and args.at <= found.end):
+        return False
+    output.error(name, f"no evidence about {args.ip} at {spoken(args.at)}: it is in the future (now is "
+                       f"{spoken(now)}; the trail's last event is at {spoken(found.end) if found.end else 'none'})")
+    return True
 
 
 def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
@@ -275,6 +278,8 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
 
     if args.at is not None:  # the holders then: few, and all known only at the end of the trail
         answers = [h.to_json() for h in holdings()]
+        if _in_the_future(session.name, args, found):
+            return NO_EVIDENCE
         output.holders(session.out, answers, fmt=args.format, full_ids=args.no_trunc, subnet=True)
         return _verdict(session.name, args, answers, found)
     output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
