@@ -129,8 +129,8 @@ def _filters_parent() -> argparse.ArgumentParser:
     group = parent.add_argument_group("filters (all must match)")
     group.add_argument("--container", "-c", default="", metavar="PREFIX", help="container id (or a prefix of it)")
     group.add_argument("--pod", default="", metavar="[NAMESPACE/]NAME",
-                       help="pod, as the POD column prints it (NAMESPACE/NAME), or NAME in any namespace "
-                            "(orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
+                       help="pod, as the POD column prints it (NAMESPACE/NAME), NAME with -n NAMESPACE, or NAME "
+                            "alone in any namespace (orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
     group.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="Kubernetes namespace; globs")
     group.add_argument("--network", default="", metavar="NAME", help="CNI network name; globs")
     group.add_argument("--command", dest="commands", action="append", type=_command, default=[],
@@ -165,8 +165,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("container", metavar="CONTAINER", nargs="?", default="",
                         help="container id or a prefix of it")
     parser.add_argument("--pod", default="", metavar="[NAMESPACE/]NAME",
-                        help="a pod's sandboxes over time: NAMESPACE/NAME (as the POD column prints it), or NAME "
-                             "in any namespace (Podman) or in -n's; * ? [ ] globs")
+                        help="a pod's sandboxes over time: NAMESPACE/NAME (as the POD column prints it), NAME "
+                             "with -n NAMESPACE, or NAME alone (any namespace; Podman records none); * ? [ ] globs")
     parser.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="the --pod's namespace; globs")
     parser.set_defaults(run=_checked(parser, "timeline"))
 
