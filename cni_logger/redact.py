@@ -14,22 +14,26 @@ data. Three kinds of secret word (see ``DEFAULT_REDACT_KEYS``):
   also plural or glued to a prefix (``PGPASSWORD``, ``clientsecret``) — unless the key's last word
   says it names *something about* the secret (``tokenBucketRate``, ``passwordFile``, ``secretName``:
   ``DESCRIPTORS``);
-* ``LAST_WORD`` words (``key``, ``cert``, ``pass``, ``pin``, ``sig``...) only as the last word, the
-  thing the value is: ``privateKey`` and ``db_pass`` yes, ``keyPrefix``, ``certDir`` and ``pinCpus``
-  no; ``key`` also needs a qualifier that is not a lookup key (``apiKey`` yes; ``key`` alone — the
-  label name in ``args.cni.labels`` — and ``sortKey``, ``publicKey`` no);
+* ``LAST_WORD`` words (``key``, ``cert``, ``pass``, ``pin``, ``sig``, ``psk``...) only as the last word,
+  the thing the value is: ``privateKey``, ``db_pass`` and ``wifiPsk`` (a WPA or IPsec pre-shared key)
+  yes, ``keyPrefix``, ``certDir``, ``pinCpus`` and ``pskIdentity`` no; ``key`` also needs a qualifier
+  that is not a lookup key (``apiKey`` yes; ``key`` alone — the label name in ``args.cni.labels`` —
+  and ``sortKey``, ``publicKey`` no);
 * trailing ``CARRIERS`` (``data``, ``value``, ``pem``...) say the value *is* the thing before them:
   ``client-key-data`` is a key, ``tokenFileContent`` is a token.
 
 Booleans are never masked (one bit hides nothing and ``auth: false`` matters to an auditor).
 
 **Value shapes** are recognised wherever they occur, under any key and inside longer text:
-credentials in URLs, JWTs, PEM blocks, base64-encoded PEM blocks and kubeconfigs, ``Bearer``/``Basic``
+credentials in URLs, JWTs, PEM blocks, base64-encoded PEM blocks (at any of the three byte alignments
+of a longer base64 payload), kubeconfigs, Docker configs (``{"auths": ...}``, what
+``.dockerconfigjson`` holds) and GCP service-account keys (``"private_key"``), ``Bearer``/``Basic``
 credentials, ``name: value`` and ``name=value`` pairs whose name is secret by the rules above
 (headers, DSNs, query strings such as Azure SAS ``sig=``, ``CNI_ARGS``-like text, inline
-kubeconfigs), ``--password x`` / ``-p x`` on command lines and in argument lists, provider tokens by
-their documented prefixes (AWS access key ids, GitHub, GitLab, Slack, ...) and 40-character AWS
-secret keys next to an access key id or under an ``aws`` name.
+kubeconfigs, ``psk="..."`` of wpa_supplicant), ``--password x`` / ``-p x`` / glued ``-pPASSWORD`` and
+the password of ``-u user:pass`` / ``--user user:pass`` (curl) on command lines and in argument lists,
+provider tokens by their documented prefixes (AWS access key ids, GitHub, GitLab, Slack, ...) and
+40-character AWS secret keys next to an access key id or under an ``aws`` name.
 
 The regular expressions are compiled only when a cheap substring test says a string may hold that
 shape: most strings in an event hold none, and compiling costs start-up time.
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
 
 ANYWHERE = ("password", "passwd", "pwd", "passphrase", "secret", "token", "credential", "creds", "kubeconfig",
             "auth", "authorization", "authorisation", "bearer", "cookie")
-LAST_WORD = ("key", "cert", "certificate", "pass", "pin", "sig", "signature")
+LAST_WORD = ("key", "cert", "certificate", "pass", "pin", "sig", "signature", "psk")
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (*ANYWHERE, *LAST_WORD, "apikey", "privatekey")
 """The built-in secret words of key names (see the module docstring for how each kind matches).
 
@@ -112,6 +116,17 @@ BASE64_SECRET_STARTS = (
     "eyJhcGlWZXJzaW9u",  # {"apiVersion"
 )
 """The base64 encodings of how PEM blocks and kubeconfigs begin: a blob starting so decodes to one."""
+BASE64_MARKERS = (
+    "LS0tQkVH", "LS0tLUJFR0lO",  # -----BEGIN at byte offset 1 and 2 (mod 3) of the decoded data
+    "ImF1dGhz", "dXRocyI6", "YXV0aHMi",  # "auths": (a Docker config: .dockerconfigjson) at offsets 0, 1, 2
+    "InByaXZhdGVfa2V5", "cml2YXRlX2tl", "cHJpdmF0ZV9rZXki",  # "private_key" (a GCP service-account key)
+)
+"""The base64 text of secret markers *inside* a payload, one per alignment: what the encoding of a marker
+looks like depends on its byte offset mod 3, and only the groups wholly inside the marker are the same
+in every payload. A blob holding one is decoded and masked if it holds the marker (``DECODED_MARKERS``)."""
+DECODED_MARKERS = (b"-----BEGIN", b'"auths":', b'"private_key"')
+BASE64_TRIGGERS = (*BASE64_SECRET_STARTS, *BASE64_MARKERS)
+_BASE64_RUN = r"[A-Za-z0-9+/\-_]{16,}=*"
 _BASE64_BLOB = r"(?:" + "|".join(BASE64_SECRET_STARTS) + r")[A-Za-z0-9+/=\-_]*"
 AWS_KEY_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA",
                     "ASCA")
@@ -148,11 +163,18 @@ _PAIR_VALUE = r"(?i)(" + _SCHEMES + r"\s+)?(\"[^\"]*\"|'[^']*'|[^\s,;&\"'<>]+)"
 _FLAG = r"(?<![^\s\"'\[(,])(--?[A-Za-z][A-Za-z0-9_.\-]*)(\s+)([^\s\-][^\s\"',;]*|\"[^\"]*\"|'[^']*')"
 _AUTH_SCHEME = r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/\-]+=*)"
 _PAIR_TRIGGERS = ("pass", "pwd", "secret", "token", "cred", "kubeconfig", "auth", "bearer", "cookie", "key",
-                  "cert", "pin", "sig")
+                  "cert", "pin", "sig", "psk")
 PASSWORD_FLAGS = frozenset(("-p",))
 """Short flags that take a password (mysql, mysqldump ...): their next argument is masked — unless it is a
 protocol or a port (``iptables -p tcp``, ``docker -p 8080:80``): a password of at most five digits there
 is the price of not masking every port mapping."""
+# "-pPASSWORD" glued (mysql, mysqldump), checked by ``glued_password``.
+_GLUED_P = r"(?<![^\s\"'\[(,])-p([^\s\"',;]+)"
+# "curl -u user:pass", "--user user:pass", "--user=user:pass", "-uuser:pass": the password after the first ':'.
+_USER_FLAG = r"(?<![^\s\"'\[(,])(-u(?:\s+|=)?|--user(?:\s+|=))([^\s:\"',;]+):([^\s\"',;]+)"
+USER_FLAGS = frozenset(("-u", "--user"))
+"""Flags whose ``user:password`` value keeps the user and loses the password. ``-u 1000:1000`` (a uid and a
+gid for docker and podman) is kept; ``--user app:staff`` loses its group name, the price of curl's form."""
 _PROTOCOLS = frozenset(("tcp", "udp", "sctp", "icmp", "icmpv6", "ipv6-icmp", "all", "esp", "ah", "gre"))
 
 _compiled: dict[str, Any] = {}
@@ -316,14 +338,55 @@ def _port_or_protocol(value: str) -> bool:
     """``tcp``, ``8080``, ``8080:80``, ``127.0.0.1:8080:80/udp``: what ``-p`` means outside a password."""
     if value.lower() in _PROTOCOLS:
         return True
+    port, _, protocol = value.rpartition("/")
+    if port and protocol.lower() in _PROTOCOLS:  # 127.0.0.1:8080:80/udp
+        value = port
     runs = "".join(c if c.isdigit() else " " for c in value).split()
     return bool(runs) and all(c.isdigit() or c in ":/-." for c in value) and max(map(len, runs)) <= 5
 
 
+def glued_password(value: str) -> bool:
+    """Whether ``-p`` + ``value`` as one word is a password glued to its flag (``mysql -pS3cret``).
+
+    Not when ``value`` is a port or a protocol (``docker -p8080:80``, ``iptables -ptcp``), nor when it
+    reads as the rest of an option name: lower-case letters and hyphens (``-pedantic``, ``-pthread``,
+    ``-pipe``, Go-style ``-prefix``, ``-password``), also before ``=`` (``-profile=fast``), nor when it
+    is at most three letters (combined short flags: ``cp -pr``, ``ls -pA``). A glued password of
+    lower-case letters only, or of three letters or fewer, is the price of keeping them.
+    """
+    if not value or value[0] == "-" or value.startswith(MASK) or _port_or_protocol(value):
+        return False
+    name = value.split("=", 1)[0]
+    letters = name.replace("-", "")
+    return not (letters.isalpha() and (name.islower() or (len(name) <= 3 and "=" not in value)))
+
+
+def _mask_glued(match: Any) -> str:
+    return "-p" + MASK if glued_password(match.group(1)) else str(match.group(0))
+
+
+def mask_user_password(credentials: str) -> str:
+    """``user:pass`` with the password masked; a ``uid:gid`` (digits both) or a masked value as it was."""
+    user, _, password = credentials.partition(":")
+    if not password or password.startswith(MASK) or (user.isdigit() and password.isdigit()):
+        return credentials
+    return f"{user}:{MASK}"
+
+
+def _mask_user_flag(match: Any) -> str:
+    flag, user, password = match.groups()
+    return str(flag) + mask_user_password(f"{user}:{password}")
+
+
 def _takes_secret(flag: str, value: str) -> bool:
-    """Whether ``flag value`` on a command line passes a secret (``-p tcp`` and ``-p 8080:80`` do not)."""
+    """Whether ``flag value`` on a command line passes a secret (``-p tcp`` and ``-p 8080:80`` do not).
+
+    A glued ``-pPASSWORD`` takes nothing: its password is masked where it stands, never the next word.
+    """
     if flag in PASSWORD_FLAGS:
         return not _port_or_protocol(value)
+    if flag[:2] == "-p" and glued_password(flag[2:]):
+        return False
     return len(flag) > 2 and is_secret_name(flag)
 
 
@@ -355,6 +418,26 @@ def _mask_auth_scheme(match: Any) -> str:
     return f"{scheme}{space}{MASK}"
 
 
+def _mask_base64_document(match: Any) -> str:
+    """A base64 run holding a ``BASE64_MARKERS`` text: masked if it decodes (at any start) to a secret marker."""
+    import binascii
+
+    run = str(match.group(0))
+    if not any(map(run.__contains__, BASE64_MARKERS)):
+        return run
+    plain = run.rstrip("=").replace("-", "+").replace("_", "/")
+    for start in range(4):  # the run may begin mid-group when base64 text is glued to other words
+        body = plain[start:]
+        body = body[: len(body) - len(body) % 4]
+        try:
+            decoded = binascii.a2b_base64(body)
+        except (binascii.Error, ValueError):
+            continue
+        if any(map(decoded.__contains__, DECODED_MARKERS)):
+            return MASK
+    return run
+
+
 def _mask_aws_secret(match: Any) -> str:
     text = str(match.group(0))
     has_upper = any(c.isupper() for c in text)
@@ -380,8 +463,11 @@ def mask_value_shapes(text: str, aws_context: bool = False) -> str:
         return text
     if "-----BEGIN" in text:
         text = _regex(_PEM).sub(MASK, text)
-    if any(map(text.__contains__, BASE64_SECRET_STARTS)):  # map: several times faster than a generator
-        text = _regex(_BASE64_BLOB).sub(MASK, text)
+    if len(text) >= 16 and any(map(text.__contains__, BASE64_TRIGGERS)):  # map: faster than a generator
+        if any(map(text.__contains__, BASE64_SECRET_STARTS)):
+            text = _regex(_BASE64_BLOB).sub(MASK, text)
+        if any(map(text.__contains__, BASE64_MARKERS)):
+            text = _regex(_BASE64_RUN).sub(_mask_base64_document, text)
     if "eyJ" in text:
         text = _regex(_JWT).sub(MASK, text)
     aws = aws_context
@@ -396,8 +482,14 @@ def mask_value_shapes(text: str, aws_context: bool = False) -> str:
         if ":" in text:
             text = _regex(_HEADER_LINE).sub(_mask_header_line, text)
         text = _mask_pairs(text)
-    if "-" in text and (pair_words or " -p" in text or text.startswith("-p")):
-        text = _regex(_FLAG).sub(_mask_flag, text)
+    if "-" in text:
+        short_p = " -p" in text or text.startswith("-p")
+        if short_p:
+            text = _regex(_GLUED_P).sub(_mask_glued, text)
+        if pair_words or short_p:
+            text = _regex(_FLAG).sub(_mask_flag, text)
+        if "-u" in text and ":" in text:
+            text = _regex(_USER_FLAG).sub(_mask_user_flag, text)
     if "bearer" in lower or "basic" in lower:
         text = _regex(_AUTH_SCHEME).sub(_mask_auth_scheme, text)
     if (aws or "aws" in lower) and len(text) >= 40:
@@ -415,6 +507,10 @@ def _is_flag_taking_secret(item: Any, value: Any) -> bool:
     """``--password`` / ``-p`` as one element of an argument list, ``value`` the next element."""
     return (isinstance(item, str) and isinstance(value, str | int) and item[:1] == "-" and "=" not in item
             and " " not in item and _takes_secret(item, str(value)))
+
+
+def _is_user_flag(item: Any) -> bool:
+    return isinstance(item, str) and item in USER_FLAGS
 
 
 def _aws_context(siblings: Iterable[Any]) -> bool:
@@ -487,6 +583,8 @@ class Scrubber:
             after_flag = index > 0 and (_is_flag_taking_secret(kept[index - 1], item) or (pair and index == 1))
             if after_flag and _has_secret(item) and not isinstance(item, dict | list):
                 items.append(MASK)
+            elif index > 0 and isinstance(item, str) and ":" in item and _is_user_flag(kept[index - 1]):
+                items.append(self.text(mask_user_password(item)))  # ["curl", "-u", "user:pass"]
             else:
                 items.append(self.value(item, depth + 1, aws))
         if len(value) > MAX_ITEMS:

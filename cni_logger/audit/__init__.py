@@ -17,7 +17,9 @@ Nothing on the plugin's path imports this package: a runtime's ADD must not pay 
 tools (``tests/system/test_rooms.py`` guards this).
 """
 
-TIME_HELP = "ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date) or relative (90s, 30m, 2h, 7d: that long ago)"
+TIME_HELP = ("ISO-8601 (2026-11-28T02:20:15Z, an offset, or a date), HH:MM[:SS] today, epoch seconds as the CSV "
+             "prints them (1764989100.25), or relative (-5min, 30m, 2h, 7d, 1h ago: that long ago; now, today, "
+             "yesterday); without an offset a time is UTC, and stderr says which instant was taken")
 """The times ``timeparse`` accepts, in a few words: for ``--help`` and for its own error messages. Here,
 not in ``timeparse``, because ``commands`` needs it while registering and must not import the parser."""
 

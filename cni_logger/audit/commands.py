@@ -8,6 +8,7 @@ the work itself lives in ``cni_logger.audit.run`` and is imported only when a co
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from cni_logger.audit import FORMATS, TIME_HELP
@@ -18,10 +19,11 @@ COMMAND_NAMES = ", ".join(COMMANDS[:-1]) + " or " + COMMANDS[-1]
 
 
 def _time(text: str) -> str:
-    from cni_logger.audit.timeparse import parse_time
+    """A canonical timestamp (a ``timeparse.Time``: its ``note`` is said on stderr when the command runs)."""
+    from cni_logger.audit.timeparse import read_time
 
     try:
-        return parse_time(text)
+        return read_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -36,16 +38,26 @@ def _duration(text: str) -> float:
 
 
 def _address(text: str) -> str:
+    """An address; an interface address's ``/prefix`` is dropped, but only a valid one (``10.0.0.1/99`` or
+    ``/abc`` is a mistake, not an address)."""
     import ipaddress
 
+    bare, slash, prefix = text.strip().partition("/")
     try:
-        return ipaddress.ip_address(text.split("/", 1)[0].strip()).compressed
+        address = ipaddress.ip_address(bare.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid IP address {text!r}") from None
+    if slash:
+        try:
+            ipaddress.ip_interface(f"{address.compressed}/{prefix}")
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid prefix {'/' + prefix!r} in {text!r}: expected /0 to /{address.max_prefixlen}") from None
+    return address.compressed
 
 
 def _address_or_subnet(text: str) -> str:
-    """An address (an interface address's ``/prefix`` is ignored, as before), or a subnet: a ``/prefix``
+    """An address (an interface address's valid ``/prefix`` is ignored, as before), or a subnet: a ``/prefix``
     with no host bits set (``10.244.1.0/24``, ``fd00::/64``) asks about every address in it."""
     import ipaddress
 
@@ -77,6 +89,17 @@ def _count(text: str) -> int:
     return value
 
 
+_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+(?:\.\d+)?\s*[a-z]+(?:\s*\d+(?:\.\d+)?\s*[a-z]+)*$", re.IGNORECASE)
+"""What argparse takes for a value, not an option, although it starts with ``-``: its negative numbers, and the
+relative times ``-5min``, ``-1h30m`` (no option of these commands starts with a digit)."""
+
+
+def _takes_relative_times(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--since -5min`` as journalctl takes it: argparse would read ``-5min`` as an unknown option."""
+    parser._negative_number_matcher = _NEGATIVE  # argparse has no public way to say it
+    return parser
+
+
 def _files_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("input")
@@ -105,16 +128,17 @@ def _filters_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("filters (all must match)")
     group.add_argument("--container", "-c", default="", metavar="PREFIX", help="container id (or a prefix of it)")
-    group.add_argument("--pod", default="", metavar="NAME",
-                       help="pod (orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
-    group.add_argument("--namespace", "-n", default="", metavar="NAME", help="Kubernetes namespace; globs")
+    group.add_argument("--pod", default="", metavar="[NAMESPACE/]NAME",
+                       help="pod, as the POD column prints it (NAMESPACE/NAME), NAME with -n NAMESPACE, or NAME "
+                            "alone in any namespace (orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
+    group.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="Kubernetes namespace; globs")
     group.add_argument("--network", default="", metavar="NAME", help="CNI network name; globs")
     group.add_argument("--command", dest="commands", action="append", type=_command, default=[],
                        metavar="CMD", help=f"{COMMAND_NAMES}; repeatable")
     group.add_argument("--outcome", choices=("success", "failure"), help="what the plugin answered")
     group.add_argument("--ip", type=_address, metavar="ADDR", help="an address the event names")
     group.add_argument("--since", type=_time, metavar="TIME", help=f"events at or after: {TIME_HELP}")
-    group.add_argument("--until", type=_time, metavar="TIME", help="events before TIME")
+    group.add_argument("--until", type=_time, metavar="TIME", help="events before TIME (not before --since)")
     group.add_argument("--no-prefilter", action="store_true",
                        help="decode every line instead of skipping those that lack the values sought "
                             "(slower; for values spelled unusually in the log)")
@@ -131,7 +155,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="List audit events, oldest first. --format json prints the original lines. "
                     "Exit status 0 when events matched, 1 when none did, 2 on errors.")
     parser.add_argument("--no-trunc", **no_trunc)
-    parser.set_defaults(run=_runner("events"))
+    parser.set_defaults(run=_checked(parser, "events"))
 
     parser = commands.add_parser(
         "timeline", parents=[files, output], help="one container's (or pod's) attachments: ADD, CHECK, DEL",
@@ -140,9 +164,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "outcomes and durations; times also as epoch seconds.")
     parser.add_argument("container", metavar="CONTAINER", nargs="?", default="",
                         help="container id or a prefix of it")
-    parser.add_argument("--pod", default="", metavar="NAMESPACE/NAME",
-                        help="a pod's sandboxes over time: NAMESPACE/NAME, or NAME alone (Podman); * ? [ ] globs")
-    parser.set_defaults(run=_timeline_runner(parser))
+    parser.add_argument("--pod", default="", metavar="[NAMESPACE/]NAME",
+                        help="a pod's sandboxes over time: NAMESPACE/NAME (as the POD column prints it), NAME "
+                             "with -n NAMESPACE, or NAME alone (any namespace; Podman records none); * ? [ ] globs")
+    parser.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="the --pod's namespace; globs")
+    parser.set_defaults(run=_checked(parser, "timeline"))
 
     parser = commands.add_parser(
         "who-had", parents=[files, output], help="which container held an address or subnet (at a time)",
@@ -153,15 +179,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "notes and exit statuses as for one address. "
                     "Exit status 0: held by X; 1: nobody (the trail covers that time); 3: possibly X (its start "
                     "or end is not in the trail; see NOTE); 4: no evidence (before the trail, or in a damaged "
-                    "stretch or a possible gap).")
+                    "stretch or a possible gap, or a time in the future).")
     parser.add_argument("ip", type=_address_or_subnet, metavar="IP|CIDR",
-                        help="the address (an interface address's /prefix is ignored), or a subnet with no host "
-                             "bits set")
+                        help="the address (an interface address's valid /prefix is ignored), or a subnet with no "
+                             "host bits set")
     parser.add_argument("--at", type=_time, metavar="TIME", help=f"only who held it then: {TIME_HELP}")
     parser.add_argument("--no-prefilter", action="store_true",
                         help="decode every line (for an IPAM that spells addresses unusually)")
     parser.add_argument("--no-trunc", **no_trunc)
-    parser.set_defaults(run=_runner("who_had"))
+    parser.set_defaults(run=_checked(parser, "who_had"))
 
     parser = commands.add_parser(
         "leaks", parents=[files, output], help="attachments never deleted, and DELs without ADD",
@@ -172,13 +198,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
     parser.add_argument("--no-trunc", **no_trunc)
-    parser.set_defaults(run=_runner("leaks"))
+    parser.set_defaults(run=_checked(parser, "leaks"))
 
     parser = commands.add_parser(
         "stats", parents=[files, output, filters], help="counts and plugin latency percentiles",
         description="Events per command, outcome and network, and the plugin's latency (event.duration) "
                     "percentiles in milliseconds, overall and per command.")
-    parser.set_defaults(run=_runner("stats"))
+    parser.set_defaults(run=_checked(parser, "stats"))
 
     parser = commands.add_parser(
         "follow", parents=[files, output, filters], help="print new events as they arrive",
@@ -191,17 +217,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--interval", type=_duration, default=0.25, metavar="DURATION",
                         help="how often to look for new lines (default 0.25s; at most 5s)")
     parser.add_argument("--no-trunc", **no_trunc)
-    parser.set_defaults(run=_runner("follow"))
+    parser.set_defaults(run=_checked(parser, "follow"))
 
     _register_report(commands, files)
 
 
-def _timeline_runner(parser: argparse.ArgumentParser) -> Any:
-    run = _runner("timeline")
+def _checked(parser: argparse.ArgumentParser, name: str) -> Any:
+    """``args.run`` after the checks that concern several arguments at once (usage errors, exit 2, before any
+    file is read): the pod and its namespace agree, ``--since`` is before ``--until``; and each time read as
+    UTC for want of an offset is said on stderr, so that nobody answers for another instant than they meant."""
+    run = _runner(name)
+    command = name.replace("_", "-")
+    _takes_relative_times(parser)
 
     def check(args: argparse.Namespace) -> int:
-        if not args.container and not args.pod:
-            parser.error("give a CONTAINER (id or prefix) or --pod NAMESPACE/NAME")
+        from cni_logger.audit import output
+        from cni_logger.audit.query import pod_spec
+        from cni_logger.audit.timeparse import spoken
+
+        pod, namespace = getattr(args, "pod", ""), getattr(args, "namespace", "")
+        if name == "timeline" and not args.container and not pod:
+            parser.error("give a CONTAINER (id or prefix) or --pod [NAMESPACE/]NAME")
+        if name == "timeline" and namespace and not pod:
+            parser.error("--namespace goes with --pod: give --pod NAME -n NAMESPACE, or --pod NAMESPACE/NAME")
+        try:
+            pod_spec(pod or "", namespace or "")
+        except ValueError as exc:
+            parser.error(str(exc))
+        since, until = getattr(args, "since", None), getattr(args, "until", None)
+        if since and until and since > until:
+            parser.error(f"--since {spoken(since)} is after --until {spoken(until)}: the window is empty")
+        for moment in (since, until, getattr(args, "at", None)):
+            note = getattr(moment, "note", "")
+            if note:
+                output.error(command, note)
         return run(args)  # type: ignore[no-any-return]
 
     return check
@@ -220,7 +269,7 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                     "picture of address occupancy. Exit status 0: events in the window; 1: none; 3: --strict and "
                     "the input was damaged.")
     parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
-    parser.add_argument("--until", type=_time, metavar="TIME", help="window end")
+    parser.add_argument("--until", type=_time, metavar="TIME", help="window end (not before --since)")
     parser.add_argument("--json", action="store_true", help="the report as one JSON object")
     parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     parser.add_argument("--gap", type=_duration, default=3600.0, metavar="DURATION",
@@ -230,7 +279,7 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                         help="the picture draws at most N holdings, those that ended last (default 5000)")
     parser.add_argument("--max-addresses", type=_count, default=512, metavar="N",
                         help="the picture has at most N address rows, the lowest addresses (default 512)")
-    parser.set_defaults(run=_runner("report"))
+    parser.set_defaults(run=_checked(parser, "report"))
 
 
 def _runner(name: str) -> Any:

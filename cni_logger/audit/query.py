@@ -91,6 +91,21 @@ def address_test(address: str) -> Callable[[bytes], bool]:
     return test
 
 
+def pod_spec(pod: str, namespace: str = "") -> tuple[str, str]:
+    """``(namespace, name)`` from ``--pod NAMESPACE/NAME`` (the form the POD column prints) or ``--pod NAME``, and
+    ``-n NAMESPACE``: the one reading of a pod argument for every command. A name alone matches any namespace
+    (Podman records none). ``ValueError`` when the two disagree or a part is empty: a pod that cannot exist would
+    silently match nothing."""
+    if "/" not in pod:
+        return namespace, pod
+    parts = pod.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"invalid --pod {pod!r}: expected NAMESPACE/NAME or NAME")
+    if namespace and namespace != parts[0]:
+        raise ValueError(f"--pod {pod!r} names namespace {parts[0]!r}, but --namespace says {namespace!r}")
+    return parts[0], parts[1]
+
+
 def matcher(pattern: str) -> Callable[[str], bool]:
     """A test of a name against ``pattern``: a shell glob, or the name itself."""
     if is_glob(pattern):
@@ -104,6 +119,7 @@ class Filter:
 
     container: str = ""
     pod: str = ""
+    """A name, or ``NAMESPACE/NAME`` (``pod_spec``)."""
     namespace: str = ""
     network: str = ""
     commands: frozenset[str] = frozenset()
@@ -117,6 +133,7 @@ class Filter:
     _network: Callable[[str], bool] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.namespace, self.pod = pod_spec(self.pod, self.namespace)
         self.commands = frozenset(c.upper() for c in self.commands)
         self.ip = canonical_address(self.ip) if self.ip else ""
         self._pod = matcher(self.pod) if self.pod else None

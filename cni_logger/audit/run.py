@@ -46,7 +46,7 @@ from cni_logger.audit.output import (
 from cni_logger.audit.query import Filter, address_test
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import from_epoch, to_epoch
+from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
 from cni_logger.filesink import DEFAULT_LOG_FILE
 
 SHOWN_STRETCHES = 20
@@ -190,7 +190,7 @@ def timeline(args: argparse.Namespace) -> int:
     from cni_logger.audit import timeline as tl
 
     def body(session: Session) -> bool:
-        pod = tl.Pod(args.pod) if args.pod else None
+        pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
         attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
                                  args.container, None if pod is None else pod.wants)
@@ -250,6 +250,8 @@ def who_had(args: argparse.Namespace) -> int:
             rows = [_holder(i, found, address=args.ip) for i in kept]
             status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
                 NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
+        elif _in_the_future(session.name, args, found):
+            rows, status = [], NO_EVIDENCE
         else:
             certain = [(i, i.certainty(args.at, found)) for i in kept]
             rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
@@ -258,6 +260,18 @@ def who_had(args: argparse.Namespace) -> int:
         return status
 
     return _session("who-had", args, body)
+
+
+def _in_the_future(name: str, args: argparse.Namespace, found: Evidence) -> bool:
+    """``who-had --at`` a time still to come, and later than the trail's last event (a node's clock may be ahead of
+    this one's: its events vouch for their times): whoever holds the address at the end of the trail may let it
+    go, and the trail cannot vouch for events it does not hold yet. Said on stderr; the answer is no evidence."""
+    now = from_epoch(time.time())
+    if args.at is None or args.at <= now or (found.end and args.at <= found.end):
+        return False
+    output.error(name, f"no evidence about {args.ip} at {spoken(args.at)}: it is in the future (now is "
+                       f"{spoken(now)}; the trail's last event is at {spoken(found.end) if found.end else 'none'})")
+    return True
 
 
 def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
@@ -293,6 +307,8 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
 
     if args.at is not None:  # the holders then: few, and all known only at the end of the trail
         answers = [h.to_json() for h in holdings()]
+        if _in_the_future(session.name, args, found):
+            return NO_EVIDENCE
         output.holders(session.out, answers, fmt=args.format, full_ids=args.no_trunc, subnet=True)
         return _verdict(session.name, args, answers, found)
     output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,

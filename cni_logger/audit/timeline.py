@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record
-from cni_logger.audit.query import is_glob, literal_bytes, matcher
+from cni_logger.audit.query import is_glob, literal_bytes, matcher, pod_spec
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch
 
@@ -92,11 +92,11 @@ COMMANDS = frozenset({"ADD", "CHECK", "DEL"})
 
 
 class Pod:
-    """``--pod NAMESPACE/NAME`` (or ``NAME``: any namespace, as Podman records none): its events, and
-    every event of the sandboxes seen with it."""
+    """``--pod NAMESPACE/NAME``, or ``--pod NAME`` with or without ``-n NAMESPACE`` (any namespace, as Podman
+    records none; ``query.pod_spec``): its events, and every event of the sandboxes seen with it."""
 
-    def __init__(self, spec: str) -> None:
-        namespace, _, name = spec.rpartition("/")
+    def __init__(self, spec: str, namespace: str = "") -> None:
+        namespace, name = pod_spec(spec, namespace)
         self.namespace, self.name = namespace, name
         self.sandboxes: set[str] = set()
         self._needle = None if is_glob(name) else literal_bytes(name)

@@ -15,7 +15,9 @@ from cni_logger.audit.timeparse import (
     normalize,
     parse_duration,
     parse_time,
+    read_time,
     short,
+    spoken,
     to_epoch,
 )
 
@@ -46,6 +48,45 @@ def test_relative_times_mean_that_long_ago(text: str, seconds_ago: float) -> Non
     assert parse_time(text, NOW) == from_epoch(NOW - seconds_ago)
 
 
+@pytest.mark.parametrize(("text", "seconds_ago"), [
+    ("-5min", 300), ("5 min ago", 300), ("5mins", 300), ("1 hour ago", 3600), ("2 hours", 7200), ("1h 30m", 5400),
+    ("10sec", 10), ("3 days ago", 3 * 86400), ("1 week", 604800),
+])
+def test_relative_times_in_words(text: str, seconds_ago: float) -> None:
+    moment = read_time(text, NOW)
+    assert moment == from_epoch(NOW - seconds_ago)
+    assert moment.note == ""  # an instant: nothing was assumed
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1764989100.25", "2025-12-06T02:45:00.250000Z"),  # as the CSV prints epoch seconds
+    ("1795400000", "2026-11-23T02:13:20.000000Z"),
+    ("02:20+01:00", "2026-11-23T01:20:00.000000Z"),
+    ("02:20Z", "2026-11-23T02:20:00.000000Z"),
+    ("2026-11-28T02:20:15Z", "2026-11-28T02:20:15.000000Z"),
+])
+def test_instants_need_no_note(text: str, expected: str) -> None:
+    moment = read_time(text, NOW)
+    assert (moment, moment.note) == (expected, "")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("02:20", "2026-11-23T02:20:00Z"), ("2:20:15", "2026-11-23T02:20:15Z"), ("23:59:59.5", "2026-11-23T23:59:59.5Z"),
+    ("today", "2026-11-23T00:00:00Z"), ("yesterday", "2026-11-22T00:00:00Z"), ("Yesterday", "2026-11-22T00:00:00Z"),
+    ("2026-11-28", "2026-11-28T00:00:00Z"), ("2026-11-28T02:20:15", "2026-11-28T02:20:15Z"),
+])
+def test_times_without_offset_are_utc_today_and_say_so(text: str, expected: str) -> None:
+    moment = read_time(text, NOW)
+    assert spoken(moment) == expected
+    assert moment.note == f"reading {text} as {expected} (UTC; give an offset for another zone)"
+
+
+def test_an_offset_on_a_time_of_day_takes_today_in_that_zone() -> None:
+    late = 1_795_478_400.0 - 1800  # 2026-11-23T23:30:00Z: already the 24th at +01:00
+    assert read_time("00:10+01:00", late) == "2026-11-23T23:10:00.000000Z"
+    assert read_time("23:40-01:00", 1_795_478_400.0 + 600) == "2026-11-24T00:40:00.000000Z"
+
+
 def test_relative_times_default_to_the_clock() -> None:
     import time
 
@@ -55,8 +96,8 @@ def test_relative_times_default_to_the_clock() -> None:
     assert before <= got <= after
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "2h30", "h", "12", "2026-13-01", "2026-11-28T25:00:00Z",
-                                  "@x", "1y", "--2h", "2026/11/28"])
+@pytest.mark.parametrize("text", ["", "tomorrowish", "2h30", "h", "12", "2026-13-01", "2026-11-28T25:00:00Z",
+                                  "@x", "1y", "--2h", "2026/11/28", "25:00", "10:99", "1:2", "ago", "-", "99999999"])
 def test_invalid_times_are_rejected_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="invalid time"):
         parse_time(text, NOW)
@@ -64,7 +105,7 @@ def test_invalid_times_are_rejected_with_the_accepted_forms(text: str) -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90s", 90), ("30m", 1800), ("2h", 7200), ("7d", 604800), ("1h30m", 5400), ("45", 45), ("0", 0),
-    ("2.5m", 150), (" 10S ", 10),
+    ("2.5m", 150), (" 10S ", 10), ("5min", 300), ("1 hour", 3600), ("2 days", 172800),
 ])
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds

@@ -2,10 +2,11 @@
 
 Each case is named for what it represents. ``SECRETS`` maps a name to config entries (merged into a
 network config) or ``CNI_ARGS`` pairs, and the secret strings that must not survive anywhere in the
-event; ``LOOKALIKES`` maps a name to config entries that must be recorded unchanged. The values are
-made up but shaped like the real thing (lengths, prefixes, alphabets), and each secret is distinct so
-that a leak names its case. Used in process (tests/unit/test_redact_corpus.py) and through the real
-plugin (tests/reliability/test_secret_corpus.py).
+event, and the strings beside them that must survive (``kept``); ``LOOKALIKES`` maps a name to config
+entries that must be recorded unchanged. The values are made up but shaped like the real thing
+(lengths, prefixes, alphabets), and each secret is distinct so that a leak names its case. Used in
+process (tests/plugin/test_redact_corpus.py) and through the real plugin
+(tests/system/reliability/test_secret_corpus.py).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Case:
     secrets: tuple[str, ...] = ()
     cni_args: dict[str, str] = field(default_factory=dict)
     """For ``CNI_ARGS`` cases: the pairs the runtime sends (scrubbed as ``cni.args``)."""
+    kept: tuple[str, ...] = ()
+    """Strings beside the secret that must be recorded unchanged (the argument after a glued ``-pPASSWORD``)."""
 
 
 def _kubeconfig(token: str, client_key: str) -> str:
@@ -96,7 +99,8 @@ def _secrets() -> dict[str, Case]:
         ("token-file-content-carrier", "tokenFileContent"), ("password-hash", "passwordHash"),
         ("vault-approle-secret-id", "secret_id"), ("oauth-glued", "oauth"), ("authorisation-british", "Authorisation"),
         ("sig-alone", "sig"), ("signature-alone", "signature"), ("aws-secret-key-pascal", "AWSSecretKey"),
-        ("aws-secret-access-key-env", "AWS_SECRET_ACCESS_KEY"),
+        ("aws-secret-access-key-env", "AWS_SECRET_ACCESS_KEY"), ("psk-alone", "psk"), ("wifi-psk-camel", "wifiPsk"),
+        ("ipsec-psk-snake", "ipsec_psk"), ("psk-data-carrier", "pskData"),
     ]:
         key(name, key_name)
     key("pin-string", "pin", "73916428")
@@ -142,6 +146,23 @@ def _secrets() -> dict[str, Case]:
     cases["command-line-password-space"] = Case({"command": f"cli --password {s('cmd2')} --verbose"}, (s("cmd2"),))
     cases["command-line-api-key-equals"] = Case({"cmd": f"curl --api-key={s('cmd3')} https://api.example.com"},
                                                 (s("cmd3"),))
+
+    glued = f"{rnd('glued-token', 9)}Token7"  # holds a secret word: once masked the *next* argument instead
+    cases["argv-glued-short-p"] = Case({"args": ["mysql", "-u", "root", f"-p{s('glued1')}", "shopdb"]},
+                                       (s("glued1"),), kept=("shopdb",))
+    cases["argv-glued-short-p-secret-word"] = Case({"args": ["mysql", f"-p{glued}", "inventorydb"]}, (glued,),
+                                                   kept=("inventorydb",))
+    glued2 = f"{rnd('glued-pass', 8)}Password1"
+    cases["command-line-glued-short-p"] = Case({"command": f"mysqldump -uroot -p{glued2} warehousedb"}, (glued2,),
+                                               kept=("warehousedb",))
+    cases["command-line-curl-user"] = Case({"command": f"curl -u robot:{s('curl1')} https://registry.example"},
+                                           (s("curl1"),), kept=("robot:",))
+    cases["argv-curl-user-long"] = Case({"args": ["curl", "--user", f"robot:{s('curl2')}", "https://x.example"]},
+                                        (s("curl2"),), kept=("robot:", "https://x.example"))
+    cases["argv-curl-user-glued"] = Case({"args": ["curl", f"-urobot:{s('curl3')}", "https://x.example"]},
+                                         (s("curl3"),), kept=("-urobot:",))
+    cases["command-line-curl-user-equals"] = Case({"command": f"curl --user=robot:{s('curl4')} https://x.example"},
+                                                  (s("curl4"),), kept=("--user=robot:",))
 
     # -- AWS ----------------------------------------------------------------------------------------
     key_id, temp_id = "AKIA" + rnd("akia", 16, UPPER_ALNUM), "ASIA" + rnd("asia", 16, UPPER_ALNUM)
@@ -229,6 +250,18 @@ def _secrets() -> dict[str, Case]:
     ]:
         encoded = b64(document)
         cases[name] = Case({"clusterConfig": encoded}, (encoded[24:64], encoded[-40:]))
+    docker = json.dumps({"auths": {"registry.example.com": {"auth": b64("robot:" + s("dockerb64"))}}})
+    cases["docker-config-base64-neutral-key"] = Case({"data": b64(docker)}, (b64(docker)[8:48], b64(docker)[-32:]))
+    docker_pretty = json.dumps({"auths": {"ghcr.io": {"username": "ci", "password": s("dockerb64p")}}}, indent="\t")
+    cases["docker-config-base64-pretty"] = Case({"blob": b64(docker_pretty)}, (b64(docker_pretty)[12:52],))
+    gcp = json.dumps({"type": "service_account", "project_id": "cni-logs",
+                      "private_key_id": rnd("gcpkid", 40, "0123456789abcdef"), "private_key": pem("PRIVATE KEY", "gcp"),
+                      "client_email": "cni@cni-logs.iam.gserviceaccount.com"}, indent=2)
+    cases["gcp-service-account-key-base64"] = Case({"data": b64(gcp)}, (b64(gcp)[16:56], b64(gcp)[-40:]))
+    for offset in (1, 2):  # the PEM header at byte offset 1 and 2 mod 3 of a longer base64 payload
+        payload = "k" * (offset + 5) + "\n" + pem("EC PRIVATE KEY", f"align{offset}")
+        cases[f"pem-base64-inside-longer-blob-offset-{offset}"] = Case({"payload": b64(payload)},
+                                                                        (b64(payload)[24:64],))
     cases["kubeconfig-inline-yaml"] = Case({"clusterConfig": _kubeconfig(s("inline"), "inline-key")},
                                            (s("inline"), b64("inline-key")))
 
@@ -244,6 +277,7 @@ def _secrets() -> dict[str, Case]:
                                                   + maps_key}, (maps_key,))
     cases["cni-args-style-string"] = Case({"extraArgs": f"IgnoreUnknown=1;DB_PWD={s('cniargstr')}"}, (s("cniargstr"),))
     cases["json-in-string"] = Case({"annotation": json.dumps({"password": s("jsonstr")})}, (s("jsonstr"),))
+    cases["wpa-supplicant-psk-line"] = Case({"wpa": f'network={{\n  ssid="home"\n  psk="{s("wpa")}"\n}}'}, (s("wpa"),))
     cases["env-file-lines"] = Case({"envFile": f"FOO=bar\nAPI_TOKEN={s('envline')}\n"}, (s("envline"),))
     cases["docker-config-json-auth"] = Case(
         {"dockerConfig": json.dumps({"auths": {"registry.example.com": {"auth": b64("robot:" + s("docker"))}}})},
@@ -310,6 +344,17 @@ def _lookalikes() -> dict[str, dict[str, Any]]:
         "argv-passive-flag": {"args": ["--passive", "ftp.example.com"]},
         "command-line-iptables": {"command": "iptables -t nat -A PREROUTING -p tcp --dport 8080 -j DNAT"},
         "argv-docker-publish": {"args": ["docker", "run", "-p", "8080:80", "nginx"]},
+        "argv-docker-publish-glued": {"args": ["docker", "run", "-p8080:80", "-p127.0.0.1:9090:90/udp", "nginx"]},
+        "command-line-iptables-glued-protocol": {"command": "iptables -A INPUT -ptcp --dport 22 -j ACCEPT"},
+        "argv-compiler-p-flags": {"args": ["cc", "-pedantic", "-pthread", "-pipe", "-o", "cni", "main.c"]},
+        "argv-combined-short-flags": {"args": ["cp", "-pr", "/etc/cni", "/backup"], "mkdir": "mkdir -pv /run/x"},
+        "argv-go-prefix-flag": {"args": ["tool", "-prefix", "/usr/local", "-profile=fast"]},
+        "argv-user-uid": {"args": ["docker", "run", "-u", "1000", "--user", "root", "busybox"]},
+        "command-line-user-uid-gid": {"command": "docker run -u 1000:1000 --user=65534:65534 busybox"},
+        "psk-identity-and-file": {"pskIdentity": "node-1", "pskFile": "/etc/ipsec.d/psk.txt"},
+        "psk-inside-a-word": {"upskilling": "yes"},
+        "base64-harmless-json-auths-like": {"data": b64(json.dumps({"auths_enabled": False, "authsource": "ldap"}))},
+        "base64-harmless-json-type": {"blob": b64(json.dumps({"type": "user_account", "private": False}))},
         # near misses of token shapes
         "aws-like-short-id": {"id": "AKIA1234"},
         "git-commit-sha": {"commit": "3f786850e387550fdab836ed7e6dc881de23001b"},

@@ -276,3 +276,53 @@ def test_redact_depends_on_no_other_module_of_the_plugin() -> None:
 def test_fold_key_ignores_case_underscores_and_dashes() -> None:
     assert redact.fold_key("X-Api_KEY") == "xapikey"
     assert redact.is_secret_key("X-Api_Key", ("apikey",))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (["mysql", "-pXyzToken7", "shopdb"], ["mysql", f"-p{MASK}", "shopdb"]),
+    (["mysql", "-pHunter2!", "shopdb"], ["mysql", f"-p{MASK}", "shopdb"]),
+    ("mysqldump -uroot -pAbcPassword1 shopdb", f"mysqldump -uroot -p{MASK} shopdb"),
+    (["tool", "-password", "Hunter2!"], ["tool", "-password", MASK]),
+    (["docker", "run", "-p8080:80", "-p", "127.0.0.1:9090:90/udp"],
+     ["docker", "run", "-p8080:80", "-p", "127.0.0.1:9090:90/udp"]),
+    (["cc", "-pedantic-errors", "-pthread", "-pv", "-profile=fast", "-pA"],
+     ["cc", "-pedantic-errors", "-pthread", "-pv", "-profile=fast", "-pA"]),
+    ("ls -pA /etc && cp -pRv a b", "ls -pA /etc && cp -pRv a b"),
+    (["mysql", "-pHUNTER", "db"], ["mysql", f"-p{MASK}", "db"]),
+])
+def test_a_glued_short_p_password_is_masked_where_it_stands(value: Any, expected: Any) -> None:
+    """``-pPASSWORD`` loses its password, never the next argument; ports and option names stay."""
+    assert scrub({"command": value}) == {"command": expected}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("curl -u robot:Hunter2! https://x", f"curl -u robot:{MASK} https://x"),
+    ("curl --user=robot:Hunter2! https://x", f"curl --user=robot:{MASK} https://x"),
+    ("curl -urobot:Hunter2!", f"curl -urobot:{MASK}"),
+    (["curl", "--user", "robot:Hunter2!"], ["curl", "--user", f"robot:{MASK}"]),
+    (["curl", "-u", "robot:Hunter2!"], ["curl", "-u", f"robot:{MASK}"]),
+    ("docker run -u 1000:1000 --user root x", "docker run -u 1000:1000 --user root x"),
+    (["docker", "run", "-u", "1000:1000"], ["docker", "run", "-u", "1000:1000"]),
+    ("curl --user-agent x:y", "curl --user-agent x:y"),
+])
+def test_the_password_of_a_user_flag_is_masked_and_the_user_kept(value: Any, expected: Any) -> None:
+    assert scrub({"command": value}) == {"command": expected}
+
+
+def test_psk_is_a_secret_word_only_as_a_word() -> None:
+    assert [bool(redact.secret_words_of(k)) for k in ("psk", "wifiPsk", "ipsec_psk", "PSK", "pskData")] == [True] * 5
+    assert [bool(redact.secret_words_of(k)) for k in ("pskIdentity", "pskFile", "upskilling")] == [False] * 3
+
+
+@pytest.mark.parametrize("marker", [b"-----BEGIN", b'"auths":', b'"private_key"'])
+@pytest.mark.parametrize("offset", [0, 1, 2])
+def test_base64_markers_are_found_at_every_alignment(marker: bytes, offset: int) -> None:
+    """A PEM header, a Docker config's ``"auths":`` and a GCP key's ``"private_key"`` at byte offsets 0, 1, 2.
+
+    Checks the hard-coded ``BASE64_MARKERS``/``BASE64_SECRET_STARTS``: each alignment encodes differently."""
+    import base64
+
+    for lead in (b"", b"{\n  ", b"abc"):
+        data = lead + b"z" * ((offset - len(lead)) % 3) + marker + b" tail of the document"
+        encoded = base64.b64encode(data).decode()
+        assert MASK in redact.mask_value_shapes(encoded), (marker, offset, lead)

@@ -28,6 +28,7 @@ def test_secret_shape_is_masked(name: str) -> None:
     text = json.dumps(out)
     assert [s for s in case.secrets if s in text or json.dumps(s)[1:-1] in text] == [], text
     assert redact.MASK in text
+    assert [k for k in case.kept if k not in text] == [], text
 
 
 @pytest.mark.parametrize("name", sorted(LOOKALIKES))

@@ -323,7 +323,7 @@ def test_stats_table_and_filters(trail: Trail) -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["events", "--since", "yesterday"], ["events", "--until", "2h30"], ["who-had", "not-an-ip"],
+    ["events", "--since", "tomorrowish"], ["events", "--until", "2h30"], ["who-had", "not-an-ip"],
     ["who-had", "10.0.0.1", "--at", "soon"], ["leaks", "--older-than", "ages"], ["events", "--command", "FROB"],
     ["events", "--outcome", "meh"], ["follow", "--max-events", "0"], ["timeline"], ["frobnicate"],
 ])

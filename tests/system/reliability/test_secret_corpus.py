@@ -1,5 +1,6 @@
-"""The redaction corpus through the real plugin: no secret of ``tests/redaction_corpus.py`` reaches the
-log file or stderr, and every look-alike is recorded exactly as the runtime sent it.
+"""The redaction corpus through the real plugin: no secret of ``tests/harness/redaction_corpus.py`` reaches
+the log file or stderr, what a case must keep beside its secret is recorded, and every look-alike is
+recorded exactly as the runtime sent it.
 
 The cases go in a few at a time (a config of all of them would pass the 16 KiB line limit, and the
 shrinking that keeps lines short would hide leaks by dropping ``cni.config``); each run checks that
@@ -56,6 +57,7 @@ def test_secret_shapes_in_the_config_never_reach_the_log(tmp_path: Path, chunk: 
     assert len(recorded) == len(names)
     for name, entry in zip(names, recorded, strict=True):
         assert "[REDACTED]" in json.dumps(entry), (name, entry)
+        assert [k for k in SECRETS[name].kept if k not in json.dumps(entry)] == [], (name, entry)
 
 
 def test_secret_shapes_in_cni_args_never_reach_the_log(tmp_path: Path) -> None:
