@@ -26,7 +26,7 @@ import os
 import stat
 import time
 
-from cni_logger.filesink import DROPPED_DIR, dropped_path
+from cni_logger.filesink import DROPPED_DIR, dropped_path, pid_alive
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,19 +101,9 @@ def pending(log_file: str, directory: str = DROPPED_DIR) -> list[str]:
     found = [path] if name in names else []
     for other in names:
         head, _, pid = other.rpartition(_CLAIMED)
-        if head == name and pid.isdigit() and not _alive(int(pid)):
+        if head == name and pid.isdigit() and not pid_alive(int(pid)):
             found.append(os.path.join(directory, other))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def read_records(path: str) -> tuple[list[tuple[int, str, str]], bool]:

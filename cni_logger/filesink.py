@@ -295,7 +295,8 @@ def _walk(path: str, create: bool) -> int:
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id exists (a stale temporary file's or claim's owner is gone otherwise)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -559,7 +560,7 @@ class RotatingFile:
                 continue
             temporary = _temporary_stem(name)
             split = _split_name(temporary[0]) if temporary is not None else None
-            if temporary is None or split is None or split[0] != self.basename or _pid_alive(temporary[1]):
+            if temporary is None or split is None or split[0] != self.basename or pid_alive(temporary[1]):
                 continue
             try:
                 st = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
