@@ -60,6 +60,7 @@ from cni_logger.install import Refusal
 from cni_logger.install.content import ChainEntry
 from cni_logger.install.launcher import shebang_limit
 from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_CNI_VERSION
+from cni_logger.settings import Settings
 
 CONTAINER_ID = "cni-logger-self-check"
 IFNAME = "eth0"
@@ -135,8 +136,8 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
     check could not be made at all.
     """
     name = label or executable
-    for item in entries:
-        conf = settings.load(item.entry)
+    loaded = [(item, settings.load(item.entry)) for item in entries]
+    for item, conf in loaded:
         if conf.fail_on_log_error and conf.problems:
             raise CheckFailed(f"the logger entry for {item.where} has failOnLogError true and a setting the plugin "
                               f"rejects, so every ADD would fail (error 7, invalid logger setting): "
@@ -165,7 +166,7 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
                 if problem:
                     raise CannotCheck(problem) from None
                 raise
-        return _check_logs(entries, timeout)
+        return _check_logs(loaded, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -182,12 +183,12 @@ def check_version(executable: str, cni_version: str, timeout: float, label: str 
                           f"network's cniVersion {cni_version!r}")
 
 
-def _check_logs(entries: Sequence[ChainEntry], timeout: float) -> list[str]:
-    """Probe each real ``logFile``: CheckFailed where the plugin would fail ADD for it, else warnings."""
+def _check_logs(loaded: Sequence[tuple[ChainEntry, Settings]], timeout: float) -> list[str]:
+    """Probe each real ``logFile`` (the entries with their settings): CheckFailed where the plugin would fail ADD
+    for it, else warnings."""
     warnings: list[str] = []
     seen: set[str] = set()
-    for item in entries:
-        conf = settings.load(item.entry)
+    for item, conf in loaded:
         if conf.log_file is None or conf.log_file in seen:
             continue
         seen.add(conf.log_file)
@@ -197,8 +198,7 @@ def _check_logs(entries: Sequence[ChainEntry], timeout: float) -> list[str]:
                               f"within {timeout:g}s (a hung network filesystem?): every ADD would hang on it")
         if not problem:
             continue
-        if any(settings.load(other.entry).fail_on_log_error for other in entries
-               if settings.load(other.entry).log_file == conf.log_file):
+        if any(other.fail_on_log_error for _, other in loaded if other.log_file == conf.log_file):
             raise CheckFailed(f"the audit log of the entry for {item.where} cannot be written ({problem}) and the "
                               "entry has failOnLogError true: every ADD would fail (error 11, audit log unavailable)")
         warnings.append(f"warning: the audit log of the entry for {item.where} cannot be written now ({problem}): "
