@@ -204,12 +204,8 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
     new_journal = copy.deepcopy(journal)
     launcher_path, launcher_text = _launcher_plan(opts.bin_dir)
     if launcher_text is not None:
-        old = None
-        if os.path.exists(launcher_path):
-            with open(launcher_path, "rb") as f:
-                old = f.read()
-        plan.steps.append(Write(launcher_path, launcher_text.encode("utf-8"), old, 0o755, os.geteuid(), os.getegid(),
-                                launcher=True))
+        plan.steps.append(Write(launcher_path, launcher_text.encode("utf-8"), _read(launcher_path), 0o755,
+                                os.geteuid(), os.getegid(), launcher=True))
     new_journal["launcher"] = launcher_path
 
     if opts.runtime.chaining:
