@@ -12,7 +12,14 @@ Then it runs each command as a subprocess and reports wall time, throughput over
 uncompressed bytes (and over the bytes on disk) and peak RSS (``ru_maxrss`` of that child, from
 ``wait4``). The files are fresh in the page cache: this measures the tool, not the disk.
 
+With ``--baseline REF`` (a git revision, e.g. ``main`` or ``HEAD~3``) the same trail is also asked by the
+code of that revision, run by the same interpreter from an export of it (``git archive``), the two taking
+turns run by run so that both meet the same machine; the table then gives each command's figures for
+both and the ratio of the wall times (this tree / baseline): a regression is a ratio above 1 beyond the
+runs' own spread, measured in one run rather than compared across days.
+
 Usage: scripts/audit-benchmark.py [--size 1G] [--file-size 100M] [--runs 3] [--dir DIR] [--keep] [--json FILE]
+                                  [--baseline REF]
 """
 
 from __future__ import annotations
@@ -264,7 +271,11 @@ samples, every 50 ms, the proportional set size (PSS: each shared page divided a
 the command and its children, whose sum is the memory the command takes from the machine."""
 
 
-def measure(argv: list[str], work: Path) -> tuple[float, int, int, bytes, bytes, int]:
+Run = tuple[float, int, int, bytes, bytes, int]
+"""What ``measure`` returns: wall seconds, peak RSS KiB, exit status, stdout, stderr, peak PSS KiB."""
+
+
+def measure(argv: list[str], work: Path) -> Run:
     """Run ``argv``; wall seconds, peak RSS (KiB, of the largest process), exit status, stdout, stderr, and the
     peak PSS (KiB) of the command with its children."""
     out, err = work / "measure.out", work / "measure.err"
@@ -278,11 +289,47 @@ def measure(argv: list[str], work: Path) -> tuple[float, int, int, bytes, bytes,
         err.unlink()
 
 
+def baseline_cli(ref: str, work: Path, cli: Path) -> list[str]:
+    """A command line that runs revision ``ref``'s ``cni-logger`` with the interpreter of ``cli``'s virtualenv:
+    the revision's package exported into ``work`` (nothing in the repository or its worktrees changes)."""
+    tree = work / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref, "cni_logger"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    python = cli.parent / "python"
+    return [str(python), "-I", "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); sys.argv[0] = 'cni-logger'; "
+            "from cni_logger.cli import main; main()"]
+
+
 def answers(command: str) -> tuple[int, ...]:
     """The exit statuses that are answers, not failures: who-had may also say *possibly* (3: the generated
     trail has leaks, so superseded holders and unknown starts) or *no evidence* (4); the other commands
     found (0) or not (1). Whether the answer is the right one is checked apart."""
     return (0, 1, 3, 4) if command == "who-had" else (0, 1)
+
+
+def check(name: str, argv: list[str], run: Run, info: dict[str, Any],
+          work: Path, label: str) -> None:
+    """Stop on a failed command or a wrong answer: a fast wrong answer is no result."""
+    status, stdout, stderr = run[2], run[3], run[4]
+    if status not in answers(argv[0]):
+        print(stderr.decode(errors="replace"), file=sys.stderr)
+        raise SystemExit(f"{name} ({label}): exit status {status}")
+    if name.startswith("who-had") and "--at" in argv and info["at_cid"][:12].encode() not in stdout:
+        raise SystemExit(f"{name} ({label}): wrong answer (expected {info['at_cid'][:12]}):\n{stdout.decode()}")
+    if name == "report --html" and b"<svg id='occupancy'" not in (work / "report.html").read_bytes():
+        raise SystemExit(f"{name} ({label}): the page has no occupancy picture")
+
+
+def figures(name: str, run: Run, info: dict[str, Any], disk: int) -> dict[str, Any]:
+    wall, rss_kib, status, stdout, _, tree_kib = run
+    return {"command": name, "wall_s": round(wall, 3), "mb_per_s": round(info["written"] / 1e6 / wall, 1),
+            "disk_mb_per_s": round(disk / 1e6 / wall, 1), "peak_rss_mib": round(rss_kib / 1024, 1),
+            "peak_pss_with_children_mib": round(tree_kib / 1024, 1), "exit": status,
+            "output_lines": stdout.count(b"\n")}
 
 
 def main() -> int:
@@ -299,6 +346,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cli", type=Path, default=CLI, help=f"the cni-logger to measure (default {CLI})")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure git revision REF on the same trail, runs interleaved, and print the ratios")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cni-audit-bench-", dir=args.dir))
@@ -326,33 +375,34 @@ def main() -> int:
             ("report", ["report", *log]),
             ("report --html", ["report", "--html", str(work / "report.html"), *log]),
         ]
-        results = []
+        results, before = [], []
+        clis = {"this tree": [str(args.cli)]}
+        if args.baseline:
+            clis[f"baseline {args.baseline}"] = baseline_cli(args.baseline, work, args.cli)
         floor = measure(["/bin/true"], work)[1]
         print(f"\nmeasurement floor (the measuring process's own size): {floor / 1024:.1f} MiB")
         print(f"{'command':<36} {'wall s':>8} {'MB/s':>8} {'disk MB/s':>10} {'peak RSS MiB':>13} "
-              f"{'with children':>14} {'exit':>5}")
+              f"{'with children':>14} {'exit':>5}" + (f" {'baseline s':>10} {'ratio':>6}" if args.baseline else ""))
         for name, argv in cases:
-            best: tuple[float, int, int, bytes, bytes, int] | None = None
-            for _ in range(args.runs):
-                run = measure([str(args.cli), *argv], work)
-                if best is None or run[0] < best[0]:
-                    best = run
-            assert best is not None
-            wall, rss_kib, status, stdout, stderr, tree_kib = best
-            if status not in answers(argv[0]):
-                print(stderr.decode(errors="replace"), file=sys.stderr)
-                raise SystemExit(f"{name}: exit status {status}")
-            if name.startswith("who-had") and "--at" in argv and info["at_cid"][:12].encode() not in stdout:
-                raise SystemExit(f"{name}: wrong answer (expected {info['at_cid'][:12]}):\n{stdout.decode()}")
-            if name == "report --html" and b"<svg id='occupancy'" not in (work / "report.html").read_bytes():
-                raise SystemExit(f"{name}: the page has no occupancy picture")
-            row = {"command": name, "wall_s": round(wall, 3), "mb_per_s": round(info["written"] / 1e6 / wall, 1),
-                   "disk_mb_per_s": round(disk / 1e6 / wall, 1), "peak_rss_mib": round(rss_kib / 1024, 1),
-                   "peak_pss_with_children_mib": round(tree_kib / 1024, 1), "exit": status,
-                   "output_lines": stdout.count(b"\n")}
+            best: dict[str, Run] = {}
+            for turn in range(args.runs):
+                order = list(clis.items()) if turn % 2 == 0 else list(reversed(clis.items()))
+                for label, cli in order:
+                    run = measure([*cli, *argv], work)
+                    if label not in best or run[0] < best[label][0]:
+                        best[label] = run
+            for label, run in best.items():
+                check(name, argv, run, info, work, label)
+            row = figures(name, best["this tree"], info, disk)
             results.append(row)
-            print(f"{name:<36} {wall:>8.2f} {row['mb_per_s']:>8.0f} {row['disk_mb_per_s']:>10.0f} "
-                  f"{row['peak_rss_mib']:>13.1f} {row['peak_pss_with_children_mib']:>14.1f} {status:>5}")
+            line = (f"{name:<36} {row['wall_s']:>8.2f} {row['mb_per_s']:>8.0f} {row['disk_mb_per_s']:>10.0f} "
+                    f"{row['peak_rss_mib']:>13.1f} {row['peak_pss_with_children_mib']:>14.1f} {row['exit']:>5}")
+            if args.baseline:
+                old = figures(name, best[f"baseline {args.baseline}"], info, disk)
+                old["ratio_this_to_baseline"] = round(row["wall_s"] / old["wall_s"], 3)
+                before.append(old)
+                line += f" {old['wall_s']:>10.2f} {old['ratio_this_to_baseline']:>6.3f}"
+            print(line)
         met = all(r["mb_per_s"] >= TARGET_MB_S and max(r["peak_rss_mib"], r["peak_pss_with_children_mib"])
                   < TARGET_RSS_MIB for r in results)
         print(f"\ntargets (>= {TARGET_MB_S} MB/s, peak RSS and peak PSS with children < {TARGET_RSS_MIB} MiB): "
@@ -360,10 +410,15 @@ def main() -> int:
         print(f"MB/s: uncompressed event bytes ({info['written'] / 1e6:.0f} MB) per wall second; disk MB/s: bytes on "
               f"disk ({disk / 1e6:.0f} MB). {os.cpu_count()} CPUs; files in the page cache. 'with children': peak PSS "
               "of the command and the processes it forks (sampled every 50 ms).")
+        if args.baseline:
+            print(f"ratio: wall time of this tree / wall time of {args.baseline}, best of {args.runs} runs each, "
+                  "taking turns on the same trail (above 1: slower than the baseline)")
         if args.json:
             args.json.write_text(json.dumps({"trail": {"bytes": info["written"], "disk_bytes": disk,
                                                        "files": len(files), **info["counts"]},
-                                             "results": results}, indent=2) + "\n")
+                                             "results": results,
+                                             **({"baseline": {"ref": args.baseline, "results": before}}
+                                                if args.baseline else {})}, indent=2) + "\n")
         if args.keep:
             print(f"kept: {work}", file=sys.stderr)
     finally:
