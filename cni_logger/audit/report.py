@@ -136,6 +136,8 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
+        self.hosts: set[str] = set()
+        """The hosts (``host.name``) of the events in the window: the page's header names them."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -180,6 +182,8 @@ class Builder:
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
             self._ended(holding)
+        if inside:  # after occupancy, which has read where the event lives (``record.placed``)
+            self.hosts.add(record.placed(rec)[0])
         for holding in occupancy.left:
             self._network(holding.network).open -= 1
         if occupancy.orphans:
@@ -323,6 +327,7 @@ class Report:
                       "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
                       "duplicates_ignored": self.evidence.duplicates,
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
+                      "hosts": sorted(h for h in b.hosts if h),
                       "warnings": self.warnings},
             "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
                                 "conflicts": use.conflicts, "still_held": use.still_held}
