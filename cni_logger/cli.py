@@ -107,21 +107,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)
-    completion = commands.add_parser(
-        "completion", help="print a shell completion script (bash)",
-        description="Print a completion script for the shell, generated from the command lines themselves: "
-                    "source <(cni-logger completion bash), or save it as /etc/bash_completion.d/cni-logger.")
-    completion.add_argument("shell", choices=("bash",), help="the shell (bash)")
-    completion.set_defaults(run=_completion)
     return parser, dict(commands.choices)
-
-
-def _completion(args: argparse.Namespace) -> int:
-    from cni_logger import completion
-
-    parser, subparsers = build_parser()
-    sys.stdout.write(completion.bash(parser, subparsers))
-    return 0
 
 
 def tool(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """The audit subcommands' command lines: ``events``, ``timeline``, ``who-had``, ``leaks``, ``stats``, ``follow``,
-``report``.
+``report``, and ``completion`` (a shell's completion script for every subcommand).
 
 ``cni_logger.cli.tool`` imports this module (it is in ``COMMAND_MODULES``) to register the parsers;
 the work itself lives in ``cni_logger.audit.run`` and is imported only when a command runs.
@@ -231,6 +231,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "follow"))
 
     _register_report(commands, files)
+
+    parser = commands.add_parser(
+        "completion", help="print a shell completion script (bash)",
+        description="Print a completion script for the shell, generated from the command lines themselves: "
+                    "source <(cni-logger completion bash), or save it as /etc/bash_completion.d/cni-logger.")
+    parser.add_argument("shell", choices=("bash",), help="the shell (bash)")
+    parser.set_defaults(run=_completion)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """``cni-logger completion bash``: the script, from every subcommand's parser (``cli.build_parser``)."""
+    import sys
+
+    from cni_logger.audit import completion
+    from cni_logger.cli import build_parser
+
+    parser, subparsers = build_parser()
+    sys.stdout.write(completion.bash(parser, subparsers))
+    return 0
 
 
 def _checked(parser: argparse.ArgumentParser, name: str) -> Any:
