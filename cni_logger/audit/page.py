@@ -189,7 +189,7 @@ def _summary(data: dict[str, Any]) -> str:
              ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
 
     def card(key: str, label: str, value: int, kind: str) -> str:
-        level = f" {kind}" if value else ""
+        level = f" {kind}" if kind and value else ""
         return (f"<div class='card{level}' data-card='{key}'><span class='n' id='count-{key}'>{value}</span>"
                 f"<span class='l'>{esc(label)}</span></div>")
 
@@ -320,10 +320,11 @@ def ticks(t0: float, t1: float) -> tuple[float, list[float]]:
     step that gives at most ``MAX_TICKS`` of them (so about 4 to 10)."""
     span = max(t1 - t0, 0.001)
     step = next((s for s in TICK_STEPS if span / s <= MAX_TICKS), TICK_STEPS[-1])
-    first = math.ceil(round(t0 / step, 6)) * step
+    slack = step / 1000  # t0 and t1 themselves when they are round, whatever floating point makes of them
+    first = math.ceil((t0 - slack) / step) * step
     found = []
     number = 0
-    while first + number * step <= t1 + 1e-9:
+    while first + number * step <= t1 + slack:
         found.append(round(first + number * step, 3))
         number += 1
     return step, found

@@ -184,3 +184,12 @@ def test_report_json_is_one_object(trail: Trail) -> None:
     proc = subprocess.run([CLI, "report", "-o", "json", *trail.args()], capture_output=True, text=True, timeout=60,
                           check=False)
     assert len(proc.stdout.splitlines()) == 1 and isinstance(json.loads(proc.stdout), dict)
+
+
+def test_follow_stops_at_the_limit(trail: Trail, tmp_path: Path) -> None:
+    live = tmp_path / "cni.log"  # every event in the live file, which --from-start prints first
+    live.write_text("".join(json.dumps(e) + "\n" for e in trail.events))
+    proc = cli("follow", "--from-start", "--limit", "2", "--no-headers", "--timeout", "30", "--interval", "0.05",
+               "--log-file", str(live))
+    assert proc.rc == 0
+    assert [line.split()[6] for line in proc.stdout.splitlines()] == ["ctr-1", "ctr-2"]
