@@ -416,8 +416,11 @@ def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int 
     y = AXIS_HEIGHT + row * ROW_HEIGHT + 2 + lane * height
     drawn = (f"<rect class='{' '.join(classes)}' x='{LABEL_WIDTH + left:.1f}' y='{y:.1f}' width='{width:.1f}' "
              f"height='{height:.1f}' fill='{colour}' {data}><title>{title}</title></rect>")
-    label = visible(pod or bar.container_id[:12])
-    if lanes == 1 and width >= text_width(label) + 2 * LABEL_PAD:  # else the title (and the info box) says it
+    # the longest name the bar holds: namespace/pod, the pod, the container id (short); else the title says it
+    fits = [name for name in (visible(pod), visible(bar.pod or ""), visible(bar.container_id[:12]))
+            if name and text_width(name) + 2 * LABEL_PAD <= width]
+    if lanes == 1 and fits:
+        label = fits[0]
         drawn += (f"<text class='bl' x='{LABEL_WIDTH + left + LABEL_PAD:.1f}' y='{y + height - 2.5:.1f}' "
                   f"data-width='{width:.1f}'>{html.escape(label)}</text>")
     return drawn
