@@ -43,6 +43,8 @@ def test_no_headers_prints_the_rows_only(trail: Trail) -> None:
         bare = cli(*argv, "--no-headers", *trail.args()).stdout.splitlines()
         assert plain[0].split()[0] in ("TIME", "FROM", "ADDRESS", "container"), plain
         assert bare == [line for line in plain if line.split()[0] not in ("TIME", "FROM", "ADDRESS")], argv
+    report = cli("report", "--no-headers", *trail.args()).stdout
+    assert "NETWORK" in cli("report", *trail.args()).stdout and "NETWORK" not in report and "audit-net" in report
     leaks = cli("leaks", "--no-headers", *trail.args()).stdout.splitlines()
     assert len(leaks) == 5 and all(line.startswith("never-deleted ") for line in leaks)
     rows = cli("events", "-o", "csv", "--no-headers", *trail.args()).stdout.splitlines()
