@@ -6,7 +6,9 @@ table for people (the default), JSON lines for machines (``--json`` is the same;
 original line), CSV or TSV with one row per answer; nothing here reads the trail. Every
 human-readable line goes through ``Out.text``, which shows control characters as escapes.
 
-Conventions: results on stdout, everything else on stderr.
+Conventions: results on stdout, everything else on stderr. ``--no-headers`` leaves out tables' and
+CSV/TSV's header lines (``Out.headers``); ``--limit N`` prints the first N answers and says on stderr
+how many there were (``run.Session.limited``); counts are worded by ``formats.plural`` ("1 file").
 
 * Exit status: 0 when something was found (or the command did its job), 1 when nothing matched
   (like ``grep``), 2 for a usage error or a file that cannot be read, 3 for an answer the trail

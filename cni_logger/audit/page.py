@@ -16,6 +16,18 @@ coverage events: ``coverage``) light red bands, and damaged stretches orange lin
 Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most
 ``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
 HTML-escaped and its control characters shown as escapes.
+
+The page stands alone as an artefact in an incident ticket: its header names the hosts whose events
+are in the window, the window, the trail's span, when and by which build (``cli.version``) it was
+made, and the time zone (UTC) of every time on it. The alarm cards come first: failed ADDs (the
+report's ``failed_adds``, or from a report without it the clean-up DELs, failed attempts and failed
+ADDs it lists) and conflicts, and leaked attachments once the report tells running pods from leaked
+ones (rows' ``state``); a running pod is never an alarm. The time axis has ticks at round times (1, 2,
+5, 10, 15, 30 s or min, 1, 2, 3, 6, 12 h, days: ``ticks``), a bar carries its pod's name only when the
+name fits (``text_width``), every title's lines are real lines, and a filter box hides the table rows
+and dims the bars that do not name the pod, namespace, container or address typed. Conflicts name both
+holders by pod; empty sections are folded into one "Nothing found in: ..." line. The page fits a
+window 1400 pixels wide: the picture is 1200, long cells wrap.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ The sections, each computed by the same code as the question it summarises:
   may be lost), duplicates ignored, and *quiet periods*, the report's own notion: no event at all for
   at least ``--gap`` anywhere in the trail (logging off, a node down, or simply no pod churn). A
   quiet period is not evidence of loss; a gap is (a number missing from the backups' sequence, or a
-  pause across a file boundary far longer than the files' own pace);
+  pause across a file boundary far longer than the files' own pace), and the hosts (``host.name``) whose
+  events fall in the window;
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
