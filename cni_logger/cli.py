@@ -48,6 +48,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("stats", "counts and plugin latency percentiles"),
     ("follow", "print new events as they arrive"),
     ("report", "what the trail covers: occupancy, conflicts, leaks, failures, latency"),
+    ("completion", "print a shell completion script (bash)"),
 )
 """The operator subcommands, one line each, for the banner printed without arguments: listed here so that
 the banner imports no parser (``tests/system/audit/test_silence.py`` checks that it matches the parsers)."""
@@ -61,17 +62,48 @@ parsers with ``set_defaults(run=<function taking the parsed args, returning an e
 They are imported only here, never on the plugin path."""
 
 
+BUILD_ID_FILE = "BUILD_ID"
+"""The bundle's build id (``scripts/bundle/assemble.sh``): a file at the bundle folder's top, the folder whose
+``lib/python3.11/site-packages`` holds this package and whose ``bin`` holds the interpreter."""
+
+
+def build_id() -> str:
+    """The id of the bundle this package runs from, or ``""`` (a virtualenv, a source checkout): read from the
+    bundle folder's ``BUILD_ID``, found from this file's own path (not resolved: the folder may be a link's
+    target anywhere) or, failing that, from the interpreter's prefix."""
+    here = os.path.dirname(os.path.abspath(__file__))  # <folder>/lib/python3.X/site-packages/cni_logger
+    # lexically, as the path reads: ``..`` after a symbolic link would lead out of the link's target instead
+    for folder in (os.path.normpath(os.path.join(here, os.pardir, os.pardir, os.pardir, os.pardir)), sys.prefix):
+        try:
+            with open(os.path.join(folder, BUILD_ID_FILE), encoding="ascii", errors="replace") as found:
+                text = found.read(100).strip()
+        except OSError:
+            continue
+        if text and len(text) <= 64 and all(c in "0123456789abcdef" for c in text):
+            return text
+    return ""
+
+
+def version() -> str:
+    """``0.1.0 (build 0123456789abcdef)``, or the package version alone outside a bundle."""
+    from cni_logger import __version__
+
+    found = build_id()
+    return f"{__version__} (build {found})" if found else __version__
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each subcommand's, by name."""
     import argparse
     import importlib
 
-    from cni_logger import __version__, skel
+    from cni_logger import skel
     from cni_logger.plugin import LoggerPlugin
 
     parser = argparse.ArgumentParser(
         prog="cni-logger", description=skel.about(LoggerPlugin()) + ". Run by a CNI runtime with CNI_COMMAND set.")
-    parser.add_argument("--version", action="version", version=f"cni-logger {__version__}")
+    parser.add_argument("--version", action="version", version=f"cni-logger {version()}",
+                        help="print the version (with the bundle's build id) and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(commands)

@@ -1,5 +1,5 @@
 """The audit subcommands' command lines: ``events``, ``timeline``, ``who-had``, ``leaks``, ``stats``, ``follow``,
-``report``.
+``report``, and ``completion`` (a shell's completion script for every subcommand).
 
 ``cni_logger.cli.tool`` imports this module (it is in ``COMMAND_MODULES``) to register the parsers;
 the work itself lives in ``cni_logger.audit.run`` and is imported only when a command runs.
@@ -116,11 +116,22 @@ def _files_parent() -> argparse.ArgumentParser:
 def _output_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("output")
-    group.add_argument("--format", choices=FORMATS, default="table",
+    group.add_argument("--format", "-o", choices=FORMATS, default="table",
                        help="table for people (default; control characters shown escaped), JSON lines, or CSV "
                             "(RFC 4180) / TSV with a header and one row per answer (cells that a spreadsheet "
                             "would take for a formula get a leading ')")
     group.add_argument("--json", action="store_const", const="json", dest="format", help="the same as --format json")
+    group.add_argument("--no-headers", action="store_true",
+                       help="tables and CSV/TSV without their header line (as kubectl's --no-headers)")
+    return parent
+
+
+def _limit_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("output")
+    group.add_argument("--limit", type=_count, metavar="N",
+                       help="print the first N answers (events, holders, rows) only; stderr says how many there were "
+                            "(the exit status is the whole answer's)")
     return parent
 
 
@@ -147,18 +158,18 @@ def _filters_parent() -> argparse.ArgumentParser:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the audit subcommands to ``cni-logger``."""
-    files, output, filters = _files_parent(), _output_parent(), _filters_parent()
+    files, output, filters, limit = _files_parent(), _output_parent(), _filters_parent(), _limit_parent()
     no_trunc: dict[str, Any] = {"action": "store_true", "help": "show full container ids"}
 
     parser = commands.add_parser(
-        "events", parents=[files, output, filters], help="list events, filtered",
+        "events", parents=[files, output, filters, limit], help="list events, filtered",
         description="List audit events, oldest first. --format json prints the original lines. "
                     "Exit status 0 when events matched, 1 when none did, 2 on errors.")
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_checked(parser, "events"))
 
     parser = commands.add_parser(
-        "timeline", parents=[files, output], help="one container's (or pod's) attachments: ADD, CHECK, DEL",
+        "timeline", parents=[files, output, limit], help="one container's (or pod's) attachments: ADD, CHECK, DEL",
         description="Every ADD, CHECK and DEL of the containers whose id starts with CONTAINER, or of every "
                     "sandbox of a pod (--pod), per network and interface, with addresses, interfaces, "
                     "outcomes and durations; times also as epoch seconds.")
@@ -171,7 +182,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "timeline"))
 
     parser = commands.add_parser(
-        "who-had", parents=[files, output], help="which container held an address or subnet (at a time)",
+        "who-had", parents=[files, output, limit], help="which container held an address or subnet (at a time)",
         description="Which container, pod and network held IP, from ADD-to-DEL intervals: all holders, or "
                     "with --at the one(s) holding it at that time. With a subnet (10.244.1.0/24) every "
                     "address in it, each holder once, as its holding ends (still held last; with --at: by "
@@ -190,7 +201,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "who_had"))
 
     parser = commands.add_parser(
-        "leaks", parents=[files, output], help="attachments never deleted, and DELs without ADD",
+        "leaks", parents=[files, output, limit], help="attachments never deleted, and DELs without ADD",
         description="Attachments the trail shows added and never deleted (still running containers "
                     "included: use --older-than), and DELs for which the trail has no ADD. Listed apart, not as "
                     "leaks: clean-up DELs of failed ADDs (no ADD, no cached result) and attachments superseded by "
@@ -207,11 +218,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "stats"))
 
     parser = commands.add_parser(
-        "follow", parents=[files, output, filters], help="print new events as they arrive",
+        "follow", parents=[files, output, filters, limit], help="print new events as they arrive",
         description="Print events as they are appended, across rotation, until interrupted (SIGINT and "
                     "SIGTERM end it with status 0). --since/--until apply to the events' timestamps.")
     parser.add_argument("--from-start", action="store_true", help="print the live file's events first")
-    parser.add_argument("--max-events", type=_count, metavar="N", help="stop after N events")
+    parser.add_argument("--max-events", type=_count, metavar="N", help="stop after N events (the same as --limit N)")
     parser.add_argument("--timeout", type=_duration, metavar="DURATION",
                         help="stop after this long (status 1 if nothing was printed)")
     parser.add_argument("--interval", type=_duration, default=0.25, metavar="DURATION",
@@ -220,6 +231,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "follow"))
 
     _register_report(commands, files)
+
+    parser = commands.add_parser(
+        "completion", help="print a shell completion script (bash)",
+        description="Print a completion script for the shell, generated from the command lines themselves: "
+                    "source <(cni-logger completion bash), or save it as /etc/bash_completion.d/cni-logger.")
+    parser.add_argument("shell", choices=("bash",), help="the shell (bash)")
+    parser.set_defaults(run=_completion)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """``cni-logger completion bash``: the script, from every subcommand's parser (``cli.build_parser``)."""
+    import sys
+
+    from cni_logger.audit import completion
+    from cni_logger.cli import build_parser
+
+    parser, subparsers = build_parser()
+    sys.stdout.write(completion.bash(parser, subparsers))
+    return 0
 
 
 def _checked(parser: argparse.ArgumentParser, name: str) -> Any:
@@ -265,12 +295,17 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                     "conflicts (a superseded holder seen holding its address again), leaks (superseded attachments "
                     "and clean-up DELs listed apart), failed invocations and latency percentiles, for the window "
                     "--since/--until (the whole trail is read: what is still held at its end decides the leaks). "
-                    "Text for a terminal, --json for machines, and --html FILE: one self-contained page with a "
+                    "Text for a terminal (--format table), --json for machines, CSV/TSV of the counts (one row per "
+                    "section and count), and --html FILE: one self-contained page with a "
                     "picture of address occupancy. Exit status 0: events in the window; 1: none; 3: --strict and "
                     "the input was damaged.")
     parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
     parser.add_argument("--until", type=_time, metavar="TIME", help="window end (not before --since)")
-    parser.add_argument("--json", action="store_true", help="the report as one JSON object")
+    parser.add_argument("--format", "-o", choices=FORMATS, default="table",
+                        help="table: text for people (default); json: the report as one JSON object; csv, tsv: its "
+                             "counts, one row per section and count (section,name,count)")
+    parser.add_argument("--json", action="store_const", const="json", dest="format", help="the same as --format json")
+    parser.add_argument("--no-headers", action="store_true", help="tables and CSV/TSV without their header line")
     parser.add_argument("--html", metavar="FILE", help="also write the report as one self-contained HTML page")
     parser.add_argument("--gap", type=_duration, default=3600.0, metavar="DURATION",
                         help="report quiet periods, without any event, at least this long (default 1h; not "

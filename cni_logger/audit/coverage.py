@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cni_logger.audit.evidence import Stretch
+from cni_logger.audit.formats import plural
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import normalize
 
@@ -188,7 +189,8 @@ class Coverage:
         per_command = ", ".join(f"{k} {v}" for k, v in commands.items())
         return Stretch("dropped", f"host {summary['host'] or '(unknown)'}", 0, 0, min(first, last), max(first, last),
                        lines=count, containers=containers,
-                       what=f"{count} events the plugin could not write" + (f" ({per_command})" if per_command else "")
+                       what=f"{plural(count, 'event')} the plugin could not write"
+                            + (f" ({per_command})" if per_command else "")
                             + (f": {summary['reason']}" if summary["reason"] else ""))
 
     def _inventory(self, rec: Record) -> None:

@@ -40,6 +40,12 @@ def _show(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    """``1 file``, ``2 files``, ``0 files`` (``nouns``: an irregular plural): every count the tool prints goes
+    through here, so that none says "1 files"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
+
+
 def visible(text: str) -> str:
     """``text`` safe to print on a terminal: controls and bidi overrides written out as escapes."""
     return _UNSAFE.sub(_show, text) if _UNSAFE.search(text) else text
@@ -91,5 +97,6 @@ class Delimited:
             raise ValueError(f"{len(values)} values for {len(self.columns)} columns")
         if not self.started:
             self.started = True
-            self._write(self.columns)
+            if getattr(self.out, "headers", True):
+                self._write(self.columns)
         self._write([_cell(v) for v in values])

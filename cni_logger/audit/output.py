@@ -6,7 +6,9 @@ table for people (the default), JSON lines for machines (``--json`` is the same;
 original line), CSV or TSV with one row per answer; nothing here reads the trail. Every
 human-readable line goes through ``Out.text``, which shows control characters as escapes.
 
-Conventions: results on stdout, everything else on stderr.
+Conventions: results on stdout, everything else on stderr. ``--no-headers`` leaves out tables' and
+CSV/TSV's header lines (``Out.headers``); ``--limit N`` prints the first N answers and says on stderr
+how many there were (``run.Session.limited``); counts are worded by ``formats.plural`` ("1 file").
 
 * Exit status: 0 when something was found (or the command did its job), 1 when nothing matched
   (like ``grep``), 2 for a usage error or a file that cannot be read, 3 for an answer the trail
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from cni_logger.audit import record
-from cni_logger.audit.formats import Cell, Delimited, visible
+from cni_logger.audit.formats import Cell, Delimited, plural, visible
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
 
@@ -54,9 +56,11 @@ class Out:
     """Bytes gathered before one write: stdout may be unbuffered (``PYTHONUNBUFFERED``, ``python -u``), and a
     system call per row would cost more than computing the row."""
 
-    def __init__(self, stream: IO[bytes] | None = None, *, flush_each: bool = False) -> None:
+    def __init__(self, stream: IO[bytes] | None = None, *, flush_each: bool = False, headers: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stdout.buffer
         self.flush_each = flush_each
+        self.headers = headers
+        """``--no-headers``: tables and CSV/TSV without their header line (as ``kubectl get --no-headers``)."""
         self.held: list[Table] = []
         self._pending: list[bytes] = []
         self._size = 0
@@ -170,7 +174,7 @@ class Table:
         for column in range(len(self.widths)):
             longest = max((len(r[column]) for r in rows if column < len(r) - 1), default=0)
             self.widths[column] = max(self.widths[column], min(longest, self.MAX_WIDTH))
-        for row in rows:
+        for row in rows if self.out.headers else rows[1:]:
             self._write(row)
 
     def _write(self, values: Sequence[str]) -> None:
@@ -611,7 +615,8 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     span = "the whole trail" if not (window["since"] or window["until"]) else \
         f"{_opt(window['since'])} .. {_opt(window['until'])}"
     out.text(f"report for {span}")
-    out.text(f"trail: {len(trail['files'])} files, {sum(f['bytes'] for f in trail['files']) / 1e6:.1f} MB on disk; "
+    size = sum(f["bytes"] for f in trail["files"]) / 1e6
+    out.text(f"trail: {plural(len(trail['files']), 'file')}, {size:.1f} MB on disk; "
              f"events {_opt(trail['first'])} .. {_opt(trail['last'])}")
     for item in trail["files"]:
         out.text(f"  {item['path']}  ({item['bytes']} bytes)")
@@ -695,6 +700,42 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     if html:
         picture = data["picture"]
         out.text("")
-        out.text(f"HTML report written to {html}: {picture['bars']} holdings drawn on {picture['rows']} address rows"
-                 + (f"; {picture['bars_not_drawn']} holdings and {picture['rows_not_drawn']} addresses not drawn"
+        out.text(f"HTML report written to {html}: {plural(picture['bars'], 'holding')} drawn on "
+                 f"{plural(picture['rows'], 'address row')}"
+                 + (f"; {plural(picture['bars_not_drawn'], 'holding')} and "
+                    f"{plural(picture['rows_not_drawn'], 'address', 'addresses')} not drawn"
                     if picture["bars_not_drawn"] or picture["rows_not_drawn"] else ""))
+
+
+def report_counts(out: Out, data: dict[str, Any], *, fmt: str) -> None:
+    """``report --format csv|tsv``: the report's counts, one row per section and count (``section,name,count``),
+    for a spreadsheet or a monitoring script; the lists themselves are in ``--json`` and the other commands."""
+    trail = data["trail"]
+    rows: list[tuple[str, str, int]] = [
+        ("trail", "files", len(trail["files"])), ("trail", "bytes", sum(f["bytes"] for f in trail["files"])),
+        ("trail", "events_in_window", trail["events_in_window"]), ("trail", "skipped_lines", trail["skipped_lines"]),
+        ("trail", "duplicates_ignored", trail["duplicates_ignored"]),
+        ("trail", "damaged", trail["damaged"]["count"]), ("trail", "possible_gaps", trail["possible_gaps"]["count"]),
+        ("trail", "quiet_periods", trail["quiet_periods"]["count"])]
+    for name, use in data["networks"].items():
+        rows += [(f"network {name}", key, use[key]) for key in ("addresses", "holdings", "peak", "conflicts",
+                                                               "still_held")]
+    rows.append(("conflicts", "conflicts", data["conflicts"]["count"]))
+    rows += [("leaks", key, section["count"]) for key, section in data["leaks"].items()]
+    failed = data.get("failed_adds")
+    if failed:
+        rows += [("failed_adds", "count", failed["count"]), ("failed_adds", "inferred", failed["inferred"])]
+    rows.append(("failures", "failed_invocations", data["failures"]["count"]))
+    coverage = data.get("coverage") or {}
+    if coverage:
+        rows += [("coverage", "outages", coverage["outages"]["count"]),
+                 ("coverage", "events_not_written", coverage["dropped"]["events"])]
+    attempts = data.get("attempts")
+    if attempts:
+        rows += [("attempts", name, attempts[name]) for name in ATTEMPT_COUNTS]
+    stats_found = data["stats"]
+    rows += [("command", name, count) for name, count in stats_found["commands"].items()]
+    rows += [("outcome", name, count) for name, count in stats_found["outcomes"].items()]
+    writer = Delimited(out, fmt, ("section", "name", "count"))
+    for row in rows:
+        writer.row(list(row))

@@ -16,16 +16,29 @@ coverage events: ``coverage``) light red bands, and damaged stretches orange lin
 Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended last) on at most
 ``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
 HTML-escaped and its control characters shown as escapes.
+
+The page stands alone as an artefact in an incident ticket: its header names the hosts whose events
+are in the window, the window, the trail's span, when and by which build (``cli.version``) it was
+made, and the time zone (UTC) of every time on it. The alarm cards come first: failed ADDs (the
+report's ``failed_adds``, or from a report without it the clean-up DELs, failed attempts and failed
+ADDs it lists) and conflicts, and leaked attachments once the report tells running pods from leaked
+ones (rows' ``state``); a running pod is never an alarm. The time axis has ticks at round times (1, 2,
+5, 10, 15, 30 s or min, 1, 2, 3, 6, 12 h, days: ``ticks``), a bar carries its pod's name only when the
+name fits (``text_width``), every title's lines are real lines, and a filter box hides the table rows
+and dims the bars that do not name the pod, namespace, container or address typed. Conflicts name both
+holders by pod; empty sections are folded into one "Nothing found in: ..." line. The page fits a
+window 1400 pixels wide: the picture is 1200, long cells wrap.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from cni_logger.audit.formats import visible
+from cni_logger.audit.formats import plural, visible
 from cni_logger.audit.output import pod_label
 from cni_logger.audit.timeparse import from_epoch, human_duration, short, to_epoch
 
@@ -35,6 +48,8 @@ if TYPE_CHECKING:
 
 LABEL_WIDTH = 150
 PLOT_WIDTH = 1000
+RIGHT_MARGIN = 50
+"""Room right of the plot for the last tick's label: the picture is 1200 pixels wide, the page fits 1400."""
 ROW_HEIGHT = 16
 AXIS_HEIGHT = 34
 MIN_BAR = 2.0
@@ -97,49 +112,135 @@ def render(report: Report, data: dict[str, Any]) -> str:
     start = window["since"] or trail["first"] or trail["first_in_window"]
     end = window["until"] or trail["last"] or start
     parts = [HEAD.replace("{title}", esc(f"cni-logger report {_time(start)} .. {_time(end)}"))]
-    span = (f"window {esc(_time(window['since']))} .. {esc(_time(window['until']))}"
-            if window["since"] or window["until"] else "the whole trail")
-    parts.append(f"<h1>cni-logger report</h1><p class='sub'>{span}; events in the trail from "
-                 f"{esc(_time(trail['first']))} to {esc(_time(trail['last']))}</p>")
+    parts.append(_header(data))
+    pods = _pods(report, data)
+    tables, empty = _tables(data, pods)
     parts.append(_summary(data))
-    parts.append(_picture(report, data, start, end))
-    parts.append(_tables(data))
+    if empty:
+        parts.append(f"<p class='note' id='nothing-found'>Nothing found in: {esc(', '.join(empty))}.</p>")
+    parts.append(_picture(report, data, start, end, pods))
+    parts.append(tables)
     parts.append(SCRIPT)
     parts.append("</body></html>\n")
     return "".join(parts)
 
 
+def _header(data: dict[str, Any]) -> str:
+    """Who, what and when, for a page read alone in a ticket: the hosts, the window, the trail's span, when and by
+    which build the page was made, and the time zone of every time on it."""
+    import socket
+    import time
+
+    from cni_logger.cli import version
+
+    trail, window = data["trail"], data["window"]
+    hosts = trail.get("hosts")
+    if hosts is None:  # rows may name them (``host``)
+        hosts = sorted({row["host"] for section in data["leaks"].values() for row in section["listed"]
+                        if row.get("host")})
+    shown = ", ".join(hosts[:MAX_HOSTS]) + (f" and {len(hosts) - MAX_HOSTS} more" if len(hosts) > MAX_HOSTS else "")
+    span = (f"{_time(window['since']) if window['since'] else 'the start of the trail'} .. "
+            f"{_time(window['until']) if window['until'] else 'the end of the trail'}"
+            if window["since"] or window["until"] else "the whole trail")
+    made = _time(from_epoch(time.time()))
+    rows = [("hosts", "hosts", f"{plural(len(hosts), 'host')}: {shown}" if hosts else "no host named in the events"),
+            ("window", "window", span),
+            ("trail", "trail", f"events from {_time(trail['first'])} to {_time(trail['last'])}, "
+                               f"{plural(trail['events_in_window'], 'event')} in the window, in "
+                               f"{plural(len(trail['files']), 'file')}"),
+            ("made", "made", f"{made} by cni-logger {version()} on {socket.gethostname()}"),
+            ("timezone", "times", "UTC: every time on this page is UTC (ISO 8601, Z)")]
+    meta = "".join(f"<dt>{label}</dt><dd id='{key}'>{esc(text)}</dd>" for key, label, text in rows)
+    return ("<header id='report-header'><div class='title'><h1>cni-logger report</h1>"
+            "<label class='search'>Filter <input id='search' type='search' autocomplete='off' "
+            "placeholder='pod, namespace, container or address'></label><span id='search-count' class='note'>"
+            "</span></div>"
+            f"<dl class='meta'>{meta}</dl></header>")
+
+
+MAX_HOSTS = 20
+"""Hosts named in the header; the others counted."""
+
+
+def _failed_adds(data: dict[str, Any]) -> tuple[int, str]:
+    """The failed ADDs' count and how it is known: the report's ``failed_adds`` (failed attempts, clean-up DELs, failed
+    ADDs), or, from a report without it, the clean-up DELs, failed attempts and failed ADDs it lists."""
+    failed = data.get("failed_adds")
+    if failed is not None:
+        inferred = failed.get("inferred") or 0
+        return failed["count"], f"{inferred} inferred from clean-up DELs" if inferred else ""
+    attempts = (data.get("attempts") or {}).get("failed_attempts") or {"count": 0}
+    adds = sum(f["command"] == "ADD" for f in data["failures"]["listed"])
+    cleanups = data["leaks"]["cleanup_del"]["count"]
+    return cleanups + attempts["count"] + adds, f"{cleanups} inferred from clean-up DELs" if cleanups else ""
+
+
 def _summary(data: dict[str, Any]) -> str:
+    """The cards: first the alarms (failed ADDs, conflicts, and leaks once running pods are told from leaked ones),
+    then what the trail cannot vouch for (cautions), then the plain counts. A running pod is not an alarm."""
     trail = data["trail"]
     leaks = data["leaks"]
-    cards = [("events", "events in window", trail["events_in_window"]), ("files", "files", len(trail["files"])),
+    failed, how = _failed_adds(data)
+    never = leaks["never_deleted"]
+    states = [row["state"] for row in never["listed"] if "state" in row]
+    alarms = [("failed-adds", "failed ADDs" + (f" ({how})" if how else ""), failed),
+              ("conflicts", "conflicts (an address held twice)", data["conflicts"]["count"])]
+    if states:
+        alarms.append(("leaked", "leaked (not running, never deleted)", states.count("leaked")))
+    cautions = [("superseded", "superseded (DEL lost)", leaks["superseded"]["count"]),
+                ("failures", "failed invocations", data["failures"]["count"]),
+                ("damaged", "damaged lines", trail["skipped_lines"]),
+                ("possible-gaps", "gaps", trail["possible_gaps"]["count"]),
+                ("outages", "outages (logger out)", data["coverage"]["outages"]["count"]),
+                ("dropped", "events not written", data["coverage"]["dropped"]["events"])]
+    plain = [("events", "events in window", trail["events_in_window"]), ("files", "files", len(trail["files"])),
              ("holdings", "holdings", sum(n["holdings"] for n in data["networks"].values())),
-             ("conflicts", "conflicts", data["conflicts"]["count"]),
-             ("never-deleted", "never deleted", leaks["never_deleted"]["count"]),
+             ("never-deleted", "never deleted" + (f" ({states.count('running')} running)" if states else
+                                                  " (running or leaked)"), never["count"]),
              ("del-without-add", "DELs without ADD", leaks["del_without_add"]["count"]),
-             ("superseded", "superseded (DEL lost)", leaks["superseded"]["count"]),
-             ("failures", "failed invocations", data["failures"]["count"]),
-             ("damaged", "damaged lines", trail["skipped_lines"]),
-             ("possible-gaps", "gaps", trail["possible_gaps"]["count"]),
-             ("quiet", "quiet periods", trail["quiet_periods"]["count"]),
-             ("outages", "outages (logger out)", data["coverage"]["outages"]["count"]),
-             ("dropped", "events not written", data["coverage"]["dropped"]["events"])]
-    alarming = {"conflicts", "never-deleted", "superseded", "failures", "damaged", "possible-gaps", "outages",
-                "dropped"}
-    return "<div class='cards'>" + "".join(
-        f"<div class='card{' warn' if key in alarming and value else ''}'><span class='n' id='count-{key}'>{value}"
-        f"</span><span class='l'>{label}</span></div>" for key, label, value in cards) + "</div>"
+             ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
+
+    def card(key: str, label: str, value: int, kind: str) -> str:
+        level = f" {kind}" if kind and value else ""
+        return (f"<div class='card{level}' data-card='{key}'><span class='n' id='count-{key}'>{value}</span>"
+                f"<span class='l'>{esc(label)}</span></div>")
+
+    return ("<div class='cards alarms'>" + "".join(card(k, label, v, "alarm") for k, label, v in alarms) + "</div>"
+            "<div class='cards'>" + "".join(card(k, label, v, "warn") for k, label, v in cautions)
+            + "".join(card(k, label, v, "") for k, label, v in plain) + "</div>")
 
 
-def _picture(report: Report, data: dict[str, Any], start: str | None, end: str | None) -> str:
+def _pods(report: Report, data: dict[str, Any]) -> dict[str, str]:
+    """Container id -> ``namespace/pod``, from the holdings drawn and the rows listed: a conflict's other holder is
+    known in the data by its container id only, and a responder looks for pods."""
+    found: dict[str, str] = {}
+    for bar in report.bars:
+        label = pod_label(bar.namespace, bar.pod)
+        if label:
+            found.setdefault(bar.container_id, label)
+    for section in [*data["leaks"].values(), data["conflicts"], data["failures"]]:
+        for row in section["listed"]:
+            label = pod_label(row.get("namespace"), row.get("pod"))
+            if label and row.get("container_id"):
+                found.setdefault(row["container_id"], label)
+    return found
+
+
+def _named(container_id: str, pods: dict[str, str]) -> str:
+    """``shop/web-a (ctr-a)``: a holder by its pod first, its container id after."""
+    pod = pods.get(container_id)
+    return f"{pod} ({container_id})" if pod else container_id
+
+
+def _picture(report: Report, data: dict[str, Any], start: str | None, end: str | None, pods: dict[str, str]) -> str:
     picture = data["picture"]
-    note = (f"{picture['bars']} holdings drawn on {picture['rows']} address rows "
-            f"(at most {picture['max_bars']} holdings, those that ended last, on at most "
-            f"{picture['max_addresses']} rows).")
+    note = (f"{plural(picture['bars'], 'holding')} drawn on {plural(picture['rows'], 'address row')} "
+            f"(at most {plural(picture['max_bars'], 'holding')}, those that ended last, on at most "
+            f"{plural(picture['max_addresses'], 'row')}).")
     if picture["bars_not_drawn"] or picture["rows_not_drawn"]:
-        note += (f" <strong>{picture['bars_not_drawn']} more holdings and {picture['rows_not_drawn']} more "
-                 "addresses not drawn</strong>: narrow the window with --since/--until, or raise --max-bars and "
-                 "--max-addresses.")
+        note += (f" <strong>{plural(picture['bars_not_drawn'], 'more holding')} and "
+                 f"{plural(picture['rows_not_drawn'], 'more address', 'more addresses')} not drawn</strong>: narrow "
+                 "the window with --since/--until, or raise --max-bars and --max-addresses.")
     head = (f"<h2>Address occupancy</h2><p class='note' id='picture-note'>{note} "
             f"<span id='drawn' data-bars='{len(report.bars)}'></span></p>")
     if not report.rows or not start or not end:
@@ -156,7 +257,7 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
 
     rows = {address: number for number, address in enumerate(report.rows)}
     height = AXIS_HEIGHT + len(report.rows) * ROW_HEIGHT + 4
-    width = LABEL_WIDTH + PLOT_WIDTH + 10
+    width = LABEL_WIDTH + PLOT_WIDTH + RIGHT_MARGIN
     colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(sorted(data["networks"]))}
     conflicted = {bar.address for bar in report.bars if bar.conflicts_with}
     svg = [f"<div class='scroll'><svg id='occupancy' width='{width}' "
@@ -202,11 +303,11 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
         at = x(damage["before"] or damage["after"], PLOT_WIDTH)
         svg.append(f"<line class='damaged' x1='{LABEL_WIDTH + at:.1f}' x2='{LABEL_WIDTH + at:.1f}' "
                    f"y1='{AXIS_HEIGHT - 6}' y2='{plot_bottom}' data-lines='{damage['lines']}'><title>"
-                   f"{esc(damage['kind'])}: {damage['lines']} lines of {esc(damage['file'])} between "
+                   f"{esc(damage['kind'])}: {plural(damage['lines'], 'line')} of {esc(damage['file'])} between "
                    f"{esc(_time(damage['after']))} and {esc(_time(damage['before']))}: {esc(damage['what'])}"
                    f"{'; events may be missing' if damage['lost_events_possible'] else ''}</title></line>")
     for bar, lane, lanes in _lanes(report.bars):
-        svg.append(_bar(bar, rows[bar.address], x, colours.get(bar.network, PALETTE[0]), lane, lanes))
+        svg.append(_bar(bar, rows[bar.address], x, colours.get(bar.network, PALETTE[0]), lane, lanes, pods))
     svg.append("</svg></div>")
     legend = ("<p class='legend'>" + "".join(
         f"<span><i style='background:{colour}'></i>{esc(name or '-')}</span>" for name, colour in colours.items())
@@ -214,28 +315,62 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
           "<span><i class='lo'></i>still held</span><span><i class='lg'></i>quiet period</span>"
           "<span><i class='lp'></i>gap (a missing backup)</span>"
           "<span><i class='lx'></i>outage (the logger out of a chain)</span>"
-          "<span><i class='ld'></i>damaged lines</span></p>")
+          "<span><i class='ld'></i>damaged lines</span><span>times in UTC</span></p>")
     info = "<div id='info' class='info' hidden></div>"
     return head + legend + "".join(svg) + info
 
 
+TICK_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
+              3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400,
+              182 * 86400, 365 * 86400)
+"""Round steps of the time axis, in seconds (1/2/5/10/15/30 s and min, 1/2/3/6/12 h, days...)."""
+MAX_TICKS = 10
+
+
+def ticks(t0: float, t1: float) -> tuple[float, list[float]]:
+    """The step and the ticks (epoch seconds, round in UTC) of the axis from ``t0`` to ``t1``: the smallest round
+    step that gives at most ``MAX_TICKS`` of them (so about 4 to 10)."""
+    span = max(t1 - t0, 0.001)
+    step = next((s for s in TICK_STEPS if span / s <= MAX_TICKS), TICK_STEPS[-1])
+    slack = step / 1000  # t0 and t1 themselves when they are round, whatever floating point makes of them
+    first = math.ceil((t0 - slack) / step) * step
+    found = []
+    number = 0
+    while first + number * step <= t1 + slack:
+        found.append(round(first + number * step, 3))
+        number += 1
+    return step, found
+
+
+def _tick_label(stamp: str, step: float) -> str:
+    """A tick's label, as precise as its step: ``2026-11-28``, ``02:20``, ``02:20:15``, ``02:20:15.5``."""
+    if step >= 86400:
+        return stamp[:10]
+    if step >= 60:
+        return stamp[11:16]
+    if step >= 1:
+        return stamp[11:19]
+    digits = 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+    return stamp[11:20 + digits]
+
+
 def _axis(t0: float, t1: float, rows: int) -> str:
-    ticks = 5 if t1 - t0 >= 10 else 6  # labels of about 125 or 80 pixels, 200 or 166 apart
+    step, found = ticks(t0, t1)
     bottom = AXIS_HEIGHT + rows * ROW_HEIGHT
+    scale = PLOT_WIDTH / (t1 - t0)
     parts = [f"<line class='axis' x1='{LABEL_WIDTH}' x2='{LABEL_WIDTH + PLOT_WIDTH}' y1='{AXIS_HEIGHT - 2}' "
              f"y2='{AXIS_HEIGHT - 2}'/>"]
-    for tick in range(ticks + 1):
-        at = tick * PLOT_WIDTH / ticks
-        stamp = from_epoch(t0 + (t1 - t0) * tick / ticks)
-        label = stamp[:10] + " " + stamp[11:19] if t1 - t0 >= 10 else stamp[11:23]
-        anchor = "start" if tick == 0 else "end" if tick == ticks else "middle"
-        parts.append(f"<line class='tick' x1='{LABEL_WIDTH + at:.1f}' x2='{LABEL_WIDTH + at:.1f}' "
-                     f"y1='{AXIS_HEIGHT - 6}' y2='{bottom}'/>"
-                     f"<text class='tl' x='{LABEL_WIDTH + at:.1f}' y='{AXIS_HEIGHT - 10}' "
-                     f"text-anchor='{anchor}'>{label}</text>")
+    day = ""
+    for seconds in found:
+        at = LABEL_WIDTH + (seconds - t0) * scale
+        stamp = from_epoch(seconds)
+        parts.append(f"<line class='tick' x1='{at:.1f}' x2='{at:.1f}' y1='{AXIS_HEIGHT - 6}' y2='{bottom}'/>"
+                     f"<text class='tl' x='{at:.1f}' y='{AXIS_HEIGHT - 10}' text-anchor='middle' "
+                     f"data-epoch='{seconds:.3f}' data-step='{step:g}'>{_tick_label(stamp, step)}</text>")
+        if step < 86400 and stamp[:10] != day:  # the date where it changes (and at the first tick)
+            day = stamp[:10]
+            parts.append(f"<text class='dl' x='{at:.1f}' y='{AXIS_HEIGHT - 22}' text-anchor='middle'>{day}</text>")
     return "".join(parts)
-
-
 def _lanes(bars: list[Holding]) -> list[tuple[Holding, int, int]]:
     """Each bar with its lane in its address row, and the row's lane count: holdings that overlap (a
     conflict) share the row's height side by side instead of hiding one another."""
@@ -258,7 +393,8 @@ def _lanes(bars: list[Holding]) -> list[tuple[Holding, int, int]]:
     return placed
 
 
-def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int = 1) -> str:
+def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int = 1,
+         pods: dict[str, str] | None = None) -> str:
     left = x(bar.since, 0.0)
     right = x(bar.end, PLOT_WIDTH)
     width = max(right - left, MIN_BAR)
@@ -274,32 +410,80 @@ def _bar(bar: Holding, row: int, x: Any, colour: str, lane: int = 0, lanes: int 
     if bar.ended_by == "superseded":
         classes.append("superseded")
     pod = pod_label(bar.namespace, bar.pod)
-    title = (f"{bar.address} held by {bar.container_id} ({pod or 'no pod'}) on {bar.network or '-'} "
-             f"{bar.ifname or '-'}\nfrom {_time(bar.start) if bar.start else '<= ' + _time(bar.seen)}\n"
+    others = [_named(c, pods or {}) for c in bar.conflicts_with]
+    lines = [f"{bar.address} held by {pod or 'no pod'} ({bar.container_id}) on {bar.network or '-'} "
+             f"{bar.ifname or '-'}",
+             f"from {_time(bar.start) if bar.start else '<= ' + _time(bar.seen)}",
              f"until {_time(bar.end) if bar.end else '(still held)'}"
-             + (f" (ended by {bar.ended_by})" if bar.ended_by else "")
-             + (f"\nconflicts with {', '.join(bar.conflicts_with)}" if bar.conflicts_with else "")
-             + "".join(f"\nNOTE: {note}" for note in bar.notes))
+             + (f" (ended by {bar.ended_by})" if bar.ended_by else "")]
+    if others:
+        lines.append(f"conflicts with {', '.join(others)}")
+    lines += [f"NOTE: {note}" for note in bar.notes]
+    title = "\n".join(esc(line) for line in lines)  # real newlines: each line escaped alone, none written as \x0a
     attributes = {"address": bar.address, "container": bar.container_id, "pod": pod, "network": bar.network,
                   "ifname": bar.ifname, "from": bar.start or "", "seen": bar.seen, "until": bar.end or "",
-                  "ended-by": bar.ended_by, "conflicts": " ".join(bar.conflicts_with), "notes": "; ".join(bar.notes)}
+                  "ended-by": bar.ended_by, "conflicts": ", ".join(others), "notes": "; ".join(bar.notes)}
     data = " ".join(f"data-{key}='{esc(value)}'" for key, value in attributes.items())
     height = (ROW_HEIGHT - 4) / lanes
     y = AXIS_HEIGHT + row * ROW_HEIGHT + 2 + lane * height
-    return (f"<rect class='{' '.join(classes)}' x='{LABEL_WIDTH + left:.1f}' y='{y:.1f}' width='{width:.1f}' "
-            f"height='{height:.1f}' fill='{colour}' {data}><title>{esc(title)}</title></rect>")
+    drawn = (f"<rect class='{' '.join(classes)}' x='{LABEL_WIDTH + left:.1f}' y='{y:.1f}' width='{width:.1f}' "
+             f"height='{height:.1f}' fill='{colour}' {data}><title>{title}</title></rect>")
+    # the longest name the bar holds: namespace/pod, the pod, the container id (short); else the title says it
+    fits = [name for name in (visible(pod), visible(bar.pod or ""), visible(bar.container_id[:12]))
+            if name and text_width(name) + 2 * LABEL_PAD <= width]
+    if lanes == 1 and fits:
+        label = fits[0]
+        drawn += (f"<text class='bl' x='{LABEL_WIDTH + left + LABEL_PAD:.1f}' y='{y + height - 2.5:.1f}' "
+                  f"data-width='{width:.1f}'>{html.escape(label)}</text>")
+    return drawn
 
 
-def _table(title: str, key: str, section: dict[str, Any] | None, columns: list[str], rows: list[list[Any]]) -> str:
+BAR_FONT = 10.0
+"""Pixels: the font of the labels on bars (monospace)."""
+CHAR_WIDTH = 0.62
+"""A monospace character's width, in ems (DejaVu Sans Mono: 0.602)."""
+LABEL_PAD = 3.0
+
+
+def text_width(text: str) -> float:
+    """About how wide ``text`` is on a bar, in pixels: characters times the font's character width."""
+    return len(text) * BAR_FONT * CHAR_WIDTH
+
+
+def _table(title: str, key: str, section: dict[str, Any] | None, columns: list[str], rows: list[list[Any]],
+           empty: list[str]) -> str:
+    """A section: its heading with the count, and its rows; an empty one is only named in ``empty``, which the page
+    folds into one line ("nothing found in: ...")."""
     count = section["count"] if section is not None else len(rows)
+    if not count:
+        empty.append(title)
+        return ""
     more = f" (first {len(rows)} listed)" if section is not None and len(rows) < count else ""
     head = f"<h2 id='{key}'>{esc(title)}: {count}{more}</h2>"
     if not rows:
         return head
     return (head + f"<table class='list' data-section='{key}'><thead><tr>"
             + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead><tbody>"
-            + "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in rows)
+            + "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
             + "</tbody></table>")
+
+
+LONG_CELL = 40
+"""Characters: a longer cell may wrap anywhere (a pod name, a path, an error), so the page keeps to the window's
+width; shorter ones (times, addresses, ids) stay on one line."""
+
+
+def _cell(value: Any) -> str:
+    text = esc(value)
+    return f"<td class='w'>{text}</td>" if len(text) > LONG_CELL else f"<td>{text}</td>"
+
+
+def _hosted(columns: list[str], rows: list[list[Any]], listed: list[dict[str, Any]]) -> tuple[list[str],
+                                                                                              list[list[Any]]]:
+    """A HOST column first when the rows name their host (trails of several nodes merged)."""
+    if not any(item.get("host") for item in listed):
+        return columns, rows
+    return ["host", *columns], [[item.get("host") or "-", *row] for item, row in zip(listed, rows, strict=True)]
 
 
 def _line_span(stretch: dict[str, Any]) -> str:
@@ -316,90 +500,114 @@ def _whose(stretch: dict[str, Any]) -> str:
     return "anyone's" if stretch["containers"] is None else ", ".join(stretch["containers"])
 
 
-def _tables(data: dict[str, Any]) -> str:
+def _tables(data: dict[str, Any], pods: dict[str, str]) -> tuple[str, list[str]]:
+    """The sections, alarms first, and the titles of the empty ones."""
     trail = data["trail"]
-    parts = [_table("Per network", "networks", None,
-                    ["network", "addresses", "holdings", "peak at once", "conflicts", "still held"],
-                    [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]
-                     for name, u in data["networks"].items()])]
-    parts.append(_table("Conflicts", "conflicts", data["conflicts"],
-                        ["at", "address", "network", "container", "pod", "while held by"],
-                        [[_time(c["at"]), c["address"], c["network"], c["container_id"],
-                          pod_label(c["namespace"], c["pod"]), c["other_container_id"]]
-                         for c in data["conflicts"]["listed"]]))
-    parts.append(_table("Never deleted", "never-deleted", data["leaks"]["never_deleted"],
-                        ["since", "address", "network", "ifname", "container", "pod"],
-                        [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"],
-                          h["ifname"], h["container_id"], pod_label(h["namespace"], h["pod"])]
-                         for h in data["leaks"]["never_deleted"]["listed"]]))
-    parts.append(_table("DELs without ADD", "del-without-add", data["leaks"]["del_without_add"],
-                        ["at", "network", "ifname", "container", "pod"],
-                        [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
-                          pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["del_without_add"]["listed"]]))
-    parts.append(_table("Superseded (their DEL was lost; not leaks)", "superseded", data["leaks"]["superseded"],
-                        ["since", "until", "address", "network", "container", "pod", "note"],
-                        [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
-                          h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
-                          "; ".join(h["notes"])] for h in data["leaks"]["superseded"]["listed"]]))
-    parts.append(_table("Clean-up DELs (no ADD, no cached result; not leaks)", "cleanup-del",
-                        data["leaks"]["cleanup_del"], ["at", "network", "ifname", "container", "pod"],
-                        [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
-                          pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["cleanup_del"]["listed"]]))
-    parts.append(_table("Failed invocations", "failures", data["failures"],
-                        ["at", "command", "network", "container", "pod", "error"],
-                        [[_time(f["@timestamp"]), f["command"], f["network"], f["container_id"],
-                          pod_label(f["namespace"], f["pod"]), f["error"] or ""] for f in data["failures"]["listed"]]))
+    empty: list[str] = []
+    parts: list[str] = []
+
+    def table(title: str, key: str, section: dict[str, Any] | None, columns: list[str], rows: list[list[Any]],
+              listed: list[dict[str, Any]] | None = None) -> None:
+        if listed is not None:
+            columns, rows = _hosted(columns, rows, listed)
+        parts.append(_table(title, key, section, columns, rows, empty))
+
+    failed = data.get("failed_adds")
+    if failed is not None:
+        items = failed.get("items") or []
+        table("Failed ADDs", "failed-adds", {"count": failed["count"]},
+              ["at", "network", "pod", "container", "ifname", "how", "error"],
+              [[_time(f.get("time")), f.get("network") or "-", pod_label(f.get("namespace"), f.get("pod")) or "-",
+                f.get("container") or "-", f.get("ifname") or "-", f.get("how") or "-", f.get("error") or ""]
+               for f in items], items)
+    conflicts = data["conflicts"]["listed"]
+    table("Conflicts (an address held by two attachments at once)", "conflicts", data["conflicts"],
+          ["at", "address", "network", "pod (container)", "while held by"],
+          [[_time(c["at"]), c["address"], c["network"],
+            _named(c["container_id"], {c["container_id"]: pod_label(c["namespace"], c["pod"])} if c["pod"] else pods),
+            _named(c["other_container_id"], pods)] for c in conflicts], conflicts)
+    never = data["leaks"]["never_deleted"]["listed"]
+    stated = any("state" in h for h in never)
+    table("Never deleted" + (" (running pods are not leaks)" if stated else " (running pods included)"),
+          "never-deleted", data["leaks"]["never_deleted"],
+          [*(["state"] if stated else []), "since", "address", "network", "ifname", "pod", "container"],
+          [[*([h.get("state") or "-"] if stated else []),
+            _time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"],
+            h["ifname"], pod_label(h["namespace"], h["pod"]), h["container_id"]] for h in never], never)
+    table("Per network", "networks", None,
+          ["network", "addresses", "holdings", "peak at once", "conflicts", "still held"],
+          [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]
+           for name, u in data["networks"].items()])
+    orphans = data["leaks"]["del_without_add"]["listed"]
+    table("DELs without ADD", "del-without-add", data["leaks"]["del_without_add"],
+          ["at", "network", "ifname", "pod", "container"],
+          [[_time(o["seen"]), o["network"], o["ifname"], pod_label(o["namespace"], o["pod"]), o["container_id"]]
+           for o in orphans], orphans)
+    superseded = data["leaks"]["superseded"]["listed"]
+    table("Superseded (their DEL was lost; not leaks)", "superseded", data["leaks"]["superseded"],
+          ["since", "until", "address", "network", "pod", "container", "note"],
+          [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
+            h["address"], h["network"], pod_label(h["namespace"], h["pod"]), h["container_id"],
+            "; ".join(h["notes"])] for h in superseded], superseded)
+    cleanups = data["leaks"]["cleanup_del"]["listed"]
+    table("Clean-up DELs (no ADD, no cached result; not leaks)", "cleanup-del", data["leaks"]["cleanup_del"],
+          ["at", "network", "ifname", "pod", "container"],
+          [[_time(o["seen"]), o["network"], o["ifname"], pod_label(o["namespace"], o["pod"]), o["container_id"]]
+           for o in cleanups], cleanups)
+    failures = data["failures"]["listed"]
+    table("Failed invocations", "failures", data["failures"], ["at", "command", "network", "pod", "container", "error"],
+          [[_time(f["@timestamp"]), f["command"], f["network"], pod_label(f["namespace"], f["pod"]),
+            f["container_id"], f["error"] or ""] for f in failures], failures)
     stats = data["stats"]
-    parts.append(_table("Latency (ms)", "latency", None, ["command", "count", "p50", "p90", "p99", "max", "mean"],
-                        [[name, s["count"], s["p50"], s["p90"], s["p99"], s["max"], s["mean"]]
-                         for name, s in stats["latency_ms"].items() if s["count"]]))
-    parts.append(_table("Files read", "files", None, ["file", "bytes on disk"],
-                        [[f["path"], f["bytes"]] for f in trail["files"]]))
-    parts.append(_table("Damaged stretches", "damaged", trail["damaged"],
-                        ["kind", "file", "lines", "after", "before", "events may be missing"],
-                        [[d["kind"], d["file"], _line_span(d), _time(d["after"]),
-                          _time(d["before"]) if d["before"] else "(end of trail)", _whose(d)]
-                         for d in trail["damaged"]["listed"]]))
-    parts.append(_table("Gaps (a backup missing, or possibly missing)", "possible-gaps", trail["possible_gaps"],
-                        ["between", "after", "before", "why"],
-                        [[g["file"], _time(g["after"]), _time(g["before"]), g["what"]]
-                         for g in trail["possible_gaps"]["listed"]]))
+    table("Latency (ms)", "latency", None, ["command", "count", "p50", "p90", "p99", "max", "mean"],
+          [[name, s["count"], s["p50"], s["p90"], s["p99"], s["max"], s["mean"]]
+           for name, s in stats["latency_ms"].items() if s["count"]])
+    table("Files read", "files", None, ["file", "bytes on disk"], [[f["path"], f["bytes"]] for f in trail["files"]])
+    table("Damaged stretches", "damaged", trail["damaged"],
+          ["kind", "file", "lines", "after", "before", "events may be missing"],
+          [[d["kind"], d["file"], _line_span(d), _time(d["after"]),
+            _time(d["before"]) if d["before"] else "(end of trail)", _whose(d)] for d in trail["damaged"]["listed"]])
+    table("Gaps (a backup missing, or possibly missing)", "possible-gaps", trail["possible_gaps"],
+          ["between", "after", "before", "why"],
+          [[g["file"], _time(g["after"]), _time(g["before"]), g["what"]] for g in trail["possible_gaps"]["listed"]])
     coverage = data["coverage"]
-    parts.append(_table("Outages (the logger was out of a chain: nothing there is in the trail)", "outages",
-                        coverage["outages"], ["host", "network", "from", "until", "why"],
-                        [[o["host"], o["network"], _time(o["from"]), _time(o["until"]) if o["until"] else
-                          "(end of trail)", o["reason"] + (f": {o['detail']}" if o["detail"] else "")]
-                         for o in coverage["outages"]["listed"]]))
-    parts.append(_table("Events the plugin could not write", "dropped", coverage["dropped"],
-                        ["host", "from", "until", "events", "containers"],
-                        [[d["host"], _time(d["first"]), _time(d["last"]), d["dropped"],
-                          "anyone's" if d["containers"] is None else ", ".join(d["containers"])]
-                         for d in coverage["dropped"]["listed"]]))
+    table("Outages (the logger was out of a chain: nothing there is in the trail)", "outages", coverage["outages"],
+          ["host", "network", "from", "until", "why"],
+          [[o["host"], o["network"], _time(o["from"]), _time(o["until"]) if o["until"] else "(end of trail)",
+            o["reason"] + (f": {o['detail']}" if o["detail"] else "")] for o in coverage["outages"]["listed"]])
+    table("Events the plugin could not write", "dropped", coverage["dropped"],
+          ["host", "from", "until", "events", "containers"],
+          [[d["host"], _time(d["first"]), _time(d["last"]), d["dropped"],
+            "anyone's" if d["containers"] is None else ", ".join(d["containers"])]
+           for d in coverage["dropped"]["listed"]])
     inventories, heartbeats = coverage["inventories"], coverage["heartbeats"]
-    parts.append(f"<p class='note' id='coverage-note'>Inventories: {inventories['count']}"
-                 + (f" ({esc(_time(inventories['first']))} .. {esc(_time(inventories['last']))})"
-                    if inventories["count"] else "")
-                 + f"; heartbeats: {heartbeats['count']}"
-                 + (f" ({esc(_time(heartbeats['first']))} .. {esc(_time(heartbeats['last']))})"
-                    if heartbeats["count"] else "") + ".</p>")
+    if inventories["count"] or heartbeats["count"]:
+        parts.append(f"<p class='note' id='coverage-note'>Inventories: {inventories['count']}"
+                     + (f" ({esc(_time(inventories['first']))} .. {esc(_time(inventories['last']))})"
+                        if inventories["count"] else "")
+                     + f"; heartbeats: {heartbeats['count']}"
+                     + (f" ({esc(_time(heartbeats['first']))} .. {esc(_time(heartbeats['last']))})"
+                        if heartbeats["count"] else "") + ".</p>")
+    else:
+        empty.append("inventories and heartbeats")
     leaks = data["leaks"]
     for title, key in (("Possibly deleted while the logger was out (not leaks for certain)", "possibly_deleted"),
                        ("DEL not recorded (a complete inventory no longer listed them; not leaks)", "unrecorded_del")):
-        parts.append(_table(title, key.replace("_", "-"), leaks[key],
-                            ["since", "until", "address", "network", "container", "pod", "note"],
-                            [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
-                              h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
-                              "; ".join(h["notes"])] for h in leaks[key]["listed"]]))
+        listed = leaks[key]["listed"]
+        table(title, key.replace("_", "-"), leaks[key],
+              ["since", "until", "address", "network", "pod", "container", "note"],
+              [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
+                h["address"], h["network"], pod_label(h["namespace"], h["pod"]), h["container_id"],
+                "; ".join(h["notes"])] for h in listed], listed)
     quiet = trail["quiet_periods"]
-    parts.append(_table(f"Quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence "
-                        "of loss)", "quiet", quiet, ["from", "until", "length"],
-                        [[_time(g["from"]), _time(g["until"]), human_duration(g["seconds"])]
-                         for g in quiet["listed"]]))
+    table(f"Quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence of loss)", "quiet",
+          quiet, ["from", "until", "length"],
+          [[_time(g["from"]), _time(g["until"]), human_duration(g["seconds"])] for g in quiet["listed"]])
     parts.append("<script type='application/json' id='report-data'>"
                  + json.dumps({k: v for k, v in data.items() if k != "stats"}, ensure_ascii=True)
                  .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
                  + "</script>")
-    return "".join(parts)
+    return "".join(parts), [title.split(" (")[0] for title in empty]
 
 
 HEAD = """<!DOCTYPE html>
@@ -409,20 +617,33 @@ HEAD = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body{font:13px/1.4 system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:16px 20px;color:#1d2329;background:#fff}
-h1{font-size:20px;margin:0 0 2px}h2{font-size:15px;margin:22px 0 6px}.sub,.note{color:#555;margin:2px 0 8px}
+*{box-sizing:border-box}
+body{font:13px/1.4 system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:16px 20px;color:#1d2329;background:#fff;
+max-width:1360px}
+h1{font-size:20px;margin:0 12px 2px 0;display:inline-block}h2{font-size:15px;margin:22px 0 6px}
+.sub,.note{color:#555;margin:2px 0 8px}
+header{border-bottom:1px solid #d4d9de;padding-bottom:6px;margin-bottom:4px}
+header .title{display:flex;flex-wrap:wrap;align-items:center;gap:6px 14px}
+.search input{font:inherit;width:320px;max-width:60vw;padding:3px 6px;margin-left:6px;border:1px solid #aab2ba;
+border-radius:4px}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:1px 12px;margin:6px 0 0}
+dl.meta dt{color:#555}dl.meta dd{margin:0;overflow-wrap:anywhere}
 .cards{display:flex;flex-wrap:wrap;gap:8px;margin:10px 0}
 .card{border:1px solid #d4d9de;border-radius:6px;padding:6px 12px;min-width:90px;background:#f7f9fa}
-.card.warn{border-color:#d9534f;background:#fdf1f0}.card .n{display:block;font-size:20px;font-weight:600}
+.cards.alarms .card{min-width:170px;padding:8px 14px}.cards.alarms .n{font-size:26px}
+.card.alarm{border:2px solid #c62828;background:#fdecea}.card.alarm .n{color:#b71c1c}
+.card.warn{border-color:#e0a030;background:#fff8e6}.card .n{display:block;font-size:20px;font-weight:600}
 .card .l{color:#555;font-size:12px}
-.scroll{overflow:auto;max-height:75vh;border:1px solid #d4d9de;border-radius:4px}
+.scroll{overflow:auto;max-height:75vh;border:1px solid #d4d9de;border-radius:4px;max-width:100%}
 svg text{font:11px "DejaVu Sans Mono",monospace;fill:#333}svg .addr.conflict{fill:#c62828;font-weight:bold}
+svg text.bl{font-size:10px;fill:#fff;pointer-events:none}svg text.dl{fill:#222;font-weight:bold}
 .stripe{fill:#f3f5f7}.axis{stroke:#888}.tick{stroke:#e3e6e9}.tl{fill:#555}
 .bar{stroke:#fff;stroke-width:0.5;cursor:pointer}.bar:hover,.bar.hl{stroke:#111;stroke-width:1.5}
 .bar.conflict{stroke:#d32f2f;stroke-width:2}.bar.unknown-start{stroke:#333;stroke-dasharray:3 2;stroke-width:1}
-.bar.open{fill-opacity:.6}.gap{fill:url(#hatch);opacity:.7}.damaged{stroke:#ef7d00;stroke-width:2}
-.legend span{margin-right:14px;white-space:nowrap}.legend i{display:inline-block;width:14px;height:10px;
-margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px solid #d32f2f}
+.bar.open{fill-opacity:.6}.bar.dim{opacity:.12}text.bl.dim{opacity:0}
+.gap{fill:url(#hatch);opacity:.7}.damaged{stroke:#ef7d00;stroke-width:2}
+.legend span{margin-right:14px;white-space:nowrap;display:inline-block}.legend i{display:inline-block;width:14px;
+height:10px;margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px solid #d32f2f}
 .legend .lu{border:1px dashed #333}.legend .lo{background:#3b7dd8;opacity:.6}
 .legend .lg{background:repeating-linear-gradient(45deg,#c9c9c9 0 3px,#fff 3px 6px)}
 .legend .ld{background:#ef7d00;width:3px}
@@ -430,10 +651,12 @@ margin-right:4px;vertical-align:middle;border-radius:2px}.legend .lc{border:2px 
 .legend .lp{background:#ef7d00;opacity:.25}
 .outage{fill:#c0392b;opacity:.18}.legend .lx{background:#c0392b;opacity:.3}
 .info{position:fixed;z-index:2;background:#fff;border:1px solid #888;border-radius:4px;padding:6px 9px;
-box-shadow:0 2px 8px rgba(0,0,0,.2);font:12px/1.45 "DejaVu Sans Mono",monospace;white-space:pre;pointer-events:none}
-table.list{border-collapse:collapse;font-size:12px}table.list th,table.list td{border:1px solid #dde1e5;
-padding:2px 8px;text-align:left;font-family:"DejaVu Sans Mono",monospace;white-space:nowrap}
-table.list td:last-child{white-space:normal}table.list th{background:#f0f3f5}
+box-shadow:0 2px 8px rgba(0,0,0,.2);font:12px/1.45 "DejaVu Sans Mono",monospace;white-space:pre-wrap;
+max-width:640px;pointer-events:none}
+table.list{border-collapse:collapse;font-size:12px;max-width:100%}table.list th,table.list td{border:1px solid #dde1e5;
+padding:2px 8px;text-align:left;font-family:"DejaVu Sans Mono",monospace;vertical-align:top;white-space:nowrap}
+table.list td.w{white-space:normal;overflow-wrap:anywhere;min-width:16em}table.list td:last-child{white-space:normal}
+table.list th{background:#f0f3f5;white-space:nowrap}
 </style></head><body>
 """
 
@@ -442,6 +665,29 @@ SCRIPT = """<script>
   var bars = document.querySelectorAll('rect.bar');
   var drawn = document.getElementById('drawn');
   if (drawn) { drawn.textContent = '(' + bars.length + ' bars on the page)'; drawn.dataset.rendered = bars.length; }
+  var search = document.getElementById('search');
+  var counted = document.getElementById('search-count');
+  function filter() {
+    var wanted = search.value.trim().toLowerCase();
+    var rows = 0, shown = 0, lit = 0;
+    document.querySelectorAll('table.list tbody tr').forEach(function (row) {
+      var match = !wanted || row.textContent.toLowerCase().indexOf(wanted) >= 0;
+      row.hidden = !match;
+      rows += 1; shown += match ? 1 : 0;
+    });
+    bars.forEach(function (bar) {
+      var d = bar.dataset;
+      var text = [d.address, d.container, d.pod, d.network, d.conflicts].join(' ').toLowerCase();
+      var match = !wanted || text.indexOf(wanted) >= 0;
+      bar.classList.toggle('dim', !match);
+      var label = bar.nextElementSibling;
+      if (label && label.classList.contains('bl')) { label.classList.toggle('dim', !match); }
+      lit += match ? 1 : 0;
+    });
+    counted.textContent = wanted ? shown + ' of ' + rows + ' rows and ' + lit + ' of ' + bars.length +
+      ' bars match' : '';
+  }
+  if (search) { search.addEventListener('input', filter); if (search.value) { filter(); } }
   var info = document.getElementById('info');
   if (!info) { return; }
   var pinned = null;
@@ -450,7 +696,7 @@ SCRIPT = """<script>
     return d.address + '\\ncontainer ' + d.container + '\\npod       ' + (d.pod || '-') +
       '\\nnetwork   ' + d.network + ' ' + d.ifname + '\\nfrom      ' + (d.from || '<= ' + d.seen) +
       '\\nuntil     ' + (d.until || '(still held)') + (d.endedBy ? ' (' + d.endedBy + ')' : '') +
-      (d.conflicts ? '\\nconflicts ' + d.conflicts : '');
+      (d.conflicts ? '\\nconflicts ' + d.conflicts : '') + (d.notes ? '\\nnote      ' + d.notes : '');
   }
   function highlight(bar, on) {
     var id = bar.dataset.container;
@@ -459,8 +705,8 @@ SCRIPT = """<script>
   function show(bar, event) {
     info.textContent = describe(bar);
     info.hidden = false;
-    info.style.left = Math.min(event.clientX + 14, window.innerWidth - info.offsetWidth - 8) + 'px';
-    info.style.top = Math.min(event.clientY + 14, window.innerHeight - info.offsetHeight - 8) + 'px';
+    info.style.left = Math.max(Math.min(event.clientX + 14, window.innerWidth - info.offsetWidth - 8), 0) + 'px';
+    info.style.top = Math.max(Math.min(event.clientY + 14, window.innerHeight - info.offsetHeight - 8), 0) + 'px';
   }
   bars.forEach(function (bar) {
     bar.addEventListener('mousemove', function (event) { if (!pinned) { show(bar, event); } });

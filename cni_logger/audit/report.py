@@ -8,7 +8,8 @@ The sections, each computed by the same code as the question it summarises:
   may be lost), duplicates ignored, and *quiet periods*, the report's own notion: no event at all for
   at least ``--gap`` anywhere in the trail (logging off, a node down, or simply no pod churn). A
   quiet period is not evidence of loss; a gap is (a number missing from the backups' sequence, or a
-  pause across a file boundary far longer than the files' own pace);
+  pause across a file boundary far longer than the files' own pace), and the hosts (``host.name``) whose
+  events fall in the window;
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
@@ -136,6 +137,8 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
+        self.hosts: set[str] = set()
+        """The hosts (``host.name``) of the events in the window: the page's header names them."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -180,6 +183,8 @@ class Builder:
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
             self._ended(holding)
+        if inside:  # after occupancy, which has read where the event lives (``record.placed``)
+            self.hosts.add(record.placed(rec)[0])
         for holding in occupancy.left:
             self._network(holding.network).open -= 1
         if occupancy.orphans:
@@ -323,6 +328,7 @@ class Report:
                       "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
                       "duplicates_ignored": self.evidence.duplicates,
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
+                      "hosts": sorted(h for h in b.hosts if h),
                       "warnings": self.warnings},
             "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
                                 "conflicts": use.conflicts, "still_held": use.still_held}

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from cni_logger.audit import output, record, sources
 from cni_logger.audit.attempts import Attempts, Failed
 from cni_logger.audit.evidence import Evidence
+from cni_logger.audit.formats import plural
 from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
 from cni_logger.audit.output import (
     CLEANUP_DEL,
@@ -49,6 +50,7 @@ from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
 from cni_logger.filesink import DEFAULT_LOG_FILE
 
+T = TypeVar("T")
 SHOWN_STRETCHES = 20
 """Stretches described one per line on stderr; past that, a count (``stats --json`` lists them all)."""
 
@@ -65,7 +67,11 @@ class Session:
         self.failed = bool(problems)
         progress = output.Progress(sources.total_size(trails)) if sys.stderr.isatty() else None
         self.scan = Scan(trails, progress=progress, warn=lambda message: output.error(name, message))
-        self.out = Out()
+        self.out = Out(headers=not getattr(args, "no_headers", False))
+        self.limit: int | None = getattr(args, "limit", None)
+        self.shown = self.total = 0
+        self.noun = ""
+        """``--limit``: answers printed and found, and what they are (``limited``)."""
         self.nothing: str | None = "no events match"
         self.verb = "searched"
         """What an empty answer (nothing found, status 1) says on stderr, as ``kubectl``'s "No resources found"
@@ -76,6 +82,17 @@ class Session:
         scan = self.scan
         events = max(scan.lines_read - scan.skipped, 0)
         return f"{verb} {plural(events, 'event')} in {plural(scan.files_read, 'file')}"
+
+    def limited(self, answers: Iterable[T], noun: str) -> Iterator[T]:
+        """``--limit N``: the first N answers (across every call), the others counted but not printed, so that the
+        exit status and what stderr says about the trail are those of the whole answer; ``finish`` says on stderr
+        that the output was limited."""
+        self.noun = noun
+        for answer in answers:
+            self.total += 1
+            if self.limit is None or self.shown < self.limit:
+                self.shown += 1
+                yield answer
 
     @property
     def usable(self) -> bool:
@@ -93,6 +110,9 @@ class Session:
         if self.scan.progress is not None:
             self.scan.progress.clear()
         self.out.flush()
+        if self.total > self.shown:
+            output.error(self.name, f"output limited to the first {self.shown} of {plural(self.total, self.noun)} "
+                                    f"(--limit {self.limit})")
         report_damage(self.name, self.scan.evidence, self.scan.skipped)
         if self.failed:
             return USAGE
@@ -105,11 +125,6 @@ class Session:
         return status
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 file``, ``2 files``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def report_damage(name: str, found: Evidence, skipped: int) -> None:
     """Each damaged stretch and possible gap (file, lines, time range), each outage, then the totals, on stderr."""
     for stretch in found.stretches[:SHOWN_STRETCHES]:
@@ -118,14 +133,15 @@ def report_damage(name: str, found: Evidence, skipped: int) -> None:
     for outage in outages[:SHOWN_STRETCHES]:
         output.error(name, f"outage: {outage.describe()}; events there are not in the trail")
     if len(outages) > SHOWN_STRETCHES:
-        output.error(name, f"... and {len(outages) - SHOWN_STRETCHES} more outages (stats --json lists them all)")
+        more = plural(len(outages) - SHOWN_STRETCHES, "more outage")
+        output.error(name, f"... and {more} (stats --json lists them all)")
     if len(found.stretches) > SHOWN_STRETCHES:
-        output.error(name, f"... and {len(found.stretches) - SHOWN_STRETCHES} more stretches (stats --json lists "
-                           "them all)")
+        more = plural(len(found.stretches) - SHOWN_STRETCHES, "more stretch", "more stretches")
+        output.error(name, f"... and {more} (stats --json lists them all)")
     if skipped:
-        output.error(name, f"skipped {skipped} lines (not events: damaged or foreign)")
+        output.error(name, f"skipped {plural(skipped, 'line')} (not events: damaged or foreign)")
     if found.duplicates:
-        output.error(name, f"ignored {found.duplicates} duplicate events (an event.id seen before)")
+        output.error(name, f"ignored {plural(found.duplicates, 'duplicate event')} (an event.id seen before)")
 
 
 def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool] | Callable[[Session], int]) -> int:
@@ -174,11 +190,9 @@ def events(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         session.nothing = _no_events(args)
         printer = _printer(session.out, args)
-        found = False
-        for rec in _selected(session.scan, _filter(args)):
+        for rec in session.limited(_selected(session.scan, _filter(args)), "event"):
             printer(rec)
-            found = True
-        return found
+        return session.total > 0
 
     return _session("events", args, body)
 
@@ -197,7 +211,7 @@ def timeline(args: argparse.Namespace) -> int:
         containers = {a.container_id for a in attachments}
         if len(containers) > 1 and pod is None:
             output.error("timeline", f"{args.container!r} matches {len(containers)} containers; all are shown")
-        output.timeline(session.out, attachments, fmt=args.format)
+        output.timeline(session.out, session.limited(attachments, "attachment"), fmt=args.format)
         session.nothing = "no ADD, CHECK or DEL of " + (f"pod {args.pod!r}" if pod is not None else
                                                          f"a container whose id starts with {args.container!r}")
         return bool(attachments)
@@ -256,7 +270,7 @@ def who_had(args: argparse.Namespace) -> int:
             certain = [(i, i.certainty(args.at, found)) for i in kept]
             rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
             status = _verdict(session.name, args, rows, found, named=bool(kept))
-        output.holders(session.out, rows, fmt=args.format, full_ids=args.no_trunc)
+        output.holders(session.out, session.limited(rows, "holder"), fmt=args.format, full_ids=args.no_trunc)
         return status
 
     return _session("who-had", args, body)
@@ -309,10 +323,11 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
         answers = [h.to_json() for h in holdings()]
         if _in_the_future(session.name, args, found):
             return NO_EVIDENCE
-        output.holders(session.out, answers, fmt=args.format, full_ids=args.no_trunc, subnet=True)
+        output.holders(session.out, session.limited(answers, "holding"), fmt=args.format, full_ids=args.no_trunc,
+                       subnet=True)
         return _verdict(session.name, args, answers, found)
-    output.holders(session.out, (h.to_json() for h in holdings()), fmt=args.format, full_ids=args.no_trunc,
-                   subnet=True)
+    output.holders(session.out, session.limited((h.to_json() for h in holdings()), "holding"), fmt=args.format,
+                   full_ids=args.no_trunc, subnet=True)
     if rows:
         return QUALIFIED if qualified else FOUND
     return NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
@@ -434,13 +449,13 @@ def leaks(args: argparse.Namespace) -> int:
         if apart:
             session.nothing += f"; {plural(len(apart), 'row')} listed apart, not leaks"
         if args.format != "table":  # one stream of rows: ``kind`` tells them apart
-            output.leaks(session.out, real + apart, fmt=args.format, full_ids=args.no_trunc)
+            output.leaks(session.out, session.limited(real + apart, "row"), fmt=args.format, full_ids=args.no_trunc)
             return bool(real)
-        output.leaks(session.out, real, fmt=args.format, full_ids=args.no_trunc)
+        output.leaks(session.out, session.limited(real, "row"), fmt=args.format, full_ids=args.no_trunc)
         if apart:
-            if real:
+            if real and (session.limit is None or session.shown < session.limit):
                 session.out.text("")
-            output.leaks(session.out, apart, fmt=args.format, full_ids=args.no_trunc)
+            output.leaks(session.out, session.limited(apart, "row"), fmt=args.format, full_ids=args.no_trunc)
         return bool(real)
 
     return _session("leaks", args, body)
@@ -514,10 +529,12 @@ def report(args: argparse.Namespace) -> int:
             except OSError as exc:
                 output.error("report", f"cannot write the page to {args.html}: {exc.strerror or exc}")
                 return USAGE
-        if args.json:
+        if args.format == "json":
             session.out.json(data)
-        else:
+        elif args.format == "table":
             output.report(session.out, data, percentiles=PERCENTILES, html=args.html)
+        else:
+            output.report_counts(session.out, data, fmt=args.format)
         return FOUND if built.events_read > 0 else NOTHING
 
     return _session("report", args, body)
@@ -537,10 +554,10 @@ def follow(args: argparse.Namespace) -> int:
             return USAGE
         scan = Scan([])
         query = _filter(args)
-        out = Out(flush_each=True)
+        out = Out(flush_each=True, headers=not args.no_headers)
         printer = _printer(out, args)
         printed = 0
-        limit = args.max_events
+        limit = args.max_events or args.limit  # --limit: the same, for follow
 
         def on_line(line: bytes) -> bool:
             nonlocal printed
@@ -554,7 +571,7 @@ def follow(args: argparse.Namespace) -> int:
         why = tail.follow(paths, on_line, interval=min(max(args.interval, 0.01), 5.0), timeout=args.timeout,
                           from_start=args.from_start, on_drop=scan.count_skipped)
         if scan.skipped:
-            output.error("follow", f"skipped {scan.skipped} lines (not events: damaged or foreign)")
+            output.error("follow", f"skipped {plural(scan.skipped, 'line')} (not events: damaged or foreign)")
         if why == "timeout" and not printed:
             wanted = "events match" if _no_events(args) == "no events match" else "new events"
             output.error("follow", f"no {wanted} in {args.timeout:g}s")

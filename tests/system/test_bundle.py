@@ -134,8 +134,10 @@ def test_the_cli_wrapper_works_through_a_symlink_from_elsewhere(bundle: Bundle, 
 
 
 def test_the_tarball_is_named_for_the_version_and_architecture(bundle: Bundle) -> None:
-    version = subprocess.run([str(bundle.cli), "--version"], capture_output=True, text=True, check=True,
-                             timeout=60).stdout.split()[1]
+    said = subprocess.run([str(bundle.cli), "--version"], capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+    version = said.split()[1]
+    assert said.strip().endswith(f"(build {bundle.build_id})")  # which build made a report, for a ticket
     assert bundle.tarball.name == f"cni-logger-{version}-linux-{os.uname().machine}.tar.gz"
     assert bundle.folder.name == f"cni-logger-{version}"
     assert re.fullmatch(r"[0-9a-f]{16}", bundle.build_id)

@@ -161,7 +161,7 @@ def test_an_overlong_line_is_dropped_in_bounded_memory_and_the_next_events_still
     run = measured([CLI, *argv, "--json", "--log-file", str(log)], tmp_path)
     assert run.rc == 0, run.stderr
     assert [json.loads(line)["event"]["id"] for line in run.stdout.splitlines()] == written
-    assert b"skipped 1 lines" in run.stderr
+    assert b"skipped 1 line (" in run.stderr
     peak_mib = run.peak_kib / 1024  # KiB on Linux
     assert peak_mib < 60, f"{argv[0]} peaked at {peak_mib:.0f} MiB"
 

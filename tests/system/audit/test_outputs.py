@@ -15,6 +15,7 @@ for a person to look at; the test checks it is a PNG of the window's size).
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -356,3 +357,114 @@ def test_report_page_in_chromium_shows_the_trail(trail: Trail) -> None:
     header = shot.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1280, 1000)
+
+
+CHECKS = """<script>
+(function () {
+  function all(selector) { return Array.prototype.slice.call(document.querySelectorAll(selector)); }
+  function text(id) { var found = document.getElementById(id); return found ? found.textContent : null; }
+  var out = {innerWidth: window.innerWidth,
+             scrollWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)};
+  out.header = {hosts: text('hosts'), window: text('window'), trail: text('trail'), made: text('made'),
+                timezone: text('timezone')};
+  out.alarms = all('.cards.alarms .card').map(function (c) {
+    return [c.dataset.card, c.querySelector('.n').textContent, c.classList.contains('alarm')]; });
+  out.alarming = all('.card.alarm').map(function (c) { return c.dataset.card; });
+  out.ticks = all('text.tl').map(function (t) {
+    return [parseFloat(t.dataset.epoch), parseFloat(t.dataset.step), t.textContent]; });
+  out.labels = all('text.bl').map(function (t) {
+    return [t.textContent, t.getComputedTextLength(), parseFloat(t.previousElementSibling.getAttribute('width'))]; });
+  out.titles = all('svg title').map(function (t) { return t.textContent; });
+  out.headings = all('h2').map(function (h) { return h.textContent; });
+  out.nothing = text('nothing-found');
+  out.conflicts = all('table[data-section=conflicts] tbody tr').map(function (r) { return r.textContent; });
+  function find(wanted) {
+    var box = document.getElementById('search');
+    box.value = wanted;
+    box.dispatchEvent(new Event('input'));
+    return {rows: all('table.list tbody tr').filter(function (r) { return !r.hidden; })
+                    .map(function (r) { return r.textContent; }),
+            hidden: all('table.list tbody tr').filter(function (r) { return r.hidden; }).length,
+            bars: all('rect.bar').filter(function (b) { return !b.classList.contains('dim'); })
+                    .map(function (b) { return b.dataset.container; })};
+  }
+  out.search = {pod: find('db-c'), address: find('10.1.0.42'), namespace: find('EVIL'), none: find('')};
+  var pre = document.createElement('pre');
+  pre.id = 'checks';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"""
+"""Run in the page after its own script, at a window 1400 pixels wide: what a responder sees, measured."""
+
+ROUND_STEPS = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
+               3600, 7200, 10800, 21600, 43200, 86400}
+
+
+def test_report_page_stands_alone_in_a_ticket(trail: Trail, tmp_path: Path) -> None:
+    """Issue 18: the page as an artefact in an incident ticket, measured in Chromium at a 1400 pixel window."""
+    from cni_logger.cli import version
+
+    page = tmp_path / "report.html"
+    result = cli("report", "--html", str(page), *trail.args())
+    assert result.rc == 0, result.stderr
+    source = page.read_text()
+    assert "\\x0a" not in source  # the titles' lines are real lines
+    probe = tmp_path / "probe.html"
+    probe.write_text(source.replace("</body>", CHECKS + "</body>"))
+    dumped = chromium("--dump-dom", "--window-size=1400,1000", probe.as_uri())
+    assert dumped.returncode == 0, dumped.stderr
+    found = re.search(r"<pre id=\"checks\">(.*?)</pre>", dumped.stdout, re.DOTALL)
+    assert found, dumped.stdout[-2000:]
+    checks = json.loads(html.unescape(found[1]))
+
+    assert checks["innerWidth"] == 1400
+    assert checks["scrollWidth"] <= 1400, checks["scrollWidth"]  # no horizontal scrollbar
+    header = checks["header"]
+    hosts = sorted({e["host"]["name"] for e in trail.events})
+    assert all(host in header["hosts"] for host in hosts), header
+    assert header["window"] == "the whole trail"
+    assert f"cni-logger {version()}" in header["made"] and re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", header["made"])
+    assert "UTC" in header["timezone"]
+    # the alarms: failed ADDs (a failed ADD, and the clean-up DEL of one that failed before the logger) and conflicts;
+    # still-held attachments (ctr-c, ctr-h: running pods, as far as the trail tells) are not an alarm
+    failed_adds = sum(e["cni"]["command"] == "ADD" and e["event"]["outcome"] == "failure" for e in trail.events) + 1
+    assert checks["alarms"] == [["failed-adds", str(failed_adds), True], ["conflicts", "1", True]]
+    assert "never-deleted" not in checks["alarming"]
+    # ticks at round times, labelled as precisely as their step
+    step = checks["ticks"][0][1]
+    assert step in ROUND_STEPS and 4 <= len(checks["ticks"]) <= 10, checks["ticks"]
+    first, last = epoch(trail.events[0]["@timestamp"]), epoch(trail.events[-1]["@timestamp"])
+    for seconds, tick_step, label in checks["ticks"]:
+        assert tick_step == step and abs(seconds / step - round(seconds / step)) < 1e-3, (seconds, step)
+        assert first - 1e-3 <= seconds <= last + 1e-3
+        assert label == datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S.%f")[:len(label)]
+    # labels only on bars wide enough to hold them
+    assert checks["labels"], "no bar holds its label"
+    assert all(length <= width for _, length, width in checks["labels"]), checks["labels"]
+    assert not any("\\x0a" in title for title in checks["titles"])
+    assert any(title.count("\n") >= 2 for title in checks["titles"])
+    # empty sections folded into one line
+    assert not any(h.endswith(": 0") for h in checks["headings"]), checks["headings"]
+    assert checks["nothing"].startswith("Nothing found in: ")
+    for name in ("DELs without ADD", "Gaps", "Quiet periods"):
+        assert name in checks["nothing"]
+    # conflicts named by pod
+    (conflict,) = checks["conflicts"]
+    assert "shop/dup-p" in conflict and "shop/dup-q" in conflict
+    # the search box filters the rows and the bars
+    pod, address, namespace, none = (checks["search"][k] for k in ("pod", "address", "namespace", "none"))
+    assert pod["rows"] and all("db-c" in row for row in pod["rows"]) and pod["hidden"]
+    assert set(pod["bars"]) == {"ctr-c"}
+    assert set(address["bars"]) == {"ctr-p", "ctr-q"} and any("10.1.0.42" in row for row in address["rows"])
+    assert set(namespace["bars"]) == {"ctr-h"}
+    assert none["hidden"] == 0 and len(none["bars"]) == len(successful_adds(trail))
+
+    for name, size in (("report-1400.png", "1400,1000"), ("report-1400-long.png", "1400,2400")):
+        shot = tmp_path / name
+        print(shot)
+        taken = chromium("--screenshot=" + str(shot), "--hide-scrollbars", f"--window-size={size}", page.as_uri())
+        assert taken.returncode == 0, taken.stderr
+        header_bytes = shot.read_bytes()[:24]
+        assert header_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">II", header_bytes[16:24]) == tuple(int(n) for n in size.split(","))
