@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from cni_logger.audit import record
+from cni_logger.audit.attempts import HINT
 from cni_logger.audit.formats import Cell, Delimited, visible
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
@@ -382,8 +383,9 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
         table = Table(out, (("TIME", 24), ("EPOCH", 17), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7),
                             ("ADDRESSES", 18), ("INTERFACES", 0)), indent="  ")
         for step in attachment.steps:
-            note = (f"  ({step.role} entry)" if step.role else "") + (f"  error: {step.error}" if step.error else "")
-            table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.outcome,
+            note = step.note()
+            note = (f"  ({note})" if note else "") + (f"  error: {step.error}" if step.error else "")
+            table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.chain_outcome,
                        milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
                        (_interfaces(step.interfaces) or "-") + note])
         for attached, detached in attachment.periods():
@@ -504,6 +506,8 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
             if summary["count"]:
                 writer.row(["latency", name, summary["count"], *(summary[f"p{p}"] for p in percentiles),
                             summary["max"], summary["mean"]])
+        for name, count in (report.get("failed") or {}).get("by_command", {}).items():
+            writer.row(["failed", name, count, *blank])
         attempts = report.get("attempts")
         if attempts:
             for name in ATTEMPT_COUNTS:
@@ -528,6 +532,11 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
         for name, count in report[key].items():
             table.row([name, str(count)])
     out.text("")
+    failed = report.get("failed")
+    if failed is not None:
+        for line in failed_lines(failed):
+            out.text(line)
+        out.text("")
     attempts = report.get("attempts")
     latency = report["latency_ms"]
     if attempts:
@@ -540,6 +549,24 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
 ATTEMPT_COUNTS = ("attempts", "succeeded", "failed", "cleaned_up", "no_outcome", "events")
 CHAIN = "chain"
 """Bracket mode's latency row: from an attempt's start to its outcome's start (every plugin in between)."""
+
+
+def failed_lines(failed: dict[str, Any]) -> list[str]:
+    """``stats``: the invocations known to have failed, by command, and how each count is known
+    (``attempts.failures``): events that say so, ADDs inferred from their clean-up DEL, bracket mode's attempts."""
+    by_command = failed["by_command"]
+    lines = [f"failed invocations: {failed['total']}"
+             + (" (" + ", ".join(f"{k} {v}" for k, v in by_command.items()) + ")" if by_command else "")]
+    for command, count in by_command.items():
+        how = []
+        if failed["recorded"].get(command):
+            how.append(f"{failed['recorded'][command]} recorded as failed")
+        if command == "ADD" and failed["inferred_adds"]:
+            how.append(f"{failed['inferred_adds']} inferred from the runtime's clean-up DEL (no ADD, no cached result)")
+        if failed["failed_attempts"].get(command):
+            how.append(f"{failed['failed_attempts'][command]} attempts that failed before the outcome entry")
+        lines.append(f"  {command} {count}: " + "; ".join(how))
+    return lines
 
 
 def attempts_line(attempts: dict[str, Any]) -> str:
@@ -603,6 +630,28 @@ def _coverage_section(out: Out, coverage: dict[str, Any]) -> None:
              + (f" ({short(inventories['first'])} .. {short(inventories['last'])})" if inventories["count"] else "")
              + f"; heartbeats: {heartbeats['count']}"
              + (f" ({short(heartbeats['first'])} .. {short(heartbeats['last'])})" if heartbeats["count"] else ""))
+
+
+FAILED_ADD_HOW = {"attempt-failed": "attempt failed", "cleanup-del": "inferred (clean-up DEL)",
+                  "add-failed": "ADD failed"}
+
+
+def _failed_adds(out: Out, found: dict[str, Any]) -> None:
+    """The report's failed ADDs (``report.Report``'s ``failed_adds``), and, when only the inference is available,
+    the way to record every attempt."""
+    items = found["items"]
+    more = f" (first {len(items)} listed)" if len(items) < found["count"] else ""
+    out.text("")
+    out.text(f"failed ADDs: {found['count']}{more}" + (f"; {found['inferred']} inferred from the runtime's clean-up "
+                                                        "DEL (no ADD, no cached result)" if found["inferred"] else ""))
+    if not found["bracket"]:
+        out.text(f"  note: {HINT}")
+    table = Table(out, (("AT", 24), ("HOW", 23), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
+                        ("ERROR", 0)), indent="  ")
+    for item in items:
+        table.row([short(item["time"]), FAILED_ADD_HOW.get(item["how"], item["how"]), item["network"] or "-",
+                   item["ifname"] or "-", container(item["container"], False),
+                   pod_label(item["namespace"], item["pod"]) or "-", item["error"] or "-"])
 
 
 def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
@@ -675,6 +724,9 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
                        container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
                        f["error"] or "-"])
+    failed_adds = data.get("failed_adds")
+    if failed_adds is not None:
+        _failed_adds(out, failed_adds)
     attempts = data.get("attempts")
     if attempts:
         out.text("")

@@ -20,6 +20,10 @@ The sections, each computed by the same code as the question it summarises:
 * **coverage**: the trail's own account of it (``coverage``, whole trail): outages (network, host, from,
   until, why), events the plugin could not write, the inventories seen and the heartbeats' span;
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
+* **failed_adds**: every ADD known to have failed in the window: an ADD event that failed, bracket mode's failed
+  attempts (``attempt-failed``), and, the logger last, the ones inferred from their clean-up DEL (``cleanup-del``,
+  the ``leaks`` section's clean-up DELs); ``bracket`` says whether attempts were recorded (else only the inference
+  is available, and failed ADDs the runtime never cleaned up are missing);
 * **attempts** (bracket mode only): ADD attempts and how they ended, the failed ones with the DEL that
   cleaned up after them (not listed as DELs without ADD), and the chain's latency (``attempts``);
 * **latency**: counts and percentiles (``stats``).
@@ -42,7 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record, sources
-from cni_logger.audit.attempts import Attempts
+from cni_logger.audit.attempts import ADD_FAILED, ATTEMPT_FAILED, Attempts
+from cni_logger.audit.attempts import CLEANUP_DEL as INFERRED
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
@@ -101,6 +106,18 @@ class Capped:
         return {"count": self.count, "listed": self.items}
 
 
+def failed_add(rec: Record, how: str, failed: Record | None) -> dict[str, Any]:
+    """An item of ``failed_adds``: ``rec`` is the attempt (bracket mode), the clean-up DEL (the logger last) or the
+    ADD event that failed; ``failed`` the event whose error says why, if there is one."""
+    host, _, namespace, pod = record.placed(rec)
+    error = record.error_message(failed.doc) if failed is not None else ""
+    item = {"time": rec.timestamp, "host": host or None, "network": rec.network, "container": rec.container_id,
+            "pod": pod or None, "namespace": namespace or None, "ifname": rec.ifname, "how": how,
+            "error": error or None}
+    rec.forget()
+    return item
+
+
 def trail_files(trails: list[sources.Trail]) -> list[dict[str, Any]]:
     """The files of each trail, oldest first, with their sizes on disk (as found before the scan)."""
     found: list[dict[str, Any]] = []
@@ -127,6 +144,9 @@ class Builder:
         self.attempts = Attempts()
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
         self.failed_attempts = Capped()
+        self.failed_adds = Capped()
+        """Every ADD known to have failed (``failed_adds``): events that say so, bracket mode's failed attempts, and
+        the ones inferred from their clean-up DEL (``cleanups``)."""
         self.networks: dict[str, NetworkUse] = {}
         self.conflicts = Capped()
         self.failures = Capped()
@@ -174,8 +194,13 @@ class Builder:
                 failed = self.attempts.concluded
                 if failed is not None:
                     cleanup = failed.cleanup
+                    if failed.concluded_by != "ADD":  # else the outcome's own failed ADD event is the one listed
+                        self.failed_adds.add(failed_add(failed.attempt, ATTEMPT_FAILED,
+                                                        failed.attempt if failed.concluded_by == "attempt" else None))
                     self.failed_attempts.add(failed.to_json())
                 if not rec.ok:
+                    if rec.command == "ADD" and not rec.attempt:
+                        self.failed_adds.add(failed_add(rec, ADD_FAILED, rec))
                     self._failure(rec)
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
@@ -209,6 +234,8 @@ class Builder:
         """A DEL without ADD: with a cached result, or the clean-up DEL of a failed ADD (as ``leaks`` tells them)."""
         addresses, namespace, pod = line_fields(orphan.opened)
         cached = record.cached_result(orphan.opened.doc)
+        if not cached:
+            self.failed_adds.add(failed_add(orphan.opened, INFERRED, None))
         orphan.opened.forget()
         (self.orphans if cached else self.cleanups).add({
             "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],
@@ -335,6 +362,8 @@ class Report:
             "failures": b.failures.to_json(),
             **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}
                if b.attempts.events else {}),
+            "failed_adds": {"count": b.failed_adds.count, "inferred": b.cleanups.count,
+                            "bracket": b.attempts.events > 0, "items": b.failed_adds.items},
             "stats": stats,
             "picture": {"bars": len(self.bars), "bars_not_drawn": self.bars_not_drawn, "rows": len(self.rows),
                         "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cni_logger.audit import output, record, sources
-from cni_logger.audit.attempts import Attempts, Failed
+from cni_logger.audit.attempts import HINT, Attempts, Failed, failures
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
 from cni_logger.audit.output import (
@@ -462,6 +462,7 @@ def stats(args: argparse.Namespace) -> int:
             for rec in _selected(session.scan, query):
                 if rec.coverage:
                     coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                    pairing.feed(rec)  # an inventory's attachment is evidence, as a CHECK is
                 elif not pairing.feed(rec):
                     totals.add(rec)
                 rec.forget()
@@ -470,6 +471,7 @@ def stats(args: argparse.Namespace) -> int:
                 if query.matches_head(rec):
                     if rec.coverage:
                         coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                        pairing.feed(rec)
                     elif not pairing.feed(rec):
                         totals.add(rec)
         summary = totals.to_json()
@@ -480,7 +482,10 @@ def stats(args: argparse.Namespace) -> int:
                                "inventories": seen["inventories"]["count"], "heartbeats": seen["heartbeats"]}
         if pairing.events:
             summary["attempts"] = pairing.to_json()
+        summary["failed"] = failures(totals.by_outcome(), pairing)
         output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
+        if totals.events and not pairing.events:
+            output.error("stats", HINT)  # only the inference: failed ADDs may be missing, failed CHECKs are
         return totals.events + pairing.events + sum(coverage.values()) > 0
 
     return _session("stats", args, body)
