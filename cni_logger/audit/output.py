@@ -466,18 +466,37 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         for leak in found:
             write(leak)
         return
-    table = Table(out, (("KIND", 15), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
+    table = Table(out, (("KIND", 15), ("STATE", 7), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6),
+                        ("CONTAINER", 12), ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
     for leak in found:
         age = leak["age_seconds"]
         orphan = leak["kind"] == DEL_WITHOUT_ADD
         last = ",".join(leak["addresses"]) or "-"
         if leak["kind"] == FAILED_ATTEMPT:
             last = f"cleaned up by DEL {short(leak['until'])}" if leak["until"] else f"ended by {leak['ended_by']}"
-        table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
+        note = _note(leak)
+        if leak.get("state_reason"):
+            note = leak["state_reason"] if note == "-" else f"{note}; {leak['state_reason']}"
+        table.row([leak["kind"], leak.get("state") or "-", short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   last, _note(leak)])
+                   last, note])
+
+
+APART = ((CLEANUP_DEL, "clean-up DEL of a failed ADD", "clean-up DELs of failed ADDs"),
+         (SUPERSEDED, "superseded (its DEL lost)", "superseded (their DEL lost)"),
+         (POSSIBLY_DELETED, "possibly deleted while the logger was out", "possibly deleted while the logger was out"),
+         (UNRECORDED_DEL, "DEL not recorded", "DELs not recorded"),
+         (FAILED_ATTEMPT, "failed ADD attempt", "failed ADD attempts"))
+"""What ``leaks`` lists apart, by kind, as its heading names them (one, several), after the running ones."""
+
+
+def apart_heading(rows: Sequence[dict[str, Any]]) -> str:
+    """The heading of ``leaks``' second block: ``not leaks, listed apart: 1 still running, 2 clean-up DELs ...``."""
+    counts = [(sum(1 for r in rows if r.get("state") == "running"), "still running", "still running")]
+    counts += [(sum(1 for r in rows if r["kind"] == kind and r.get("state") != "running"), one, many)
+               for kind, one, many in APART]
+    return "not leaks, listed apart: " + ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 
 STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
@@ -698,10 +717,16 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                        pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
     leaks_found = data["leaks"]
     _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
-            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
-             ("NOTE", 0)),
-            lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+            (("STATE", 7), ("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+             ("POD", 24), ("NOTE", 0)),
+            lambda h: [h.get("state") or "-", _since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
                        container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-", _note(h)])
+    if leaks_found.get("running", {}).get("count"):
+        _listed(out, "still running (not leaks: their network namespace and libcni's cached result are there)",
+                leaks_found["running"],
+                (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+                lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+                           container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
     _listed(out, "DELs without ADD", leaks_found["del_without_add"], _ORPHAN_COLUMNS, _orphan_row)
     _listed(out, "superseded (their DEL was lost; not leaks)", leaks_found["superseded"],
             (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),

@@ -13,10 +13,11 @@ The sections, each computed by the same code as the question it summarises:
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
   ``who-had``; first ``LIST_LIMIT``);
-* **leaks**: attachments never deleted and DELs without ADD, then, listed apart as ``leaks`` lists
-  them, superseded attachments (their DEL lost), clean-up DELs (no ADD, no cached result), attachments
-  possibly deleted while the logger was out of their chain, and ones a complete inventory no longer
-  listed (their DEL not recorded);
+* **leaks**: attachments never deleted (``state``: running, leaked or unknown, as ``leaks`` tells them on the
+  trail's own node; the running ones are listed apart under ``running``, not as leaks) and DELs without ADD,
+  then, listed apart as ``leaks`` lists them, superseded attachments (their DEL lost), clean-up DELs (no ADD,
+  no cached result), attachments possibly deleted while the logger was out of their chain, and ones a
+  complete inventory no longer listed (their DEL not recorded);
 * **coverage**: the trail's own account of it (``coverage``, whole trail): outages (network, host, from,
   until, why), events the plugin could not write, the inventories seen and the heartbeats' span;
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record, sources
+from cni_logger.audit.alive import RUNNING, Liveness, netns_of
 from cni_logger.audit.attempts import ADD_FAILED, ATTEMPT_FAILED, Attempts
 from cni_logger.audit.attempts import CLEANUP_DEL as INFERRED
 from cni_logger.audit.evidence import Evidence
@@ -134,8 +136,13 @@ class Builder:
     """Accumulates the report from records in trail order."""
 
     def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-                 max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None) -> None:
+                 max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None,
+                 liveness: Liveness | None = None) -> None:
         self.window = window
+        self.liveness = liveness
+        """Tells the attachments still open at the end running from leaked (``alive``); ``None``: not asked."""
+        self.states: dict[tuple[str, str, str], tuple[str, str]] = {}
+        """``finish``: (state, why) of each attachment still open, by key."""
         self.gap_seconds = gap_seconds
         self.max_bars = max_bars
         self.max_addresses = max_addresses
@@ -285,6 +292,10 @@ class Builder:
 
     def finish(self) -> list[Holding]:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
+        if self.liveness is not None:
+            for key, interval in self.occupancy.tracker.open.items():
+                self.states[key] = self.liveness.state(interval.host, *key, netns_of(interval.opened.doc))
+                interval.opened.forget()
         parked, held = self.occupancy.finish()
         for holding in parked:
             self._ended(holding)
@@ -296,10 +307,10 @@ class Builder:
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES) -> Report:
+          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None) -> Report:
     """Read the whole trail once and assemble the report."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
-                      found=scan.evidence)
+                      found=scan.evidence, liveness=liveness)
     for rec in scan.records(decode=False):
         builder.feed(rec)
     still = builder.finish()
@@ -321,12 +332,16 @@ class Report:
         self.damaged, self.possible_gaps = Capped(), Capped()
         for stretch in scan.evidence.stretches:
             (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
-        self.leaks, self.possibly_deleted = Capped(), Capped()
+        self.leaks, self.possibly_deleted, self.running = Capped(), Capped(), Capped()
         for holding in still:
+            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname), ("", ""))
+            stated = {"state": state or None, "state_reason": why or None}
             if holding.unwatched:  # the logger was out of its chain since its last evidence: maybe deleted then
-                self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json()})
+                self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json(), **stated})
+            elif state == RUNNING:  # this node sees it running: not a leak, not an alarm
+                self.running.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
             else:
-                self.leaks.add({"kind": NEVER_DELETED, **holding.to_json()})
+                self.leaks.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
 
     @staticmethod
@@ -357,7 +372,8 @@ class Report:
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
                       "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json(),
-                      "possibly_deleted": self.possibly_deleted.to_json(), "unrecorded_del": b.unrecorded.to_json()},
+                      "possibly_deleted": self.possibly_deleted.to_json(), "unrecorded_del": b.unrecorded.to_json(),
+                      "running": self.running.to_json()},
             "coverage": {**self.evidence.coverage.to_json(), "events_in_window": b.coverage_events},
             "failures": b.failures.to_json(),
             **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}

@@ -12,6 +12,7 @@ without an outcome.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,72 @@ def test_a_failed_add_is_counted_and_shown_by_stats_report_and_timeline(sandbox:
     for cid in running:
         (ok,) = cli("timeline", cid, "--json", *log).json
         assert all(s.get("failed_add") is None for s in ok["events"]), ok
+
+
+def _other_host(source: Path, target: Path) -> None:
+    """A copy of the trail as another node wrote it: every event's ``host.name`` (and ``host.hostname``) changed."""
+    lines = []
+    for line in source.read_text().splitlines():
+        event = json.loads(line)
+        event["host"] = {"name": "node-elsewhere", "hostname": "node-elsewhere"}
+        lines.append(json.dumps(event, separators=(",", ":")))
+    target.write_text("\n".join(lines) + "\n")
+
+
+def test_leaks_tells_a_running_pod_from_a_leaked_one_on_its_node(sandbox: CniSandbox, cni_logger_cli: Path,
+                                                                  tmp_path: Path) -> None:
+    sb = sandbox
+
+    def cli(*args: str) -> helpers.Result:
+        return helpers.cli(*args, executable=str(cni_logger_cli))
+
+    net = sb.new_network("leaks")
+    sb.write_conflist(net, "1.0.0", [net.bridge_plugin(), net.logger_plugin()])
+    ctr = sb.new_container()
+    cid = cnitool_container_id(sb.netns_path(ctr))
+    add = sb.cnitool("add", net, ctr, env={"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=db-0"})
+    assert add.rc == 0, add.describe()
+    assert net.cache_file(cid).exists()
+    log = ["--log-file", str(net.log_file)]
+
+    # running: its namespace and libcni's cached result are still there. Not a leak: status 1, listed apart
+    running = cli("leaks", "--json", *log)
+    assert running.rc == 1, running.stderr
+    assert [(r["kind"], r["container_id"], r["state"]) for r in running.json] == [("never-deleted", cid, "running")]
+    assert "no leaks" in running.stderr and "1 attachment still open is running" in running.stderr, running.stderr
+    table = cli("leaks", *log)
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("not leaks"), table.stdout  # the block listed apart has its heading
+    assert lines[1].split()[:2] == ["KIND", "STATE"] and lines[2].split()[:2] == ["never-deleted", "running"]
+    as_csv = cli("leaks", "--format", "csv", *log).stdout.splitlines()
+    assert "state" in as_csv[0].split(",") and ",running," in as_csv[1] + ",", as_csv
+    (data,) = cli("report", "--json", *log).json
+    assert data["leaks"]["never_deleted"]["count"] == 0, data["leaks"]
+    assert [(h["container_id"], h["state"]) for h in data["leaks"]["running"]["listed"]] == [(cid, "running")]
+    assert "still running (not leaks: their network namespace and libcni's cached result are there): 1" in \
+        cli("report", *log).stdout
+    # another results cache (the installer's --results-cache): no entry there, the namespace still exists
+    elsewhere = tmp_path / "results"
+    elsewhere.mkdir()
+    other_cache = cli("leaks", "--json", "--results-cache", str(elsewhere), *log)
+    assert [r["state"] for r in other_cache.json] == ["unknown"], other_cache.stdout
+    assert other_cache.rc == 3
+
+    # the trail of another node: this one cannot look, and says so
+    copy = tmp_path / "elsewhere.log"
+    _other_host(net.log_file, copy)
+    unknown = cli("leaks", "--json", "--log-file", str(copy))
+    assert [(r["container_id"], r["state"]) for r in unknown.json] == [(cid, "unknown")]
+    assert unknown.rc == 3
+    assert "cannot tell running from leaked" in unknown.stderr and "node-elsewhere" in unknown.stderr, unknown.stderr
+    assert cli("leaks", "--log-file", str(copy)).stdout.splitlines()[1].split()[:2] == ["never-deleted", "unknown"]
+
+    # leaked: the namespace and the cache entry are gone, no DEL was ever run (host-local still holds the address)
+    net.cache_file(cid).unlink()
+    subprocess.run(["ip", "netns", "del", ctr], check=True)
+    leaked = cli("leaks", "--json", *log)
+    assert leaked.rc == 0, leaked.stderr
+    assert [(r["kind"], r["container_id"], r["state"]) for r in leaked.json] == [("never-deleted", cid, "leaked")]
+    assert cli("leaks", *log).stdout.splitlines()[1].split()[:2] == ["never-deleted", "leaked"]
+    (data,) = cli("report", "--json", *log).json
+    assert [(h["container_id"], h["state"]) for h in data["leaks"]["never_deleted"]["listed"]] == [(cid, "leaked")]
