@@ -41,6 +41,7 @@ Reading the role costs almost nothing: the plugin writes ``cni.role`` right afte
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from cni_logger.audit import record
@@ -130,7 +131,7 @@ class Attempts:
         """The CHECK attempt the last ``feed`` concluded failed, if any."""
         self.seen: set[Key] = set()
         """The logger last: attachments with evidence (a successful ADD or CHECK, a failed DEL) and no DEL since."""
-        self.recent: dict[Key, None] = {}
+        self.recent: OrderedDict[Key, None] = OrderedDict()
         """The last ``RECENT_LIMIT`` attachments ended (a DEL, a failed ADD): a DEL of one of them is no clean-up."""
         self.inferred = 0
         """Failed ADDs inferred from their clean-up DEL (no ADD, no cached result), the logger last."""
@@ -165,42 +166,42 @@ class Attempts:
                         self._succeed(pending, rec)
                     else:
                         self._fail(pending, rec, "ADD")
-                self._evidence(key, rec.ok)
+                if rec.ok:
+                    self.seen.add(key)
+                else:
+                    self._ended(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
         elif command == "DEL":
-            pending = self.pending.pop(rec.key, None)
+            key = rec.key
+            pending = self.pending.pop(key, None) if self.pending else None
             if pending is not None:
                 self._fail(pending, rec, "DEL")
                 self.cleaned_up += 1
-            if not attempt:
+            if attempt:
+                pass
+            elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
+                if rec.ok:
+                    self.seen.discard(key)
+                    self._ended(key)
+            else:
                 self._deleted(rec)
         elif not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
             self.seen.add(rec.key)
         return attempt
 
-    def _evidence(self, key: Key, ok: bool) -> None:
-        """An ADD the logger recorded: the attachment exists (success), or ended (failure, as a DEL ends it)."""
-        if ok:
-            self.seen.add(key)
-        else:
-            self._ended(key)
-
     def _ended(self, key: Key) -> None:
         recent = self.recent
-        recent.pop(key, None)
+        if key in recent:
+            recent.move_to_end(key)
+            return
         recent[key] = None
         if len(recent) > RECENT_LIMIT:
-            del recent[next(iter(recent))]
+            recent.popitem(last=False)  # O(1): a plain dict's first key is found by skipping the deleted ones
 
     def _deleted(self, rec: Record) -> None:
-        """A DEL the logger recorded: a clean-up after a failed ADD when nothing of its attachment came before it,
-        it ended nothing recently (a DEL is retried; a failed ADD the logger recorded has its DEL), it carries no
-        cached result and no attempt of this trail explains it (bracket mode: ``concluded``)."""
+        """A DEL the logger recorded, of an attachment the trail shows nothing of (``seen``): a clean-up after a
+        failed ADD when it ended nothing recently (a DEL is retried; a failed ADD the logger recorded has its DEL),
+        it carries no cached result and no attempt of this trail explains it (bracket mode: ``concluded``)."""
         key = rec.key
-        if key in self.seen:
-            if rec.ok:
-                self.seen.discard(key)
-                self._ended(key)
-            return
         if key in self.recent:
             return
         if not rec.ok:
