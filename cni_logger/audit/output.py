@@ -582,17 +582,21 @@ def failed_lines(failed: dict[str, Any]) -> list[str]:
             how.append(f"{failed['recorded'][command]} recorded as failed")
         if command == "ADD" and failed["inferred_adds"]:
             how.append(f"{failed['inferred_adds']} inferred from the runtime's clean-up DEL (no ADD, no cached result)")
-        if failed["failed_attempts"].get(command):
-            how.append(f"{failed['failed_attempts'][command]} attempts that failed before the outcome entry")
+        attempts = failed["failed_attempts"].get(command, 0)
+        if attempts:
+            how.append(f"{attempts} {'attempt' if attempts == 1 else 'attempts'} that failed before the outcome entry")
         lines.append(f"  {command} {count}: " + "; ".join(how))
     return lines
 
 
 def attempts_line(attempts: dict[str, Any]) -> str:
     """Bracket mode in one line: how many ADDs were attempted and how they ended."""
+    checks = attempts.get("checks") or {}
     return (f"ADD attempts (bracket mode): {attempts['attempts']}: succeeded {attempts['succeeded']}, "
             f"failed {attempts['failed']} (cleaned up by a DEL: {attempts['cleaned_up']}), "
-            f"no outcome yet {attempts['no_outcome']}")
+            f"no outcome yet {attempts['no_outcome']}"
+            + (f"; CHECK attempts: {checks['attempts']}: succeeded {checks['succeeded']}, failed {checks['failed']}"
+               if checks.get("attempts") else ""))
 
 
 def latency_table(out: Out, latency: dict[str, dict[str, Any]], percentiles: Sequence[int], indent: str = "") -> None:
@@ -744,7 +748,7 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     coverage = data.get("coverage")
     if coverage and coverage["events"]:
         _coverage_section(out, coverage)
-    _listed(out, "failed invocations", data["failures"],
+    _listed(out, "invocations recorded as failed", data["failures"],
             (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
                        container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",

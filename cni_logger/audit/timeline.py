@@ -72,7 +72,7 @@ class Step:
         if self.cleans_up:
             note += ("; " if note else "") + f"clean-up after the failed ADD attempt at {short(self.cleans_up)}"
         if self.failed_add == "cleanup-del":
-            note += ("; " if note else "") + "clean-up DEL (no ADD, no cached result): a failed ADD, inferred"
+            note += ("; " if note else "") + "clean-up DEL: no ADD, no cached result; a failed ADD, inferred"
         return note
 
 

@@ -100,6 +100,8 @@ def test_a_failed_add_is_counted_and_shown_by_stats_report_and_timeline(sandbox:
     assert "failed ADDs: 1" in report_text.stdout, report_text.stdout
     if not bracket:
         assert "install --bracket" in report_text.stdout + report_text.stderr
+    else:
+        assert "CHECK attempts: 3: succeeded 2, failed 1" in report_text.stdout, report_text.stdout
 
     timeline = cli("timeline", failed, "--json", *log)
     assert timeline.rc == 0, timeline.stderr

@@ -312,6 +312,21 @@ def test_stats_counts_and_latency(trail: Trail) -> None:
     assert report["latency_ms"]["ADD"]["count"] == commands["ADD"]
 
 
+def test_stats_counts_the_failed_adds_recorded_and_inferred(trail: Trail) -> None:
+    (report,) = cli("stats", "--json", *trail.args()).json
+    # ctr-f's ADD failed in the logger (recorded); ctr-orphan's DEL, with no ADD and no cached result, is the
+    # clean-up of an ADD that failed before the logger (inferred). Not inferred: ctr-f's DEL after its failed
+    # ADD, ctr-b's repeated DEL, ctr-e's DEL without a result after its ADD.
+    assert report["failed"] == {"total": 2, "by_command": {"ADD": 2}, "recorded": {"ADD": 1}, "inferred_adds": 1,
+                                "failed_attempts": {}, "no_outcome": {"ADD": 0, "CHECK": 0}, "bracket": False}
+    table = cli("stats", *trail.args())
+    assert "failed invocations: 2 (ADD 2)" in table.stdout and "  ADD 2: 1 recorded as failed; 1 inferred from the " \
+        "runtime's clean-up DEL (no ADD, no cached result)" in table.stdout, table.stdout
+    assert "'cni-logger install --bracket' records every attempt" in table.stderr  # only the inference here
+    rows = cli("stats", "--format", "csv", *trail.args()).stdout.splitlines()
+    assert "failed,ADD,2,,,,," in rows
+
+
 def test_stats_table_and_filters(trail: Trail) -> None:
     result = cli("stats", "--network", STORAGE, *trail.args())
     assert result.rc == 0
