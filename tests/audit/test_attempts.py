@@ -209,6 +209,13 @@ def test_report_has_the_attempts_and_keeps_the_clean_up_out_of_dels_without_add(
     assert data["leaks"]["del_without_add"]["listed"] == []
     assert [o["container_id"] for o in data["leaks"]["cleanup_del"]["listed"]] == ["ctr-ghost"]
     assert data["attempts"]["failed"] == 2 and data["attempts"]["failed_attempts"]["count"] == 2
+    # every failed ADD, however known: the two failed attempts, and ctr-ghost's clean-up (inferred)
+    failed_adds = data["failed_adds"]
+    assert (failed_adds["count"], failed_adds["inferred"], failed_adds["bracket"]) == (3, 1, True)
+    assert sorted((i["container"], i["how"], i["pod"]) for i in failed_adds["items"]) == [
+        ("ctr-fail", "attempt-failed", "web-fail"), ("ctr-ghost", "cleanup-del", "ghost"),
+        ("ctr-retry", "attempt-failed", "web-retry")]
+    assert all(i["host"] and i["time"] and i["network"] == "audit-net" for i in failed_adds["items"])
     assert data["stats"]["commands"] == {"ADD": 3, "DEL": 4}
     assert {n: u["holdings"] for n, u in data["networks"].items()} == {"audit-net": 3}
     status, out = tool(capsys, "report", "--log-file", str(story.log))

@@ -264,6 +264,11 @@ def test_report_text_and_json(trail: Trail) -> None:
     assert data["leaks"]["del_without_add"]["count"] == 0
     assert [o["container_id"] for o in data["leaks"]["cleanup_del"]["listed"]] == ["ctr-orphan"]
     assert data["failures"]["count"] == sum(e["event"]["outcome"] == "failure" for e in trail.events)
+    # the failed ADDs: ctr-f's failed in the logger (recorded), ctr-orphan's is inferred from its clean-up DEL
+    failed_adds = data["failed_adds"]
+    assert (failed_adds["count"], failed_adds["inferred"], failed_adds["bracket"]) == (2, 1, False)
+    assert [(i["container"], i["how"], bool(i["error"])) for i in failed_adds["items"]] == [
+        ("ctr-orphan", "cleanup-del", False), ("ctr-f", "add-failed", True)]
     assert data["networks"][NET]["holdings"] == sum(a["network"]["name"] == NET for a in successful_adds(trail))
     text = cli("report", *trail.args())
     assert text.rc == 0
