@@ -25,20 +25,41 @@ attempt failed, concluded by itself. Events of the attempt entry are not attachm
 ``Record.attempt`` tells the interval tracker (who-had, leaks, occupancy) and ``stats`` to leave them
 out, so a bracketed trail answers those questions exactly as a trail with the logger last only.
 
+CHECK is paired the same way: the runtime runs the list in order, so an attempt CHECK with no outcome CHECK after
+it (before any other event of its attachment, or the trail's end) is a CHECK that failed earlier in the chain.
+
+With the logger last only, a failure earlier in the chain leaves no event at all. What remains of a failed ADD is
+the runtime's clean-up: a DEL with no ADD (nor any evidence of the attachment) before it and no cached result
+(libcni caches a result only after an ADD succeeded). ``Attempts`` infers those failed ADDs too (``inferred``,
+``cleanup``), by the rule ``intervals.Tracker`` gives its "DEL without ADD" (a repeated DEL, or a DEL after a
+failed ADD the logger recorded, is none), so ``stats``, ``leaks`` and ``timeline`` count the same ones. A failed
+CHECK leaves nothing to infer from: only bracket mode shows it (``HINT``).
+
 Reading the role costs almost nothing: the plugin writes ``cni.role`` right after ``cni.ifname``, so
 ``record.head_from_line`` reads it with the head it slices (``head_from_doc`` from the decoded event).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from cni_logger.audit import record
+from cni_logger.audit.coverage import ATTACHMENT
+from cni_logger.audit.intervals import RECENT_LIMIT
 from cni_logger.audit.record import ATTEMPT, Record
 from cni_logger.audit.stats import Histogram
 from cni_logger.audit.timeparse import is_canonical, to_epoch
 
 Key = tuple[str, str, str]
+
+HINT = ("with the logger last in the chain, an ADD or CHECK that fails before it leaves no event: failed ADDs are "
+        "inferred from the runtime's clean-up DEL (no ADD, no cached result) and failed CHECKs are not seen; "
+        "'cni-logger install --bracket' records every attempt")
+"""What ``stats`` and ``report`` say when the trail has no attempt entries: only the inference is available."""
+CLEANUP_DEL, ATTEMPT_FAILED, ADD_FAILED = "cleanup-del", "attempt-failed", "add-failed"
+"""How a failed ADD is known (``how`` in the report's ``failed_adds``): inferred from its clean-up DEL (the logger
+last), an attempt without outcome (bracket mode), or an ADD event whose outcome is a failure."""
 
 
 def _seconds(stamp: str) -> float | None:
@@ -100,14 +121,34 @@ class Attempts:
         """Attempt start to outcome start, in nanoseconds, of the attempts that succeeded."""
         self.concluded: Failed | None = None
         """The failure the last ``feed`` concluded, if any."""
+        self.resolved: Record | None = None
+        """The attempt (ADD or CHECK) the last ``feed`` found succeeded, if any."""
+        self.pending_checks: dict[Key, Record] = {}
+        self.checks = 0
+        self.checks_succeeded = 0
+        self.checks_failed = 0
+        self.failed_check: Record | None = None
+        """The CHECK attempt the last ``feed`` concluded failed, if any."""
+        self.seen: set[Key] = set()
+        """The logger last: attachments with evidence (a successful ADD or CHECK, a failed DEL) and no DEL since."""
+        self.recent: OrderedDict[Key, None] = OrderedDict()
+        """The last ``RECENT_LIMIT`` attachments ended (a DEL, a failed ADD): a DEL of one of them is no clean-up."""
+        self.inferred = 0
+        """Failed ADDs inferred from their clean-up DEL (no ADD, no cached result), the logger last."""
+        self.cleanup: Record | None = None
+        """The clean-up DEL the last ``feed`` inferred a failed ADD from, if any."""
+        self.outcome_failed: dict[str, int] = {}
+        """Failed attempts, by command, whose outcome entry recorded the failure itself (an event that failed)."""
 
     def feed(self, rec: Record) -> bool:
         """Apply one event; whether it was an attempt entry's (not an attachment: callers skip it)."""
-        self.concluded = None
+        self.concluded = self.resolved = self.failed_check = self.cleanup = None
         attempt = rec.attempt
         if attempt:
             self.events += 1
         command = rec.command
+        if self.pending_checks or (attempt and command == "CHECK"):
+            self._check(rec, attempt, command)
         if command == "ADD":
             key = rec.key
             pending = self.pending.pop(key, None)
@@ -119,26 +160,98 @@ class Attempts:
                     self.pending[key] = rec.forget()
                 else:
                     self._fail(rec, rec, ATTEMPT)
-            elif pending is not None:
+            else:
+                if pending is not None:
+                    if rec.ok:
+                        self._succeed(pending, rec)
+                    else:
+                        self._fail(pending, rec, "ADD")
                 if rec.ok:
-                    self._succeed(pending, rec)
+                    self.seen.add(key)
                 else:
-                    self._fail(pending, rec, "ADD")
+                    self._ended(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
         elif command == "DEL":
-            pending = self.pending.pop(rec.key, None)
+            key = rec.key
+            pending = self.pending.pop(key, None) if self.pending else None
             if pending is not None:
                 self._fail(pending, rec, "DEL")
                 self.cleaned_up += 1
+            if attempt:
+                pass
+            elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
+                if rec.ok:
+                    self.seen.discard(key)
+                    self._ended(key)
+            else:
+                self._deleted(rec)
+        elif not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
+            self.seen.add(rec.key)
         return attempt
+
+    def _ended(self, key: Key) -> None:
+        recent = self.recent
+        if key in recent:
+            recent.move_to_end(key)
+            return
+        recent[key] = None
+        if len(recent) > RECENT_LIMIT:
+            recent.popitem(last=False)  # O(1): a plain dict's first key is found by skipping the deleted ones
+
+    def _deleted(self, rec: Record) -> None:
+        """A DEL the logger recorded, of an attachment the trail shows nothing of (``seen``): a clean-up after a
+        failed ADD when it ended nothing recently (a DEL is retried; a failed ADD the logger recorded has its DEL),
+        it carries no cached result and no attempt of this trail explains it (bracket mode: ``concluded``)."""
+        key = rec.key
+        if key in self.recent:
+            return
+        if not rec.ok:
+            self.seen.add(key)  # a failed DEL: the attachment is there (intervals open one)
+            return
+        self._ended(key)
+        if self.concluded is not None and self.concluded.ending is rec:
+            return
+        if not record.cached_result(rec.doc):
+            self.inferred += 1
+            self.cleanup = rec
+        rec.forget()
+
+    def _check(self, rec: Record, attempt: bool, command: str) -> None:
+        """Bracket mode's CHECK: an attempt pending until its outcome CHECK; anything else of its attachment (or a
+        new attempt) first means the chain failed."""
+        key = rec.key
+        pending = self.pending_checks.pop(key, None)
+        if pending is not None:
+            if command == "CHECK" and not attempt:
+                if rec.ok:
+                    self.checks_succeeded += 1
+                    self.resolved = pending
+                else:
+                    self._check_failed(pending)
+                    self.outcome_failed["CHECK"] = self.outcome_failed.get("CHECK", 0) + 1
+                return
+            self._check_failed(pending)
+        if attempt and command == "CHECK":
+            self.checks += 1
+            if rec.ok:
+                self.pending_checks[key] = rec.forget()
+            else:
+                self._check_failed(rec)
+
+    def _check_failed(self, attempt: Record) -> None:
+        self.checks_failed += 1
+        self.failed_check = attempt
 
     def _succeed(self, attempt: Record, outcome: Record) -> None:
         self.succeeded += 1
+        self.resolved = attempt
         start, end = _seconds(attempt.timestamp), _seconds(outcome.timestamp)
         if start is not None and end is not None:
             self.latency.add(max(round((end - start) * 1e9), 0))
 
     def _fail(self, attempt: Record, ending: Record, how: str) -> None:
         self.failed += 1
+        if how == "ADD":
+            self.outcome_failed["ADD"] = self.outcome_failed.get("ADD", 0) + 1
         self.concluded = Failed(attempt, ending, how)
 
     def unresolved(self) -> list[Failed]:
@@ -149,4 +262,27 @@ class Attempts:
     def to_json(self) -> dict[str, Any]:
         return {"events": self.events, "attempts": self.attempts, "succeeded": self.succeeded,
                 "failed": self.failed, "cleaned_up": self.cleaned_up, "no_outcome": len(self.pending),
+                "checks": {"attempts": self.checks, "succeeded": self.checks_succeeded, "failed": self.checks_failed,
+                           "no_outcome": len(self.pending_checks)},
                 "chain_latency_ms": self.latency.summary_ms()}
+
+
+def failures(outcomes: dict[tuple[str, str], int], pairing: Attempts) -> dict[str, Any]:
+    """Every invocation known to have failed, by command: the events that say so (``outcomes``: events by command
+    and outcome, attempt entries' left out), the ADDs inferred from their clean-up DEL, and bracket mode's attempts
+    that failed before their outcome entry (those whose outcome entry recorded the failure are events already)."""
+    recorded: dict[str, int] = {}
+    for (command, outcome), count in outcomes.items():
+        if outcome == "failure":
+            recorded[command] = recorded.get(command, 0) + count
+    attempts = {"ADD": pairing.failed - pairing.outcome_failed.get("ADD", 0),
+                "CHECK": pairing.checks_failed - pairing.outcome_failed.get("CHECK", 0)}
+    by_command = dict(recorded)
+    for command, count in [("ADD", pairing.inferred), *attempts.items()]:
+        if count:
+            by_command[command] = by_command.get(command, 0) + count
+    return {"total": sum(by_command.values()), "by_command": dict(sorted(by_command.items())),
+            "recorded": recorded, "inferred_adds": pairing.inferred,
+            "failed_attempts": {k: v for k, v in attempts.items() if v},
+            "no_outcome": {"ADD": len(pairing.pending), "CHECK": len(pairing.pending_checks)},
+            "bracket": pairing.events > 0}

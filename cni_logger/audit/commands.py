@@ -202,10 +202,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     parser = commands.add_parser(
         "leaks", parents=[files, output, limit], help="attachments never deleted, and DELs without ADD",
-        description="Attachments the trail shows added and never deleted (still running containers "
-                    "included: use --older-than), and DELs for which the trail has no ADD. Listed apart, not as "
-                    "leaks: clean-up DELs of failed ADDs (no ADD, no cached result) and attachments superseded by "
-                    "a later holder of their address (their DEL was lost).")
+        description="Attachments the trail shows added and never deleted, and DELs for which the trail has no ADD. "
+                    "On the node that wrote the trail (host.name), STATE says whether one still open is running (its "
+                    "network namespace and libcni's cached result are still there), or leaked; elsewhere it is "
+                    "unknown. Listed apart, not as leaks: running attachments, clean-up DELs of failed ADDs (no ADD, "
+                    "no cached result) and attachments superseded by a later holder of their address (their DEL was "
+                    "lost). Exit status 0: a leak; 1: none (running ones are none); 3: only attachments this node "
+                    "cannot tell running from leaked.")
+    _results_cache(parser)
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
     parser.add_argument("--no-trunc", **no_trunc)
@@ -286,6 +290,15 @@ def _checked(parser: argparse.ArgumentParser, name: str) -> Any:
     return check
 
 
+def _results_cache(parser: argparse.ArgumentParser) -> None:
+    """``--results-cache``: where ``leaks`` and ``report`` look for libcni's cached results (``alive``)."""
+    from cni_logger.audit.alive import RESULTS_CACHE
+
+    parser.add_argument("--results-cache", default=RESULTS_CACHE, metavar="DIR",
+                        help="libcni's result cache on this node, to tell a running attachment from a leaked one "
+                             f"(as install --results-cache; default {RESULTS_CACHE})")
+
+
 def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                      files: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
@@ -314,6 +327,7 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                         help="the picture draws at most N holdings, those that ended last (default 5000)")
     parser.add_argument("--max-addresses", type=_count, default=512, metavar="N",
                         help="the picture has at most N address rows, the lowest addresses (default 512)")
+    _results_cache(parser)
     parser.set_defaults(run=_checked(parser, "report"))
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from cni_logger.audit import record
+from cni_logger.audit.attempts import HINT
 from cni_logger.audit.formats import Cell, Delimited, plural, visible
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
@@ -386,8 +387,9 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
         table = Table(out, (("TIME", 24), ("EPOCH", 17), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7),
                             ("ADDRESSES", 18), ("INTERFACES", 0)), indent="  ")
         for step in attachment.steps:
-            note = (f"  ({step.role} entry)" if step.role else "") + (f"  error: {step.error}" if step.error else "")
-            table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.outcome,
+            note = step.note()
+            note = (f"  ({note})" if note else "") + (f"  error: {step.error}" if step.error else "")
+            table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.chain_outcome,
                        milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
                        (_interfaces(step.interfaces) or "-") + note])
         for attached, detached in attachment.periods():
@@ -468,18 +470,37 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         for leak in found:
             write(leak)
         return
-    table = Table(out, (("KIND", 15), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
-                        ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
+    table = Table(out, (("KIND", 15), ("STATE", 7), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6),
+                        ("CONTAINER", 12), ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
     for leak in found:
         age = leak["age_seconds"]
         orphan = leak["kind"] == DEL_WITHOUT_ADD
         last = ",".join(leak["addresses"]) or "-"
         if leak["kind"] == FAILED_ATTEMPT:
             last = f"cleaned up by DEL {short(leak['until'])}" if leak["until"] else f"ended by {leak['ended_by']}"
-        table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
+        note = _note(leak)
+        if leak.get("state_reason"):
+            note = leak["state_reason"] if note == "-" else f"{note}; {leak['state_reason']}"
+        table.row([leak["kind"], leak.get("state") or "-", short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   last, _note(leak)])
+                   last, note])
+
+
+APART = ((CLEANUP_DEL, "clean-up DEL of a failed ADD", "clean-up DELs of failed ADDs"),
+         (SUPERSEDED, "superseded (its DEL lost)", "superseded (their DEL lost)"),
+         (POSSIBLY_DELETED, "possibly deleted while the logger was out", "possibly deleted while the logger was out"),
+         (UNRECORDED_DEL, "DEL not recorded", "DELs not recorded"),
+         (FAILED_ATTEMPT, "failed ADD attempt", "failed ADD attempts"))
+"""What ``leaks`` lists apart, by kind, as its heading names them (one, several), after the running ones."""
+
+
+def apart_heading(rows: Sequence[dict[str, Any]]) -> str:
+    """The heading of ``leaks``' second block: ``not leaks, listed apart: 1 still running, 2 clean-up DELs ...``."""
+    counts = [(sum(1 for r in rows if r.get("state") == "running"), "still running", "still running")]
+    counts += [(sum(1 for r in rows if r["kind"] == kind and r.get("state") != "running"), one, many)
+               for kind, one, many in APART]
+    return "not leaks, listed apart: " + ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts if n)
 
 
 STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
@@ -508,6 +529,8 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
             if summary["count"]:
                 writer.row(["latency", name, summary["count"], *(summary[f"p{p}"] for p in percentiles),
                             summary["max"], summary["mean"]])
+        for name, count in (report.get("failed") or {}).get("by_command", {}).items():
+            writer.row(["failed", name, count, *blank])
         attempts = report.get("attempts")
         if attempts:
             for name in ATTEMPT_COUNTS:
@@ -532,6 +555,11 @@ def stats(out: Out, report: dict[str, Any], *, fmt: str, percentiles: Sequence[i
         for name, count in report[key].items():
             table.row([name, str(count)])
     out.text("")
+    failed = report.get("failed")
+    if failed is not None:
+        for line in failed_lines(failed):
+            out.text(line)
+        out.text("")
     attempts = report.get("attempts")
     latency = report["latency_ms"]
     if attempts:
@@ -546,11 +574,33 @@ CHAIN = "chain"
 """Bracket mode's latency row: from an attempt's start to its outcome's start (every plugin in between)."""
 
 
+def failed_lines(failed: dict[str, Any]) -> list[str]:
+    """``stats``: the invocations known to have failed, by command, and how each count is known
+    (``attempts.failures``): events that say so, ADDs inferred from their clean-up DEL, bracket mode's attempts."""
+    by_command = failed["by_command"]
+    lines = [f"failed invocations: {failed['total']}"
+             + (" (" + ", ".join(f"{k} {v}" for k, v in by_command.items()) + ")" if by_command else "")]
+    for command, count in by_command.items():
+        how = []
+        if failed["recorded"].get(command):
+            how.append(f"{failed['recorded'][command]} recorded as failed")
+        if command == "ADD" and failed["inferred_adds"]:
+            how.append(f"{failed['inferred_adds']} inferred from the runtime's clean-up DEL (no ADD, no cached result)")
+        attempts = failed["failed_attempts"].get(command, 0)
+        if attempts:
+            how.append(f"{attempts} {'attempt' if attempts == 1 else 'attempts'} that failed before the outcome entry")
+        lines.append(f"  {command} {count}: " + "; ".join(how))
+    return lines
+
+
 def attempts_line(attempts: dict[str, Any]) -> str:
     """Bracket mode in one line: how many ADDs were attempted and how they ended."""
+    checks = attempts.get("checks") or {}
     return (f"ADD attempts (bracket mode): {attempts['attempts']}: succeeded {attempts['succeeded']}, "
             f"failed {attempts['failed']} (cleaned up by a DEL: {attempts['cleaned_up']}), "
-            f"no outcome yet {attempts['no_outcome']}")
+            f"no outcome yet {attempts['no_outcome']}"
+            + (f"; CHECK attempts: {checks['attempts']}: succeeded {checks['succeeded']}, failed {checks['failed']}"
+               if checks.get("attempts") else ""))
 
 
 def latency_table(out: Out, latency: dict[str, dict[str, Any]], percentiles: Sequence[int], indent: str = "") -> None:
@@ -609,6 +659,28 @@ def _coverage_section(out: Out, coverage: dict[str, Any]) -> None:
              + (f" ({short(heartbeats['first'])} .. {short(heartbeats['last'])})" if heartbeats["count"] else ""))
 
 
+FAILED_ADD_HOW = {"attempt-failed": "attempt failed", "cleanup-del": "inferred (clean-up DEL)",
+                  "add-failed": "ADD failed"}
+
+
+def _failed_adds(out: Out, found: dict[str, Any]) -> None:
+    """The report's failed ADDs (``report.Report``'s ``failed_adds``), and, when only the inference is available,
+    the way to record every attempt."""
+    items = found["items"]
+    more = f" (first {len(items)} listed)" if len(items) < found["count"] else ""
+    out.text("")
+    out.text(f"failed ADDs: {found['count']}{more}" + (f"; {found['inferred']} inferred from the runtime's clean-up "
+                                                        "DEL (no ADD, no cached result)" if found["inferred"] else ""))
+    if not found["bracket"]:
+        out.text(f"  note: {HINT}")
+    table = Table(out, (("AT", 24), ("HOW", 23), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
+                        ("ERROR", 0)), indent="  ")
+    for item in items:
+        table.row([short(item["time"]), FAILED_ADD_HOW.get(item["how"], item["how"]), item["network"] or "-",
+                   item["ifname"] or "-", container(item["container"], False),
+                   pod_label(item["namespace"], item["pod"]) or "-", item["error"] or "-"])
+
+
 def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: str | None = None) -> None:
     """``report`` for a terminal: the trail, occupancy per network, then the lists and the latency."""
     trail, window = data["trail"], data["window"]
@@ -654,10 +726,16 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                        pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
     leaks_found = data["leaks"]
     _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
-            (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
-             ("NOTE", 0)),
-            lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+            (("STATE", 7), ("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+             ("POD", 24), ("NOTE", 0)),
+            lambda h: [h.get("state") or "-", _since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
                        container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-", _note(h)])
+    if leaks_found.get("running", {}).get("count"):
+        _listed(out, "still running (not leaks: their network namespace and libcni's cached result are there)",
+                leaks_found["running"],
+                (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
+                lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+                           container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
     _listed(out, "DELs without ADD", leaks_found["del_without_add"], _ORPHAN_COLUMNS, _orphan_row)
     _listed(out, "superseded (their DEL was lost; not leaks)", leaks_found["superseded"],
             (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
@@ -675,11 +753,14 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     coverage = data.get("coverage")
     if coverage and coverage["events"]:
         _coverage_section(out, coverage)
-    _listed(out, "failed invocations", data["failures"],
+    _listed(out, "invocations recorded as failed", data["failures"],
             (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
             lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
                        container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
                        f["error"] or "-"])
+    failed_adds = data.get("failed_adds")
+    if failed_adds is not None:
+        _failed_adds(out, failed_adds)
     attempts = data.get("attempts")
     if attempts:
         out.text("")

@@ -17,17 +17,17 @@ Bounds (``report.Builder``): at most ``max_bars`` holdings (those that ended las
 ``max_addresses`` rows; what is left out is said above the picture. Text from the trail is
 HTML-escaped and its control characters shown as escapes.
 
-The page stands alone as an artefact in an incident ticket: its header names the hosts whose events
-are in the window, the window, the trail's span, when and by which build (``cli.version``) it was
-made, and the time zone (UTC) of every time on it. The alarm cards come first: failed ADDs (the
-report's ``failed_adds``, or from a report without it the clean-up DELs, failed attempts and failed
-ADDs it lists) and conflicts, and leaked attachments once the report tells running pods from leaked
-ones (rows' ``state``); a running pod is never an alarm. The time axis has ticks at round times (1, 2,
-5, 10, 15, 30 s or min, 1, 2, 3, 6, 12 h, days: ``ticks``), a bar carries its pod's name only when the
-name fits (``text_width``), every title's lines are real lines, and a filter box hides the table rows
-and dims the bars that do not name the pod, namespace, container or address typed. Conflicts name both
-holders by pod; empty sections are folded into one "Nothing found in: ..." line. The page fits a
-window 1400 pixels wide: the picture is 1200, long cells wrap.
+The page stands alone as an artefact in an incident ticket: its header names the hosts whose events are
+in the window, the window, the trail's span, when and by which build (``cli.version``) it was made, and
+the time zone (UTC) of every time on it. The alarm cards come first: failed ADDs (the report's
+``failed_adds``: failed attempts, failed ADDs, and the ones inferred from clean-up DELs) and conflicts,
+and leaked attachments when the report ran on the trail's node and could tell running pods from leaked
+ones (``still_open``); a running pod is never an alarm, and is listed apart. The time axis has ticks
+at round times (1, 2, 5, 10, 15, 30 s or min, 1, 2, 3, 6, 12 h, days: ``ticks``), a bar carries its
+pod's name only when the name fits (``text_width``), every title's lines are real lines, and a filter
+box hides the table rows and dims the bars that do not name the pod, namespace, container or address
+typed. Conflicts name both holders by pod; empty sections are folded into one "Nothing found in: ..."
+line. The page fits a window 1400 pixels wide: the picture is 1200, long cells wrap.
 """
 
 from __future__ import annotations
@@ -162,31 +162,19 @@ MAX_HOSTS = 20
 """Hosts named in the header; the others counted."""
 
 
-def _failed_adds(data: dict[str, Any]) -> tuple[int, str]:
-    """The failed ADDs' count and how it is known: the report's ``failed_adds`` (failed attempts, clean-up DELs, failed
-    ADDs), or, from a report without it, the clean-up DELs, failed attempts and failed ADDs it lists."""
-    failed = data.get("failed_adds")
-    if failed is not None:
-        inferred = failed.get("inferred") or 0
-        return failed["count"], f"{inferred} inferred from clean-up DELs" if inferred else ""
-    attempts = (data.get("attempts") or {}).get("failed_attempts") or {"count": 0}
-    adds = sum(f["command"] == "ADD" for f in data["failures"]["listed"])
-    cleanups = data["leaks"]["cleanup_del"]["count"]
-    return cleanups + attempts["count"] + adds, f"{cleanups} inferred from clean-up DELs" if cleanups else ""
-
-
 def _summary(data: dict[str, Any]) -> str:
     """The cards: first the alarms (failed ADDs, conflicts, and leaks once running pods are told from leaked ones),
     then what the trail cannot vouch for (cautions), then the plain counts. A running pod is not an alarm."""
     trail = data["trail"]
     leaks = data["leaks"]
-    failed, how = _failed_adds(data)
-    never = leaks["never_deleted"]
-    states = [row["state"] for row in never["listed"] if "state" in row]
-    alarms = [("failed-adds", "failed ADDs" + (f" ({how})" if how else ""), failed),
+    failed = data["failed_adds"]
+    how = f" ({failed['inferred']} inferred from clean-up DELs)" if failed["inferred"] else ""
+    states = data["still_open"]
+    told = states["running"] + states["leaked"] > 0  # the report ran on the trail's own node and could look
+    alarms = [("failed-adds", "failed ADDs" + how, failed["count"]),
               ("conflicts", "conflicts (an address held twice)", data["conflicts"]["count"])]
-    if states:
-        alarms.append(("leaked", "leaked (not running, never deleted)", states.count("leaked")))
+    if told:
+        alarms.append(("leaked", "leaked (not running, never deleted)", states["leaked"]))
     cautions = [("superseded", "superseded (DEL lost)", leaks["superseded"]["count"]),
                 ("failures", "failed invocations", data["failures"]["count"]),
                 ("damaged", "damaged lines", trail["skipped_lines"]),
@@ -195,8 +183,11 @@ def _summary(data: dict[str, Any]) -> str:
                 ("dropped", "events not written", data["coverage"]["dropped"]["events"])]
     plain = [("events", "events in window", trail["events_in_window"]), ("files", "files", len(trail["files"])),
              ("holdings", "holdings", sum(n["holdings"] for n in data["networks"].values())),
-             ("never-deleted", "never deleted" + (f" ({states.count('running')} running)" if states else
-                                                  " (running or leaked)"), never["count"]),
+             ("running", "still running (not leaks)", states["running"]),
+             ("never-deleted", "never deleted" + (f" ({states['unknown']} not told running or leaked)"
+                                                  if told and states["unknown"] else
+                                                  "" if told else " (running or leaked: not told here)"),
+              leaks["never_deleted"]["count"]),
              ("del-without-add", "DELs without ADD", leaks["del_without_add"]["count"]),
              ("quiet", "quiet periods", trail["quiet_periods"]["count"])]
 
@@ -512,14 +503,13 @@ def _tables(data: dict[str, Any], pods: dict[str, str]) -> tuple[str, list[str]]
             columns, rows = _hosted(columns, rows, listed)
         parts.append(_table(title, key, section, columns, rows, empty))
 
-    failed = data.get("failed_adds")
-    if failed is not None:
-        items = failed.get("items") or []
-        table("Failed ADDs", "failed-adds", {"count": failed["count"]},
-              ["at", "network", "pod", "container", "ifname", "how", "error"],
-              [[_time(f.get("time")), f.get("network") or "-", pod_label(f.get("namespace"), f.get("pod")) or "-",
-                f.get("container") or "-", f.get("ifname") or "-", f.get("how") or "-", f.get("error") or ""]
-               for f in items], items)
+    failed = data["failed_adds"]
+    items = failed["items"]
+    table("Failed ADDs", "failed-adds", {"count": failed["count"]},
+          ["at", "network", "pod", "container", "ifname", "how", "error"],
+          [[_time(f.get("time")), f.get("network") or "-", pod_label(f.get("namespace"), f.get("pod")) or "-",
+            f.get("container") or "-", f.get("ifname") or "-", f.get("how") or "-", f.get("error") or ""]
+           for f in items], items)
     conflicts = data["conflicts"]["listed"]
     table("Conflicts (an address held by two attachments at once)", "conflicts", data["conflicts"],
           ["at", "address", "network", "pod (container)", "while held by"],
@@ -527,13 +517,15 @@ def _tables(data: dict[str, Any], pods: dict[str, str]) -> tuple[str, list[str]]
             _named(c["container_id"], {c["container_id"]: pod_label(c["namespace"], c["pod"])} if c["pod"] else pods),
             _named(c["other_container_id"], pods)] for c in conflicts], conflicts)
     never = data["leaks"]["never_deleted"]["listed"]
-    stated = any("state" in h for h in never)
-    table("Never deleted" + (" (running pods are not leaks)" if stated else " (running pods included)"),
-          "never-deleted", data["leaks"]["never_deleted"],
-          [*(["state"] if stated else []), "since", "address", "network", "ifname", "pod", "container"],
-          [[*([h.get("state") or "-"] if stated else []),
-            _time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"],
-            h["ifname"], pod_label(h["namespace"], h["pod"]), h["container_id"]] for h in never], never)
+    table("Never deleted (leaked, or not told from running here)", "never-deleted", data["leaks"]["never_deleted"],
+          ["state", "since", "address", "network", "ifname", "pod", "container"],
+          [[h.get("state") or "-", _time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"],
+            h["network"], h["ifname"], pod_label(h["namespace"], h["pod"]), h["container_id"]] for h in never], never)
+    running = data["leaks"]["running"]["listed"]
+    table("Still running (not leaks)", "running", data["leaks"]["running"],
+          ["since", "address", "network", "ifname", "pod", "container"],
+          [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"], h["ifname"],
+            pod_label(h["namespace"], h["pod"]), h["container_id"]] for h in running], running)
     table("Per network", "networks", None,
           ["network", "addresses", "holdings", "peak at once", "conflicts", "still held"],
           [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]

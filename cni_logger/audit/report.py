@@ -14,13 +14,18 @@ The sections, each computed by the same code as the question it summarises:
   simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
   ``who-had``; first ``LIST_LIMIT``);
-* **leaks**: attachments never deleted and DELs without ADD, then, listed apart as ``leaks`` lists
-  them, superseded attachments (their DEL lost), clean-up DELs (no ADD, no cached result), attachments
-  possibly deleted while the logger was out of their chain, and ones a complete inventory no longer
-  listed (their DEL not recorded);
+* **leaks**: attachments never deleted (``state``: running, leaked or unknown, as ``leaks`` tells them on the
+  trail's own node; the running ones are listed apart under ``running``, not as leaks) and DELs without ADD,
+  then, listed apart as ``leaks`` lists them, superseded attachments (their DEL lost), clean-up DELs (no ADD,
+  no cached result), attachments possibly deleted while the logger was out of their chain, and ones a
+  complete inventory no longer listed (their DEL not recorded);
 * **coverage**: the trail's own account of it (``coverage``, whole trail): outages (network, host, from,
   until, why), events the plugin could not write, the inventories seen and the heartbeats' span;
 * **failures**: failed invocations in the window (first ``LIST_LIMIT``, all counted);
+* **failed_adds**: every ADD known to have failed in the window: an ADD event that failed, bracket mode's failed
+  attempts (``attempt-failed``), and, the logger last, the ones inferred from their clean-up DEL (``cleanup-del``,
+  the ``leaks`` section's clean-up DELs); ``bracket`` says whether attempts were recorded (else only the inference
+  is available, and failed ADDs the runtime never cleaned up are missing);
 * **attempts** (bracket mode only): ADD attempts and how they ended, the failed ones with the DEL that
   cleaned up after them (not listed as DELs without ADD), and the chain's latency (``attempts``);
 * **latency**: counts and percentiles (``stats``).
@@ -43,7 +48,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record, sources
-from cni_logger.audit.attempts import Attempts
+from cni_logger.audit.alive import LEAKED, RUNNING, UNKNOWN, Liveness, netns_of
+from cni_logger.audit.attempts import ADD_FAILED, ATTEMPT_FAILED, Attempts
+from cni_logger.audit.attempts import CLEANUP_DEL as INFERRED
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
@@ -102,6 +109,18 @@ class Capped:
         return {"count": self.count, "listed": self.items}
 
 
+def failed_add(rec: Record, how: str, failed: Record | None) -> dict[str, Any]:
+    """An item of ``failed_adds``: ``rec`` is the attempt (bracket mode), the clean-up DEL (the logger last) or the
+    ADD event that failed; ``failed`` the event whose error says why, if there is one."""
+    host, _, namespace, pod = record.placed(rec)
+    error = record.error_message(failed.doc) if failed is not None else ""
+    item = {"time": rec.timestamp, "host": host or None, "network": rec.network, "container": rec.container_id,
+            "pod": pod or None, "namespace": namespace or None, "ifname": rec.ifname, "how": how,
+            "error": error or None}
+    rec.forget()
+    return item
+
+
 def trail_files(trails: list[sources.Trail]) -> list[dict[str, Any]]:
     """The files of each trail, oldest first, with their sizes on disk (as found before the scan)."""
     found: list[dict[str, Any]] = []
@@ -118,8 +137,13 @@ class Builder:
     """Accumulates the report from records in trail order."""
 
     def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-                 max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None) -> None:
+                 max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None,
+                 liveness: Liveness | None = None) -> None:
         self.window = window
+        self.liveness = liveness
+        """Tells the attachments still open at the end running from leaked (``alive``); ``None``: not asked."""
+        self.states: dict[tuple[str, str, str], tuple[str, str]] = {}
+        """``finish``: (state, why) of each attachment still open, by key."""
         self.gap_seconds = gap_seconds
         self.max_bars = max_bars
         self.max_addresses = max_addresses
@@ -128,6 +152,9 @@ class Builder:
         self.attempts = Attempts()
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
         self.failed_attempts = Capped()
+        self.failed_adds = Capped()
+        """Every ADD known to have failed (``failed_adds``): events that say so, bracket mode's failed attempts, and
+        the ones inferred from their clean-up DEL (``cleanups``)."""
         self.networks: dict[str, NetworkUse] = {}
         self.conflicts = Capped()
         self.failures = Capped()
@@ -177,8 +204,13 @@ class Builder:
                 failed = self.attempts.concluded
                 if failed is not None:
                     cleanup = failed.cleanup
+                    if failed.concluded_by != "ADD":  # else the outcome's own failed ADD event is the one listed
+                        self.failed_adds.add(failed_add(failed.attempt, ATTEMPT_FAILED,
+                                                        failed.attempt if failed.concluded_by == "attempt" else None))
                     self.failed_attempts.add(failed.to_json())
                 if not rec.ok:
+                    if rec.command == "ADD" and not rec.attempt:
+                        self.failed_adds.add(failed_add(rec, ADD_FAILED, rec))
                     self._failure(rec)
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
@@ -214,6 +246,8 @@ class Builder:
         """A DEL without ADD: with a cached result, or the clean-up DEL of a failed ADD (as ``leaks`` tells them)."""
         addresses, namespace, pod = line_fields(orphan.opened)
         cached = record.cached_result(orphan.opened.doc)
+        if not cached:
+            self.failed_adds.add(failed_add(orphan.opened, INFERRED, None))
         orphan.opened.forget()
         (self.orphans if cached else self.cleanups).add({
             "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],
@@ -263,6 +297,10 @@ class Builder:
 
     def finish(self) -> list[Holding]:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
+        if self.liveness is not None:
+            for key, interval in self.occupancy.tracker.open.items():
+                self.states[key] = self.liveness.state(interval.host, *key, netns_of(interval.opened.doc))
+                interval.opened.forget()
         parked, held = self.occupancy.finish()
         for holding in parked:
             self._ended(holding)
@@ -274,10 +312,10 @@ class Builder:
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES) -> Report:
+          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None) -> Report:
     """Read the whole trail once and assemble the report."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
-                      found=scan.evidence)
+                      found=scan.evidence, liveness=liveness)
     for rec in scan.records(decode=False):
         builder.feed(rec)
     still = builder.finish()
@@ -299,12 +337,20 @@ class Report:
         self.damaged, self.possible_gaps = Capped(), Capped()
         for stretch in scan.evidence.stretches:
             (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
-        self.leaks, self.possibly_deleted = Capped(), Capped()
+        self.leaks, self.possibly_deleted, self.running = Capped(), Capped(), Capped()
+        self.states = {RUNNING: 0, LEAKED: 0, UNKNOWN: 0}
+        """Attachments still open (not possibly deleted) by state; ``unknown`` too when this node could not look."""
         for holding in still:
+            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname), ("", ""))
+            stated = {"state": state or None, "state_reason": why or None}
             if holding.unwatched:  # the logger was out of its chain since its last evidence: maybe deleted then
-                self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json()})
+                self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json(), **stated})
+                continue
+            self.states[state if state in self.states else UNKNOWN] += 1
+            if state == RUNNING:  # this node sees it running: not a leak, not an alarm
+                self.running.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
             else:
-                self.leaks.add({"kind": NEVER_DELETED, **holding.to_json()})
+                self.leaks.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
 
     @staticmethod
@@ -336,11 +382,15 @@ class Report:
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
                       "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json(),
-                      "possibly_deleted": self.possibly_deleted.to_json(), "unrecorded_del": b.unrecorded.to_json()},
+                      "possibly_deleted": self.possibly_deleted.to_json(), "unrecorded_del": b.unrecorded.to_json(),
+                      "running": self.running.to_json()},
+            "still_open": self.states,
             "coverage": {**self.evidence.coverage.to_json(), "events_in_window": b.coverage_events},
             "failures": b.failures.to_json(),
             **({"attempts": {**b.attempts.to_json(), "failed_attempts": b.failed_attempts.to_json()}}
                if b.attempts.events else {}),
+            "failed_adds": {"count": b.failed_adds.count, "inferred": b.cleanups.count,
+                            "bracket": b.attempts.events > 0, "items": b.failed_adds.items},
             "stats": stats,
             "picture": {"bars": len(self.bars), "bars_not_drawn": self.bars_not_drawn, "rows": len(self.rows),
                         "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,

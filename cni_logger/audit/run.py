@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from cni_logger.audit import output, record, sources
-from cni_logger.audit.attempts import Attempts, Failed
+from cni_logger.audit.alive import RUNNING, UNKNOWN, Liveness, netns_of
+from cni_logger.audit.attempts import HINT, Attempts, Failed, failures
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.formats import plural
 from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
@@ -377,18 +378,25 @@ def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], fo
 # -- leaks ------------------------------------------------------------------------------------------
 
 
-def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
+def _leak(interval: Interval, now: float, found: Evidence, liveness: Liveness | None = None) -> dict[str, Any]:
     """An attachment never deleted (with its age), a DEL without ADD (with what it answered), or one of the
-    look-alikes listed apart: a superseded attachment (its DEL lost) and the clean-up DEL of a failed ADD."""
+    look-alikes listed apart: a superseded attachment (its DEL lost) and the clean-up DEL of a failed ADD.
+
+    ``state`` (``alive``): of an attachment still open, whether it is running or leaked, as far as this node can
+    look (``liveness``); ``None`` for the other kinds."""
     if interval.superseded_by is not None:
-        return _holder(interval, found, kind=SUPERSEDED, age_seconds=None)
+        return _stated(_holder(interval, found, kind=SUPERSEDED, age_seconds=None))
     if interval.closed_by == "inventory":
-        return _holder(interval, found, kind=UNRECORDED_DEL, age_seconds=None)
+        return _stated(_holder(interval, found, kind=UNRECORDED_DEL, age_seconds=None))
     if not interval.orphan:
         age = now - to_epoch(interval.start or interval.seen)
         kind = POSSIBLY_DELETED if interval.end is None and found.coverage.outages and \
             interval.unwatched(found, None) is not None else NEVER_DELETED
-        return _holder(interval, found, kind=kind, age_seconds=round(age, 3))
+        state = ("", "")
+        if interval.end is None and liveness is not None:
+            network, container_id, ifname = interval.key
+            state = liveness.state(interval.host, network, container_id, ifname, netns_of(interval.opened.doc))
+        return _stated(_holder(interval, found, kind=kind, age_seconds=round(age, 3)), *state)
     cached = record.cached_result(interval.opened.doc)
     leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
     leak["del_outcome"] = interval.opened.outcome
@@ -397,17 +405,23 @@ def _leak(interval: Interval, now: float, found: Evidence) -> dict[str, Any]:
         leak["notes"] = ["no ADD and no cached result: the runtime's clean-up after an ADD that failed before "
                          "the logger ran (or its ADD is not in the trail and its cache was lost)"]
     interval.opened.forget()
-    return leak
+    return _stated(leak)
+
+
+def _stated(row: dict[str, Any], state: str = "", why: str = "") -> dict[str, Any]:
+    """Every leaks row has ``state`` and ``state_reason`` (CSV's columns are the first row's keys)."""
+    row["state"], row["state_reason"] = state or None, why or None
+    return row
 
 
 def _attempt_leak(failed: Failed, kind: str, now: float) -> dict[str, Any]:
     """Bracket mode: a failed attempt with the DEL that cleaned up, or an attempt with no outcome at all."""
     age = None if kind == FAILED_ATTEMPT else round(now - to_epoch(failed.attempt.timestamp), 3)
-    return failed.to_json(kind=kind, age_seconds=age)
+    return _stated(failed.to_json(kind=kind, age_seconds=age))
 
 
 def leaks(args: argparse.Namespace) -> int:
-    def body(session: Session) -> bool:
+    def body(session: Session) -> int:
         tracker = Tracker()
         pairing = Attempts()
         orphans: list[Interval] = []
@@ -428,37 +442,64 @@ def leaks(args: argparse.Namespace) -> int:
                     unrecorded.append(closed)
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
+        liveness = Liveness(args.results_cache)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
-        rows = [(i.seen, _leak(i, now, session.evidence)) for i in found]
+        rows = [(i.seen, _leak(i, now, session.evidence, liveness)) for i in found]
         rows += [(f.attempt.timestamp, _attempt_leak(f, NO_OUTCOME, now)) for f in pairing.unresolved()
                  if f.attempt.timestamp <= cutoff]
         rows.sort(key=lambda pair: pair[0])
-        real = [row for _, row in rows if row["kind"] not in (CLEANUP_DEL, POSSIBLY_DELETED)]
+        for warning in liveness.warnings():
+            output.error("leaks", warning)
+        real = [row for _, row in rows if row["kind"] not in (CLEANUP_DEL, POSSIBLY_DELETED) and
+                row["state"] != RUNNING]
         older = f" added at least {args.older_than:g}s ago" if args.older_than else ""
         session.nothing = f"no leaks: every ADD{older} has its DEL and every DEL its ADD"
-        # Listed apart, as not leaks: clean-up DELs after an ADD that failed before the logger, holders
-        # whose address another attachment was given (their DEL was lost), attachments still open that may
-        # have been deleted while the logger was out of their chain, ones a complete inventory no longer
-        # listed (their DEL not recorded), and bracket mode's failed attempts with the DEL that cleaned up
-        # after them.
-        apart = [row for _, row in rows if row["kind"] in (CLEANUP_DEL, POSSIBLY_DELETED)]
+        running = liveness.counts.get(RUNNING, 0)
+        if running == 1:
+            session.nothing = ("no leaks: 1 attachment still open is running (its network namespace and libcni's "
+                               "cached result are still there)")
+        elif running:
+            session.nothing = (f"no leaks: {running} attachments still open are running (their network namespaces "
+                               "and libcni's cached results are still there)")
+        # Listed apart, as not leaks: attachments still running (this node sees their network namespace and
+        # cached result), clean-up DELs after an ADD that failed before the logger, holders whose address another
+        # attachment was given (their DEL was lost), attachments still open that may have been deleted while the
+        # logger was out of their chain, ones a complete inventory no longer listed (their DEL not recorded), and
+        # bracket mode's failed attempts with the DEL that cleaned up after them.
+        listed = {id(row) for row in real}
+        apart = [row for _, row in rows if id(row) not in listed]
         apart += [_leak(i, now, session.evidence) for i in superseded if not i.conflict or i.end is None]
         apart += [_leak(i, now, session.evidence) for i in unrecorded]
         apart += [_attempt_leak(f, FAILED_ATTEMPT, now) for f in failures]
         if apart:
             session.nothing += f"; {plural(len(apart), 'row')} listed apart, not leaks"
-        if args.format != "table":  # one stream of rows: ``kind`` tells them apart
+        if args.format != "table":  # one stream of rows: ``kind`` and ``state`` tell them apart
             output.leaks(session.out, session.limited(real + apart, "row"), fmt=args.format, full_ids=args.no_trunc)
-            return bool(real)
+            return _leaks_status(real)
         output.leaks(session.out, session.limited(real, "row"), fmt=args.format, full_ids=args.no_trunc)
-        if apart:
-            if real and (session.limit is None or session.shown < session.limit):
+        shown = list(session.limited(apart, "row"))  # counted for --limit's message even when none is shown
+        if shown:
+            if real:
                 session.out.text("")
-            output.leaks(session.out, session.limited(apart, "row"), fmt=args.format, full_ids=args.no_trunc)
-        return bool(real)
+            session.out.text(output.apart_heading(apart))
+            output.leaks(session.out, shown, fmt=args.format, full_ids=args.no_trunc)
+        return _leaks_status(real)
 
     return _session("leaks", args, body)
+
+
+def _leaks_status(real: list[dict[str, Any]]) -> int:
+    """0 when a leak is certain (an attachment this node saw leaked, a DEL without ADD, an attempt without outcome),
+    3 when the only ones listed may be running (``unknown``: another node's, or the node could not look), 1 when
+    there is none (attachments still running are not leaks)."""
+    if any(row["state"] != UNKNOWN for row in real):
+        return FOUND
+    if real:
+        output.error("leaks", f"{plural(len(real), 'attachment')} still open, running or leaked: this node cannot "
+                              "tell (see STATE)")
+        return QUALIFIED
+    return NOTHING
 
 
 # -- stats ------------------------------------------------------------------------------------------
@@ -477,6 +518,7 @@ def stats(args: argparse.Namespace) -> int:
             for rec in _selected(session.scan, query):
                 if rec.coverage:
                     coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                    pairing.feed(rec)  # an inventory's attachment is evidence, as a CHECK is
                 elif not pairing.feed(rec):
                     totals.add(rec)
                 rec.forget()
@@ -485,6 +527,7 @@ def stats(args: argparse.Namespace) -> int:
                 if query.matches_head(rec):
                     if rec.coverage:
                         coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                        pairing.feed(rec)
                     elif not pairing.feed(rec):
                         totals.add(rec)
         summary = totals.to_json()
@@ -495,7 +538,10 @@ def stats(args: argparse.Namespace) -> int:
                                "inventories": seen["inventories"]["count"], "heartbeats": seen["heartbeats"]}
         if pairing.events:
             summary["attempts"] = pairing.to_json()
+        summary["failed"] = failures(totals.by_outcome(), pairing)
         output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
+        if totals.events and not pairing.events:
+            output.error("stats", HINT)  # only the inference: failed ADDs may be missing, failed CHECKs are
         return totals.events + pairing.events + sum(coverage.values()) > 0
 
     return _session("stats", args, body)
@@ -520,8 +566,11 @@ def report(args: argparse.Namespace) -> int:
         window = summary.Window(args.since or "", args.until or "")
         session.nothing, session.verb = ("no events in the window" if args.since or args.until else
                                          "the trail has no events"), "read"
+        liveness = Liveness(args.results_cache)
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
-                              max_addresses=args.max_addresses)
+                              max_addresses=args.max_addresses, liveness=liveness)
+        for warning in liveness.warnings():
+            output.error("report", warning)
         data = built.to_json()
         if args.html:
             try:

@@ -139,6 +139,13 @@ class Stats:
             totals[cell[position]] += count
         return dict(totals.most_common())
 
+    def by_outcome(self) -> dict[tuple[str, str], int]:
+        """Events per (command, outcome): what ``attempts.failures`` counts the recorded failures from."""
+        found: dict[tuple[str, str], int] = {}
+        for (command, outcome, _), count in self.cells.items():
+            found[command, outcome] = found.get((command, outcome), 0) + count
+        return found
+
     def to_json(self) -> dict[str, Any]:
         return {
             "events": self.events, "first": self.first or None, "last": self.last or None,

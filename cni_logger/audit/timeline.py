@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cni_logger.audit import record
+from cni_logger.audit.attempts import Attempts
 from cni_logger.audit.query import is_glob, literal_bytes, matcher, pod_spec
 from cni_logger.audit.record import Record
-from cni_logger.audit.timeparse import epoch
+from cni_logger.audit.timeparse import epoch, short
 
 
 @dataclass
@@ -37,12 +38,42 @@ class Step:
     error: str
     role: str = ""
     """Bracket mode: ``attempt`` or ``outcome``, the entry that wrote the event."""
+    attempt: str = ""
+    """An attempt entry's event: how its chain ended (``succeeded``, ``failed``, ``no outcome``; ``attempts``)."""
+    failed_add: str = ""
+    """This step shows a failed ADD: ``attempt-failed`` (an ADD attempt whose chain failed), ``cleanup-del`` (the
+    logger last: a DEL with no ADD and no cached result, the runtime's clean-up after a failed ADD), ``add-failed``
+    (an ADD event that failed)."""
+    cleans_up: str = ""
+    """The DEL that cleaned up after a failed attempt: the attempt's time."""
 
     def to_json(self) -> dict[str, Any]:
         return {"@timestamp": self.timestamp, "epoch": epoch(self.timestamp), "command": self.command,
                 "role": self.role or None, "outcome": self.outcome,
                 "duration_ms": None if self.duration_ns is None else round(self.duration_ns / 1e6, 3),
-                "addresses": self.cidrs, "interfaces": self.interfaces, "error": self.error or None}
+                "addresses": self.cidrs, "interfaces": self.interfaces, "error": self.error or None,
+                "attempt": self.attempt or None, "failed_add": self.failed_add or None,
+                "cleans_up": self.cleans_up or None}
+
+    @property
+    def chain_outcome(self) -> str:
+        """The OUTCOME a table shows: ``failed`` for a failed attempt's chain (the attempt entry's event succeeded)."""
+        return "failed" if self.attempt == "failed" else self.outcome
+
+    def note(self) -> str:
+        """What a table says after the interfaces: the entry, how an attempt ended, what a DEL cleaned up."""
+        if self.role == "attempt" and self.attempt:
+            ended = f"failed {self.command}" if self.attempt == "failed" else self.attempt
+            note = f"attempt entry; the chain: {ended}"
+        elif self.role:
+            note = f"{self.role} entry"
+        else:
+            note = ""
+        if self.cleans_up:
+            note += ("; " if note else "") + f"clean-up after the failed ADD attempt at {short(self.cleans_up)}"
+        if self.failed_add == "cleanup-del":
+            note += ("; " if note else "") + "clean-up DEL: no ADD, no cached result; a failed ADD, inferred"
+        return note
 
 
 @dataclass
@@ -130,6 +161,9 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
     """The attachments of every container whose id starts with ``prefix`` (and that ``wants``), by first
     appearance."""
     found: dict[tuple[str, str, str], Attachment] = {}
+    pairing = Attempts()  # every event of an attachment is here: pairing per attachment is the whole trail's
+    attempts: dict[int, Step] = {}
+    """The steps of the attempts ``pairing`` holds pending, by their record's id."""
     for rec in records:
         if not rec.container_id.startswith(prefix) or rec.command not in COMMANDS:
             continue
@@ -142,7 +176,32 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
         attachment.pod = attachment.pod or record.pod(doc)
         attachment.namespace = attachment.namespace or record.namespace(doc)
         role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
-        attachment.steps.append(Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc),
-                                     record.interfaces(doc), record.error_message(doc),
-                                     role if isinstance(role, str) else ""))
+        step = Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc), record.interfaces(doc),
+                    record.error_message(doc), role if isinstance(role, str) else "")
+        attachment.steps.append(step)
+        _pair(pairing, attempts, rec, step)
+    for step in attempts.values():
+        step.attempt = "no outcome"
     return sorted(found.values(), key=lambda a: (a.steps[0].timestamp, a.network, a.ifname))
+
+
+def _pair(pairing: Attempts, attempts: dict[int, Step], rec: Record, step: Step) -> None:
+    """What ``attempts`` makes of one step: how the attempts it concludes ended, and the failed ADD it shows."""
+    if rec.attempt and rec.command in ("ADD", "CHECK"):
+        attempts[id(rec)] = step
+    pairing.feed(rec)
+    failed = pairing.concluded
+    if failed is not None:
+        attempted = attempts.pop(id(failed.attempt), None)
+        if attempted is not None:
+            attempted.attempt, attempted.failed_add = "failed", "attempt-failed"
+        if failed.cleanup is rec:
+            step.cleans_up = failed.attempt.timestamp
+    for done, how in ((pairing.resolved, "succeeded"), (pairing.failed_check, "failed")):
+        attempted = attempts.pop(id(done), None) if done is not None else None
+        if attempted is not None:
+            attempted.attempt = how
+    if pairing.cleanup is rec:
+        step.failed_add = "cleanup-del"
+    elif rec.command == "ADD" and not rec.ok and not rec.attempt:
+        step.failed_add = "add-failed"

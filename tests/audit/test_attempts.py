@@ -146,7 +146,13 @@ def test_stats_counts_invocations_once_and_attempts_apart(story: Trail, capsys: 
     assert answer["events"] == len(story.events) - 8
     assert answer["commands"] == {"ADD": 3, "DEL": 4}
     assert {k: v for k, v in answer["attempts"].items() if k != "chain_latency_ms"} == {
-        "events": 8, "attempts": 5, "succeeded": 2, "failed": 2, "cleaned_up": 1, "no_outcome": 1}
+        "events": 8, "attempts": 5, "succeeded": 2, "failed": 2, "cleaned_up": 1, "no_outcome": 1,
+        "checks": {"attempts": 0, "succeeded": 0, "failed": 0, "no_outcome": 0}}
+    # ctr-fail and ctr-retry's first attempt failed; ctr-ghost's DEL (no attempt, no ADD, no cached result) is
+    # the clean-up of an ADD that failed before any entry recorded it: inferred
+    assert answer["failed"] == {"total": 3, "by_command": {"ADD": 3}, "recorded": {}, "inferred_adds": 1,
+                                "failed_attempts": {"ADD": 2}, "no_outcome": {"ADD": 1, "CHECK": 0},
+                                "bracket": True}
     chain = answer["attempts"]["chain_latency_ms"]
     assert chain["count"] == 2 and 0 < chain["p50"] <= chain["max"]
 
@@ -203,6 +209,13 @@ def test_report_has_the_attempts_and_keeps_the_clean_up_out_of_dels_without_add(
     assert data["leaks"]["del_without_add"]["listed"] == []
     assert [o["container_id"] for o in data["leaks"]["cleanup_del"]["listed"]] == ["ctr-ghost"]
     assert data["attempts"]["failed"] == 2 and data["attempts"]["failed_attempts"]["count"] == 2
+    # every failed ADD, however known: the two failed attempts, and ctr-ghost's clean-up (inferred)
+    failed_adds = data["failed_adds"]
+    assert (failed_adds["count"], failed_adds["inferred"], failed_adds["bracket"]) == (3, 1, True)
+    assert sorted((i["container"], i["how"], i["pod"]) for i in failed_adds["items"]) == [
+        ("ctr-fail", "attempt-failed", "web-fail"), ("ctr-ghost", "cleanup-del", "ghost"),
+        ("ctr-retry", "attempt-failed", "web-retry")]
+    assert all(i["host"] and i["time"] and i["network"] == "audit-net" for i in failed_adds["items"])
     assert data["stats"]["commands"] == {"ADD": 3, "DEL": 4}
     assert {n: u["holdings"] for n, u in data["networks"].items()} == {"audit-net": 3}
     status, out = tool(capsys, "report", "--log-file", str(story.log))
@@ -223,7 +236,9 @@ def test_timeline_marks_the_entries_and_attaches_at_the_outcome(story: Trail,
     assert [(p["attached"], p["detached"]) for p in ok["periods"]] == [(events[1]["@timestamp"],
                                                                        events[2]["@timestamp"])]
     status, out = tool(capsys, "timeline", "ctr-fail", "--log-file", str(story.log))
-    assert "(attempt entry)" in out and "(outcome entry)" in out
+    assert "(attempt entry)" in out and "(outcome entry; clean-up after the failed ADD attempt at " in out
+    first = out.splitlines()[2].split()
+    assert first[2:4] == ["ADD", "failed"] and "(attempt entry; the chain: failed ADD)" in out, out
 
 
 def test_who_had_is_unchanged_by_attempt_events(story: Trail, capsys: pytest.CaptureFixture[str]) -> None:

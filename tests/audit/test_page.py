@@ -48,27 +48,35 @@ def card(source: str, key: str) -> tuple[str, str]:
 
 
 def test_failed_adds_and_leaked_pods_are_the_alarms_running_ones_are_not(tmp_path: Path) -> None:
-    def change(data: dict[str, Any]) -> None:
+    def change(data: dict[str, Any]) -> None:  # as the report finds them on the trail's own node
         data["failed_adds"] = {"count": 3, "inferred": 1, "bracket": False, "items": [
             {"time": "2026-12-06T10:00:00.000000Z", "host": "node-b", "network": "audit-net", "container": "ctr-f",
              "pod": "web-f", "namespace": "shop", "ifname": "eth0", "how": "add-failed", "error": "range exhausted"}]}
-        for row in data["leaks"]["never_deleted"]["listed"]:
+        leaks = data["leaks"]
+        rows = leaks["never_deleted"]["listed"]
+        for row in rows:
             row["state"] = "running" if row["container_id"] == "ctr-run" else "leaked"
             row["host"] = "node-a"
+        leaks["running"] = {"count": 1, "listed": [r for r in rows if r["state"] == "running"]}
+        leaks["never_deleted"] = {"count": 1, "listed": [r for r in rows if r["state"] == "leaked"]}
+        data["still_open"] = {"running": 1, "leaked": 1, "unknown": 0}
 
     source = rendered(tmp_path, change)
     assert card(source, "failed-adds") == ("alarm", "3")
     assert "1 inferred from clean-up DELs" in source
     assert card(source, "leaked") == ("alarm", "1")  # ctr-gone; ctr-run is running, not an alarm
-    assert card(source, "never-deleted") == ("", "2")
+    assert card(source, "running") == ("", "1")
+    assert card(source, "never-deleted") == ("", "1")
     assert "<h2 id='failed-adds'>Failed ADDs: 3 (first 1 listed)</h2>" in source
     assert "<td>node-b</td>" in source and "range exhausted" in source  # the HOST column, from the rows' host
     assert re.search(r"<th>host</th><th>state</th>", source)
+    assert re.search(r"<h2 id='running'>Still running \(not leaks\)", source)
 
 
-def test_a_report_without_them_still_renders(tmp_path: Path) -> None:
-    source = rendered(tmp_path, lambda data: None)
+def test_a_report_that_could_not_look_raises_no_leak_alarm(tmp_path: Path) -> None:
+    source = rendered(tmp_path, lambda data: None)  # built without looking at the node: both states unknown
     assert card(source, "failed-adds") == ("", "0")
     assert "data-card='leaked'" not in source  # running and leaked cannot be told apart: no alarm either way
     assert card(source, "never-deleted") == ("", "2")
+    assert "running or leaked: not told here" in source
     assert "Failed ADDs" not in source.split("Nothing found in:")[0].split("<div class='cards")[0]

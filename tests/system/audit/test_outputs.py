@@ -265,6 +265,11 @@ def test_report_text_and_json(trail: Trail) -> None:
     assert data["leaks"]["del_without_add"]["count"] == 0
     assert [o["container_id"] for o in data["leaks"]["cleanup_del"]["listed"]] == ["ctr-orphan"]
     assert data["failures"]["count"] == sum(e["event"]["outcome"] == "failure" for e in trail.events)
+    # the failed ADDs: ctr-f's failed in the logger (recorded), ctr-orphan's is inferred from its clean-up DEL
+    failed_adds = data["failed_adds"]
+    assert (failed_adds["count"], failed_adds["inferred"], failed_adds["bracket"]) == (2, 1, False)
+    assert [(i["container"], i["how"], bool(i["error"])) for i in failed_adds["items"]] == [
+        ("ctr-orphan", "cleanup-del", False), ("ctr-f", "add-failed", True)]
     assert data["networks"][NET]["holdings"] == sum(a["network"]["name"] == NET for a in successful_adds(trail))
     text = cli("report", *trail.args())
     assert text.rc == 0
@@ -406,7 +411,9 @@ def test_report_page_stands_alone_in_a_ticket(trail: Trail, tmp_path: Path) -> N
     from cni_logger.cli import version
 
     page = tmp_path / "report.html"
-    result = cli("report", "--html", str(page), *trail.args())
+    cache = tmp_path / "results"  # libcni's result cache on this node: empty, and the pods' netns paths are gone
+    cache.mkdir()
+    result = cli("report", "--html", str(page), "--results-cache", str(cache), *trail.args())
     assert result.rc == 0, result.stderr
     source = page.read_text()
     assert "\\x0a" not in source  # the titles' lines are real lines
@@ -426,10 +433,11 @@ def test_report_page_stands_alone_in_a_ticket(trail: Trail, tmp_path: Path) -> N
     assert header["window"] == "the whole trail"
     assert f"cni-logger {version()}" in header["made"] and re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", header["made"])
     assert "UTC" in header["timezone"]
-    # the alarms: failed ADDs (a failed ADD, and the clean-up DEL of one that failed before the logger) and conflicts;
-    # still-held attachments (ctr-c, ctr-h: running pods, as far as the trail tells) are not an alarm
+    # the alarms: failed ADDs (a failed ADD, and the clean-up DEL of one that failed before the logger), conflicts, and
+    # the still-held attachments (ctr-c, ctr-h) as leaked: the trail is this node's, and their netns paths are gone
     failed_adds = sum(e["cni"]["command"] == "ADD" and e["event"]["outcome"] == "failure" for e in trail.events) + 1
-    assert checks["alarms"] == [["failed-adds", str(failed_adds), True], ["conflicts", "1", True]]
+    assert checks["alarms"] == [["failed-adds", str(failed_adds), True], ["conflicts", "1", True],
+                                ["leaked", "2", True]]
     assert "never-deleted" not in checks["alarming"]
     # ticks at round times, labelled as precisely as their step
     step = checks["ticks"][0][1]

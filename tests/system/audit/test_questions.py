@@ -272,7 +272,10 @@ def test_leaks_older_than(trail: Trail) -> None:
     result = cli("leaks", "--older-than", "1h", "--json", *trail.args())
     assert [(x["kind"], result.rc) for x in result.json] == [("cleanup-del", 1)]  # not a leak: status 1
     table = cli("leaks", "--older-than", "0s", *trail.args())
-    assert [r[0] for r in table.rows] == ["never-deleted", "KIND", "cleanup-del"]  # listed apart
+    # listed apart, under a heading of their own
+    assert [r[0] for r in table.rows] == ["never-deleted", "not leaks, listed apart: 1 clean-up DEL of a failed ADD",
+                                          "KIND", "cleanup-del"]
+    assert table.rows[0][1] == "leaked", table.stdout  # written here; its namespace /run/netns/ctr-c never existed
 
 
 def test_leaks_on_a_clean_trail_exit_1(tmp_path: Path, trail: Trail) -> None:
@@ -307,6 +310,21 @@ def test_stats_counts_and_latency(trail: Trail) -> None:
         assert report["latency_ms"]["all"][f"p{p}"] == pytest.approx(exact, rel=0.01), p
     assert report["latency_ms"]["all"]["max"] == round(durations[-1] / 1e6, 3)
     assert report["latency_ms"]["ADD"]["count"] == commands["ADD"]
+
+
+def test_stats_counts_the_failed_adds_recorded_and_inferred(trail: Trail) -> None:
+    (report,) = cli("stats", "--json", *trail.args()).json
+    # ctr-f's ADD failed in the logger (recorded); ctr-orphan's DEL, with no ADD and no cached result, is the
+    # clean-up of an ADD that failed before the logger (inferred). Not inferred: ctr-f's DEL after its failed
+    # ADD, ctr-b's repeated DEL, ctr-e's DEL without a result after its ADD.
+    assert report["failed"] == {"total": 2, "by_command": {"ADD": 2}, "recorded": {"ADD": 1}, "inferred_adds": 1,
+                                "failed_attempts": {}, "no_outcome": {"ADD": 0, "CHECK": 0}, "bracket": False}
+    table = cli("stats", *trail.args())
+    assert "failed invocations: 2 (ADD 2)" in table.stdout and "  ADD 2: 1 recorded as failed; 1 inferred from the " \
+        "runtime's clean-up DEL (no ADD, no cached result)" in table.stdout, table.stdout
+    assert "'cni-logger install --bracket' records every attempt" in table.stderr  # only the inference here
+    rows = cli("stats", "--format", "csv", *trail.args()).stdout.splitlines()
+    assert "failed,ADD,2,,,,," in rows
 
 
 def test_stats_table_and_filters(trail: Trail) -> None:
