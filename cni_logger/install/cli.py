@@ -163,7 +163,12 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
     from cni_logger.install.transaction import Incomplete
     from cni_logger.install.watch import watch
 
-    emit = _emitter("install")
+    if args.watch:  # the DaemonSet's log: JSON lines for kubectl logs and the shippers
+        from cni_logger.install.watchlog import emitter
+
+        emit = emitter()
+    else:
+        emit = _emitter("install")
     recorder = recorder if recorder is not None else _coverage_recorder(emit)
     runtime = RUNTIMES[args.runtime]
     try:

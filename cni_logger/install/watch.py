@@ -27,6 +27,7 @@ from cni_logger.install.apply import install_once, uninstall_once, withdraw
 from cni_logger.install.runtimes import Options
 from cni_logger.install.selfcheck import CannotCheck, CheckFailed
 from cni_logger.install.transaction import Recorder
+from cni_logger.install.watchlog import Note
 
 FIGHT_WINDOW_SECONDS = 60.0
 FIGHT_REWRITES = 3
@@ -53,11 +54,13 @@ def _touch(path: str | None, ready: bool) -> str | None:
     return None
 
 
-def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
+def _withdraw(opts: Options, failure: CheckFailed, interval: float, previous: str | None,
               recorder: Recorder | None = None) -> list[str]:
     """After a failed self-check: take the entries out of the chains; the report (none while nothing is news).
 
-    The files are read back first: the logger is said to be out only of chains that no longer name it."""
+    The files are read back first: the logger is said to be out only of chains that no longer name it. The
+    first note is the failure's, with its details for the JSON line (``watchlog``)."""
+    reason = str(failure)
     done: list[str] = []
     remaining: list[str] = []
     try:
@@ -69,10 +72,12 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
                 "to start until the plugin runs again"]
     if reason == previous and not done and not remaining:
         return []
-    notes = [f"ERROR: the logger plugin fails its self-check: {reason}"]
+    notes: list[str] = [Note(f"the logger plugin fails its self-check: {reason}", "error",
+                             event={"action": "self-check-failed", "reason": reason},
+                             cni={"check": failure.details})]
     if withdrew:
-        notes.append("took the logger out of the chain so that pods keep starting, NOT audited until it runs "
-                     f"again: {'; '.join(done)}")
+        notes.append(Note("took the logger out of the chain so that pods keep starting, NOT audited until it "
+                          f"runs again: {'; '.join(done)}", "error", event={"action": "failsafe-removal"}))
     else:
         notes += done
     notes += [f"ERROR: the logger is NOT out of the chain in {path}: it still names the logger (a file the "
@@ -120,7 +125,7 @@ def watch(opts: Options, interval: float, ready_file: str | None,
             changed = install_once(opts, notes, recorder=recorder, reason="install" if first else "agent-rewrite")
             ok = True
         except CheckFailed as exc:
-            notes = _withdraw(opts, str(exc), interval, broken, recorder)
+            notes = _withdraw(opts, exc, interval, broken, recorder)
             broken = str(exc)
         except CannotCheck as exc:
             notes.append(f"not ready: {exc}; the chains are left as they are (retrying every {interval:g}s)")
