@@ -30,6 +30,7 @@ from cni_logger import dropped
 from tests.harness.plugin import REPO, cni_env
 from tests.harness.waiting import wait_for
 from tests.install.test_transactions import CNI_LOGGER, FOREIGN, Layout, stop
+from tests.system.install.test_watch_log import json_lines
 
 RULES_DIR = REPO / "deploy" / "prometheus"
 RULES = RULES_DIR / "cni-logger-rules.yaml"
@@ -205,6 +206,7 @@ def test_prometheus_scrapes_the_watcher_and_reads_every_metric_back(
     finally:
         status, err = stop(watcher)
     assert status == 0, err
+    assert any(line["event"]["action"] == "self-check-failed" for line in json_lines(err) if "event" in line), err
 
 
 def test_metrics_are_off_by_default(layout: Layout) -> None:
