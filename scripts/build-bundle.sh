@@ -10,7 +10,8 @@
 #      debootstrap, so it runs on every glibc >= 2.31. Cached as $CNI_LOGGER_CACHE/cpython-<key>, the key
 #      being a hash of its inputs (source tarball, build script, profile task, optimisation, architecture).
 #      deploy/Dockerfile runs the same build-python.sh in a debian:bullseye stage.
-#   2. the project (seconds, every run): cni-logger + structlog + python-json-logger installed with the
+#   2. the project (seconds, every run): cni-logger + structlog + python-json-logger + prometheus-client
+#      (install --watch's metrics only; the plugin never imports it) installed with the
 #      virtualenv's pip (--target), then scripts/bundle/assemble.sh (also run by deploy/Dockerfile).
 #
 # Environment:
@@ -107,7 +108,7 @@ locked "$python_dir.lock" build_python
 W=$(mktemp -d /tmp/cni-logger-bundle.XXXXXX); WORKDIRS+=("$W")
 # The dependencies at the versions the project is developed and tested with (those of its virtualenv).
 read -r -a pins < <("$VENV/bin/python" -c 'from importlib.metadata import version as v
-print(" ".join(f"{p}=={v(p)}" for p in ("structlog", "python-json-logger")))')
+print(" ".join(f"{p}=={v(p)}" for p in ("structlog", "python-json-logger", "prometheus-client")))')
 log "pip install --target: $ROOT ${pins[*]}"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-warn-script-location --no-compile \
   --target "$W/site" "$ROOT" "${pins[@]}" >"$W/pip.log" 2>&1 || { cat "$W/pip.log" >&2; die "pip install failed"; }

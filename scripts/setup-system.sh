@@ -43,6 +43,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           chromium                  # the audit report's page, rendered in the tests
           faketime                  # clock steps under the file sink (libfaketime)
           shellcheck                # the node script is checked as POSIX sh
+          prometheus                # scrapes install --watch's metrics; promtool checks the alerting rules
           )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)

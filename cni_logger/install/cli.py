@@ -95,6 +95,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               f"written into the trail [{DEFAULT_RESULTS_CACHE}]")
     install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
                                               "self-check (readiness probe)")
+    install.add_argument("--metrics-address", metavar="HOST:PORT",
+                         help="--watch: serve Prometheus metrics on http://HOST:PORT/metrics and the liveness check "
+                              "on /healthz (:PORT: every address; e.g. :9740) [off]")
     install.set_defaults(run=_run_install)
 
     uninstall = commands.add_parser(
@@ -163,7 +166,12 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
     from cni_logger.install.transaction import Incomplete
     from cni_logger.install.watch import watch
 
-    emit = _emitter("install")
+    if args.watch:  # the DaemonSet's log: JSON lines for kubectl logs and the shippers
+        from cni_logger.install.watchlog import emitter
+
+        emit = emitter()
+    else:
+        emit = _emitter("install")
     recorder = recorder if recorder is not None else _coverage_recorder(emit)
     runtime = RUNTIMES[args.runtime]
     try:
@@ -175,6 +183,8 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
             raise Refusal("--check-timeout must be > 0")
         if not args.heartbeat >= 0:
             raise Refusal("--heartbeat must be >= 0 (0: no heartbeat)")
+        if args.metrics_address is not None and not args.watch:
+            raise Refusal("--metrics-address needs --watch (only the watcher keeps running to be scraped)")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
         named = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
@@ -192,8 +202,18 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
     if args.watch:
         from cni_logger.install.coverage import Keeper
 
+        metrics = None
+        if args.metrics_address is not None:  # prometheus_client is imported here only
+            from cni_logger.install.metrics import Metrics
+
+            try:
+                metrics = Metrics(args.metrics_address, opts.state_dir, args.interval, args.check_timeout)
+            except Refusal as exc:
+                emit([f"refused: {exc}"])
+                return 1
+            recorder = metrics.recorder(recorder)
         keeper = Keeper(opts.state_dir, os.path.abspath(args.results_cache), args.heartbeat)
-        return watch(opts, args.interval, args.ready_file, emit, recorder, keeper.tick)
+        return watch(opts, args.interval, args.ready_file, emit, recorder, keeper.tick, metrics)
     notes: list[str] = []
     try:
         install_once(opts, notes, recorder=recorder)

@@ -73,7 +73,14 @@ SCRATCH_TEST_BYTES = 64 * 1024
 
 
 class CheckFailed(Refusal):
-    """The plugin did not execute or answer as a runtime needs it to; the message says what happened."""
+    """The plugin did not execute or answer as a runtime needs it to; the message says what happened.
+
+    ``details``: what the watcher's log line and metrics carry besides the message, where the call got that
+    far: ``call`` (e.g. ``<plugin> VERSION``), ``exit_status`` or ``signal``, ``timed_out``, ``stderr_tail``."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
 
 
 class CannotCheck(Refusal):
@@ -302,8 +309,8 @@ def _call(executable: str, name: str, what: str, config: dict[str, Any], env: di
                                  stderr=subprocess.PIPE, env={**env, "CNI_COMMAND": command}, cwd="/",
                                  start_new_session=True, preexec_fn=_unblock_signals)
     except OSError as exc:
-        raise CheckFailed(f"cannot execute {name}: {exc.strerror or exc}{_interpreter_hint(executable, exc)}"
-                          ) from None
+        raise CheckFailed(f"cannot execute {name}: {exc.strerror or exc}{_interpreter_hint(executable, exc)}",
+                          call=what) from None
     try:
         out, err = child.communicate(json.dumps(config).encode("utf-8"), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -312,16 +319,19 @@ def _call(executable: str, name: str, what: str, config: dict[str, Any], env: di
         except ProcessLookupError:
             pass
         out, err = child.communicate()
-        raise CheckFailed(f"{what} did not answer within {timeout:g}s (killed){_tail(err)}") from None
+        raise CheckFailed(f"{what} did not answer within {timeout:g}s (killed){_tail(err)}", call=what,
+                          timed_out=True, stderr_tail=_tail_text(err)) from None
     if child.returncode != 0:
         status = (f"was killed by signal {-child.returncode}" if child.returncode < 0
                   else f"exited with status {child.returncode}")
-        raise CheckFailed(f"{what} {status}{_stdout_error(out)}{_tail(err)}")
+        raise CheckFailed(f"{what} {status}{_stdout_error(out)}{_tail(err)}", call=what,
+                          exit_status=child.returncode if child.returncode >= 0 else None,
+                          signal=-child.returncode if child.returncode < 0 else None, stderr_tail=_tail_text(err))
     try:
         return json.loads(out.decode("utf-8"))
     except ValueError:
-        raise CheckFailed(f"{what} did not print one JSON document on stdout (got {out[:200]!r}){_tail(err)}"
-                          ) from None
+        raise CheckFailed(f"{what} did not print one JSON document on stdout (got {out[:200]!r}){_tail(err)}",
+                          call=what, exit_status=0, stderr_tail=_tail_text(err)) from None
 
 
 def _check_log(name: str, log: str) -> None:
@@ -391,13 +401,15 @@ def _stdout_error(out: bytes) -> str:
     return ""
 
 
-def _tail(err: bytes) -> str:
+def _tail_text(err: bytes) -> str:
+    """The end of a call's stderr, at most ``STDERR_TAIL_CHARS`` (its lines kept)."""
     text = err.decode("utf-8", "replace").strip()
-    if not text:
-        return ""
-    if len(text) > STDERR_TAIL_CHARS:
-        text = "..." + text[-STDERR_TAIL_CHARS:]
-    return "; its stderr ends: " + text.replace("\n", " | ")
+    return "..." + text[-STDERR_TAIL_CHARS:] if len(text) > STDERR_TAIL_CHARS else text
+
+
+def _tail(err: bytes) -> str:
+    text = _tail_text(err)
+    return "; its stderr ends: " + text.replace("\n", " | ") if text else ""
 
 
 def _short(doc: Any) -> str:

@@ -21,12 +21,14 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
+from typing import Protocol
 
 from cni_logger.install import Refusal
 from cni_logger.install.apply import install_once, uninstall_once, withdraw
 from cni_logger.install.runtimes import Options
 from cni_logger.install.selfcheck import CannotCheck, CheckFailed
 from cni_logger.install.transaction import Recorder
+from cni_logger.install.watchlog import Note
 
 FIGHT_WINDOW_SECONDS = 60.0
 FIGHT_REWRITES = 3
@@ -34,6 +36,15 @@ MAX_BACKOFF_SECONDS = 300.0
 """--watch: having to re-insert the entry FIGHT_REWRITES times within the window means another agent keeps
 reverting it (Cilium with cni.exclusive=true): the wait then doubles, up to MAX_BACKOFF_SECONDS, rather
 than the two rewriting the file (and the runtime reloading it) in a loop."""
+
+
+class Observer(Protocol):
+    """What watches the watcher (``metrics.Metrics``): started once the signals are blocked (a thread it starts
+    inherits the mask), told of every pass."""
+
+    def start(self) -> None: ...
+
+    def passed(self, check: str | None, ready: bool, wait: float) -> list[str]: ...
 
 
 def _touch(path: str | None, ready: bool) -> str | None:
@@ -53,11 +64,13 @@ def _touch(path: str | None, ready: bool) -> str | None:
     return None
 
 
-def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
+def _withdraw(opts: Options, failure: CheckFailed, interval: float, previous: str | None,
               recorder: Recorder | None = None) -> list[str]:
     """After a failed self-check: take the entries out of the chains; the report (none while nothing is news).
 
-    The files are read back first: the logger is said to be out only of chains that no longer name it."""
+    The files are read back first: the logger is said to be out only of chains that no longer name it. The
+    first note is the failure's, with its details for the JSON line (``watchlog``)."""
+    reason = str(failure)
     done: list[str] = []
     remaining: list[str] = []
     try:
@@ -69,10 +82,12 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
                 "to start until the plugin runs again"]
     if reason == previous and not done and not remaining:
         return []
-    notes = [f"ERROR: the logger plugin fails its self-check: {reason}"]
+    notes: list[str] = [Note(f"the logger plugin fails its self-check: {reason}", "error",
+                             event={"action": "self-check-failed", "reason": reason},
+                             cni={"check": failure.details})]
     if withdrew:
-        notes.append("took the logger out of the chain so that pods keep starting, NOT audited until it runs "
-                     f"again: {'; '.join(done)}")
+        notes.append(Note("took the logger out of the chain so that pods keep starting, NOT audited until it "
+                          f"runs again: {'; '.join(done)}", "error", event={"action": "failsafe-removal"}))
     else:
         notes += done
     notes += [f"ERROR: the logger is NOT out of the chain in {path}: it still names the logger (a file the "
@@ -84,9 +99,19 @@ def _withdraw(opts: Options, reason: str, interval: float, previous: str | None,
     return notes
 
 
+def _signalled(signals: set[signal.Signals], wait: float) -> bool:
+    """Wait up to ``wait`` seconds for one of ``signals``; whether one came.
+
+    CPython's ``sigtimedwait`` answers a siginfo with ``si_signo`` 0, not None, when the process was stopped
+    (SIGSTOP, a debugger) past the deadline: the call is interrupted and the retry finds the time up. That is
+    no SIGTERM, and must not uninstall the entry."""
+    info = signal.sigtimedwait(signals, wait)
+    return info is not None and info.si_signo in signals
+
+
 def watch(opts: Options, interval: float, ready_file: str | None,
           emit: Callable[[list[str]], None], recorder: Recorder | None = None,
-          coverage: Callable[[bool], list[str]] | None = None) -> int:
+          coverage: Callable[[bool], list[str]] | None = None, observer: Observer | None = None) -> int:
     """Install, then re-check every ``interval`` seconds until SIGTERM/SIGINT, then take the entry out.
 
     ``recorder`` (see ``apply.apply``) hears of every config change with its reason: ``install`` (the first
@@ -106,6 +131,8 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         # kernel; blocked, the signal stays pending for sigtimedwait and the handler never actually runs.
         signal.signal(signum, lambda *_: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    if observer is not None:
+        observer.start()
     _touch(ready_file, False)
     last: list[str] = []
     last_problem: str | None = None
@@ -116,13 +143,17 @@ def watch(opts: Options, interval: float, ready_file: str | None,
     while True:
         notes: list[str] = []
         ok = changed = False
+        check: str | None = None       # the self-check's result, for the observer (None: the pass made none)
         try:
             changed = install_once(opts, notes, recorder=recorder, reason="install" if first else "agent-rewrite")
             ok = True
+            check = "pass"
         except CheckFailed as exc:
-            notes = _withdraw(opts, str(exc), interval, broken, recorder)
+            check = "fail"
+            notes = _withdraw(opts, exc, interval, broken, recorder)
             broken = str(exc)
         except CannotCheck as exc:
+            check = "cannot_check"
             notes.append(f"not ready: {exc}; the chains are left as they are (retrying every {interval:g}s)")
         except Refusal as exc:
             notes.append(f"not installed: {exc} (retrying every {interval:g}s)")
@@ -149,11 +180,13 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         if problem and problem != last_problem:
             notes.append(f"warning: {problem}")
         last_problem = problem
+        if observer is not None:
+            notes += observer.passed(check, ok, wait)
         report = [n for n in notes if not n.startswith("already installed")]
         if report and report != last:
             emit(report)
         last = report
-        if signal.sigtimedwait(signals, wait) is not None:
+        if _signalled(signals, wait):
             break
     problem = _touch(ready_file, False)
     notes = [f"warning: {problem}"] if problem else []

@@ -43,8 +43,17 @@ PY=python3.11
 
 MANIFEST=MANIFEST.sha256
 
-say() { printf 'cni-logger-node: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+# The pod's log is JSON lines, as the watcher's (cni_logger/install/watchlog.py): kubectl logs and the shippers
+# read a time, a level and the message on each. json_text: $1 as the inside of a JSON string (control characters
+# dropped, tabs and newlines as blanks, backslashes and quotes escaped).
+json_text() { printf '%s' "$1" | tr -d '\000-\010\013-\037' | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+log() {
+    printf '{"@timestamp":"%s","log.level":"%s","message":"%s","log":{"logger":"cni-logger-node"},"process":{"pid":%s}}\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$(json_text "$2")" "$$" >&2
+}
+say() { log info "$*"; }
+warn() { log warning "$*"; }
+die() { log error "$*"; exit 1; }
 oneline() { head -n 3 | tr '\n' ' ' | sed 's/ *$//' | grep .; }     # up to 3 lines of stdin, or fails if none
 
 [ -f "$BUNDLE" ] || die "no bundle at '$BUNDLE'"
@@ -121,7 +130,7 @@ if ! intact "$prefix$dir"; then
     if [ "$why" = "it does not exist" ]; then
         say "installing the bundle into $dir"
     else
-        say "$dir is damaged ($why): unpacking the bundle anew"
+        warn "$dir is damaged ($why): unpacking the bundle anew"
     fi
     unpack
 fi

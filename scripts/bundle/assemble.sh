@@ -6,7 +6,7 @@
 #
 #   assemble.sh PYTHON_DIR SITE_DIR DIST
 #
-# SITE_DIR holds cni-logger, structlog and python-json-logger as `pip install --target` left them (pure
+# SITE_DIR holds cni-logger, structlog, python-json-logger and prometheus-client as `pip install --target` left them (pure
 # Python, so any pip for Python 3.11 can make it: the project's virtualenv in scripts/build-bundle.sh, the
 # python:3.11 stage in deploy/Dockerfile). Used by both, so the two build the same bundle the same way.
 set -euo pipefail

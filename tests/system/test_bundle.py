@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
 from tests.harness.plugin import CNITOOL_RESULT_100, cni_env, parse_single_json, read_events
+from tests.system.install.test_watch_metrics import free_port
 
 GLIBC_FLOOR = (2, 31)
 """Debian 11 and Ubuntu 20.04: the oldest glibc the bundle supports (README.md, "The bundle")."""
@@ -64,7 +65,7 @@ def test_only_what_the_plugin_and_the_operator_commands_use_is_inside(bundle: Bu
         assert not (stdlib / name).exists(), name
     site = stdlib / "site-packages"
     assert {p.name for p in site.iterdir() if p.is_dir() and not p.name.endswith("-info")} >= {
-        "cni_logger", "structlog", "pythonjsonlogger"}
+        "cni_logger", "structlog", "pythonjsonlogger", "prometheus_client"}
     assert not (site / "pip").exists() and not (site / "bin").exists()
     assert not list(bundle.folder.rglob("libpython*")), "libpython is linked into the interpreter"
     assert not (bundle.folder / "include").exists()
@@ -81,6 +82,21 @@ def test_the_interpreter_lacks_the_modules_that_would_need_host_libraries(bundle
                                       check=True, timeout=60).stdout)
     assert [m for m, present in found.items() if present] == ["zlib", "binascii", "_json", "_socket", "fcntl",
                                                                "select"]
+
+
+def test_the_watchers_metrics_work_without_ssl(bundle: Bundle) -> None:
+    """prometheus_client imports ``ssl`` at its top; the bundle has no ``_ssl``: ``install --watch
+    --metrics-address`` still serves its metrics, and ``ssl`` stays missing for everything else."""
+    code = ("import sys, urllib.request\n"
+            "from cni_logger.install import metrics\n"
+            f"m = metrics.Metrics('127.0.0.1:{free_port()}', '/nonexistent', 1, 1)\n"
+            "m.start(); m.passed('pass', True, 1)\n"
+            "url = f'http://127.0.0.1:{m.server.server_port}/metrics'\n"
+            "body = urllib.request.urlopen(url).read().decode()\n"
+            "print('cni_logger_ready 1.0' in body, 'ssl' in sys.modules)\n")
+    proc = subprocess.run([str(bundle.python), "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"], proc.stdout
 
 
 def add_config(log: Path) -> bytes:
