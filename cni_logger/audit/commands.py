@@ -291,12 +291,11 @@ def _checked(parser: argparse.ArgumentParser, name: str) -> Any:
 
 
 def _results_cache(parser: argparse.ArgumentParser) -> None:
-    """``--results-cache``: where ``leaks`` and ``report`` look for libcni's cached results (``alive``)."""
-    from cni_logger.audit.alive import RESULTS_CACHE
-
-    parser.add_argument("--results-cache", default=RESULTS_CACHE, metavar="DIR",
+    """``--results-cache``: where ``leaks`` and ``report`` look for libcni's cached results (``alive``, whose
+    ``RESULTS_CACHE`` is the default: not imported here, registering the commands imports no implementation)."""
+    parser.add_argument("--results-cache", metavar="DIR",
                         help="libcni's result cache on this node, to tell a running attachment from a leaked one "
-                             f"(as install --results-cache; default {RESULTS_CACHE})")
+                             "(as install --results-cache; default: libcni's, /var/lib/cni/results)")
 
 
 def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParser],

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from cni_logger.audit import output, record, sources
-from cni_logger.audit.alive import RUNNING, UNKNOWN, Liveness, netns_of
+from cni_logger.audit.alive import RESULTS_CACHE, RUNNING, UNKNOWN, Liveness, netns_of
 from cni_logger.audit.attempts import HINT, Attempts, Failed, failures
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.formats import plural
@@ -442,7 +442,7 @@ def leaks(args: argparse.Namespace) -> int:
                     unrecorded.append(closed)
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
-        liveness = Liveness(args.results_cache)
+        liveness = Liveness(args.results_cache or RESULTS_CACHE)
         still_open = [i for i in tracker.open.values() if (i.start or i.seen) <= cutoff]
         found = sorted([*still_open, *orphans], key=lambda i: (i.seen, i.key))
         rows = [(i.seen, _leak(i, now, session.evidence, liveness)) for i in found]
@@ -566,7 +566,7 @@ def report(args: argparse.Namespace) -> int:
         window = summary.Window(args.since or "", args.until or "")
         session.nothing, session.verb = ("no events in the window" if args.since or args.until else
                                          "the trail has no events"), "read"
-        liveness = Liveness(args.results_cache)
+        liveness = Liveness(args.results_cache or RESULTS_CACHE)
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
                               max_addresses=args.max_addresses, liveness=liveness)
         for warning in liveness.warnings():
