@@ -210,6 +210,14 @@ class Evidence:
                 return f"{at} is in a {stretch.kind} stretch: {stretch.describe()}"
         return ""
 
+    def lost_between(self, since: str, at: str) -> Stretch | None:
+        """The first stretch where anyone's events may be lost after ``since`` and up to ``at``: an ADD there may
+        have handed out an address whose last evidence before ``at`` is at ``since`` ("": none), unseen."""
+        for stretch in self.stretches:
+            if stretch.lost and stretch.after < at and (stretch.before is None or stretch.before > since):
+                return stretch
+        return None
+
     def lost_after(self, since: str, container_id: str, until: str | None = None) -> Stretch | None:
         """The first stretch after ``since`` (and before ``until``) where an event of the container may be lost."""
         for stretch in self.stretches:

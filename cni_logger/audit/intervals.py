@@ -443,6 +443,15 @@ def _valid_attachments(doc: dict[str, Any]) -> set[tuple[str, str]] | None:
     return valid
 
 
+CONFLICT_NOTE, DEL_STILL_MISSING = "conflict: ", "; its DEL is missing"
+
+
+def doubtful(notes: list[str]) -> bool:
+    """Does any note say what the trail cannot vouch for? A proven conflict whose end is its DEL is a fact, not a
+    doubt: a row noted with that alone is a certain answer."""
+    return any(not note.startswith(CONFLICT_NOTE) or note.endswith(DEL_STILL_MISSING) for note in notes)
+
+
 def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
     """What the trail cannot vouch for in an interval (``notes``), with the facts behind it: one wording for
     ``who-had IP``, ``who-had CIDR``, ``leaks`` and ``report``."""
@@ -454,9 +463,9 @@ def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]
     if superseded is not None and interval.conflict:
         # Both held the address at once: proven, not a doubt. Its end is its DEL when that came (the ENDED BY
         # column says so too), else only known to follow its last evidence.
-        notes.append(f"conflict: {superseded.container_id} {superseded.ifname} was given the address "
+        notes.append(f"{CONFLICT_NOTE}{superseded.container_id} {superseded.ifname} was given the address "
                      f"({superseded.command} at {superseded.timestamp}) while this held it, at least until "
-                     f"{interval.last_seen}" + ("" if interval.closed_by == "DEL" else "; its DEL is missing"))
+                     f"{interval.last_seen}" + ("" if interval.closed_by == "DEL" else DEL_STILL_MISSING))
     elif superseded is not None:
         notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} "
                      f"({superseded.command} at {superseded.timestamp}); held at least until {interval.last_seen}")

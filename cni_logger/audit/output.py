@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -425,7 +426,8 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
     for holder in found:
         cells = [_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
                  holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
-                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-", _note(holder)]
+                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-",
+                 _note(holder, full_ids)]
         if subnet:
             conflicts = holder.get("conflicts_with") or []
             cells = [holder["address"], *cells, ("with " + ",".join(container(c, full_ids) for c in conflicts))
@@ -433,12 +435,18 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
         table.row(cells)
 
 
-def _note(row: dict[str, Any]) -> str:
-    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note."""
+_LONG_HEX = re.compile(r"(?<![0-9A-Za-z_.-])[0-9a-f]{13,}(?![0-9A-Za-z_.-])")
+"""A hex container id in a note's words, to be shown as the CONTAINER column shows it (``container``)."""
+
+
+def _note(row: dict[str, Any], full_ids: bool = False) -> str:
+    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note; the container
+    ids in it as long as the CONTAINER column has them."""
     notes = list(row.get("notes") or [])
     if row.get("certainty") == "possibly":
         notes.insert(0, "POSSIBLY")
-    return "; ".join(notes) or "-"
+    text = "; ".join(notes) or "-"
+    return text if full_ids else _LONG_HEX.sub(lambda m: container(m.group(0), False), text)
 
 
 NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
@@ -475,7 +483,7 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         table.row([leak["kind"], short(leak["seen"]) if orphan else _since(leak),
                    "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
-                   last, _note(leak)])
+                   last, _note(leak, full_ids)])
 
 
 STATS_FIELDS = ("group", "name", "count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")

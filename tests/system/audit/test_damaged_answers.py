@@ -229,7 +229,9 @@ def test_a_proven_conflict_is_a_certain_answer(tmp_path: Path) -> None:
     full = cli("who-had", "10.1.0.5", "--at", at, "--no-trunc", *trail.args())
     assert B64 in full.stdout
     # Listing (no --at) and the JSON keep the whole story.
-    rows_json = cli("who-had", "10.1.0.5", "--json", *trail.args()).json
+    listing = cli("who-had", "10.1.0.5", "--json", *trail.args())
+    assert listing.rc == 0, listing.stderr  # nothing in it is uncertain
+    rows_json = listing.json
     (mine,) = [r for r in rows_json if r["container_id"] == A64]
     assert mine["conflict"] and mine["ended_by"] == "DEL"
     assert not any("DEL missing" in n for n in mine["notes"]), mine["notes"]
