@@ -34,7 +34,7 @@ from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
 
 if TYPE_CHECKING:
-    from cni_logger.audit.timeline import Attachment
+    from cni_logger.audit.timeline import Attachment, Period
 
 FOUND, NOTHING, USAGE, QUALIFIED, NO_EVIDENCE = 0, 1, 2, 3, 4
 PROG = "cni-logger"
@@ -387,12 +387,30 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
             table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.outcome,
                        milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
                        (_interfaces(step.interfaces) or "-") + note])
-        for attached, detached in attachment.periods():
-            if detached is None:
-                out.text(f"  attached {short(attached)}, still attached at the end of the trail")
-            else:
-                length = human_duration(to_epoch(detached) - to_epoch(attached))
-                out.text(f"  attached {short(attached)}, detached {short(detached)} ({length})")
+        for period in attachment.periods():
+            out.text("  " + _period(period))
+
+
+def _period(period: Period) -> str:
+    """One period of a timeline (``timeline.Period``), in the words who-had and leaks use for its interval."""
+    attached = short(period.attached) if period.attached else f"<={short(period.seen)} (its ADD is not in the trail)"
+    notes = [n for n in period.notes if not n.startswith("start unknown")]
+    if period.detached is None:
+        text = f"attached {attached}, still attached at the end of the trail"
+    elif period.ended_by in ("DEL", "GC"):
+        length = f" ({human_duration(to_epoch(period.detached) - to_epoch(period.attached))})" if period.attached \
+            else ""
+        text = f"attached {attached}, detached {short(period.detached)}" + \
+            (" by GC" if period.ended_by == "GC" else "") + length
+    else:
+        ended = _ENDINGS.get(period.ended_by, f"ended by {period.ended_by} at")
+        text = f"attached {attached}, {ended} {short(period.detached)}"
+    return text + "".join(f"; {note}" for note in notes)
+
+
+_ENDINGS = {"superseded": "superseded at", "ADD": "ADDed again without a DEL at",
+            "inventory": "no longer listed by an inventory at"}
+"""A period whose DEL is missing: how its end is known (the notes say what is not)."""
 
 
 def _epoch_text(stamp: str) -> str:

@@ -197,8 +197,10 @@ def timeline(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
-        attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
-                                 args.container, None if pod is None else pod.wants)
+        # Every record, for the periods (``intervals.Tracker``: the rule who-had and leaks follow); the prefilter
+        # only chooses the lines summarised as steps.
+        attachments = tl.collect(session.scan.records(decode=False), args.container,
+                                 None if pod is None else pod.wants, line_filter=prefilter, evidence=session.evidence)
         containers = {a.container_id for a in attachments}
         if len(containers) > 1 and pod is None:
             output.error("timeline", f"{args.container!r} matches {len(containers)} containers; all are shown")
