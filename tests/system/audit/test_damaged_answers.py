@@ -189,7 +189,7 @@ def test_a_backup_smaller_than_its_max_size_is_reported_as_damage(tmp_path: Path
     (stretch,) = stats["evidence"]["stretches"]
     assert (stretch["kind"], stretch["file"], stretch["lost_events_possible"]) == ("shrunk", str(first), True)
     (data,) = cli("report", "--json", *trail.args()).json
-    assert [d["kind"] for d in data["trail"]["damaged"]["items"]] == ["shrunk"]
+    assert [d["kind"] for d in data["trail"]["damaged"]["listed"]] == ["shrunk"]
     assert "shrunk" in cli("report", *trail.args()).stdout
 
 
