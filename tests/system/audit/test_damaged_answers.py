@@ -80,6 +80,17 @@ def test_a_possible_holder_after_damage_says_others_may_have_held_it(tmp_path: P
     assert "others may have held 10.1.0.5" in result.stderr
 
 
+def test_a_holder_re_added_without_the_address_does_not_prove_it_free(tmp_path: Path) -> None:
+    """ctr-a let 10.1.0.5 go somewhere in the damage (its re-ADD has another address): to whom is not known."""
+    trail, w = new_trail(tmp_path)
+    run(w, "ADD", "ctr-a", "10.1.0.5")
+    cut_short(trail, "ADD", "ctr-b")  # ctr-a's DEL and ctr-b's ADD of 10.1.0.5 may be lost here
+    run(w, "ADD", "ctr-a", "10.1.0.6")
+    w.mark("later")
+    result = cli("who-had", "10.1.0.5", "--at", trail.marks["later"], "--json", *trail.args())
+    assert result.rc == 4 and "no evidence about 10.1.0.5" in result.stderr, (result.rc, result.stderr)
+
+
 def test_damage_before_the_address_was_handed_out_again_leaves_nobody_certain(tmp_path: Path) -> None:
     """An ADD after the damage proves the address was free then (an IPAM hands it to one at a time)."""
     trail, w = new_trail(tmp_path)
