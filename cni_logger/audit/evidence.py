@@ -124,7 +124,7 @@ class Stretch:
 
 
 MIB = 1024 * 1024
-_LOG_OPTIONS = re.compile(rb'"logOptions":(\{[^{}]*\})')
+DEFAULT_MAX_BYTES = int(DEFAULT_MAX_SIZE_MB * MIB)
 
 
 class RotationSize:
@@ -138,24 +138,33 @@ class RotationSize:
     entry rotates by other means (``rotation`` other than ``size``). Coverage events carry no config: their writer
     uses an entry's own ``logOptions``, whose invocations are in the trail too."""
 
-    __slots__ = ("limit", "unknown")
+    __slots__ = ("known", "limit", "unknown")
 
     def __init__(self) -> None:
         self.limit = 0
         """The smallest ``maxSize`` seen, in bytes (0: none yet)."""
         self.unknown = False
+        self.known: dict[bytes, int | None] = {}
+        """``logOptions`` objects already read (a trail's entries have a handful): parsing each line's costs most."""
+
+    def _options(self, text: bytes) -> int | None:
+        """``logOptions`` (the object's text, up to its first ``}``: it holds no other object) in bytes."""
+        if text not in self.known:
+            if len(self.known) >= 64:
+                self.known.clear()
+            self.known[text] = _max_bytes(text)
+        return self.known[text]
 
     def see(self, lines: Iterable[bytes]) -> None:
         if self.unknown:
             return
         for line in lines:
-            at = line.find(b'"logOptions":')
-            if at >= 0:
-                limit = _max_bytes(_LOG_OPTIONS.match(line, at))
-            elif b',"config":{' in line:
-                limit = int(DEFAULT_MAX_SIZE_MB * MIB)  # a config without logOptions: the default
+            config = line.rfind(b',"config":{')  # near the end of the line: only the cached result follows it
+            if config >= 0:
+                at = line.find(b'"logOptions":', config)
+                limit = self._options(line[at + 13:line.find(b"}", at) + 1]) if at >= 0 else DEFAULT_MAX_BYTES
             elif b'"cni":{"command":' in line:
-                limit = None  # an invocation whose config is not in its event
+                limit = None  # an invocation whose config is not in its event (shrunk away)
             else:
                 continue  # a coverage event, or not an event at all
             if limit is None:
@@ -169,20 +178,18 @@ class RotationSize:
         return self.limit if not self.unknown and 0 < size < self.limit else 0
 
 
-def _max_bytes(found: re.Match[bytes] | None) -> int | None:
+def _max_bytes(text: bytes) -> int | None:
     """``logOptions``' rotation size in bytes, as ``settings`` reads it; ``None``: not rotated by size (or unread)."""
-    if found is None:
-        return None
     try:
-        options = json.loads(found.group(1))
-    except ValueError:
+        options = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(options, dict) or options.get("rotation", "size") != "size":
         return None
     size = options.get("maxSize", DEFAULT_MAX_SIZE_MB)
     if isinstance(size, int | float) and not isinstance(size, bool) and 0 < size <= MIB:
         return max(int(size * MIB), 1)
-    return int(DEFAULT_MAX_SIZE_MB * MIB)
+    return DEFAULT_MAX_BYTES
 
 
 def shrunk(path: str, size: int, limit: int, after: str) -> Stretch:
