@@ -23,8 +23,11 @@ the DEL chain, so a runtime retries the whole DEL).
   started, not that anything is attached.
 * A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
   although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
-  ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
-  interval of its own: in leaks, a "DEL without ADD".
+  ``seen`` being the first evidence. A CHECK's interval also supersedes the open holder of its addresses on the
+  same network and host, as an ADD does: the address is held by the new attachment now, so the old one's DEL was
+  lost. A successful DEL with no open interval becomes a closed interval of its own: in leaks, a "DEL without
+  ADD"; its cached result, if any, says what it held. An unknown start is never earlier than the latest end of a
+  previous holding of its addresses on that network and host (``Interval.floor``), with an address or without.
 
 * Coverage events (``coverage``, ``docs/coverage-events.md``): an inventory's ``cni-attachment`` is
   evidence of its attachment, as a CHECK is (an attachment that ended lately is the cache lagging its

@@ -400,10 +400,10 @@ def _unseen(args: argparse.Namespace, found: Evidence, since: str, named: bool) 
 
 def _say_conflicts(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Each address held by several attachments at once at ``--at``, all of them proven: one line each."""
-    together: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        together.setdefault((row["network"], row["address"]), []).append(row)
-    for (network, address), holding in together.items():
+    together: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:  # one address of one network on one host (rows name their host once they carry one)
+        together.setdefault((row["network"], row.get("host") or "", row["address"]), []).append(row)
+    for (network, _, address), holding in together.items():
         if len(holding) > 1 and any(row["conflict"] for row in holding):
             names = ", ".join(f"{output.container(row['container_id'], args.no_trunc)} "
                               f"({output.pod_label(row['namespace'], row['pod']) or row['ifname']})" for row in holding)
