@@ -5,7 +5,9 @@ place where events may be missing, so that each answer is either right or says w
 
 * a **damaged stretch**: consecutive lines of one file that are not events (a cut-short write, junk,
   a line too long), or the rest of a file that cannot be read or inflated (a truncated ``.gz``), or
-  a backup that is empty (rotation only ever renames a file that reached ``maxSize``). Its time
+  a backup that is empty (rotation only ever renames a file that reached ``maxSize``), or one smaller than the
+  ``maxSize`` in force when it was rotated (kind ``shrunk``: ``RotationSize``; restored from an older copy, or
+  lines removed from it: its events may be missing anywhere in it, or after its end). Its time
   range runs from the last good event before it to the first good event after it in the same trail
   (``before`` is ``None`` while none has followed: the stretch reaches the end of the trail);
 * a **gap** between two consecutive files of a trail: a backup missing from the middle of the trail
@@ -30,11 +32,14 @@ last kept one (a wider stretch: answers get more cautious, never less).
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cni_logger.audit.timeparse import to_epoch
+from cni_logger.settings import DEFAULT_MAX_SIZE_MB
 
 if TYPE_CHECKING:
     from cni_logger.audit.coverage import Coverage
@@ -116,6 +121,82 @@ class Stretch:
         else:
             effect = "foreign lines, no event lost"
         return f"{self.kind}: {where} ({times}): {self.what}; {effect}"
+
+
+MIB = 1024 * 1024
+DEFAULT_MAX_BYTES = int(DEFAULT_MAX_SIZE_MB * MIB)
+
+
+class RotationSize:
+    """The size a backup must have reached: the plugin rotates its file only once an append took it to the
+    appending entry's ``maxSize`` (``filesink.RotatingFile._rotate`` checks ``st_size >= max_bytes`` under its lock,
+    then renames the file whole), and that append's event is in the backup. So a backup in the plugin's own
+    naming is never smaller than the smallest ``maxSize`` among its events (``cni.config.logOptions``, the entry's
+    config as the plugin parsed it: ``settings``).
+
+    Nothing is concluded when an invocation's event does not say its ``maxSize`` (its config was shrunk away) or an
+    entry rotates by other means (``rotation`` other than ``size``). Coverage events carry no config: their writer
+    uses an entry's own ``logOptions``, whose invocations are in the trail too."""
+
+    __slots__ = ("known", "limit", "unknown")
+
+    def __init__(self) -> None:
+        self.limit = 0
+        """The smallest ``maxSize`` seen, in bytes (0: none yet)."""
+        self.unknown = False
+        self.known: dict[bytes, int | None] = {}
+        """``logOptions`` objects already read (a trail's entries have a handful): parsing each line's costs most."""
+
+    def _options(self, text: bytes) -> int | None:
+        """``logOptions`` (the object's text, up to its first ``}``: it holds no other object) in bytes."""
+        if text not in self.known:
+            if len(self.known) >= 64:
+                self.known.clear()
+            self.known[text] = _max_bytes(text)
+        return self.known[text]
+
+    def see(self, lines: Iterable[bytes]) -> None:
+        if self.unknown:
+            return
+        for line in lines:
+            config = line.rfind(b',"config":{')  # near the end of the line: only the cached result follows it
+            if config >= 0:
+                at = line.find(b'"logOptions":', config)
+                limit = self._options(line[at + 13:line.find(b"}", at) + 1]) if at >= 0 else DEFAULT_MAX_BYTES
+            elif b'"cni":{"command":' in line:
+                limit = None  # an invocation whose config is not in its event (shrunk away)
+            else:
+                continue  # a coverage event, or not an event at all
+            if limit is None:
+                self.unknown = True
+                return
+            if not self.limit or limit < self.limit:
+                self.limit = limit
+
+    def short_of(self, size: int) -> int:
+        """The ``maxSize`` (bytes) a backup of ``size`` bytes is short of; 0 when it is not (or nothing is known)."""
+        return self.limit if not self.unknown and 0 < size < self.limit else 0
+
+
+def _max_bytes(text: bytes) -> int | None:
+    """``logOptions``' rotation size in bytes, as ``settings`` reads it; ``None``: not rotated by size (or unread)."""
+    try:
+        options = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(options, dict) or options.get("rotation", "size") != "size":
+        return None
+    size = options.get("maxSize", DEFAULT_MAX_SIZE_MB)
+    if isinstance(size, int | float) and not isinstance(size, bool) and 0 < size <= MIB:
+        return max(int(size * MIB), 1)
+    return DEFAULT_MAX_BYTES
+
+
+def shrunk(path: str, size: int, limit: int, after: str) -> Stretch:
+    """A backup of ``size`` bytes, short of the ``limit`` it was rotated at (``RotationSize``)."""
+    return Stretch("shrunk", path, 0, 0, after, None, containers=None,
+                   what=f"a backup of {size} bytes, smaller than the maxSize of {limit} bytes in force when it was "
+                        "rotated: restored from an older copy, or lines removed from it")
 
 
 def _may_be_event(line: bytes) -> bool:
@@ -209,6 +290,14 @@ class Evidence:
             if stretch.lost and stretch.covers(at):
                 return f"{at} is in a {stretch.kind} stretch: {stretch.describe()}"
         return ""
+
+    def lost_between(self, since: str, at: str) -> Stretch | None:
+        """The first stretch where anyone's events may be lost after ``since`` and up to ``at``: an ADD there may
+        have handed out an address whose last evidence before ``at`` is at ``since`` ("": none), unseen."""
+        for stretch in self.stretches:
+            if stretch.lost and stretch.after < at and (stretch.before is None or stretch.before > since):
+                return stretch
+        return None
 
     def lost_after(self, since: str, container_id: str, until: str | None = None) -> Stretch | None:
         """The first stretch after ``since`` (and before ``until``) where an event of the container may be lost."""

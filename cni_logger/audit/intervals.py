@@ -23,8 +23,11 @@ the DEL chain, so a runtime retries the whole DEL).
   started, not that anything is attached.
 * A CHECK, or a DEL that failed, of an attachment with no open interval is evidence that it existed
   although its ADD is not in the trail (rotated away): it opens an interval with an unknown start,
-  ``seen`` being the first evidence. A successful DEL with no open interval becomes a closed
-  interval of its own: in leaks, a "DEL without ADD".
+  ``seen`` being the first evidence. A CHECK's interval also supersedes the open holder of its addresses on the
+  same network and host, as an ADD does: the address is held by the new attachment now, so the old one's DEL was
+  lost. A successful DEL with no open interval becomes a closed interval of its own: in leaks, a "DEL without
+  ADD"; its cached result, if any, says what it held. An unknown start is never earlier than the latest end of a
+  previous holding of its addresses on that network and host (``Interval.floor``), with an address or without.
 
 * Coverage events (``coverage``, ``docs/coverage-events.md``): an inventory's ``cni-attachment`` is
   evidence of its attachment, as a CHECK is (an attachment that ended lately is the cache lagging its
@@ -201,8 +204,9 @@ class Tracker:
         self.superseded: dict[Key, Interval] = {}
         """Recently superseded intervals (at most ``recent_limit``), to notice a conflict or a late DEL."""
         self.recent_limit = max(recent_limit, 1)
-        self.last_end: dict[tuple[str, str], str] = {}
-        """With an address: the latest end of an interval per (network, host): the floor of a later unknown start."""
+        self.last_end: dict[Place, str] = {}
+        """The latest end of a holding of each address per (network, host): the floor of a later unknown start (at
+        most ``recent_limit`` addresses; a forgotten one only loses its floor, which makes answers more cautious)."""
         self.listed: dict[str, set[Key]] = {}
         """The attachments each inventory being read lists so far (``cni-attachment``), by inventory id."""
 
@@ -221,12 +225,26 @@ class Tracker:
         host, held = self._placed(rec)
         interval = self.open[key] = Interval(key, rec.forget(), start)
         interval.host, interval.addresses = host, held
-        if start is None and self.address is not None:
-            interval.floor = self.last_end.get((key[0], host))
+        if start is None:
+            interval.floor = self._floor(key[0], host, held)
         if self.address is not None:  # only who-had's prefilter needs them
             cid = key[1].encode("utf-8", "surrogatepass")
             self.open_ids[cid] = self.open_ids.get(cid, 0) + 1
         return interval
+
+    def _floor(self, network: str, host: str, held: tuple[str, ...]) -> str | None:
+        """The earliest an attachment first seen holding ``held`` can have started: the latest end of a previous
+        holding of any of them on the same network and host (an IPAM hands an address to one at a time)."""
+        ends = [end for end in (self.last_end.get((network, host, a)) for a in held) if end is not None]
+        return max(ends) if ends else None
+
+    def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str) -> None:
+        for address in held:
+            place = (network, host, address)
+            previous = self.last_end.pop(place, "")
+            self.last_end[place] = max(previous, stamp)  # re-inserted: the most recently ended are kept
+        while len(self.last_end) > self.recent_limit:
+            del self.last_end[next(iter(self.last_end))]
 
     def _close(self, key: Key, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)
@@ -248,9 +266,7 @@ class Tracker:
                 self.open_ids[cid] -= 1
             else:
                 del self.open_ids[cid]
-            place2 = (key[0], interval.host)
-            if rec.timestamp > self.last_end.get(place2, ""):
-                self.last_end[place2] = rec.timestamp
+        self._ended(key[0], interval.host, interval.addresses, rec.timestamp)
         self.recent.add(key)
         return interval
 
@@ -316,9 +332,9 @@ class Tracker:
                 self.recent.add(key)
                 orphan = Interval(key, rec.forget(), None)
                 orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
-                orphan.host = self._placed(rec)[0]
-                if self.address is not None:
-                    orphan.floor = self.last_end.get((key[0], orphan.host))
+                orphan.host, orphan.addresses = self._placed(rec)
+                orphan.floor = self._floor(key[0], orphan.host, orphan.addresses)
+                self._ended(key[0], orphan.host, orphan.addresses, rec.timestamp)
                 return (orphan,)
             else:
                 self._open(rec, key, None)
@@ -329,7 +345,10 @@ class Tracker:
             elif rec.ok and key in self.superseded:
                 self._came_back(key, rec, "CHECK")
             elif rec.ok and self._holds(rec):
+                # Its ADD is not in the trail, but it holds the address now: whoever held it before on the same
+                # network and host let it go unrecorded, as when an ADD of the address supersedes it.
                 self._open(rec, key, None)
+                return self._supersede(key, rec)
         elif command == "GC" and rec.ok and self.open:
             return self._collect(rec)
         elif rec.coverage:
@@ -427,6 +446,15 @@ def _valid_attachments(doc: dict[str, Any]) -> set[tuple[str, str]] | None:
     return valid
 
 
+CONFLICT_NOTE, DEL_STILL_MISSING = "conflict: ", "; its DEL is missing"
+
+
+def doubtful(notes: list[str]) -> bool:
+    """Does any note say what the trail cannot vouch for? A proven conflict whose end is its DEL is a fact, not a
+    doubt: a row noted with that alone is a certain answer."""
+    return any(not note.startswith(CONFLICT_NOTE) or note.endswith(DEL_STILL_MISSING) for note in notes)
+
+
 def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]:
     """What the trail cannot vouch for in an interval (``notes``), with the facts behind it: one wording for
     ``who-had IP``, ``who-had CIDR``, ``leaks`` and ``report``."""
@@ -435,12 +463,15 @@ def qualifications(interval: Interval, found: Evidence | None) -> dict[str, Any]
         notes.append("start unknown: no ADD in the trail" +
                      (f"; not before {interval.floor} (the previous holder's end)" if interval.floor else ""))
     superseded = interval.superseded_by
-    if superseded is not None:
-        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} (ADD at "
-                     f"{superseded.timestamp}); held at least until {interval.last_seen}")
-        if interval.conflict:
-            notes.append(f"conflict: still held at {interval.last_seen}, after {superseded.container_id} got "
-                         "the address")
+    if superseded is not None and interval.conflict:
+        # Both held the address at once: proven, not a doubt. Its end is its DEL when that came (the ENDED BY
+        # column says so too), else only known to follow its last evidence.
+        notes.append(f"{CONFLICT_NOTE}{superseded.container_id} {superseded.ifname} was given the address "
+                     f"({superseded.command} at {superseded.timestamp}) while this held it, at least until "
+                     f"{interval.last_seen}" + ("" if interval.closed_by == "DEL" else DEL_STILL_MISSING))
+    elif superseded is not None:
+        notes.append(f"DEL missing: superseded by {superseded.container_id} {superseded.ifname} "
+                     f"({superseded.command} at {superseded.timestamp}); held at least until {interval.last_seen}")
     if interval.closed_by == "ADD":
         notes.append(f"DEL missing: the attachment was ADDed again at {interval.end}; held at least until "
                      f"{interval.last_seen}")

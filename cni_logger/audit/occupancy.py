@@ -20,6 +20,9 @@ stretch may hold, and with ``at`` its certainty then (``Interval.certainty``).
   its row is complete when handed out; the later holder's row names the conflict if it is still
   held when the conflict shows (``conflicts_with``), as it always is when the earlier holder's CHECK
   or DEL comes before the later holder's DEL.
+* A DEL with its cached result and no evidence before it (``Interval.orphan``) is a holding too, from an
+  unknown start (not before the previous holder's end: ``Interval.floor``) to that DEL, as ``who-had IP`` lists
+  it; ``leaks`` and ``report`` also list it as a DEL without ADD (``keep_orphans``).
 * An inventory's ``cni-attachment`` opens a holding as a CHECK does (start unknown), and a holding a
   complete inventory no longer lists ends (``ended_by`` ``inventory``), by the tracker's rules; a holding
   still open whose network's chain the logger was out of after its last evidence is ``unwatched``.
@@ -207,6 +210,9 @@ class Occupancy:
             if interval.orphan:
                 if self.keep_orphans:
                     self.orphans.append(interval)
+                # A DEL with its cached result and nothing before it: the attachment held those addresses until
+                # then, from an unknown start (``who-had IP`` lists it so); a clean-up DEL names none.
+                ended += self._settled(self._holdings(interval, interval.opened))
                 continue
             holdings = self.open.pop(interval.key, None)
             if not holdings:
@@ -241,12 +247,15 @@ class Occupancy:
             self.conflicts += 1
             self.found_conflicts.append((holding, later.container_id, rec.timestamp))
 
-    def _hold(self, interval: Interval, rec: Record) -> None:
+    def _holdings(self, interval: Interval, rec: Record) -> list[Holding]:
         addresses, namespace, pod = line_fields(rec)
         network, container_id, ifname = interval.key
-        holdings = [Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen,
-                            interval=interval)
-                    for address in dict.fromkeys(self._canonical(a) for a in addresses) if address is not None]
+        return [Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen,
+                        interval=interval)
+                for address in dict.fromkeys(self._canonical(a) for a in addresses) if address is not None]
+
+    def _hold(self, interval: Interval, rec: Record) -> None:
+        holdings = self._holdings(interval, rec)
         if holdings:
             self.open[interval.key] = holdings
             self.opened = holdings

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +37,7 @@ from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, human_duration, short, to_epoch
 
 if TYPE_CHECKING:
-    from cni_logger.audit.timeline import Attachment
+    from cni_logger.audit.timeline import Attachment, Period
 
 FOUND, NOTHING, USAGE, QUALIFIED, NO_EVIDENCE = 0, 1, 2, 3, 4
 PROG = "cni-logger"
@@ -392,12 +393,30 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
             table.row([short(step.timestamp), _epoch_text(step.timestamp), step.command, step.chain_outcome,
                        milliseconds(step.duration_ns), ",".join(step.cidrs) or "-",
                        (_interfaces(step.interfaces) or "-") + note])
-        for attached, detached in attachment.periods():
-            if detached is None:
-                out.text(f"  attached {short(attached)}, still attached at the end of the trail")
-            else:
-                length = human_duration(to_epoch(detached) - to_epoch(attached))
-                out.text(f"  attached {short(attached)}, detached {short(detached)} ({length})")
+        for period in attachment.periods():
+            out.text("  " + _period(period))
+
+
+def _period(period: Period) -> str:
+    """One period of a timeline (``timeline.Period``), in the words who-had and leaks use for its interval."""
+    attached = short(period.attached) if period.attached else f"<={short(period.seen)} (its ADD is not in the trail)"
+    notes = [n for n in period.notes if not n.startswith("start unknown")]
+    if period.detached is None:
+        text = f"attached {attached}, still attached at the end of the trail"
+    elif period.ended_by in ("DEL", "GC"):
+        length = f" ({human_duration(to_epoch(period.detached) - to_epoch(period.attached))})" if period.attached \
+            else ""
+        text = f"attached {attached}, detached {short(period.detached)}" + \
+            (" by GC" if period.ended_by == "GC" else "") + length
+    else:
+        ended = _ENDINGS.get(period.ended_by, f"ended by {period.ended_by} at")
+        text = f"attached {attached}, {ended} {short(period.detached)}"
+    return text + "".join(f"; {note}" for note in notes)
+
+
+_ENDINGS = {"superseded": "superseded at", "ADD": "ADDed again without a DEL at",
+            "inventory": "no longer listed by an inventory at"}
+"""A period whose DEL is missing: how its end is known (the notes say what is not)."""
 
 
 def _epoch_text(stamp: str) -> str:
@@ -431,7 +450,8 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
     for holder in found:
         cells = [_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
                  holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
-                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-", _note(holder)]
+                 pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-",
+                 _note(holder, full_ids)]
         if subnet:
             conflicts = holder.get("conflicts_with") or []
             cells = [holder["address"], *cells, ("with " + ",".join(container(c, full_ids) for c in conflicts))
@@ -439,12 +459,18 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
         table.row(cells)
 
 
-def _note(row: dict[str, Any]) -> str:
-    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note."""
+_LONG_HEX = re.compile(r"(?<![0-9A-Za-z_.-])[0-9a-f]{13,}(?![0-9A-Za-z_.-])")
+"""A hex container id in a note's words, to be shown as the CONTAINER column shows it (``container``)."""
+
+
+def _note(row: dict[str, Any], full_ids: bool = False) -> str:
+    """What the trail cannot vouch for in a row: ``possibly`` first (who-had --at), then each note; the container
+    ids in it as long as the CONTAINER column has them."""
     notes = list(row.get("notes") or [])
     if row.get("certainty") == "possibly":
         notes.insert(0, "POSSIBLY")
-    return "; ".join(notes) or "-"
+    text = "; ".join(notes) or "-"
+    return text if full_ids else _LONG_HEX.sub(lambda m: container(m.group(0), False), text)
 
 
 NEVER_DELETED, DEL_WITHOUT_ADD = "never-deleted", "del-without-add"
@@ -478,7 +504,7 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         last = ",".join(leak["addresses"]) or "-"
         if leak["kind"] == FAILED_ATTEMPT:
             last = f"cleaned up by DEL {short(leak['until'])}" if leak["until"] else f"ended by {leak['ended_by']}"
-        note = _note(leak)
+        note = _note(leak, full_ids)
         if leak.get("state_reason"):
             note = leak["state_reason"] if note == "-" else f"{note}; {leak['state_reason']}"
         table.row([leak["kind"], leak.get("state") or "-", short(leak["seen"]) if orphan else _since(leak),

@@ -235,6 +235,9 @@ class Scan:
         cursor.path, cursor.lineno, cursor.base, cursor.parts, cursor.skipped_at = handle.path, 0, 0, [], -1
         first = last = ""
         count = size = 0
+        before_file = cursor.chunk_before
+        rotated = evidence.RotationSize() if backup and sources.sequence_number(handle.path) else None
+        unreadable = False
 
         def advance(parts: list[bytes]) -> None:
             cursor.chunk_before = _last_stamp(cursor.parts) or cursor.chunk_before
@@ -242,9 +245,11 @@ class Scan:
             cursor.parts = parts
 
         def warn(message: str) -> None:
+            nonlocal unreadable
             self.warn(message)
             if "ignored" in message:  # data after the end of a compressed stream: no event lost
                 return
+            unreadable = True
             cursor.pending.append(self.evidence.add(Stretch(
                 "unreadable", handle.path, cursor.base + len(cursor.parts) + 1, 0,
                 _last_stamp(cursor.parts) or cursor.chunk_before, None, containers=None, what=message)))
@@ -261,6 +266,8 @@ class Scan:
                 first = first or _first_stamp(parts)
                 last = _last_stamp(parts) or last
                 count += len(parts)
+                if rotated is not None:
+                    rotated.see(parts)
                 yield from self._numbered(parts, cursor)
             if dropped > before:  # the overlong line comes after the piece's lines, and is not among them
                 advance([b"\0"])
@@ -278,6 +285,9 @@ class Scan:
             cursor.pending.append(self.evidence.add(Stretch(
                 "empty", handle.path, 0, 0, cursor.chunk_before, None, containers=None,
                 what="an empty backup (rotation never leaves one)")))
+        elif rotated is not None and not unreadable and rotated.short_of(size):
+            cursor.pending.append(self.evidence.add(evidence.shrunk(handle.path, size, rotated.short_of(size),
+                                                                    before_file)))
         self.files_read += 1
         self.lines_read += count
         if not first:

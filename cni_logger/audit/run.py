@@ -4,12 +4,15 @@ Each question computes its answer here and hands it to ``output``, which prints 
 JSON lines with ``--json``); the exit status follows ``grep``'s conventions (``Session.finish``),
 extended so that an answer the trail cannot fully vouch for says so in its status too:
 
-    0 found (every answer certain)       1 nothing found, and the trail covers the question
-    2 usage error or unreadable input    3 a qualified answer (possibly X, a conflict), or --strict
-                                           with anything damaged, skipped or missing in the input
-    4 no evidence: nothing found, but the trail cannot cover the question (before it, or in a
-      damaged stretch or a possible gap, while the logger was out of a chain or could not write,
-      or, for an address no event names, before the trail's oldest inventory)
+    0 found (every answer certain; a      1 nothing found, and the trail covers the question
+      proven conflict is certain too)
+    2 usage error or unreadable input    3 a qualified answer (possibly X, an unknown start or end,
+                                           others possibly unseen), or --strict with anything
+                                           damaged, skipped or missing in the input
+    4 no evidence: nothing found, but the trail cannot cover the question (before it, or events
+      may be lost between the question and the last evidence before it: a damaged stretch, a
+      possible gap, the logger out of a chain or unable to write; or, for an address no event
+      names, before the trail's oldest inventory)
 
 What the scan found wanting (``reader.Scan.evidence``) is reported on stderr, stretch by stretch, and so
 are the outages its coverage events record (``coverage``).
@@ -28,7 +31,7 @@ from cni_logger.audit.alive import RESULTS_CACHE, RUNNING, UNKNOWN, Liveness, ne
 from cni_logger.audit.attempts import HINT, Attempts, Failed, failures
 from cni_logger.audit.evidence import Evidence
 from cni_logger.audit.formats import plural
-from cni_logger.audit.intervals import HELD, Interval, Tracker, qualifications
+from cni_logger.audit.intervals import HELD, Interval, Tracker, doubtful, qualifications
 from cni_logger.audit.output import (
     CLEANUP_DEL,
     DEL_WITHOUT_ADD,
@@ -52,6 +55,8 @@ from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
 from cni_logger.filesink import DEFAULT_LOG_FILE
 
 T = TypeVar("T")
+EVIDENT_ENDS = frozenset({"DEL", "superseded", "inventory"})
+"""How an interval ends at a moment when the trail shows who held its address (``_last_evidence``)."""
 SHOWN_STRETCHES = 20
 """Stretches described one per line on stderr; past that, a count (``stats --json`` lists them all)."""
 
@@ -207,8 +212,10 @@ def timeline(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
-        attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
-                                 args.container, None if pod is None else pod.wants)
+        # Every record, for the periods (``intervals.Tracker``: the rule who-had and leaks follow); the prefilter
+        # only chooses the lines summarised as steps.
+        attachments = tl.collect(session.scan.records(decode=False), args.container,
+                                 None if pod is None else pod.wants, line_filter=prefilter, evidence=session.evidence)
         containers = {a.container_id for a in attachments}
         if len(containers) > 1 and pod is None:
             output.error("timeline", f"{args.container!r} matches {len(containers)} containers; all are shown")
@@ -263,18 +270,28 @@ def who_had(args: argparse.Namespace) -> int:
         session.nothing = None if args.at is not None else f"nobody held {args.ip} in the trail"
         if args.at is None:
             rows = [_holder(i, found, address=args.ip) for i in kept]
-            status = (QUALIFIED if any(row["notes"] for row in rows) else FOUND) if rows else \
+            status = (QUALIFIED if any(doubtful(row["notes"]) for row in rows) else FOUND) if rows else \
                 NO_EVIDENCE if _unseen_anywhere(session.name, args, found) else NOTHING
         elif _in_the_future(session.name, args, found):
             rows, status = [], NO_EVIDENCE
         else:
             certain = [(i, i.certainty(args.at, found)) for i in kept]
             rows = [_holder(i, found, address=args.ip, certainty=c) for i, c in certain if c is not None]
-            status = _verdict(session.name, args, rows, found, named=bool(kept))
+            status = _verdict(session.name, args, rows, found, named=bool(kept),
+                              since=_last_evidence(kept, args.at))
         output.holders(session.out, session.limited(rows, "holder"), fmt=args.format, full_ids=args.no_trunc)
         return status
 
     return _session("who-had", args, body)
+
+
+def _last_evidence(intervals: list[Interval], at: str) -> str:
+    """The latest moment at or before ``at`` when the trail shows who held the address ("": none): a holder's ADD,
+    CHECK or DEL, the ADD that superseded one, or a complete inventory that no longer listed it. Not a GC, nor a
+    re-ADD of the holder without the address: the holder had let it go by then, but when, and to whom, is
+    unknown. After that moment an unseen ADD may have handed the address out, where events may be lost."""
+    return max((t for i in intervals for t in (i.seen, i.last_seen, i.end if i.closed_by in EVIDENT_ENDS else None)
+                if t is not None and t <= at), default="")
 
 
 def _in_the_future(name: str, args: argparse.Namespace, found: Evidence) -> bool:
@@ -309,7 +326,7 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
             if ended:
                 if args.at is None:
                     rows += len(ended)
-                    qualified = qualified or any(h.notes or h.conflict for h in ended)
+                    qualified = qualified or any(doubtful(h.notes) for h in ended)
                     yield from ended
                 else:
                     kept += [h for h in ended if h.certainty is not None]
@@ -317,7 +334,7 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
         last = parked + still if args.at is None else \
             sorted_holdings(kept + [h for h in parked + still if h.certainty is not None])
         rows += len(last)
-        qualified = qualified or any(h.notes or h.conflict for h in last)
+        qualified = qualified or any(doubtful(h.notes) for h in last)
         yield from last
 
     if args.at is not None:  # the holders then: few, and all known only at the end of the trail
@@ -348,31 +365,66 @@ def _unseen_anywhere(name: str, args: argparse.Namespace, found: Evidence) -> bo
 
 
 def _verdict(name: str, args: argparse.Namespace, rows: list[dict[str, Any]], found: Evidence, *,
-             named: bool = False) -> int:
-    """``who-had --at``: held (0), possibly held or in conflict (3), nobody (1) or no evidence (4).
+             named: bool = False, since: str = "") -> int:
+    """``who-had --at``: held (0; a proven conflict too), possibly held (3), nobody (1) or no evidence (4).
 
     ``named``: some event of the trail names the address (``who-had IP``; a subnet's addresses are never all
-    named). A subnet's certain holders are the whole answer only where nobody can have been missed: not while the
-    logger was out of a chain, nor before the trail's oldest inventory (``Evidence.unwatched``)."""
+    named). ``since``: the address's last evidence before ``--at`` (``who-had IP``; "" for a subnet). A holder
+    may be missing from the answer where events may be lost after that evidence and before ``--at`` (an ADD in a
+    damaged stretch or a possible gap: ``Evidence.lost_between``), while the logger was out of a chain, or, for
+    a subnet, before the trail's oldest inventory (``Evidence.unwatched``); then the answer says so and is
+    qualified (3), or no evidence (4) when nobody was found. A certain holder of one address is the whole answer:
+    an IPAM hands an address to one attachment at a time, so nobody else can have been given it unseen.
+
+    A conflict (two attachments both proven to hold the address then) is a certain answer, and the most
+    important one: it is said first, on stderr, and needs no NOTE to be believed."""
+    subnet = "/" in args.ip
     if rows:
-        if all(row["certainty"] == HELD and not row["conflict"] for row in rows):
-            why = "" if named or "/" not in args.ip else found.unwatched(args.at, named=False)
+        if all(row["certainty"] == HELD for row in rows):
+            _say_conflicts(name, args, rows)
+            why = _unseen(args, found, since, named=False) if subnet else ""
             if not why:
                 return FOUND
             output.error(name, f"others may have held addresses of {args.ip} at {args.at} unseen: {why}")
             return QUALIFIED
         output.error(name, f"{args.ip} at {args.at}: the trail cannot tell for certain (see NOTE)")
-        why = found.uncovered(args.at) or found.unwatched(args.at, named)
+        why = _unseen(args, found, since, named)
         if why:  # an attachment whose every event is lost there would not be listed at all
             output.error(name, f"others may have held {args.ip} at {args.at} unseen: {why}")
         return QUALIFIED
-    why = found.uncovered(args.at) or found.unwatched(args.at, named)
+    why = _unseen(args, found, since, named)
     if why:
         output.error(name, f"no evidence about {args.ip} at {args.at}: {why}")
         return NO_EVIDENCE
     output.error(name, f"nobody held {args.ip} at {args.at} (the trail covers it: it starts at {found.start}, and "
                        f"its last event is at {found.end})")
     return NOTHING
+
+
+def _unseen(args: argparse.Namespace, found: Evidence, since: str, named: bool) -> str:
+    """Why a holder of the address (of an address of the subnet) at ``--at`` may be missing from the trail ("":
+    it cannot)."""
+    why = found.uncovered(args.at) or found.unwatched(args.at, named)
+    if why:
+        return why
+    stretch = found.lost_between(since, args.at)
+    if stretch is None:
+        return ""
+    after = f"after its last event ({since})" if since else "before it"
+    return f"an ADD may be lost {after}, in a {stretch.kind} stretch: {stretch.describe()}"
+
+
+def _say_conflicts(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Each address held by several attachments at once at ``--at``, all of them proven: one line each."""
+    together: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:  # one address of one network on one host (rows name their host once they carry one)
+        together.setdefault((row["network"], row.get("host") or "", row["address"]), []).append(row)
+    for (network, _, address), holding in together.items():
+        if len(holding) > 1 and any(row["conflict"] for row in holding):
+            names = ", ".join(f"{output.container(row['container_id'], args.no_trunc)} "
+                              f"({output.pod_label(row['namespace'], row['pod']) or row['ifname']})" for row in holding)
+            output.error(name, f"conflict: {address} was held by {len(holding)} attachments at once at {args.at} "
+                               f"on {network or 'its network'}: {names}")
 
 
 # -- leaks ------------------------------------------------------------------------------------------

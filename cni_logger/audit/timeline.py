@@ -3,26 +3,34 @@
 A container (matched by id prefix, as ``docker`` and ``crictl`` match them) may have several
 attachments, one per network and interface (Multus adds ``net1``...). Each is shown on its own:
 every ADD, CHECK and DEL with its outcome, duration, addresses and interfaces, and the periods it
-was attached, from a successful ADD to the successful DEL after it.
+was attached. The periods are ``intervals.Tracker``'s intervals, the one rule ``who-had`` and ``leaks`` follow:
+from a successful ADD (or the first evidence of an attachment whose ADD is not in the trail) to its DEL, a GC
+that no longer lists it, or, its DEL lost, the ADD of another attachment that was given its address
+(*superseded*), a re-ADD of its own, or an inventory that no longer lists it. So every record is fed to the
+tracker (as ``leaks`` reads them, without decoding), and only the matching ones are summarised.
 
 A pod is matched by its namespace and name (``orchestrator.*`` or ``K8S_POD_*``); every sandbox it
 had (a container id) is followed from the first event that names the pod, including events of that
 sandbox that do not name it (a DEL after a runtime restart may carry no ``CNI_ARGS``).
 
-Only the matching events are kept (decoded and summarised), so memory follows the answer.
+Only the matching events are kept (decoded and summarised), and the open attachments the tracker needs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit import record
 from cni_logger.audit.attempts import Attempts
+from cni_logger.audit.intervals import Interval, Tracker, qualifications
 from cni_logger.audit.query import is_glob, literal_bytes, matcher, pod_spec
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, short
+
+if TYPE_CHECKING:
+    from cni_logger.audit.evidence import Evidence
 
 
 @dataclass
@@ -77,6 +85,25 @@ class Step:
 
 
 @dataclass
+class Period:
+    """One interval of an attachment, as ``who-had`` and ``leaks`` see it (``intervals.Interval``)."""
+
+    attached: str | None
+    """The ADD; ``None`` when it is not in the trail (then ``seen`` is the first evidence)."""
+    seen: str
+    detached: str | None
+    """Its end (``None``: still attached at the end of the trail); only known to follow its last evidence when
+    ``ended_by`` is ``superseded``, ``ADD`` or ``inventory`` (its DEL lost or not recorded: ``notes`` say so)."""
+    ended_by: str
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"attached": self.attached, "detached": self.detached, "attached_epoch": epoch(self.attached),
+                "detached_epoch": epoch(self.detached), "seen": self.seen, "ended_by": self.ended_by or None,
+                "notes": self.notes}
+
+
+@dataclass
 class Attachment:
     """A (network, container, interface) and the steps recorded for it, oldest first."""
 
@@ -86,28 +113,18 @@ class Attachment:
     pod: str = ""
     namespace: str = ""
     steps: list[Step] = field(default_factory=list)
+    intervals: list[Interval] = field(default_factory=list)
+    found: Evidence | None = None
 
-    def periods(self) -> list[tuple[str, str | None]]:
-        """(attached, detached) per successful ADD ... DEL; ``None``: still attached at the trail's end."""
-        found: list[tuple[str, str | None]] = []
-        start: str | None = None
-        for step in self.steps:
-            if step.outcome != "success" or step.role == "attempt":  # an attempt attaches nothing yet
-                continue
-            if step.command == "ADD" and start is None:
-                start = step.timestamp
-            elif step.command == "DEL" and start is not None:
-                found.append((start, step.timestamp))
-                start = None
-        if start is not None:
-            found.append((start, None))
-        return found
+    def periods(self) -> list[Period]:
+        """Its intervals, oldest first; a clean-up DEL (no ADD, no address) attached nothing and is none."""
+        return [Period(i.start, i.seen, i.end, i.closed_by, qualifications(i, self.found)["notes"])
+                for i in self.intervals if not (i.orphan and not i.addresses)]
 
     def to_json(self) -> dict[str, Any]:
         return {"network": self.network, "container_id": self.container_id, "ifname": self.ifname,
                 "pod": self.pod or None, "namespace": self.namespace or None,
-                "periods": [{"attached": a, "detached": d, "attached_epoch": epoch(a), "detached_epoch": epoch(d)}
-                            for a, d in self.periods()],
+                "periods": [period.to_json() for period in self.periods()],
                 "events": [step.to_json() for step in self.steps]}
 
 
@@ -156,33 +173,53 @@ class Pod:
         return True
 
 
-def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bool] | None = None,
+def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bool] | None = None, *,
+            line_filter: Callable[[bytes], bool] | None = None, evidence: Evidence | None = None,
             ) -> list[Attachment]:
-    """The attachments of every container whose id starts with ``prefix`` (and that ``wants``), by first
-    appearance."""
+    """The attachments of every container whose id starts with ``prefix`` (and whose lines pass ``line_filter``,
+    and that ``wants``), by first appearance, with their periods: ``records`` are the whole trail, for the
+    tracker (``evidence``: the scan's, for the periods' notes)."""
     found: dict[tuple[str, str, str], Attachment] = {}
+    tracker = Tracker()
     pairing = Attempts()  # every event of an attachment is here: pairing per attachment is the whole trail's
     attempts: dict[int, Step] = {}
     """The steps of the attempts ``pairing`` holds pending, by their record's id."""
     for rec in records:
-        if not rec.container_id.startswith(prefix) or rec.command not in COMMANDS:
-            continue
-        if wants is not None and not wants(rec):
-            continue
-        doc = rec.doc
-        attachment = found.get(rec.key)
-        if attachment is None:
-            attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname)
-        attachment.pod = attachment.pod or record.pod(doc)
-        attachment.namespace = attachment.namespace or record.namespace(doc)
-        role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
-        step = Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc), record.interfaces(doc),
-                    record.error_message(doc), role if isinstance(role, str) else "")
-        attachment.steps.append(step)
-        _pair(pairing, attempts, rec, step)
+        step = _step(found, rec, prefix, wants, line_filter, evidence)
+        if step is not None:
+            _pair(pairing, attempts, rec, step)
+        for interval in tracker.feed(rec):
+            attachment = found.get(interval.key)
+            if attachment is not None:
+                attachment.intervals.append(interval)
+    for key, interval in tracker.open.items():
+        attachment = found.get(key)
+        if attachment is not None:
+            attachment.intervals.append(interval)
     for step in attempts.values():
         step.attempt = "no outcome"
     return sorted(found.values(), key=lambda a: (a.steps[0].timestamp, a.network, a.ifname))
+
+
+def _step(found: dict[tuple[str, str, str], Attachment], rec: Record, prefix: str,
+          wants: Callable[[Record], bool] | None, line_filter: Callable[[bytes], bool] | None,
+          evidence: Evidence | None) -> Step | None:
+    """A matching record becomes a step of its attachment (``None``: it does not match)."""
+    if rec.command not in COMMANDS or not rec.container_id.startswith(prefix):
+        return None
+    if (line_filter is not None and not line_filter(rec.line)) or (wants is not None and not wants(rec)):
+        return None
+    doc = rec.doc
+    attachment = found.get(rec.key)
+    if attachment is None:
+        attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname, found=evidence)
+    attachment.pod = attachment.pod or record.pod(doc)
+    attachment.namespace = attachment.namespace or record.namespace(doc)
+    role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
+    step = Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc), record.interfaces(doc),
+                record.error_message(doc), role if isinstance(role, str) else "")
+    attachment.steps.append(step)
+    return step
 
 
 def _pair(pairing: Attempts, attempts: dict[int, Step], rec: Record, step: Step) -> None:

@@ -294,6 +294,36 @@ def judge_at(tally: Tally, address: str, at: str, truth_holder: str | None, resu
         tally.wrong.append(where)
 
 
+def judge_subnet_at(tally: Tally, truth: Truth, subnet: str, at: str, result: Result) -> None:
+    """``who-had CIDR --at``: every address at once. Certain rows must be the truth; 0 means every holder is listed
+    for certain, 1 that nobody held any; 3 that whoever is missing may have been held unseen, or is listed as
+    possibly; 4 that nothing is known."""
+    tally.count(result)
+    rows = result.json
+    expected = {a: truth.holder(a, at) for a in truth.addresses} if at != truth.before else {}
+    expected = {a: c for a, c in expected.items() if c is not None}
+    firm = {(r["address"], r["container_id"]) for r in rows if r["certainty"] == "held" and not r["conflict"]}
+    named = {(r["address"], r["container_id"]) for r in rows}
+    truly = set(expected.items())
+    where = f"who-had {subnet} --at {at}: truth {expected}, rc {result.rc}, rows {rows}, {result.stderr}"
+    if result.rc == 0:
+        ok = firm == truly and len(rows) == len(truly)
+    elif result.rc == 1:
+        ok = not truly and not rows and "nobody held" in result.stderr
+    elif result.rc == 3:
+        unseen = "others may have held" in result.stderr
+        ok = firm <= truly and (truly <= named or unseen) and all(
+            r["certainty"] == "possibly" or r["notes"] for r in rows if (r["address"], r["container_id"]) not in truly)
+    elif result.rc == 4:
+        ok = not rows and "no evidence" in result.stderr
+    else:
+        ok = False
+    tally.right += ok and result.rc in (0, 1)
+    tally.qualified += ok and result.rc in (3, 4)
+    if not ok:
+        tally.wrong.append(where)
+
+
 def judge_listing(tally: Tally, truth: Truth, address: str, result: Result) -> None:
     """``who-had IP``: a row without notes must be a real holding; a noted one a real holder of the address."""
     tally.count(result)
@@ -317,6 +347,8 @@ def ask_everything(args: list[str], truth: Truth, tally: Tally) -> None:
         for address in truth.addresses:
             expected = None if at == truth.before else truth.holder(address, at)
             judge_at(tally, address, at, expected, cli("who-had", address, "--at", at, "--json", *args))
+        subnet = truth.addresses[0].rsplit(".", 1)[0] + ".0/24"
+        judge_subnet_at(tally, truth, subnet, at, cli("who-had", subnet, "--at", at, "--json", *args))
     for address in truth.addresses:
         judge_listing(tally, truth, address, cli("who-had", address, "--json", *args))
 
@@ -334,8 +366,8 @@ def test_every_answer_on_the_intact_trail_is_right(recorded: tuple[Path, Truth])
     tally = Tally()
     ask_everything(args, truth, tally)
     assert tally.wrong == []
-    # Before the trail: no evidence; every other moment is answered for certain.
-    assert tally.statuses.get(4) == ADDRESSES and tally.qualified == ADDRESSES and 3 not in tally.statuses
+    # Before the trail: no evidence (each address, and the subnet); every other moment is answered for certain.
+    assert tally.statuses.get(4) == ADDRESSES + 1 and tally.qualified == ADDRESSES + 1 and 3 not in tally.statuses
     print(f"\nintact trail: {tally.right} right, {tally.qualified} qualified, statuses {tally.statuses}")
 
     # the ones attached at the end still run (the sandbox keeps their namespaces, libcni their results): no leaks

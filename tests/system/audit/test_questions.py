@@ -152,7 +152,8 @@ def test_timeline_of_one_container(trail: Trail) -> None:
                                                                  for e in events]
     assert attachment["periods"] == [{"attached": events[0]["@timestamp"], "detached": events[2]["@timestamp"],
                                       "attached_epoch": epoch(events[0]["@timestamp"]),
-                                      "detached_epoch": epoch(events[2]["@timestamp"])}]
+                                      "detached_epoch": epoch(events[2]["@timestamp"]),
+                                      "seen": events[0]["@timestamp"], "ended_by": "DEL", "notes": []}]
     assert [s["epoch"] for s in attachment["events"]] == [epoch(e["@timestamp"]) for e in events]
 
 
