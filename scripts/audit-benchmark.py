@@ -67,8 +67,10 @@ def parse_size(text: str) -> int:
 # -- templates from the real plugin ------------------------------------------------------------------
 
 
-def plugin_lines(work: Path, cli: Path) -> dict[str, dict[str, Any]]:
-    """One event of each kind, written by the real plugin (the project's launcher-less entry point)."""
+def plugin_lines(work: Path, cli: Path, file_size: int) -> dict[str, dict[str, Any]]:
+    """One event of each kind, written by the real plugin (the project's launcher-less entry point), with
+    ``logOptions.maxSize`` the ``--file-size`` the trail rotates at: the audit checks that no backup is
+    smaller than the ``maxSize`` its events were written with (a backup restored from an older copy)."""
     log = work / "template.log"
     prev = {"cniVersion": "1.0.0",
             "interfaces": [{"name": "cni0", "mac": "c6:60:67:4b:5d:76"},
@@ -77,6 +79,7 @@ def plugin_lines(work: Path, cli: Path) -> dict[str, dict[str, Any]]:
             "ips": [{"interface": 2, "address": f"{SUBNET}.17/24", "gateway": f"{SUBNET}.1"}],
             "routes": [{"dst": "0.0.0.0/0", "gw": f"{SUBNET}.1"}], "dns": {}}
     base = {"cniVersion": "1.0.0", "name": NETWORK, "type": "logger", "logFile": str(log), "logToStderr": False,
+            "logOptions": {"maxSize": file_size / (1 << 20)},
             "capabilities": {"portMappings": True},
             "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}}
     env = {"PATH": "/usr/bin:/bin", "CNI_CONTAINERID": "0" * 64, "CNI_NETNS": "/var/run/netns/cni-1c4b6a5e",
@@ -136,7 +139,7 @@ class Trail:
 def generate(directory: Path, size: int, file_size: int, seed: int, cli: Path) -> dict[str, Any]:
     """Write ~``size`` bytes of events; return what the queries need to know about the trail."""
     rng = random.Random(seed)
-    templates = plugin_lines(directory, cli)
+    templates = plugin_lines(directory, cli, file_size)
     (directory / "template.log").unlink()
     trail = Trail(directory, file_size)
     now = START

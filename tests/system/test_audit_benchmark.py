@@ -43,3 +43,17 @@ def test_an_unknown_baseline_is_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--baseline no-such-revision-xyz" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_small_trail_is_not_damage(tmp_path: Path) -> None:
+    """The generated backups are as big as the maxSize their events say they rotate at: no ``shrunk`` stretch."""
+    done = _run(tmp_path, "--keep")
+    assert done.returncode == 0, done.stderr
+    kept = next(line.split("kept: ", 1)[1] for line in done.stderr.splitlines() if line.startswith("kept: "))
+    try:
+        stats = subprocess.run([str(CLI), "stats", "--json", "--log-file", f"{kept}/cni-logger.log"],
+                               capture_output=True, text=True, timeout=300, check=False)
+        assert stats.returncode == 0, stats.stderr
+        assert "shrunk" not in stats.stderr and "damaged" not in stats.stderr, stats.stderr
+    finally:
+        subprocess.run(["rm", "-rf", kept], check=True)
