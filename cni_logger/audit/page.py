@@ -323,31 +323,33 @@ def _tables(data: dict[str, Any]) -> str:
                     [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]
                      for name, u in data["networks"].items()])]
     parts.append(_table("Conflicts", "conflicts", data["conflicts"],
-                        ["at", "address", "network", "container", "pod", "while held by"],
-                        [[_time(c["at"]), c["address"], c["network"], c["container_id"],
+                        ["at", "address", "host", "network", "container", "pod", "while held by"],
+                        [[_time(c["at"]), c["address"], c.get("host") or "", c["network"], c["container_id"],
                           pod_label(c["namespace"], c["pod"]), c["other_container_id"]]
                          for c in data["conflicts"]["listed"]]))
     parts.append(_table("Never deleted", "never-deleted", data["leaks"]["never_deleted"],
-                        ["since", "address", "network", "ifname", "container", "pod"],
-                        [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"],
+                        ["since", "address", "host", "network", "ifname", "container", "pod"],
+                        [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"],
+                          h.get("host") or "", h["network"],
                           h["ifname"], h["container_id"], pod_label(h["namespace"], h["pod"])]
                          for h in data["leaks"]["never_deleted"]["listed"]]))
     parts.append(_table("DELs without ADD", "del-without-add", data["leaks"]["del_without_add"],
-                        ["at", "network", "ifname", "container", "pod"],
-                        [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
+                        ["at", "host", "network", "ifname", "container", "pod"],
+                        [[_time(o["seen"]), o.get("host") or "", o["network"], o["ifname"], o["container_id"],
                           pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["del_without_add"]["listed"]]))
     parts.append(_table("Superseded (their DEL was lost; not leaks)", "superseded", data["leaks"]["superseded"],
-                        ["since", "until", "address", "network", "container", "pod", "note"],
+                        ["since", "until", "address", "host", "network", "container", "pod", "note"],
                         [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
-                          h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
+                          h["address"], h.get("host") or "", h["network"], h["container_id"],
+                          pod_label(h["namespace"], h["pod"]),
                           "; ".join(h["notes"])] for h in data["leaks"]["superseded"]["listed"]]))
     parts.append(_table("Clean-up DELs (no ADD, no cached result; not leaks)", "cleanup-del",
-                        data["leaks"]["cleanup_del"], ["at", "network", "ifname", "container", "pod"],
-                        [[_time(o["seen"]), o["network"], o["ifname"], o["container_id"],
+                        data["leaks"]["cleanup_del"], ["at", "host", "network", "ifname", "container", "pod"],
+                        [[_time(o["seen"]), o.get("host") or "", o["network"], o["ifname"], o["container_id"],
                           pod_label(o["namespace"], o["pod"])] for o in data["leaks"]["cleanup_del"]["listed"]]))
     parts.append(_table("Failed invocations", "failures", data["failures"],
-                        ["at", "command", "network", "container", "pod", "error"],
-                        [[_time(f["@timestamp"]), f["command"], f["network"], f["container_id"],
+                        ["at", "command", "host", "network", "container", "pod", "error"],
+                        [[_time(f["@timestamp"]), f["command"], f.get("host") or "", f["network"], f["container_id"],
                           pod_label(f["namespace"], f["pod"]), f["error"] or ""] for f in data["failures"]["listed"]]))
     stats = data["stats"]
     parts.append(_table("Latency (ms)", "latency", None, ["command", "count", "p50", "p90", "p99", "max", "mean"],
@@ -386,9 +388,10 @@ def _tables(data: dict[str, Any]) -> str:
     for title, key in (("Possibly deleted while the logger was out (not leaks for certain)", "possibly_deleted"),
                        ("DEL not recorded (a complete inventory no longer listed them; not leaks)", "unrecorded_del")):
         parts.append(_table(title, key.replace("_", "-"), leaks[key],
-                            ["since", "until", "address", "network", "container", "pod", "note"],
+                            ["since", "until", "address", "host", "network", "container", "pod", "note"],
                             [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), _time(h["until"]),
-                              h["address"], h["network"], h["container_id"], pod_label(h["namespace"], h["pod"]),
+                              h["address"], h.get("host") or "", h["network"], h["container_id"],
+                          pod_label(h["namespace"], h["pod"]),
                               "; ".join(h["notes"])] for h in leaks[key]["listed"]]))
     quiet = trail["quiet_periods"]
     parts.append(_table(f"Quiet periods (no event for {human_duration(quiet['min_seconds'])} or more; not evidence "

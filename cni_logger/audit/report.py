@@ -211,7 +211,8 @@ class Builder:
         cached = record.cached_result(orphan.opened.doc)
         orphan.opened.forget()
         (self.orphans if cached else self.cleanups).add({
-            "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],
+            "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "host": orphan.host or None,
+            "network": orphan.key[0],
             "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
             "namespace": namespace or None, "addresses": addresses, "cached_result": cached})
 
@@ -233,7 +234,8 @@ class Builder:
 
     def _failure(self, rec: Record) -> None:
         doc = rec.doc
-        self.failures.add({"@timestamp": rec.timestamp, "command": rec.command, "network": rec.network,
+        self.failures.add({"@timestamp": rec.timestamp, "command": rec.command, "host": record.host(doc) or None,
+                           "network": rec.network,
                            "container_id": rec.container_id, "ifname": rec.ifname, "pod": record.pod(doc) or None,
                            "namespace": record.namespace(doc) or None, "error": record.error_message(doc) or None})
         rec.forget()
@@ -241,7 +243,8 @@ class Builder:
     def _conflict(self, holding: Holding, other: str, stamp: str) -> None:
         """``holding`` was superseded by ``other``'s ADD, yet showed it still held the address at ``stamp``."""
         self._network(holding.network).conflicts += 1
-        self.conflicts.add({"address": holding.address, "at": stamp, "network": holding.network,
+        self.conflicts.add({"address": holding.address, "at": stamp, "host": holding.host or None,
+                            "network": holding.network,
                             "container_id": holding.container_id, "pod": holding.pod or None,
                             "namespace": holding.namespace or None, "other_container_id": other})
 

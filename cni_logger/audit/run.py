@@ -217,7 +217,8 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
         rec.forget()  # answers may hold thousands of intervals: keep their lines, not decoded events
     network, container_id, ifname = interval.key
     holder = {
-        **extra, "network": network, "container_id": container_id, "ifname": ifname,
+        **extra, "host": interval.host or next((record.host(d) for d in docs if record.host(d)), None),
+        "network": network, "container_id": container_id, "ifname": ifname,
         "pod": next((record.pod(d) for d in docs if record.pod(d)), None),
         "namespace": next((record.namespace(d) for d in docs if record.namespace(d)), None),
         "from": interval.start, "seen": interval.seen, "until": interval.end, "ended_by": interval.closed_by or None,

@@ -54,6 +54,8 @@ class Attachment:
     ifname: str
     pod: str = ""
     namespace: str = ""
+    host: str = ""
+    """The node (``host.name``) that recorded it."""
     steps: list[Step] = field(default_factory=list)
 
     def periods(self) -> list[tuple[str, str | None]]:
@@ -73,7 +75,8 @@ class Attachment:
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {"network": self.network, "container_id": self.container_id, "ifname": self.ifname,
+        return {"host": self.host or None, "network": self.network, "container_id": self.container_id,
+                "ifname": self.ifname,
                 "pod": self.pod or None, "namespace": self.namespace or None,
                 "periods": [{"attached": a, "detached": d, "attached_epoch": epoch(a), "detached_epoch": epoch(d)}
                             for a, d in self.periods()],
@@ -141,6 +144,7 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
             attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname)
         attachment.pod = attachment.pod or record.pod(doc)
         attachment.namespace = attachment.namespace or record.namespace(doc)
+        attachment.host = attachment.host or record.host(doc)
         role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
         attachment.steps.append(Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc),
                                      record.interfaces(doc), record.error_message(doc),

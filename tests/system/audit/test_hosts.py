@@ -88,3 +88,56 @@ def test_a_gc_on_one_node_leaves_the_other_nodes_holdings_in_the_subnet_form(nod
 
 def _status(result: Result) -> str:
     return f"rc={result.rc}\n{result.stdout}\n{result.stderr}"
+
+
+def test_every_answer_names_its_host(nodes: list[str]) -> None:
+    """JSON and CSV rows carry ``host``; the tables a HOST column, whatever the number of hosts."""
+    who = cli("who-had", "10.88.0.5", "--json", *nodes)
+    assert [(r["host"], r["container_id"]) for r in who.json] == [("node-a", "ctr-a1"), ("node-b", "ctr-b1")]
+    table = cli("who-had", "10.88.0.5", *nodes)
+    assert table.stdout.splitlines()[0].split()[:4] == ["FROM", "UNTIL", "HOST", "NETWORK"]
+    assert [r[2] for r in table.rows] == ["node-a", "node-b"]
+    subnet = cli("who-had", "10.88.0.0/24", "--format", "csv", *nodes)
+    header, *rows = subnet.stdout.splitlines()
+    assert header.split(",")[:3] == ["address", "host", "network"]
+    assert {row.split(",")[1] for row in rows} == {"node-a", "node-b"}
+    leaks = cli("leaks", "--json", *nodes)
+    assert {(r["host"], r["container_id"]) for r in leaks.json} == {("node-b", "ctr-b1"), ("node-b", "ctr-b2")}
+    assert [r[3] for r in cli("leaks", *nodes).rows] == ["node-b", "node-b"]
+    events = cli("events", "--format", "csv", "--container", "ctr-a1", *nodes)
+    assert [dict(zip(events.stdout.splitlines()[0].split(","), row.split(",")))["host"]
+            for row in events.stdout.splitlines()[1:]] == ["node-a"]
+    assert cli("events", "--container", "ctr-b2", *nodes).rows[0][4] == "node-b"
+    timeline = cli("timeline", "ctr-b1", "--json", *nodes)
+    assert [a["host"] for a in timeline.json] == ["node-b"]
+    assert "host node-b" in cli("timeline", "ctr-b1", *nodes).stdout
+    report = json.loads(cli("report", "--json", *nodes).stdout)
+    assert {(h["host"], h["container_id"]) for h in report["leaks"]["never_deleted"]["listed"]} == {
+        ("node-b", "ctr-b1"), ("node-b", "ctr-b2")}
+    text = cli("report", *nodes).stdout
+    assert any(line.split()[2:4] == ["node-b", NET] for line in text.splitlines() if "ctr-b2" in line), text
+
+
+@pytest.mark.parametrize("host, expected", [("node-b", ["ctr-b1"]), ("node-?", ["ctr-a1", "ctr-b1"]),
+                                            ("node-a", ["ctr-a1"]), ("other", [])])
+def test_host_filters_who_had(nodes: list[str], host: str, expected: list[str]) -> None:
+    answer = cli("who-had", "10.88.0.5", "--host", host, "--json", *nodes)
+    assert [r["container_id"] for r in answer.json] == expected
+    assert answer.rc == (0 if expected else 1), answer
+
+
+def test_host_filters_every_command(nodes: list[str]) -> None:
+    events = cli("events", "--host", "node-a", "--json", *nodes)
+    assert {r["host"]["name"] for r in events.json} == {"node-a"} and len(events.json) == 4
+    assert cli("events", "--host", "node-b", "--command", "ADD", "--json", *nodes).rc == 0
+    stats = json.loads(cli("stats", "--host", "node-b", "--json", *nodes).stdout)
+    assert stats["events"] == 3
+    leaks = cli("leaks", "--host", "node-b", "--json", *nodes)
+    assert sorted(r["container_id"] for r in leaks.json) == ["ctr-b1", "ctr-b2"]
+    assert cli("leaks", "--host", "node-a", *nodes).rc == 1
+    at45 = cli("who-had", "10.88.0.0/24", "--at", at(45), "--host", "node-a", "--json", *nodes)
+    assert [r["container_id"] for r in at45.json] == ["ctr-a2"] and at45.rc == 0, at45
+    timeline = cli("timeline", "--pod", "shop/b1", "--host", "node-a", *nodes)
+    assert timeline.rc == 1
+    report = json.loads(cli("report", "--json", "--host", "node-a", *nodes).stdout)
+    assert report["leaks"]["never_deleted"]["count"] == 0 and report["stats"]["events"] == 4
