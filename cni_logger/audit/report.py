@@ -54,6 +54,7 @@ from cni_logger.audit.output import (
     SUPERSEDED,
     UNRECORDED_DEL,
 )
+from cni_logger.audit.query import on_host
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Stats
@@ -272,12 +273,14 @@ class Builder:
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES) -> Report:
-    """Read the whole trail once and assemble the report."""
+          max_addresses: int = MAX_ADDRESSES, host: str = "") -> Report:
+    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
                       found=scan.evidence)
+    wanted = on_host(host)
     for rec in scan.records(decode=False):
-        builder.feed(rec)
+        if wanted is None or wanted(rec):
+            builder.feed(rec)
     still = builder.finish()
     return Report(builder, still, trail_files(scan.trails), scan)
 

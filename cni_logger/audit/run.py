@@ -43,7 +43,7 @@ from cni_logger.audit.output import (
     USAGE,
     Out,
 )
-from cni_logger.audit.query import Filter, address_test
+from cni_logger.audit.query import Filter, address_test, on_host
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
@@ -141,16 +141,25 @@ def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool
 # -- events -----------------------------------------------------------------------------------------
 
 
+def _on_host(records: Iterator[Record], args: argparse.Namespace) -> Iterator[Record]:
+    """The records of the nodes ``--host`` names (all without it): each node's attachments are then told as its
+    own trail would tell them."""
+    wanted = on_host(getattr(args, "host", "") or "")
+    if wanted is None:
+        return records
+    return (rec for rec in records if wanted(rec))
+
+
 def _filter(args: argparse.Namespace) -> Filter:
     return Filter(container=args.container, pod=args.pod, namespace=args.namespace, network=args.network,
-                  commands=frozenset(args.commands), outcome=args.outcome or "", ip=args.ip or "",
+                  commands=frozenset(args.commands), outcome=args.outcome or "", ip=args.ip or "", host=args.host or "",
                   since=args.since or "", until=args.until or "", use_prefilter=not args.no_prefilter)
 
 
 def _no_events(args: argparse.Namespace) -> str:
     """What ``events`` and ``stats`` say when nothing matched: with filters, or on an empty trail."""
     filtered = any((args.container, args.pod, args.namespace, args.network, args.commands, args.outcome, args.ip,
-                    args.since, args.until))
+                    args.host, args.since, args.until))
     return "no events match" if filtered else "the trail has no events"
 
 
@@ -192,7 +201,8 @@ def timeline(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
-        attachments = tl.collect((r for r in session.scan.records(prefilter) if r.command in tl.COMMANDS),
+        attachments = tl.collect((r for r in _on_host(session.scan.records(prefilter), args)
+                                  if r.command in tl.COMMANDS),
                                  args.container, None if pod is None else pod.wants)
         containers = {a.container_id for a in attachments}
         if len(containers) > 1 and pod is None:
@@ -236,7 +246,7 @@ def who_had(args: argparse.Namespace) -> int:
         tracker = Tracker(args.ip)
         prefilter = None if args.no_prefilter else tracker.prefilter(address_test(args.ip))
         kept: list[Interval] = []
-        for rec in session.scan.records(prefilter):
+        for rec in _on_host(session.scan.records(prefilter), args):
             for closed in tracker.feed(rec):
                 if closed.clock_step:
                     session.scan.warn(f"the clock was stepped back while {closed.key[1]} ({closed.key[2]}) held "
@@ -290,7 +300,7 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     def holdings() -> Iterator[Holding]:
         nonlocal rows, qualified
         kept: list[Holding] = []
-        for rec in session.scan.records(decode=False):
+        for rec in _on_host(session.scan.records(decode=False), args):
             ended = occupancy.feed(rec)
             if ended:
                 if args.at is None:
@@ -400,7 +410,7 @@ def leaks(args: argparse.Namespace) -> int:
         superseded: list[Interval] = []
         unrecorded: list[Interval] = []
         failures: list[Failed] = []
-        for rec in session.scan.records(decode=False):
+        for rec in _on_host(session.scan.records(decode=False), args):
             pairing.feed(rec)
             concluded = pairing.concluded
             if concluded is not None:
@@ -507,7 +517,7 @@ def report(args: argparse.Namespace) -> int:
         session.nothing, session.verb = ("no events in the window" if args.since or args.until else
                                          "the trail has no events"), "read"
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
-                              max_addresses=args.max_addresses)
+                              max_addresses=args.max_addresses, host=args.host or "")
         data = built.to_json()
         if args.html:
             try:
