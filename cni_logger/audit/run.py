@@ -59,7 +59,8 @@ class Session:
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         self.name = name
         self.args = args
-        trails, problems = sources.resolve(args.log_file or [DEFAULT_LOG_FILE])
+        trails, problems = sources.resolve(args.log_file or [DEFAULT_LOG_FILE],
+                                           warn=lambda message: output.error(name, message))
         for problem in problems:
             output.error(name, problem)
         self.failed = bool(problems)

@@ -105,7 +105,7 @@ def test_every_answer_names_its_host(nodes: list[str]) -> None:
     assert {(r["host"], r["container_id"]) for r in leaks.json} == {("node-b", "ctr-b1"), ("node-b", "ctr-b2")}
     assert [r[3] for r in cli("leaks", *nodes).rows] == ["node-b", "node-b"]
     events = cli("events", "--format", "csv", "--container", "ctr-a1", *nodes)
-    assert [dict(zip(events.stdout.splitlines()[0].split(","), row.split(",")))["host"]
+    assert [dict(zip(events.stdout.splitlines()[0].split(","), row.split(","), strict=True))["host"]
             for row in events.stdout.splitlines()[1:]] == ["node-a"]
     assert cli("events", "--container", "ctr-b2", *nodes).rows[0][4] == "node-b"
     timeline = cli("timeline", "ctr-b1", "--json", *nodes)
@@ -141,3 +141,130 @@ def test_host_filters_every_command(nodes: list[str]) -> None:
     assert timeline.rc == 1
     report = json.loads(cli("report", "--json", "--host", "node-a", *nodes).stdout)
     assert report["leaks"]["never_deleted"]["count"] == 0 and report["stats"]["events"] == 4
+
+
+# -- exports of the shipped events ------------------------------------------------------------------------------
+
+QUESTIONS = [
+    ["who-had", "10.88.0.5", "--json"],
+    ["who-had", "10.88.0.5", "--at", at(45), "--json"],
+    ["who-had", "10.88.0.5", "--at", at(5), "--json"],
+    ["who-had", "10.88.0.0/24", "--json"],
+    ["who-had", "10.88.0.0/24", "--at", at(45), "--json"],
+    ["who-had", "10.88.0.9", "--at", at(55), "--host", "node-b", "--json"],
+    ["leaks", "--json"],
+    ["events", "--format", "csv", "--host", "node-a"],
+    ["stats", "--json"],
+    ["timeline", "--pod", "shop/b1", "--json"],
+]
+
+
+def fed(*args: str, stdin: bytes = b"") -> Result:
+    """``cni-logger ARGS`` with ``stdin`` on standard input."""
+    import subprocess
+
+    from tests.harness.audit import CLI
+
+    proc = subprocess.run([CLI, *args], input=stdin.decode(), capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def comparable(question: list[str], result: Result) -> object:
+    """An answer without what differs by the reading itself (a leak's age, stats' files and evidence)."""
+    if question[0] == "leaks":
+        return result.rc, [{k: v for k, v in r.items() if k != "age_seconds"} for r in result.json]
+    if question[0] == "stats":
+        summary = json.loads(result.stdout)
+        return result.rc, {k: v for k, v in summary.items() if k not in ("evidence",)}
+    return result.rc, result.stdout
+
+
+def scrambled(value: object, seed: int) -> object:
+    """Keys in another order at every level, as an ingest pipeline's re-serialisation leaves them."""
+    import random
+
+    if isinstance(value, dict):
+        items = list(value.items())
+        random.Random(seed).shuffle(items)
+        return {k: scrambled(v, seed + 1) for k, v in items}
+    if isinstance(value, list):
+        return [scrambled(v, seed + 1) for v in value]
+    return value
+
+
+def shipped(doc: dict[str, object], number: int) -> dict[str, object]:
+    """What the ingest pipeline in deploy/elasticsearch and a shipper add to an event, keys scrambled."""
+    copy = json.loads(json.dumps(doc))
+    copy["event"]["ingested"] = "2026-01-03T00:00:00.000000000Z"
+    copy["data_stream"] = {"type": "logs", "dataset": "cni.audit", "namespace": "default"}
+    copy["agent"] = {"type": "filebeat", "version": "8.15.0", "name": "shipper"}
+    copy["log"]["file"] = {"path": "/var/log/cni/cni-logger.log"}
+    copy["log"]["offset"] = number * 1000
+    copy["host"]["os"] = {"kernel": "6.1"}
+    return scrambled(copy, number)  # type: ignore[return-value]
+
+
+def node_docs(nodes: list[str]) -> list[dict[str, object]]:
+    return [json.loads(raw) for path in nodes[1::2] for raw in Path(path).read_bytes().splitlines()]
+
+
+def test_ndjson_of_elasticsearch_documents_on_stdin_gives_the_node_files_answers(nodes: list[str]) -> None:
+    export = b"".join(json.dumps(shipped(d, n)).encode() + b"\n" for n, d in enumerate(node_docs(nodes)))
+    for question in QUESTIONS:
+        assert comparable(question, fed(*question, "--log-file", "-", stdin=export)) == \
+            comparable(question, cli(*question, *nodes)), question
+
+
+@pytest.mark.parametrize("form", ["search-response", "hits", "filebeat-message", "filebeat-decoded", "fluent-bit",
+                                  "kubectl"])
+def test_every_export_form_gives_the_node_files_answers(nodes: list[str], tmp_path: Path, form: str) -> None:
+    docs = node_docs(nodes)
+    lines = [line(d) for d in docs]
+    if form == "search-response":
+        hits = [{"_index": ".ds-logs-cni.audit-default", "_id": d["event"]["id"], "_score": None,  # type: ignore[index]
+                 "_source": shipped(d, n)} for n, d in enumerate(docs)]
+        text = json.dumps({"took": 3, "timed_out": False, "hits": {"total": {"value": len(hits)}, "hits": hits}},
+                          indent=2).encode()
+    elif form == "hits":
+        text = b"\n".join(json.dumps({"_index": "x", "_id": str(n), "_source": shipped(d, n)}).encode()
+                          for n, d in enumerate(docs))
+    elif form == "filebeat-message":
+        text = b"\n".join(json.dumps({"@timestamp": "2026-01-03T00:00:00.000Z", "@metadata": {"beat": "filebeat"},
+                                      "agent": {"type": "filebeat"}, "log": {"offset": n},
+                                      "message": raw.decode()}).encode() for n, raw in enumerate(lines))
+    elif form == "filebeat-decoded":
+        text = b"\n".join(json.dumps({"@metadata": {"beat": "filebeat", "_id": d["event"]["id"]},  # type: ignore[index]
+                                      **shipped(d, n)}).encode() for n, d in enumerate(docs))
+    elif form == "fluent-bit":  # its parser keeps the time apart (Time_Keep Off): the record has no @timestamp
+        text = b"\n".join(b"cni.audit: " + json.dumps(
+            [to_epoch(d["@timestamp"]), {k: v for k, v in d.items() if k != "@timestamp"}]).encode()  # type: ignore[arg-type]
+            for d in docs)
+    else:
+        text = b"\n".join(b"2026-01-03T00:00:0%d.123456789Z " % (n % 10) + raw for n, raw in enumerate(lines))
+        text += b"\n2026-01-03T00:00:09.000000000Z cni-logger install --watch: ready\n"
+    export = tmp_path / "export.txt"
+    export.write_bytes(text + b"\n")
+    for question in QUESTIONS:
+        answer = cli(*question, "--log-file", str(export))
+        assert comparable(question, answer) == comparable(question, cli(*question, *nodes)), (question, answer)
+        if form == "kubectl":
+            assert "skipped 1 line" in answer.stderr, answer  # the watch's own line: not an event, counted
+
+
+def test_a_document_that_is_not_an_event_is_skipped_and_counted(nodes: list[str]) -> None:
+    docs = node_docs(nodes)
+    export = b"".join(json.dumps(shipped(d, n)).encode() + b"\n" for n, d in enumerate(docs))
+    export += b'{"@timestamp":"2026-01-02T10:00:01Z","message":"kubelet said hello","event":{"dataset":"k8s"}}\n'
+    export += b"not json at all\n"
+    answer = fed("stats", "--json", "--log-file", "-", stdin=export)
+    assert json.loads(answer.stdout)["events"] == len(docs)
+    assert "skipped 2 lines" in answer.stderr, answer
+
+
+def test_redacted_fields_stay_redacted_in_an_export(nodes: list[str]) -> None:
+    doc = node_docs(nodes)[0]
+    doc["cni"]["config"]["password"] = "[REDACTED]"  # type: ignore[index]
+    answer = fed("events", "--json", "--log-file", "-", stdin=json.dumps(shipped(doc, 0)).encode() + b"\n")
+    assert answer.json[0]["cni"]["config"]["password"] == "[REDACTED]"
+    assert list(answer.json[0]) == [k for k in doc if k in answer.json[0]]  # the plugin's order again
