@@ -31,14 +31,10 @@ one export's lines in memory (a node file is never sorted, so never held). Detec
 
 from __future__ import annotations
 
-import atexit
-import gzip
 import io
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -302,6 +298,8 @@ class Spool:
         """Every item of one export."""
         magic = stream.peek(2)[:2] if isinstance(stream, io.BufferedReader) else b""
         if magic == b"\x1f\x8b":
+            import gzip
+
             stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
         pending: list[bytes] = []
         first = True
@@ -326,6 +324,10 @@ class Spool:
     def write(self, label: str) -> list[str]:
         """The groups as files (``<label>.<host>.log``) in a private temporary directory, removed at exit."""
         if not self.directory:
+            import atexit
+            import shutil
+            import tempfile
+
             self.directory = tempfile.mkdtemp(prefix="cni-logger-export-")
             atexit.register(shutil.rmtree, self.directory, True)
         paths = []
@@ -353,6 +355,7 @@ def _host(doc: Any) -> str:
 
 def spool(path: str, spooler: Spool, warn: Callable[[str], None]) -> list[str]:
     """An export (a file, or ``-`` for stdin) as temporary trails, one per host; their paths."""
+    import gzip
     import sys
 
     label = "stdin" if path == "-" else os.path.basename(path)

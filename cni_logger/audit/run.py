@@ -542,6 +542,10 @@ def follow(args: argparse.Namespace) -> int:
     from cni_logger.audit import follow as tail
 
     def run() -> int:
+        if "-" in (args.log_file or []):
+            output.error("follow", "follow reads node files as they grow; standard input (an export) cannot be "
+                                   "followed: give it to events, who-had, leaks, timeline, stats or report")
+            return USAGE
         paths, problems = sources.live_paths(args.log_file or [DEFAULT_LOG_FILE])
         for problem in problems:
             output.error("follow", problem)

@@ -268,3 +268,8 @@ def test_redacted_fields_stay_redacted_in_an_export(nodes: list[str]) -> None:
     answer = fed("events", "--json", "--log-file", "-", stdin=json.dumps(shipped(doc, 0)).encode() + b"\n")
     assert answer.json[0]["cni"]["config"]["password"] == "[REDACTED]"
     assert list(answer.json[0]) == [k for k in doc if k in answer.json[0]]  # the plugin's order again
+
+
+def test_follow_says_an_export_on_stdin_cannot_be_followed(nodes: list[str]) -> None:
+    answer = fed("follow", "--log-file", "-", "--timeout", "1", stdin=b"")
+    assert answer.rc == 2 and "cannot be followed" in answer.stderr, answer
