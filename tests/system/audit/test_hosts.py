@@ -165,9 +165,10 @@ def fed(*args: str, stdin: bytes = b"") -> Result:
 
     from tests.harness.audit import CLI
 
-    proc = subprocess.run([CLI, *args], input=stdin.decode(), capture_output=True, text=True, timeout=60, check=False)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    proc = subprocess.run([CLI, *args], input=stdin, capture_output=True, timeout=60, check=False)
+    out, err = (stream.decode().replace("\r\n", "\n") for stream in (proc.stdout, proc.stderr))  # as text mode reads
+    assert "Traceback" not in err, err
+    return Result(proc.returncode, out, err)
 
 
 def comparable(question: list[str], result: Result) -> object:
@@ -273,3 +274,14 @@ def test_redacted_fields_stay_redacted_in_an_export(nodes: list[str]) -> None:
 def test_follow_says_an_export_on_stdin_cannot_be_followed(nodes: list[str]) -> None:
     answer = fed("follow", "--log-file", "-", "--timeout", "1", stdin=b"")
     assert answer.rc == 2 and "cannot be followed" in answer.stderr, answer
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_node_files_on_stdin_give_the_same_answers(nodes: list[str], packed: bool) -> None:
+    """``cat node-a.log node-b.log | cni-logger ... --log-file -`` (or ``zcat``'s input, gzipped): the same answers."""
+    import gzip
+
+    data = b"".join(Path(path).read_bytes() for path in nodes[1::2])
+    for question in QUESTIONS:
+        mine = fed(*question, "--log-file", "-", stdin=gzip.compress(data) if packed else data)
+        assert comparable(question, mine) == comparable(question, cli(*question, *nodes)), (question, mine)
