@@ -106,7 +106,10 @@ def _files_parent() -> argparse.ArgumentParser:
     group.add_argument("--log-file", action="append", metavar="FILE",
                        help=f"the audit log: the live file, a backup of it or a glob; repeatable (default: "
                             f"{DEFAULT_LOG_FILE}). Rotated and gzipped backups of each file are found and read "
-                            "too, oldest first; several trails are merged by time")
+                            "too, oldest first; several trails are merged by time. - is standard input. An export "
+                            "of the shipped events (Elasticsearch _source NDJSON or search responses, Filebeat or "
+                            "Fluent Bit file output, kubectl logs), a file or -, is recognised by its content and "
+                            "read like the nodes' own files")
     group.add_argument("--strict", action="store_true",
                        help="exit 3 when anything in the input was damaged, skipped or possibly missing (each "
                             "stretch is reported on stderr either way)")

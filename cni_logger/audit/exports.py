@@ -93,11 +93,17 @@ def _ordered(value: Any, order: tuple[str, ...], *, keep_rest: bool) -> Any:
 
 
 def plugin_event(doc: Any) -> bool:
-    """Is this decoded document one of the plugin's events (an invocation's or a coverage event)?"""
+    """Is this decoded document one of the plugin's events (an invocation's or a coverage event)? Its
+    ``event.dataset`` says so (or, without one, ``event.module`` ``cni`` and a ``cni`` object)."""
     if not isinstance(doc, dict):
         return False
     event = doc.get("event")
-    return isinstance(event, dict) and event.get("dataset") in (AUDIT_DATASET, COVERAGE_DATASET)
+    if not isinstance(event, dict):
+        return False
+    dataset = event.get("dataset")
+    if dataset is None:
+        return event.get("module") == "cni" and isinstance(doc.get("cni"), dict)
+    return dataset in (AUDIT_DATASET, COVERAGE_DATASET)
 
 
 def plugin_line(doc: dict[str, Any]) -> bytes:
