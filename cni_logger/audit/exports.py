@@ -252,7 +252,8 @@ def _recognised(line: bytes) -> bool | None:
 
 def exported(path: str) -> bool:
     """Does the file hold an export rather than a node trail? Told by its content: the first line that says
-    anything (a whole pretty-printed search response says it by its first character and no line of the plugin's)."""
+    anything; else a whole pretty-printed document (its first line is the start of one, not JSON by itself).
+    Anything else stays a node trail, read as before (another writer's spacing, damage, foreign lines)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(PEEK)
@@ -265,7 +266,8 @@ def exported(path: str) -> bool:
         said = _recognised(line.rstrip(b"\r"))
         if said is not None:
             return said
-    return head.lstrip()[:1] == b"{" and b'{"@timestamp":"' not in head
+    first = next((line.strip() for line in lines if line.strip()), b"")
+    return first[:1] in (b"{", b"[") and _json(first) is None and len(lines) > 2
 
 
 class Spool:

@@ -580,6 +580,10 @@ def _listed(out: Out, title: str, section: dict[str, Any], columns: Sequence[tup
         table.row(cells(item))
 
 
+def plural_events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
+
+
 def _opt(stamp: str | None) -> str:
     return short(stamp) if stamp else "-"
 
@@ -624,6 +628,9 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
              f"events {_opt(trail['first'])} .. {_opt(trail['last'])}")
     for item in trail["files"]:
         out.text(f"  {item['path']}  ({item['bytes']} bytes)")
+    hosts = data.get("hosts") or {}
+    if hosts:
+        out.text("hosts: " + ", ".join(f"{name} ({plural_events(count)})" for name, count in hosts.items()))
     out.text(f"events in the window: {trail['events_in_window']}"
              + (f"  ({_opt(trail['first_in_window'])} .. {_opt(trail['last_in_window'])})"
                 if trail["first_in_window"] else ""))

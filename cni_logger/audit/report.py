@@ -137,6 +137,8 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
+        self.hosts: dict[str, int] = {}
+        """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -167,6 +169,8 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
+            host = _host_of(rec)
+            self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
@@ -272,6 +276,23 @@ class Builder:
         return still
 
 
+_HOST_AT = b',"host":{"name":"'
+
+
+def _host_of(rec: Record) -> str:
+    """The record's node: sliced from the plugin's line (one search; ``host.name`` has no quote or backslash in
+    practice), else from the decoded event."""
+    line = rec.line
+    at = line.find(_HOST_AT) if rec.canonical else -1
+    if at >= 0:
+        start = at + len(_HOST_AT)
+        end = line.find(b'"', start)
+        name = line[start:end]
+        if end > 0 and b"\\" not in name:
+            return name.decode("utf-8", "replace")
+    return record.host(rec.doc)
+
+
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
           max_addresses: int = MAX_ADDRESSES, host: str = "") -> Report:
     """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
@@ -323,6 +344,7 @@ class Report:
         stats = b.stats.to_json()
         return {
             "window": self.window,
+            "hosts": {name: count for name, count in sorted(b.hosts.items()) if name},
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,

@@ -285,3 +285,11 @@ def test_node_files_on_stdin_give_the_same_answers(nodes: list[str], packed: boo
     for question in QUESTIONS:
         mine = fed(*question, "--log-file", "-", stdin=gzip.compress(data) if packed else data)
         assert comparable(question, mine) == comparable(question, cli(*question, *nodes)), (question, mine)
+
+
+def test_report_names_the_hosts_it_covers(nodes: list[str]) -> None:
+    report = json.loads(cli("report", "--json", *nodes).stdout)
+    assert report["hosts"] == {"node-a": 4, "node-b": 3}
+    assert json.loads(cli("report", "--json", "--since", at(35), *nodes).stdout)["hosts"] == {"node-a": 2,
+                                                                                              "node-b": 1}
+    assert "hosts: node-a (4 events), node-b (3 events)" in cli("report", *nodes).stdout.splitlines()
