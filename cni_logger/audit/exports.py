@@ -339,9 +339,11 @@ class Spool:
             self.directory = tempfile.mkdtemp(prefix="cni-logger-export-")
             atexit.register(shutil.rmtree, self.directory, True)
         paths = []
+        if not self.groups:
+            self.groups[""] = []  # an empty export is an empty trail: "the trail has no events", not silence
         for host, lines in sorted(self.groups.items()):
             lines.sort(key=lambda item: (item[0], item[1]))
-            name = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{label}.{host or 'unknown-host'}")
+            name = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{label}.{host}" if host else label)
             path = os.path.join(self.directory, f"{name}.log")
             number = 1
             while os.path.exists(path):

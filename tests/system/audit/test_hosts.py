@@ -293,3 +293,8 @@ def test_report_names_the_hosts_it_covers(nodes: list[str]) -> None:
     assert json.loads(cli("report", "--json", "--since", at(35), *nodes).stdout)["hosts"] == {"node-a": 2,
                                                                                               "node-b": 1}
     assert "hosts: node-a (4 events), node-b (3 events)" in cli("report", *nodes).stdout.splitlines()
+
+
+def test_an_empty_export_is_an_empty_trail() -> None:
+    answer = fed("events", "--log-file", "-", stdin=b"")
+    assert (answer.rc, answer.stdout) == (1, "") and "the trail has no events" in answer.stderr, answer
