@@ -94,7 +94,8 @@ class Failed:
                 rec.forget()
         network, container_id, ifname = self.key
         cleanup = self.cleanup
-        return {**extra, "network": network, "container_id": container_id, "ifname": ifname,
+        return {**extra, "host": next((record.host(d) for d in docs if record.host(d)), None),
+                "network": network, "container_id": container_id, "ifname": ifname,
                 "pod": next((record.pod(d) for d in docs if record.pod(d)), None),
                 "namespace": next((record.namespace(d) for d in docs if record.namespace(d)), None),
                 "from": self.attempt.timestamp, "seen": self.attempt.timestamp,

@@ -106,7 +106,10 @@ def _files_parent() -> argparse.ArgumentParser:
     group.add_argument("--log-file", action="append", metavar="FILE",
                        help=f"the audit log: the live file, a backup of it or a glob; repeatable (default: "
                             f"{DEFAULT_LOG_FILE}). Rotated and gzipped backups of each file are found and read "
-                            "too, oldest first; several trails are merged by time")
+                            "too, oldest first; several trails are merged by time. - is standard input. An export "
+                            "of the shipped events (Elasticsearch _source NDJSON or search responses, Filebeat or "
+                            "Fluent Bit file output, kubectl logs), a file or -, is recognised by its content and "
+                            "read like the nodes' own files")
     group.add_argument("--strict", action="store_true",
                        help="exit 3 when anything in the input was damaged, skipped or possibly missing (each "
                             "stretch is reported on stderr either way)")
@@ -144,6 +147,7 @@ def _filters_parent() -> argparse.ArgumentParser:
                             "alone in any namespace (orchestrator.resource.name / K8S_POD_NAME); * ? [ ] globs")
     group.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="Kubernetes namespace; globs")
     group.add_argument("--network", default="", metavar="NAME", help="CNI network name; globs")
+    _host_option(group)
     group.add_argument("--command", dest="commands", action="append", type=_command, default=[],
                        metavar="CMD", help=f"{COMMAND_NAMES}; repeatable")
     group.add_argument("--outcome", choices=("success", "failure"), help="what the plugin answered")
@@ -154,6 +158,15 @@ def _filters_parent() -> argparse.ArgumentParser:
                        help="decode every line instead of skipping those that lack the values sought "
                             "(slower; for values spelled unusually in the log)")
     return parent
+
+
+HOST_HELP = ("only the events of this node (host.name, as the HOST column prints it); globs. Trails of several "
+             "nodes given together are told apart by it")
+
+
+def _host_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--host NAME``: on every command that takes filters, and on ``timeline``, ``who-had``, ``leaks``, ``report``."""
+    parser.add_argument("--host", default="", metavar="NAME", help=HOST_HELP)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,6 +192,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="a pod's sandboxes over time: NAMESPACE/NAME (as the POD column prints it), NAME "
                              "with -n NAMESPACE, or NAME alone (any namespace; Podman records none); * ? [ ] globs")
     parser.add_argument("--namespace", "-n", default="", metavar="NAMESPACE", help="the --pod's namespace; globs")
+    _host_option(parser)
     parser.set_defaults(run=_checked(parser, "timeline"))
 
     parser = commands.add_parser(
@@ -195,6 +209,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="the address (an interface address's valid /prefix is ignored), or a subnet with no "
                              "host bits set")
     parser.add_argument("--at", type=_time, metavar="TIME", help=f"only who held it then: {TIME_HELP}")
+    _host_option(parser)
     parser.add_argument("--no-prefilter", action="store_true",
                         help="decode every line (for an IPAM that spells addresses unusually)")
     parser.add_argument("--no-trunc", **no_trunc)
@@ -212,6 +227,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _results_cache(parser)
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
+    _host_option(parser)
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_checked(parser, "leaks"))
 
@@ -313,6 +329,7 @@ def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParse
                     "the input was damaged.")
     parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
     parser.add_argument("--until", type=_time, metavar="TIME", help="window end (not before --since)")
+    _host_option(parser)
     parser.add_argument("--format", "-o", choices=FORMATS, default="table",
                         help="table: text for people (default); json: the report as one JSON object; csv, tsv: its "
                              "counts, one row per section and count (section,name,count)")

@@ -11,8 +11,9 @@ the DEL chain, so a runtime retries the whole DEL).
   ends there, but its true end is only known to lie after its last evidence (``end_known``).
 * DEL closes the open interval of its attachment. DEL events usually carry the cached result, so
   they name the address too, but the interval closes at the DEL either way.
-* GC (CNI 1.1) closes every open interval of its network that is not in ``cni.valid_attachments``
-  (unless that list was cut short by the plugin's size caps: then nothing is concluded).
+* GC (CNI 1.1) closes every open interval of its network *on its host* that is not in
+  ``cni.valid_attachments`` (a runtime lists its own node's attachments only; unless that list was cut short
+  by the plugin's size caps: then nothing is concluded).
 * A successful ADD of an address that another attachment holds on the same network and host ends
   that holder's interval: *superseded* (``closed_by``), since an IPAM hands an address to one
   attachment at a time, so the earlier holder's DEL must have been lost. Its end is then known
@@ -401,12 +402,18 @@ class Tracker:
         return tuple(self._close(key, rec, "inventory") for key in ended)
 
     def _collect(self, rec: Record) -> tuple[Interval, ...]:
-        """GC: close the network's open intervals the runtime no longer lists as valid."""
+        """GC: close the network's open intervals on the GC's host that the runtime no longer lists as valid.
+
+        A GC is one node's runtime speaking of its own attachments: with several nodes' trails merged, the
+        same network name (and address range) is on every node, and another node's attachments are not in
+        this runtime's list because it never knew them, not because they ended."""
         valid = _valid_attachments(rec.doc)
         if valid is None:
             return ()
-        return tuple(self._close(key, rec, "GC")
-                     for key in [k for k in self.open if k[0] == rec.network and (k[1], k[2]) not in valid])
+        host = self._placed(rec)[0]
+        return tuple(self._close(key, rec, "GC") for key in [
+            k for k, interval in self.open.items()
+            if k[0] == rec.network and interval.host == host and (k[1], k[2]) not in valid])
 
     def prefilter(self, names_address: Callable[[bytes], bool]) -> Callable[[bytes], bool]:
         """A raw-line test for who-had: the address (``query.address_test``), or (while intervals are

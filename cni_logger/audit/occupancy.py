@@ -96,6 +96,8 @@ class Holding:
     """With ``Occupancy(at=...)``: ``HELD``, ``POSSIBLY`` or ``None`` (not then), as ``Interval.certainty``."""
     interval: Interval | None = None
     """Until the holding is settled (handed out): the interval it comes from."""
+    host: str = ""
+    """The node that holds it (``host.name``): the same address is held on several nodes at once."""
     unwatched: bool = False
     """Still held at the end, but the logger was out of its network on its host after its last evidence: it may
     have been deleted unrecorded (``Interval.unwatched``; ``leaks`` lists it apart, as possibly deleted)."""
@@ -130,7 +132,8 @@ class Holding:
     def to_json(self) -> dict[str, Any]:
         """The keys of ``who-had IP``'s answer, with the address held and the holders it conflicted with."""
         answer: dict[str, Any] = {
-            "address": self.address, "network": self.network, "container_id": self.container_id,
+            "address": self.address, "host": self.host or None, "network": self.network,
+            "container_id": self.container_id,
             "ifname": self.ifname, "pod": self.pod or None, "namespace": self.namespace or None,
             "from": self.start, "seen": self.seen, "until": self.end, "ended_by": self.ended_by or None,
             "last_seen": self.last_seen or self.seen, "conflict": self.conflict,
@@ -251,7 +254,7 @@ class Occupancy:
         addresses, namespace, pod = line_fields(rec)
         network, container_id, ifname = interval.key
         return [Holding(address, network, container_id, ifname, namespace, pod, interval.start, interval.seen,
-                        interval=interval)
+                        interval=interval, host=interval.host)
                 for address in dict.fromkeys(self._canonical(a) for a in addresses) if address is not None]
 
     def _hold(self, interval: Interval, rec: Record) -> None:

@@ -297,9 +297,13 @@ class Records:
         self.writer.row(cells)
 
 
-EVENT_COLUMNS = (("TIME", 24), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7), ("NETWORK", 18), ("IFNAME", 6),
+HOST = ("HOST", 12)
+"""The node's column (``host.name``), in every table of attachments and events: always there, so that columns stay
+where scripts expect them whether a trail is one node's or several merged (the same network names and address ranges
+are on every node; without it two nodes' rows look like duplicates)."""
+EVENT_COLUMNS = (("TIME", 24), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7), HOST, ("NETWORK", 18), ("IFNAME", 6),
                  ("CONTAINER", 12), ("POD", 24), ("ADDRESSES", 0))
-EVENT_FIELDS = ("time", "epoch", "command", "outcome", "duration_ms", "network", "ifname", "container_id",
+EVENT_FIELDS = ("time", "epoch", "command", "outcome", "duration_ms", "host", "network", "ifname", "container_id",
                 "namespace", "pod", "addresses", "error", "event_id")
 
 
@@ -325,7 +329,8 @@ class EventPrinter:
             event_id = event.get("id") if isinstance(event, dict) else None
             self.writer.row([rec.timestamp, epoch(rec.timestamp), rec.coverage or rec.command,
                              "" if rec.coverage else rec.outcome,
-                             None if rec.duration is None else round(rec.duration / 1e6, 3), rec.network,
+                             None if rec.duration is None else round(rec.duration / 1e6, 3),
+                             record.host(doc) or None, rec.network,
                              rec.ifname, rec.container_id, record.namespace(doc), record.pod(doc),
                              " ".join(record.addresses(doc)), record.error_message(doc) or _coverage_text(rec),
                              event_id if isinstance(event_id, str) else None])
@@ -333,13 +338,14 @@ class EventPrinter:
         if self.table is None:
             self.table = Table(self.out, EVENT_COLUMNS)
         if rec.coverage:  # a line of its own kind: the action for the command, what it says for the addresses
-            self.table.row([short(rec.timestamp) or "-", rec.coverage, "-", "-", rec.network or "-", rec.ifname or "-",
+            self.table.row([short(rec.timestamp) or "-", rec.coverage, "-", "-", record.host(doc) or "-",
+                            rec.network or "-", rec.ifname or "-",
                             container(rec.container_id, self.full_ids) if rec.container_id else "-",
                             pod_label(record.namespace(doc), record.pod(doc)) or "-",
                             ",".join(record.addresses(doc)) or _coverage_text(rec) or "-"])
             return
         self.table.row([short(rec.timestamp) or "-", rec.command or "-", rec.outcome or "-",
-                        milliseconds(rec.duration), rec.network or "-", rec.ifname or "-",
+                        milliseconds(rec.duration), record.host(doc) or "-", rec.network or "-", rec.ifname or "-",
                         container(rec.container_id, self.full_ids),
                         pod_label(record.namespace(doc), record.pod(doc)) or "-",
                         ",".join(record.addresses(doc)) or "-"])
@@ -353,8 +359,8 @@ def _coverage_text(rec: Record) -> str:
     return message if isinstance(message, str) else ""
 
 
-TIMELINE_FIELDS = ("container_id", "network", "ifname", "namespace", "pod", "time", "epoch", "command", "outcome",
-                   "duration_ms", "addresses", "interfaces", "error")
+TIMELINE_FIELDS = ("container_id", "host", "network", "ifname", "namespace", "pod", "time", "epoch", "command",
+                   "outcome", "duration_ms", "addresses", "interfaces", "error")
 
 
 def _interfaces(step_interfaces: Iterable[dict[str, str]]) -> str:
@@ -374,7 +380,7 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
             continue
         if writer is not None:
             for step in attachment.steps:
-                writer.row([attachment.container_id, attachment.network, attachment.ifname,
+                writer.row([attachment.container_id, attachment.host or None, attachment.network, attachment.ifname,
                             attachment.namespace or None, attachment.pod or None, step.timestamp,
                             epoch(step.timestamp), step.command, step.outcome,
                             None if step.duration_ns is None else round(step.duration_ns / 1e6, 3),
@@ -384,7 +390,8 @@ def timeline(out: Out, attachments: Iterable[Attachment], *, fmt: str) -> None:
             out.text("")
         pod = pod_label(attachment.namespace, attachment.pod)
         out.text(f"container {attachment.container_id}  network {attachment.network or '-'}  "
-                 f"ifname {attachment.ifname or '-'}" + (f"  pod {pod}" if pod else ""))
+                 f"ifname {attachment.ifname or '-'}" + (f"  pod {pod}" if pod else "")
+                 + f"  host {attachment.host or '-'}")
         table = Table(out, (("TIME", 24), ("EPOCH", 17), ("COMMAND", 7), ("OUTCOME", 7), ("MS", 7),
                             ("ADDRESSES", 18), ("INTERFACES", 0)), indent="  ")
         for step in attachment.steps:
@@ -444,12 +451,13 @@ def holders(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bo
         for holder in found:
             write(holder)
         return
-    columns = (("FROM", 26), ("UNTIL", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+    columns = (("FROM", 26), ("UNTIL", 24), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
                ("POD", 24), ("ENDED BY", 10), ("NOTE", 0))
     table = Table(out, ((("ADDRESS", 15), *columns[:-1], ("NOTE", 24), ("CONFLICT", 0)) if subnet else columns))
     for holder in found:
         cells = [_since(holder), short(holder["until"]) if holder["until"] else "(still held)",
-                 holder["network"] or "-", holder["ifname"] or "-", container(holder["container_id"], full_ids),
+                 holder.get("host") or "-", holder["network"] or "-", holder["ifname"] or "-",
+                 container(holder["container_id"], full_ids),
                  pod_label(holder["namespace"], holder["pod"]) or "-", holder["ended_by"] or "-",
                  _note(holder, full_ids)]
         if subnet:
@@ -496,7 +504,7 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         for leak in found:
             write(leak)
         return
-    table = Table(out, (("KIND", 15), ("STATE", 7), ("SINCE", 26), ("AGE", 8), ("NETWORK", 18), ("IFNAME", 6),
+    table = Table(out, (("KIND", 15), ("STATE", 7), ("SINCE", 26), ("AGE", 8), HOST, ("NETWORK", 18), ("IFNAME", 6),
                         ("CONTAINER", 12), ("POD", 24), ("ADDRESSES", 18), ("NOTE", 0)))
     for leak in found:
         age = leak["age_seconds"]
@@ -508,7 +516,8 @@ def leaks(out: Out, found: Iterable[dict[str, Any]], *, fmt: str, full_ids: bool
         if leak.get("state_reason"):
             note = leak["state_reason"] if note == "-" else f"{note}; {leak['state_reason']}"
         table.row([leak["kind"], leak.get("state") or "-", short(leak["seen"]) if orphan else _since(leak),
-                   "-" if age is None else human_duration(age), leak["network"] or "-", leak["ifname"] or "-",
+                   "-" if age is None else human_duration(age), leak.get("host") or "-", leak["network"] or "-",
+                   leak["ifname"] or "-",
                    container(leak["container_id"], full_ids), pod_label(leak["namespace"], leak["pod"]) or "-",
                    last, note])
 
@@ -651,16 +660,20 @@ def _listed(out: Out, title: str, section: dict[str, Any], columns: Sequence[tup
         table.row(cells(item))
 
 
+def plural_events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
+
+
 def _opt(stamp: str | None) -> str:
     return short(stamp) if stamp else "-"
 
 
-_ORPHAN_COLUMNS = (("AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0))
+_ORPHAN_COLUMNS = (("AT", 24), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0))
 """The report's DELs without ADD and clean-up DELs: one kind of row."""
 
 
 def _orphan_row(orphan: dict[str, Any]) -> list[str]:
-    return [short(orphan["seen"]), orphan["network"] or "-", orphan["ifname"] or "-",
+    return [short(orphan["seen"]), orphan.get("host") or "-", orphan["network"] or "-", orphan["ifname"] or "-",
             container(orphan["container_id"], False), pod_label(orphan["namespace"], orphan["pod"]) or "-"]
 
 
@@ -699,10 +712,11 @@ def _failed_adds(out: Out, found: dict[str, Any]) -> None:
                                                         "DEL (no ADD, no cached result)" if found["inferred"] else ""))
     if not found["bracket"]:
         out.text(f"  note: {HINT}")
-    table = Table(out, (("AT", 24), ("HOW", 23), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
-                        ("ERROR", 0)), indent="  ")
+    table = Table(out, (("AT", 24), ("HOW", 23), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+                        ("POD", 24), ("ERROR", 0)), indent="  ")
     for item in items:
-        table.row([short(item["time"]), FAILED_ADD_HOW.get(item["how"], item["how"]), item["network"] or "-",
+        table.row([short(item["time"]), FAILED_ADD_HOW.get(item["how"], item["how"]), item["host"] or "-",
+                   item["network"] or "-",
                    item["ifname"] or "-", container(item["container"], False),
                    pod_label(item["namespace"], item["pod"]) or "-", item["error"] or "-"])
 
@@ -718,6 +732,9 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
              f"events {_opt(trail['first'])} .. {_opt(trail['last'])}")
     for item in trail["files"]:
         out.text(f"  {item['path']}  ({item['bytes']} bytes)")
+    hosts = data.get("hosts") or {}
+    if hosts:
+        out.text("hosts: " + ", ".join(f"{name} ({plural_events(count)})" for name, count in hosts.items()))
     out.text(f"events in the window: {trail['events_in_window']}"
              + (f"  ({_opt(trail['first_in_window'])} .. {_opt(trail['last_in_window'])})"
                 if trail["first_in_window"] else ""))
@@ -747,25 +764,28 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
     if not data["networks"]:
         out.text("  (no address was held)")
     _listed(out, "conflicts (an address held by two attachments at once)", data["conflicts"],
-            (("AT", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("WHILE HELD BY", 0)),
-            lambda c: [short(c["at"]), c["address"], c["network"] or "-", container(c["container_id"], False),
+            (("AT", 24), ("ADDRESS", 15), HOST, ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("WHILE HELD BY", 0)),
+            lambda c: [short(c["at"]), c["address"], c.get("host") or "-", c["network"] or "-",
+                       container(c["container_id"], False),
                        pod_label(c["namespace"], c["pod"]) or "-", container(c["other_container_id"], False)])
     leaks_found = data["leaks"]
     _listed(out, "never deleted (still held at the end of the trail)", leaks_found["never_deleted"],
-            (("STATE", 7), ("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+            (("STATE", 7), ("SINCE", 26), ("ADDRESS", 15), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
              ("POD", 24), ("NOTE", 0)),
-            lambda h: [h.get("state") or "-", _since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+            lambda h: [h.get("state") or "-", _since(h), h["address"], h.get("host") or "-", h["network"] or "-",
+                       h["ifname"] or "-",
                        container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-", _note(h)])
     if leaks_found.get("running", {}).get("count"):
         _listed(out, "still running (not leaks: their network namespace and libcni's cached result are there)",
                 leaks_found["running"],
-                (("SINCE", 26), ("ADDRESS", 15), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 0)),
-                lambda h: [_since(h), h["address"], h["network"] or "-", h["ifname"] or "-",
+                (("SINCE", 26), ("ADDRESS", 15), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12),
+                 ("POD", 0)),
+                lambda h: [_since(h), h["address"], h.get("host") or "-", h["network"] or "-", h["ifname"] or "-",
                            container(h["container_id"], False), pod_label(h["namespace"], h["pod"]) or "-"])
     _listed(out, "DELs without ADD", leaks_found["del_without_add"], _ORPHAN_COLUMNS, _orphan_row)
     _listed(out, "superseded (their DEL was lost; not leaks)", leaks_found["superseded"],
-            (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
-            lambda h: [_since(h), _opt(h["until"]), h["address"], h["network"] or "-",
+            (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), HOST, ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
+            lambda h: [_since(h), _opt(h["until"]), h["address"], h.get("host") or "-", h["network"] or "-",
                        container(h["container_id"], False), _note(h)])
     _listed(out, "clean-up DELs (no ADD, no cached result; not leaks)", leaks_found["cleanup_del"], _ORPHAN_COLUMNS,
             _orphan_row)
@@ -773,15 +793,16 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                        ("DEL not recorded (a complete inventory no longer listed them; not leaks)", "unrecorded_del")):
         if leaks_found.get(key, {}).get("count"):
             _listed(out, title, leaks_found[key],
-                    (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), ("NETWORK", 18), ("CONTAINER", 12), ("NOTE", 0)),
-                    lambda h: [_since(h), _opt(h["until"]), h["address"], h["network"] or "-",
+                    (("SINCE", 26), ("UNTIL", 24), ("ADDRESS", 15), HOST, ("NETWORK", 18), ("CONTAINER", 12),
+                     ("NOTE", 0)),
+                    lambda h: [_since(h), _opt(h["until"]), h["address"], h.get("host") or "-", h["network"] or "-",
                                container(h["container_id"], False), _note(h)])
     coverage = data.get("coverage")
     if coverage and coverage["events"]:
         _coverage_section(out, coverage)
     _listed(out, "invocations recorded as failed", data["failures"],
-            (("AT", 24), ("COMMAND", 7), ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
-            lambda f: [short(f["@timestamp"]), f["command"] or "-", f["network"] or "-",
+            (("AT", 24), ("COMMAND", 7), HOST, ("NETWORK", 18), ("CONTAINER", 12), ("POD", 24), ("ERROR", 0)),
+            lambda f: [short(f["@timestamp"]), f["command"] or "-", f.get("host") or "-", f["network"] or "-",
                        container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
                        f["error"] or "-"])
     failed_adds = data.get("failed_adds")
@@ -792,8 +813,9 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
         out.text("")
         out.text(attempts_line(attempts))
         _listed(out, "failed ADD attempts", attempts["failed_attempts"],
-                (("ATTEMPT AT", 24), ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24), ("ENDED BY", 0)),
-                lambda f: [short(f["from"]), f["network"] or "-", f["ifname"] or "-",
+                (("ATTEMPT AT", 24), HOST, ("NETWORK", 18), ("IFNAME", 6), ("CONTAINER", 12), ("POD", 24),
+                 ("ENDED BY", 0)),
+                lambda f: [short(f["from"]), f.get("host") or "-", f["network"] or "-", f["ifname"] or "-",
                            container(f["container_id"], False), pod_label(f["namespace"], f["pod"]) or "-",
                            f"DEL {short(f['until'])}" if f["until"] else f["ended_by"]])
     stats_found = data["stats"]

@@ -7,7 +7,11 @@ rejects but never to reject what it would accept:
    the line cannot be the line's pod). Values are compared as the plugin writes them (UTF-8, JSON
    escapes only for ``"``, ``\\`` and control characters), so values with those are not prefiltered.
 2. ``matches_head(record)``: time, command, outcome, container, network from the sliced fields.
-3. ``matches_doc(record)``: pod, namespace and address, from the decoded event.
+3. ``matches_doc(record)``: pod, namespace, host and address, from the decoded event.
+
+``--host`` (``on_host``) is also asked by the questions that follow attachments (``who-had``, ``leaks``,
+``timeline``, ``report``): they take only the chosen nodes' records, so that each node's attachments are told
+as that node's trail alone would tell them.
 """
 
 from __future__ import annotations
@@ -125,12 +129,15 @@ class Filter:
     commands: frozenset[str] = frozenset()
     outcome: str = ""
     ip: str = ""
+    host: str = ""
+    """``host.name``: the node; globs."""
     since: str = ""
     until: str = ""
     use_prefilter: bool = True
     _pod: Callable[[str], bool] | None = field(default=None, init=False, repr=False)
     _namespace: Callable[[str], bool] | None = field(default=None, init=False, repr=False)
     _network: Callable[[str], bool] | None = field(default=None, init=False, repr=False)
+    _host: Callable[[str], bool] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.namespace, self.pod = pod_spec(self.pod, self.namespace)
@@ -139,10 +146,11 @@ class Filter:
         self._pod = matcher(self.pod) if self.pod else None
         self._namespace = matcher(self.namespace) if self.namespace else None
         self._network = matcher(self.network) if self.network else None
+        self._host = matcher(self.host) if self.host else None
 
     @property
     def needs_doc(self) -> bool:
-        return bool(self.pod or self.namespace or self.ip)
+        return bool(self.pod or self.namespace or self.ip or self.host)
 
     @cached_property
     def prefilter(self) -> Callable[[bytes], bool] | None:
@@ -151,7 +159,8 @@ class Filter:
         if not self.use_prefilter:
             return None
         needles = [literal_bytes(self.container)]
-        needles += [literal_bytes(v) for v in (self.pod, self.namespace, self.network) if v and not is_glob(v)]
+        needles += [literal_bytes(v) for v in (self.pod, self.namespace, self.network, self.host)
+                    if v and not is_glob(v)]
         required = [n for n in needles if n]
         names_address = address_test(self.ip) if self.ip else None
         if not required and names_address is None:
@@ -184,4 +193,17 @@ class Filter:
             return False
         if self._namespace is not None and not self._namespace(record.namespace(doc)):
             return False
+        if self._host is not None and not self._host(record.host(doc)):
+            return False
         return not self.ip or self.ip in {canonical_address(a) for a in record.addresses(doc)}
+
+
+def on_host(pattern: str) -> Callable[[Record], bool] | None:
+    """``--host``: a test of a record's node (``host.name``, a shell glob or the name), or ``None`` for every node.
+
+    Read with ``record.placed`` (sliced from the plugin's lines, as the trackers read it anyway), so that a
+    question that decodes few lines does not decode more for it."""
+    if not pattern:
+        return None
+    wanted = matcher(pattern)
+    return lambda rec: wanted(record.placed(rec)[0])

@@ -304,6 +304,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def host(doc: dict[str, Any]) -> str:
+    """The node that wrote the event: ``host.name`` (merged trails of several nodes share networks and ranges)."""
+    return _text(_dict(doc.get("host")).get("name"))
+
+
 def pod(doc: dict[str, Any]) -> str:
     """The pod (Kubernetes) or container name (Podman): ``orchestrator.resource.name`` or K8S_POD_NAME."""
     name = _text(_dict(_dict(doc.get("orchestrator")).get("resource")).get("name"))

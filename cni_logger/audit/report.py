@@ -62,6 +62,7 @@ from cni_logger.audit.output import (
     SUPERSEDED,
     UNRECORDED_DEL,
 )
+from cni_logger.audit.query import on_host
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Stats
@@ -164,8 +165,8 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
-        self.hosts: set[str] = set()
-        """The hosts (``host.name``) of the events in the window: the page's header names them."""
+        self.hosts: dict[str, int] = {}
+        """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -196,6 +197,8 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
+            host = _host_of(rec)
+            self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
@@ -215,8 +218,6 @@ class Builder:
         occupancy = self.occupancy
         for holding in occupancy.feed(rec):
             self._ended(holding)
-        if inside:  # after occupancy, which has read where the event lives (``record.placed``)
-            self.hosts.add(record.placed(rec)[0])
         for holding in occupancy.left:
             self._network(holding.network).open -= 1
         if occupancy.orphans:
@@ -250,7 +251,8 @@ class Builder:
             self.failed_adds.add(failed_add(orphan.opened, INFERRED, None))
         orphan.opened.forget()
         (self.orphans if cached else self.cleanups).add({
-            "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "network": orphan.key[0],
+            "kind": DEL_WITHOUT_ADD if cached else CLEANUP_DEL, "seen": orphan.seen, "host": orphan.host or None,
+            "network": orphan.key[0],
             "container_id": orphan.key[1], "ifname": orphan.key[2], "pod": pod or None,
             "namespace": namespace or None, "addresses": addresses, "cached_result": cached})
 
@@ -272,7 +274,8 @@ class Builder:
 
     def _failure(self, rec: Record) -> None:
         doc = rec.doc
-        self.failures.add({"@timestamp": rec.timestamp, "command": rec.command, "network": rec.network,
+        self.failures.add({"@timestamp": rec.timestamp, "command": rec.command, "host": record.host(doc) or None,
+                           "network": rec.network,
                            "container_id": rec.container_id, "ifname": rec.ifname, "pod": record.pod(doc) or None,
                            "namespace": record.namespace(doc) or None, "error": record.error_message(doc) or None})
         rec.forget()
@@ -280,7 +283,8 @@ class Builder:
     def _conflict(self, holding: Holding, other: str, stamp: str) -> None:
         """``holding`` was superseded by ``other``'s ADD, yet showed it still held the address at ``stamp``."""
         self._network(holding.network).conflicts += 1
-        self.conflicts.add({"address": holding.address, "at": stamp, "network": holding.network,
+        self.conflicts.add({"address": holding.address, "at": stamp, "host": holding.host or None,
+                            "network": holding.network,
                             "container_id": holding.container_id, "pod": holding.pod or None,
                             "namespace": holding.namespace or None, "other_container_id": other})
 
@@ -311,13 +315,32 @@ class Builder:
         return still
 
 
+_HOST_AT = b',"host":{"name":"'
+
+
+def _host_of(rec: Record) -> str:
+    """The record's node: sliced from the plugin's line (one search; ``host.name`` has no quote or backslash in
+    practice), else from the decoded event."""
+    line = rec.line
+    at = line.find(_HOST_AT) if rec.canonical else -1
+    if at >= 0:
+        start = at + len(_HOST_AT)
+        end = line.find(b'"', start)
+        name = line[start:end]
+        if end > 0 and b"\\" not in name:
+            return name.decode("utf-8", "replace")
+    return record.host(rec.doc)
+
+
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None) -> Report:
-    """Read the whole trail once and assemble the report."""
+          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "") -> Report:
+    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
                       found=scan.evidence, liveness=liveness)
+    wanted = on_host(host)
     for rec in scan.records(decode=False):
-        builder.feed(rec)
+        if wanted is None or wanted(rec):
+            builder.feed(rec)
     still = builder.finish()
     return Report(builder, still, trail_files(scan.trails), scan)
 
@@ -368,6 +391,7 @@ class Report:
         stats = b.stats.to_json()
         return {
             "window": self.window,
+            "hosts": {name: count for name, count in sorted(b.hosts.items()) if name},
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,

@@ -48,7 +48,7 @@ from cni_logger.audit.output import (
     USAGE,
     Out,
 )
-from cni_logger.audit.query import Filter, address_test
+from cni_logger.audit.query import Filter, address_test, on_host
 from cni_logger.audit.reader import Scan
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import from_epoch, spoken, to_epoch
@@ -67,7 +67,8 @@ class Session:
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         self.name = name
         self.args = args
-        trails, problems = sources.resolve(args.log_file or [DEFAULT_LOG_FILE])
+        trails, problems = sources.resolve(args.log_file or [DEFAULT_LOG_FILE],
+                                           warn=lambda message: output.error(name, message))
         for problem in problems:
             output.error(name, problem)
         self.failed = bool(problems)
@@ -163,16 +164,25 @@ def _session(name: str, args: argparse.Namespace, body: Callable[[Session], bool
 # -- events -----------------------------------------------------------------------------------------
 
 
+def _on_host(records: Iterator[Record], args: argparse.Namespace) -> Iterator[Record]:
+    """The records of the nodes ``--host`` names (all without it): each node's attachments are then told as its
+    own trail would tell them."""
+    wanted = on_host(getattr(args, "host", "") or "")
+    if wanted is None:
+        return records
+    return (rec for rec in records if wanted(rec))
+
+
 def _filter(args: argparse.Namespace) -> Filter:
     return Filter(container=args.container, pod=args.pod, namespace=args.namespace, network=args.network,
-                  commands=frozenset(args.commands), outcome=args.outcome or "", ip=args.ip or "",
+                  commands=frozenset(args.commands), outcome=args.outcome or "", ip=args.ip or "", host=args.host or "",
                   since=args.since or "", until=args.until or "", use_prefilter=not args.no_prefilter)
 
 
 def _no_events(args: argparse.Namespace) -> str:
     """What ``events`` and ``stats`` say when nothing matched: with filters, or on an empty trail."""
     filtered = any((args.container, args.pod, args.namespace, args.network, args.commands, args.outcome, args.ip,
-                    args.since, args.until))
+                    args.host, args.since, args.until))
     return "no events match" if filtered else "the trail has no events"
 
 
@@ -212,9 +222,9 @@ def timeline(args: argparse.Namespace) -> int:
     def body(session: Session) -> bool:
         pod = tl.Pod(args.pod, args.namespace) if args.pod else None
         prefilter = pod.prefilter() if pod is not None else tl.prefilter(args.container)
-        # Every record, for the periods (``intervals.Tracker``: the rule who-had and leaks follow); the prefilter
-        # only chooses the lines summarised as steps.
-        attachments = tl.collect(session.scan.records(decode=False), args.container,
+        # Every record of the chosen nodes, for the periods (``intervals.Tracker``: the rule who-had and leaks
+        # follow); the prefilter only chooses the lines summarised as steps.
+        attachments = tl.collect(_on_host(session.scan.records(decode=False), args), args.container,
                                  None if pod is None else pod.wants, line_filter=prefilter, evidence=session.evidence)
         containers = {a.container_id for a in attachments}
         if len(containers) > 1 and pod is None:
@@ -239,7 +249,8 @@ def _holder(interval: Interval, found: Evidence | None = None, **extra: Any) -> 
         rec.forget()  # answers may hold thousands of intervals: keep their lines, not decoded events
     network, container_id, ifname = interval.key
     holder = {
-        **extra, "network": network, "container_id": container_id, "ifname": ifname,
+        **extra, "host": interval.host or next((record.host(d) for d in docs if record.host(d)), None),
+        "network": network, "container_id": container_id, "ifname": ifname,
         "pod": next((record.pod(d) for d in docs if record.pod(d)), None),
         "namespace": next((record.namespace(d) for d in docs if record.namespace(d)), None),
         "from": interval.start, "seen": interval.seen, "until": interval.end, "ended_by": interval.closed_by or None,
@@ -257,7 +268,7 @@ def who_had(args: argparse.Namespace) -> int:
         tracker = Tracker(args.ip)
         prefilter = None if args.no_prefilter else tracker.prefilter(address_test(args.ip))
         kept: list[Interval] = []
-        for rec in session.scan.records(prefilter):
+        for rec in _on_host(session.scan.records(prefilter), args):
             for closed in tracker.feed(rec):
                 if closed.clock_step:
                     session.scan.warn(f"the clock was stepped back while {closed.key[1]} ({closed.key[2]}) held "
@@ -321,7 +332,7 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
     def holdings() -> Iterator[Holding]:
         nonlocal rows, qualified
         kept: list[Holding] = []
-        for rec in session.scan.records(decode=False):
+        for rec in _on_host(session.scan.records(decode=False), args):
             ended = occupancy.feed(rec)
             if ended:
                 if args.at is None:
@@ -480,7 +491,7 @@ def leaks(args: argparse.Namespace) -> int:
         superseded: list[Interval] = []
         unrecorded: list[Interval] = []
         failures: list[Failed] = []
-        for rec in session.scan.records(decode=False):
+        for rec in _on_host(session.scan.records(decode=False), args):
             pairing.feed(rec)
             concluded = pairing.concluded
             if concluded is not None:
@@ -620,7 +631,7 @@ def report(args: argparse.Namespace) -> int:
                                          "the trail has no events"), "read"
         liveness = Liveness(args.results_cache or RESULTS_CACHE)
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
-                              max_addresses=args.max_addresses, liveness=liveness)
+                              max_addresses=args.max_addresses, liveness=liveness, host=args.host or "")
         for warning in liveness.warnings():
             output.error("report", warning)
         data = built.to_json()
@@ -648,6 +659,10 @@ def follow(args: argparse.Namespace) -> int:
     from cni_logger.audit import follow as tail
 
     def run() -> int:
+        if "-" in (args.log_file or []):
+            output.error("follow", "follow reads node files as they grow; standard input (an export) cannot be "
+                                   "followed: give it to events, who-had, leaks, timeline, stats or report")
+            return USAGE
         paths, problems = sources.live_paths(args.log_file or [DEFAULT_LOG_FILE])
         for problem in problems:
             output.error("follow", problem)

@@ -55,11 +55,35 @@ class Trail:
     live: str
 
 
-def resolve(patterns: list[str]) -> tuple[list[Trail], list[str]]:
-    """The trails ``--log-file`` values name (globs expanded), in order, and a message per bad one."""
+def resolve(patterns: list[str], warn: Callable[[str], None] | None = None) -> tuple[list[Trail], list[str]]:
+    """The trails ``--log-file`` values name (globs expanded), in order, and a message per bad one.
+
+    ``-`` is standard input, and it and any file whose content is an export of shipped events (Elasticsearch
+    documents, a shipper's file output, ``kubectl logs``: ``exports``) are read first into temporary trails,
+    one per host, which stand for them."""
+    from cni_logger.audit import exports
+
     trails: list[Trail] = []
     problems: list[str] = []
-    for live in _named_live_paths(patterns, problems):
+    spooler = exports.Spool()
+    named: list[tuple[str, str]] = []
+    """("", a live path) or (a problem, ""), in the order the patterns name them."""
+    for pattern in patterns:
+        if pattern == "-":
+            named += [("", p) for p in exports.spool("-", spooler, warn or problems.append)]
+            continue
+        matched = _expand(pattern)
+        if not matched:
+            named.append((f"{pattern}: no files match", ""))
+        for path in matched:
+            if exports.exported(path):
+                named += [("", p) for p in exports.spool(path, spooler, warn or problems.append)]
+            else:
+                named.append(("", os.path.abspath(live_path_of(path))))
+    for problem, live in named:
+        if problem:
+            problems.append(problem)
+            continue
         trail = Trail(live)
         if trail in trails:
             continue

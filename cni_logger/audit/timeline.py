@@ -112,6 +112,8 @@ class Attachment:
     ifname: str
     pod: str = ""
     namespace: str = ""
+    host: str = ""
+    """The node (``host.name``) that recorded it."""
     steps: list[Step] = field(default_factory=list)
     intervals: list[Interval] = field(default_factory=list)
     found: Evidence | None = None
@@ -122,7 +124,8 @@ class Attachment:
                 for i in self.intervals if not (i.orphan and not i.addresses)]
 
     def to_json(self) -> dict[str, Any]:
-        return {"network": self.network, "container_id": self.container_id, "ifname": self.ifname,
+        return {"host": self.host or None, "network": self.network, "container_id": self.container_id,
+                "ifname": self.ifname,
                 "pod": self.pod or None, "namespace": self.namespace or None,
                 "periods": [period.to_json() for period in self.periods()],
                 "events": [step.to_json() for step in self.steps]}
@@ -215,6 +218,7 @@ def _step(found: dict[tuple[str, str, str], Attachment], rec: Record, prefix: st
         attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname, found=evidence)
     attachment.pod = attachment.pod or record.pod(doc)
     attachment.namespace = attachment.namespace or record.namespace(doc)
+    attachment.host = attachment.host or record.host(doc)
     role = doc.get("cni", {}).get("role") if isinstance(doc.get("cni"), dict) else None
     step = Step(rec.timestamp, rec.command, rec.outcome, rec.duration, record.cidrs(doc), record.interfaces(doc),
                 record.error_message(doc), role if isinstance(role, str) else "")

@@ -194,4 +194,4 @@ def test_follow_stops_at_the_limit(trail: Trail, tmp_path: Path) -> None:
     proc = cli("follow", "--from-start", "--limit", "2", "--no-headers", "--timeout", "30", "--interval", "0.05",
                "--log-file", str(live))
     assert proc.rc == 0
-    assert [line.split()[6] for line in proc.stdout.splitlines()] == ["ctr-1", "ctr-2"]
+    assert [line.split()[7] for line in proc.stdout.splitlines()] == ["ctr-1", "ctr-2"]

@@ -231,11 +231,11 @@ def test_a_proven_conflict_is_a_certain_answer(tmp_path: Path) -> None:
     assert result.rc == 0, (result.rc, result.stdout, result.stderr)
     assert "cannot tell for certain" not in result.stderr
     assert f"conflict: 10.1.0.5 was held by 2 attachments at once at {at}" in result.stderr, result.stderr
-    rows = {row[4]: row for row in result.rows}
+    rows = {row[5]: row for row in result.rows}
     assert set(rows) == {A64[:12], B64[:12]}, result.stdout
     a = rows[A64[:12]]
-    assert a[6] == "DEL" and "DEL missing" not in a[7], a
-    assert "conflict" in a[7] and B64[:12] in a[7]
+    assert a[7] == "DEL" and "DEL missing" not in a[8], a
+    assert "conflict" in a[8] and B64[:12] in a[8]
     assert not re.search(r"[0-9a-f]{13,}", result.stdout), result.stdout  # 12-hex ids everywhere in the table
     full = cli("who-had", "10.1.0.5", "--at", at, "--no-trunc", *trail.args())
     assert B64 in full.stdout

@@ -80,7 +80,7 @@ def test_a_file_not_there_yet_is_waited_for_filters_apply_and_timeout_exits_1(tm
     add(log, 2)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert [row.split()[6] for row in out.splitlines()[1:]] == ["follow-2"]
+    assert [row.split()[7] for row in out.splitlines()[1:]] == ["follow-2"]
     quiet = subprocess.run([CLI, "follow", "--log-file", str(log), "--timeout", "0.3"], capture_output=True,
                            text=True, timeout=30, check=False)
     assert (quiet.returncode, quiet.stdout) == (1, "")

@@ -165,7 +165,7 @@ def test_container_column_fits_cnitool_ids(trail: Trail, tmp_path: Path) -> None
     log = tmp_path / "ids.log"
     log.write_text("\n".join(lines) + "\n")
     rows = cli("events", "--log-file", str(log)).rows
-    assert [r[6] for r in rows] == [cid, docker[:12]]
+    assert [r[7] for r in rows] == [cid, docker[:12]]
 
 
 # -- who-had CIDR ---------------------------------------------------------------------------------------

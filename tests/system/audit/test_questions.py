@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.audit import cli
+from tests.harness.coverage_lines import HOST
 from tests.harness.trails import DAMAGED, NET, STORAGE, Trail
 
 SKIPPED = f"skipped {DAMAGED} lines"
@@ -122,10 +123,10 @@ def test_events_table_for_people(trail: Trail) -> None:
     result = cli("events", "--container", "ctr-b", *trail.args())
     assert result.rc == 0
     header = result.stdout.splitlines()[0].split()
-    assert header == ["TIME", "COMMAND", "OUTCOME", "MS", "NETWORK", "IFNAME", "CONTAINER", "POD", "ADDRESSES"]
+    assert header == ["TIME", "COMMAND", "OUTCOME", "MS", "HOST", "NETWORK", "IFNAME", "CONTAINER", "POD", "ADDRESSES"]
     rows = result.rows
     assert [r[1] for r in rows] == ["ADD", "DEL", "DEL"]
-    assert rows[0][4:] == [NET, "eth0", "ctr-b", "shop/web-b", "10.1.0.5"]
+    assert rows[0][4:] == [HOST, NET, "eth0", "ctr-b", "shop/web-b", "10.1.0.5"]
     assert rows[2][-1] == "-"  # the repeated DEL carried no cached result
 
 
@@ -216,8 +217,8 @@ def test_who_had_without_at_lists_every_holder(trail: Trail) -> None:
                                       ("ctr-b", "web-b", "shop", NET, "eth0", "DEL")]
     assert all(h["address"] == "10.1.0.5" and h["addresses"] == ["10.1.0.5"] for h in result.json)
     table = cli("who-had", "10.1.0.5", *trail.args())
-    assert [r[4] for r in table.rows] == ["ctr-a", "ctr-b"]
-    assert table.stdout.splitlines()[0].split()[:3] == ["FROM", "UNTIL", "NETWORK"]
+    assert [r[5] for r in table.rows] == ["ctr-a", "ctr-b"]
+    assert table.stdout.splitlines()[0].split()[:4] == ["FROM", "UNTIL", "HOST", "NETWORK"]
 
 
 def test_who_had_closes_at_a_del_without_cached_result(trail: Trail) -> None:
