@@ -110,7 +110,10 @@ class Attempts:
     failures nobody cleaned up.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, infer: bool = True) -> None:
+        self.infer = infer
+        """Whether to infer failed ADDs from clean-up DELs (``inferred``, ``cleanup``): a caller that follows the
+        attachments itself (``report``, with ``intervals``' DELs without ADD) leaves it to them."""
         self.pending: dict[Key, Record] = {}
         self.events = 0
         """Events written by attempt entries (every command)."""
@@ -167,7 +170,9 @@ class Attempts:
                         self._succeed(pending, rec)
                     else:
                         self._fail(pending, rec, "ADD")
-                if rec.ok:
+                if not self.infer:
+                    pass
+                elif rec.ok:
                     self.seen.add(key)
                 else:
                     self._ended(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
@@ -177,7 +182,7 @@ class Attempts:
             if pending is not None:
                 self._fail(pending, rec, "DEL")
                 self.cleaned_up += 1
-            if attempt:
+            if attempt or not self.infer:
                 pass
             elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
                 if rec.ok:
@@ -185,7 +190,7 @@ class Attempts:
                     self._ended(key)
             else:
                 self._deleted(rec)
-        elif not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
+        elif self.infer and not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
             self.seen.add(rec.key)
         return attempt
 

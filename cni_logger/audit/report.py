@@ -150,7 +150,7 @@ class Builder:
         self.max_addresses = max_addresses
         self.occupancy = Occupancy(keep_orphans=True, found=found)
         self.stats = Stats()
-        self.attempts = Attempts()
+        self.attempts = Attempts(infer=False)  # failed ADDs inferred from the tracker's DELs without ADD
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
         self.failed_attempts = Capped()
         self.failed_adds = Capped()
@@ -165,7 +165,7 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
-        self.hosts: dict[str, int] = {}
+        self.hosts: dict[bytes, int] = {}
         """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
@@ -198,7 +198,7 @@ class Builder:
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
             host = _host_of(rec)
-            self.hosts[host] = self.hosts.get(host, 0) + 1
+            self.hosts[host] = self.hosts.get(host, 0) + 1  # bytes: decoded once per host, in ``to_json``
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
@@ -318,18 +318,17 @@ class Builder:
 _HOST_AT = b',"host":{"name":"'
 
 
-def _host_of(rec: Record) -> str:
-    """The record's node: sliced from the plugin's line (one search; ``host.name`` has no quote or backslash in
-    practice), else from the decoded event."""
+def _host_of(rec: Record) -> bytes:
+    """The record's node, as the bytes of its JSON string: sliced from the plugin's line (one search; ``host.name``
+    has no quote or backslash in practice), else from the decoded event."""
     line = rec.line
     at = line.find(_HOST_AT) if rec.canonical else -1
     if at >= 0:
         start = at + len(_HOST_AT)
         end = line.find(b'"', start)
-        name = line[start:end]
-        if end > 0 and b"\\" not in name:
-            return name.decode("utf-8", "replace")
-    return record.host(rec.doc)
+        if end > 0 and line.find(b"\\", start, end) < 0:
+            return line[start:end]
+    return record.host(rec.doc).encode("utf-8", "surrogateescape")
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
@@ -391,14 +390,14 @@ class Report:
         stats = b.stats.to_json()
         return {
             "window": self.window,
-            "hosts": {name: count for name, count in sorted(b.hosts.items()) if name},
+            "hosts": dict(sorted((name.decode("utf-8", "replace"), count) for name, count in b.hosts.items() if name)),
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,
                       "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
                       "duplicates_ignored": self.evidence.duplicates,
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
-                      "hosts": sorted(h for h in b.hosts if h),
+                      "hosts": sorted(h.decode("utf-8", "replace") for h in b.hosts if h),
                       "warnings": self.warnings},
             "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
                                 "conflicts": use.conflicts, "still_held": use.still_held}
