@@ -23,8 +23,16 @@ from typing import Any
 
 import pytest
 
-from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, build, unpack
+from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
 from tests.harness.plugin import CNITOOL_RESULT_100, REPO, cni_env, parse_single_json, read_events
+from tests.system.test_node_without_python import (
+    CONF_DIR,
+    HOST_PATH_VOLUMES,
+    READY_FILE,
+    start_entry_point,
+    stop,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,18 +158,24 @@ def test_every_elf_file_is_aarch64_and_needs_at_most_glibc_2_31_and_only_glibc_l
     assert not too_new, f"these need a glibc newer than {GLIBC_FLOOR}: {too_new}"
 
 
-def test_it_holds_the_same_files_as_the_x86_64_bundle_but_the_binaries(arm64_folder: Path) -> None:
+def test_it_holds_the_same_files_as_the_x86_64_bundle(arm64_folder: Path, bundle: Bundle) -> None:
     """Same configuration as the native build (build-python.sh's Setup.local, the same trimming): the two
-    folders list the same files, the arm64 one's sysconfigdata and the modules apart."""
-    x86 = unpack(build(), arm64_folder.parent / "x86_64")
+    folders list the same files, the architecture in the names of the extension modules and sysconfigdata
+    aside, and the same project layer byte for byte."""
+    x86 = bundle.folder
 
     def listing(folder: Path) -> set[str]:
         return {str(p.relative_to(folder)).replace("x86_64", "ARCH").replace("aarch64", "ARCH")
                 for p in folder.rglob("*") if p.is_file()}
 
     assert listing(arm64_folder) == listing(x86)
-    for manifest in (arm64_folder / "MANIFEST.sha256", x86 / "MANIFEST.sha256"):
-        assert "./lib/python3.11/site-packages/cni_logger/plugin.py" in manifest.read_text()
+
+    def project_layer(folder: Path) -> set[str]:
+        lines = (folder / "MANIFEST.sha256").read_text().splitlines()
+        return {line for line in lines if "/site-packages/" in line}
+
+    assert project_layer(arm64_folder) == project_layer(x86)
+    assert any(line.endswith("/site-packages/cni_logger/plugin.py") for line in project_layer(x86))
 
 
 # --- on an arm64 Debian 11 node without Python, under qemu ---------------------------------------------------
@@ -214,3 +228,45 @@ def test_version_add_and_del_through_the_launcher_are_answered_and_logged_on_arm
     events = read_events(node_root / LOG_FILE.lstrip("/"))
     assert [(e["cni"]["command"], e["event"]["outcome"]) for e in events] == [("ADD", "success"), ("DEL", "success")]
     assert {e["container"]["id"] for e in events} == {cni_env("ADD")["CNI_CONTAINERID"]}
+
+
+def test_an_unknown_architecture_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("build-bundle.sh needs root")
+    env = dict(os.environ, CNI_LOGGER_VENV=str(REPO / ".venv"), CNI_LOGGER_CACHE=str(tmp_path / "cache"),
+               DIST=str(tmp_path / "dist"))
+    proc = run(["bash", str(REPO / "scripts" / "build-bundle.sh"), "--arch", "riscv64"], check=False, text=True,
+               env=env)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "--arch must be amd64 or arm64, not 'riscv64'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "dist").exists() and not list((tmp_path / "cache").glob("cpython-*"))
+
+
+def test_the_daemonsets_entry_point_installs_the_arm64_bundle_and_sigterm_takes_the_entry_out(
+        node_root: Path, arm64_tarball: Path, tmp_path: Path) -> None:
+    """deploy/kubernetes/cni-logger-node.sh against the arm64 root, as in test_node_without_python.py: it
+    unpacks the bundle, checks it runs (VERSION, chrooted: under qemu), and execs `install --watch` on the
+    bundle's interpreter, which inserts the logger into the node's conflist, writes the readiness file, and
+    takes the entry out again on SIGTERM."""
+    def at(path: str) -> Path:
+        return node_root / path.lstrip("/")
+
+    for volume in HOST_PATH_VOLUMES:
+        at(volume).mkdir(parents=True, exist_ok=True)
+    conflist = at(f"{CONF_DIR}/10-arm64net.conflist")
+    conflist.write_text(json.dumps({"cniVersion": "0.4.0", "name": "arm64net", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}]}) + "\n")
+    original = conflist.read_bytes()
+    build_id = run(["tar", "-xzOf", str(arm64_tarball), "--wildcards", "*/BUILD_ID"], text=True).stdout.strip()
+
+    entry_log = tmp_path / "entry-point.log"
+    entry = start_entry_point(node_root, arm64_tarball, entry_log)
+    try:
+        wait_until_ready(entry, at(READY_FILE), entry_log)
+        interpreter = f"{INSTALL_DIR}/{build_id}/bin/python{PYTHON_VERSION}"
+        assert at("/opt/cni/bin/logger").read_text().startswith(f"#!{interpreter} -IS\n")
+        assert [p["type"] for p in json.loads(conflist.read_text())["plugins"]] == ["bridge", "logger"]
+    finally:
+        stop(entry, entry_log)
+    assert conflist.read_bytes() == original
+    assert not at(READY_FILE).exists()
