@@ -16,7 +16,8 @@
 #      --arch arm64 on an x86_64 machine: cross-compiled in the same root with Debian 11's own cross
 #      toolchain (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross: glibc 2.31) by scripts/bundle/build-python-cross.sh,
 #      the x86_64 interpreter (built first, cached) serving as the build Python. -O3 only, no PGO/LTO (the
-#      profile would have to run on arm64): ~4 min cold on 2 cores. Cached apart from the x86_64 one (the
+#      profile would have to run on arm64): ~7 min cold on 2 busy cores (405 s, the
+#      cross toolchain's installation included). Cached apart from the x86_64 one (the
 #      architecture is in its key and name), so neither invalidates the other.
 #   2. the project (seconds, every run): cni-logger + structlog + python-json-logger + prometheus-client
 #      (install --watch's metrics only; the plugin never imports it) installed with the
@@ -151,7 +152,7 @@ if [ "$TARGET_ARCH" != "$DEB_ARCH" ]; then
     cp "$src_tarball" "$rootfs$build/src.tar"
     cp -a "$build_python_dir" "$rootfs$build/build-python"
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf" 2>/dev/null || true
-    log "cross-compiling CPython $PY_VERSION for $TARGET_ARCH (o3, no PGO) in the $BUILD_SUITE root: ~4 min on 2 cores"
+    log "cross-compiling CPython $PY_VERSION for $TARGET_ARCH (o3, no PGO) in the $BUILD_SUITE root: ~7 min on 2 cores"
     unshare --mount --propagation private /bin/sh -ec '
         mount -t proc proc "$1/proc"; mount --bind /dev "$1/dev"
         exec chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \

@@ -5,6 +5,8 @@
 #   <folder>/rootfs.tar   a pristine arm64 Debian 11 (bullseye, glibc 2.31) root, `debootstrap --arch=arm64
 #                         --variant=minbase` (no python3 in it), packed with numeric owners; tests unpack a
 #                         private copy
+#   <folder>/cni/         bridge and host-local (arm64) from bullseye's containernetworking-plugins package, to
+#                         copy into such a copy (not installed there: the root stays minbase)
 #
 # debootstrap's first stage (--foreign) unpacks the packages here; its second stage (configuring them) runs
 # arm64 programs, so it runs chrooted under qemu-user-static, through binfmt_misc (scripts/lib/qemu-binfmt.sh).
@@ -25,6 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CNI_LOGGER_CACHE:-/var/cache/cni-logger}
 SUITE=bullseye
 ARCH=arm64
+PLUGINS=(bridge host-local)
 
 log() { printf '[node-root-arm64] %s\n' "$*" >&2; }
 die() { printf '[node-root-arm64] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -53,8 +56,28 @@ make_node_root() {
     || { tail -30 "$W/second-stage.log" >&2; tail -30 "$W/root/debootstrap/debootstrap.log" >&2 2>/dev/null
          die "debootstrap (second stage) failed"; }
   rm -rf "$W/root/var/cache/apt/archives/"*.deb "$W/root/var/lib/apt/lists/"*_Packages
-  mkdir -p "$W/out"
+  mkdir -p "$W/out/cni"
   tar -C "$W/root" --numeric-owner -cf "$W/out/rootfs.tar" .
+
+  # bullseye's arm64 CNI plugins, fetched as scripts/build-node-root.sh fetches the amd64 ones: a private apt
+  # configuration (nothing under /etc/apt changes), an empty dpkg status, the architecture set to arm64.
+  mkdir -p "$W/apt/etc" "$W/apt/lists/partial" "$W/apt/cache/archives/partial" "$W/deb"
+  : > "$W/apt/status"
+  printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n' \
+    "$mirror" "$SUITE" /usr/share/keyrings/debian-archive-keyring.gpg > "$W/apt/etc/node.sources"
+  local -a opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$W/apt/etc"
+                 -o "Dir::State::Lists=$W/apt/lists" -o "Dir::State::Status=$W/apt/status"
+                 -o "Dir::Cache=$W/apt/cache" -o "APT::Architecture=$ARCH" -o "APT::Architectures::=$ARCH"
+                 -o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$W/deb" && apt-get "${opts[@]}" download -qq "containernetworking-plugins:$ARCH" >/dev/null)
+  dpkg-deb -x "$W"/deb/containernetworking-plugins_*_"$ARCH".deb "$W/pkg"
+  local p
+  for p in "${PLUGINS[@]}"; do
+    [ -x "$W/pkg/usr/lib/cni/$p" ] || die "no /usr/lib/cni/$p in $SUITE's containernetworking-plugins ($ARCH)"
+    cp -a "$W/pkg/usr/lib/cni/$p" "$W/out/cni/$p"
+  done
+  basename "$W"/deb/containernetworking-plugins_*.deb > "$W/out/cni/PACKAGE"
   touch "$W/out/.complete"
   rm -rf "$out" && mv "$W/out" "$out"
   log "made $out in $((SECONDS - t0)) s"

@@ -27,8 +27,8 @@ if [ $# -eq 0 ]; then
     # and the arm64 Debian 11 root it runs in under qemu-user-static (~5 min cold: the second stage emulated).
     echo "[test] arm64 bundle" >&2
     CNI_LOGGER_VENV="$VENV" bash scripts/build-bundle.sh --arch arm64 >/dev/null
-    echo "[test] arm64 node root" >&2
-    bash scripts/build-node-root-arm64.sh >/dev/null
+    echo "[test] arm64 node root" >&2   # needs binfmt_misc; without it the arm64 root's tests skip, saying why
+    bash scripts/build-node-root-arm64.sh >/dev/null || echo "[test] no arm64 node root (above)" >&2
   fi
 fi
 echo "[test] pytest" >&2

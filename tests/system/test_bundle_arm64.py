@@ -2,16 +2,17 @@
 root with Debian 11's own cross toolchain, glibc 2.31) on an arm64 Debian 11 node without Python.
 
 Nothing here is arm64 hardware: the node is an arm64 debootstrap root (scripts/build-node-root-arm64.sh, cached
-under /var/cache/cni-logger), and every arm64 program in it (its /bin/sh, getconf, the bundle's interpreter)
-runs under Debian's qemu-user-static through binfmt_misc (scripts/lib/qemu-binfmt.sh), chrooted as the
-x86_64 node-root tests are. The cold cost: the cross build takes minutes (no PGO), the root's debootstrap second
-stage a few more under emulation; both are cached, and the x86_64 interpreter (the build Python) must exist.
-
-The ELF check needs no emulation: readelf reads any architecture.
+under /var/cache/cni-logger), and every arm64 program in it (its /bin/sh, getconf, the bundle's interpreter,
+bullseye's arm64 bridge and host-local) runs under Debian's qemu-user-static through binfmt_misc
+(scripts/lib/qemu-binfmt.sh), chrooted as the x86_64 node-root tests are. Where binfmt_misc cannot be used
+(a container without it), the tests that run arm64 code skip, saying so; the ELF check needs no emulation
+(readelf reads any architecture). Cold cost, on 2 busy cores: the cross build ~7 min (no PGO; the x86_64
+interpreter, its build Python, must exist), the root ~5 min (debootstrap's second stage emulated); both cached.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -24,11 +25,16 @@ from typing import Any
 import pytest
 
 from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
+from tests.harness.cnitool import CNITOOL, cnitool_container_id, ipv4_cidrs
 from tests.harness.plugin import CNITOOL_RESULT_100, REPO, cni_env, parse_single_json, read_events
 from tests.system.test_node_without_python import (
+    CNI_BIN_DIR,
+    CNI_VERSION,
     CONF_DIR,
     HOST_PATH_VOLUMES,
     READY_FILE,
+    chrooted_cnitool,
+    netns,
     start_entry_point,
     stop,
     wait_until_ready,
@@ -40,7 +46,7 @@ NODE_ROOT_SCRIPT = REPO / "scripts" / "build-node-root-arm64.sh"
 BINFMT_LIB = REPO / "scripts" / "lib" / "qemu-binfmt.sh"
 GLIBC_FLOOR = (2, 31)
 INSTALL_DIR = "/opt/cni-logger"
-LAUNCHER = "/opt/cni/bin/cni-logger"
+LAUNCHER = "/opt/cni/bin/cni-logger"   # the unit tests' own launcher, beside the entry point's /opt/cni/bin/logger
 LOG_FILE = "/var/log/cni/cni-logger.log"
 
 
@@ -95,14 +101,17 @@ def emulation() -> str:
 
 @pytest.fixture(scope="module")
 def node_cache(emulation: str) -> Path:
-    """The cached pristine arm64 root tarball (built on first use: debootstrap, second stage under qemu)."""
-    for tool in ("debootstrap", "unshare", "chroot"):
+    """The cached pristine arm64 root tarball and bullseye's arm64 plugins (built on first use: debootstrap,
+    second stage under qemu)."""
+    for tool in ("debootstrap", "unshare", "chroot", "ip"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (scripts/setup-system.sh)")
+    if not CNITOOL.is_file():
+        pytest.skip(f"{CNITOOL} is not built (scripts/setup-system.sh)")
     proc = run(["bash", str(NODE_ROOT_SCRIPT)], check=False, timeout=1800, text=True)
     assert proc.returncode == 0, f"build-node-root-arm64.sh failed:\n{proc.stderr[-4000:]}"
     folder = Path(proc.stdout.strip().splitlines()[-1])
-    assert (folder / "rootfs.tar").is_file(), folder
+    assert (folder / "rootfs.tar").is_file() and (folder / "cni" / "bridge").is_file(), folder
     return folder
 
 
@@ -242,31 +251,66 @@ def test_an_unknown_architecture_is_refused_before_anything_is_built(tmp_path: P
     assert not (tmp_path / "dist").exists() and not list((tmp_path / "cache").glob("cpython-*"))
 
 
-def test_the_daemonsets_entry_point_installs_the_arm64_bundle_and_sigterm_takes_the_entry_out(
-        node_root: Path, arm64_tarball: Path, tmp_path: Path) -> None:
-    """deploy/kubernetes/cni-logger-node.sh against the arm64 root, as in test_node_without_python.py: it
-    unpacks the bundle, checks it runs (VERSION, chrooted: under qemu), and execs `install --watch` on the
-    bundle's interpreter, which inserts the logger into the node's conflist, writes the readiness file, and
-    takes the entry out again on SIGTERM."""
+def test_the_daemonsets_entry_point_installs_the_arm64_bundle_and_a_real_arm64_chain_is_logged(
+        node_cache: Path, node_root: Path, arm64_tarball: Path, tmp_path: Path) -> None:
+    """deploy/kubernetes/cni-logger-node.sh against the arm64 root, as test_node_without_python.py does with the
+    x86_64 one: it unpacks the bundle, checks it runs (VERSION, chrooted: under qemu) and execs `install --watch`
+    on the bundle's interpreter, which inserts the logger into the node's conflist and writes the readiness
+    file; then cnitool runs the chain (bullseye's arm64 bridge and host-local, then the logger) in throw-away
+    network namespaces; SIGTERM takes the entry out again."""
+    root = node_root
+    pid = os.getpid()
+    network, bridge = f"cnilarm-{pid}", f"cnilarm{pid % 100000}"
+    subnet = ipaddress.IPv4Network(f"10.97.{pid % 250 + 1}.0/24")
+    host_ns, ctr_ns = f"cnilarm-{pid}-host", f"cnilarm-{pid}-ctr"
+
     def at(path: str) -> Path:
-        return node_root / path.lstrip("/")
+        return root / path.lstrip("/")
 
     for volume in HOST_PATH_VOLUMES:
         at(volume).mkdir(parents=True, exist_ok=True)
-    conflist = at(f"{CONF_DIR}/10-arm64net.conflist")
-    conflist.write_text(json.dumps({"cniVersion": "0.4.0", "name": "arm64net", "plugins": [
-        {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}]}) + "\n")
+    at("/run/netns").mkdir(parents=True, exist_ok=True)
+    for plugin in ("bridge", "host-local"):
+        shutil.copy2(node_cache / "cni" / plugin, at(f"{CNI_BIN_DIR}/{plugin}"))
+        assert "AArch64" in readelf("-h", at(f"{CNI_BIN_DIR}/{plugin}"))
+    shutil.copy2(CNITOOL, at(f"{CNI_BIN_DIR}/cnitool"))   # static, x86_64: the runtime's part, not the node's
+    conflist = at(f"{CONF_DIR}/10-{network}.conflist")
+    conflist.write_text(json.dumps({
+        "cniVersion": CNI_VERSION, "name": network,
+        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": False,
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": str(subnet)}]]}}]}, indent=2) + "\n")
     original = conflist.read_bytes()
     build_id = run(["tar", "-xzOf", str(arm64_tarball), "--wildcards", "*/BUILD_ID"], text=True).stdout.strip()
 
     entry_log = tmp_path / "entry-point.log"
-    entry = start_entry_point(node_root, arm64_tarball, entry_log)
+    entry = start_entry_point(root, arm64_tarball, entry_log)
     try:
         wait_until_ready(entry, at(READY_FILE), entry_log)
         interpreter = f"{INSTALL_DIR}/{build_id}/bin/python{PYTHON_VERSION}"
-        assert at("/opt/cni/bin/logger").read_text().startswith(f"#!{interpreter} -IS\n")
-        assert [p["type"] for p in json.loads(conflist.read_text())["plugins"]] == ["bridge", "logger"]
+        assert "AArch64" in readelf("-h", at(interpreter))
+        assert at(f"{CNI_BIN_DIR}/logger").read_text().startswith(f"#!{interpreter} -IS\n")
+        plugins = json.loads(conflist.read_text())["plugins"]
+        assert [p["type"] for p in plugins] == ["bridge", "logger"]
+
+        with netns(host_ns), netns(ctr_ns):
+            add = chrooted_cnitool(root, host_ns, "add", network, ctr_ns)
+            assert add.returncode == 0, add.stderr
+            [address] = ipv4_cidrs(ctr_ns, "eth0")
+            assert ipaddress.IPv4Interface(address).network == subnet
+            assert [ip["address"] for ip in json.loads(add.stdout)["ips"]] == [address]
+            check = chrooted_cnitool(root, host_ns, "check", network, ctr_ns)
+            assert check.returncode == 0, check.stderr
+            delete = chrooted_cnitool(root, host_ns, "del", network, ctr_ns)
+            assert delete.returncode == 0, delete.stderr
     finally:
         stop(entry, entry_log)
+
+    events = read_events(at(LOG_FILE))
+    assert [e["cni"]["command"] for e in events] == ["ADD", "CHECK", "DEL"]
+    for event in events:
+        assert event["event"]["outcome"] == "success", event
+        assert event["container"]["id"] == cnitool_container_id(f"/run/netns/{ctr_ns}")
+        assert event["network"]["name"] == network
+    assert events[0]["related"]["ip"] == [address.split("/")[0]]
     assert conflist.read_bytes() == original
     assert not at(READY_FILE).exists()
