@@ -16,8 +16,8 @@
 #      --arch arm64 on an x86_64 machine: cross-compiled in the same root with Debian 11's own cross
 #      toolchain (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross: glibc 2.31) by scripts/bundle/build-python-cross.sh,
 #      the x86_64 interpreter (built first, cached) serving as the build Python. -O3 only, no PGO/LTO (the
-#      profile would have to run on arm64): ~7 min cold on 2 busy cores (405 s, the
-#      cross toolchain's installation included). Cached apart from the x86_64 one (the
+#      profile would have to run on arm64): ~6-7 min cold on 2 busy cores (405 s with the cross
+#      toolchain's installation into the root, 332 s without). Cached apart from the x86_64 one (the
 #      architecture is in its key and name), so neither invalidates the other.
 #   2. the project (seconds, every run): cni-logger + structlog + python-json-logger + prometheus-client
 #      (install --watch's metrics only; the plugin never imports it) installed with the

@@ -52,17 +52,19 @@ if ! grep -qx "$DEB_HOST_ARCH" /var/lib/dpkg/arch 2>/dev/null; then
   dpkg --add-architecture "$DEB_HOST_ARCH"
   update=1
 fi
+# The root is shared by every build (x86_64 and arm64, any checkout): wait for another one's apt, not fail.
+APT=(apt-get -o DPkg::Lock::Timeout=600)
 if [ ${#missing[@]} -gt 0 ] || [ $update = 1 ]; then
   log "apt-get install ${missing[*]}"
-  apt-get update -qq
-  [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${APT[@]}" update -qq
+  [ ${#missing[@]} -eq 0 ] || "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 W=$(mktemp -d /tmp/build-python-cross.XXXXXX)
 trap 'rm -rf -- "$W"' EXIT
 mkdir -p "$W/debs" "$W/sysroot"
-(cd "$W/debs" && { apt-get download -qq "zlib1g-dev:$DEB_HOST_ARCH" 2>/dev/null \
-                   || { apt-get update -qq && apt-get download -qq "zlib1g-dev:$DEB_HOST_ARCH"; }; }) \
+(cd "$W/debs" && { "${APT[@]}" download -qq "zlib1g-dev:$DEB_HOST_ARCH" 2>/dev/null \
+                   || { "${APT[@]}" update -qq && "${APT[@]}" download -qq "zlib1g-dev:$DEB_HOST_ARCH"; }; }) \
   || die "apt-get download zlib1g-dev:$DEB_HOST_ARCH failed"
 dpkg-deb -x "$W"/debs/zlib1g-dev_*_"$DEB_HOST_ARCH".deb "$W/sysroot"
 ZLIB_INC="$W/sysroot/usr/include"
