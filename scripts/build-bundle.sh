@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Builds the relocatable bundle dist/cni-logger-<version>-linux-<arch>.tar.gz, as root, and prints its
-# path as the last line.
-#
-#   build-bundle.sh [--arch amd64|arm64]     (default: this machine's; <arch> is x86_64 or arm64)
-# It unpacks to one folder cni-logger-<version>/ holding a CPython built here (not
+# path as the last line. It unpacks to one folder cni-logger-<version>/ holding a CPython built here (not
 # this machine's), the project and its dependencies installed and byte-compiled, and nothing that needs
 # more from the node than glibc >= 2.31 and /proc (README.md, "The bundle").
+#
+#   build-bundle.sh [--arch amd64|arm64]     (default: this machine's; <arch> in the name: x86_64 or arm64)
 #
 # Two layers:
 #   1. the interpreter (slow, cached): CPython from Debian's source package python3.11 (bookworm),
