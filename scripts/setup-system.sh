@@ -44,6 +44,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           faketime                  # clock steps under the file sink (libfaketime)
           shellcheck                # the node script is checked as POSIX sh
           prometheus                # scrapes install --watch's metrics; promtool checks the alerting rules
+          qemu-user-static          # runs the arm64 bundle and an arm64 node root (tests/system/test_bundle_arm64.py)
           )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
   APT_PKGS+=(podman runc crun busybox-static catatonit conmon)

@@ -4,7 +4,12 @@
 # `bin/cni-logger` wrapper, MANIFEST.sha256 and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose
 # path it prints as its last line.
 #
-#   assemble.sh PYTHON_DIR SITE_DIR DIST
+#   assemble.sh PYTHON_DIR SITE_DIR DIST [ARCH [RUN_PYTHON]]
+#
+# ARCH names the tarball (default: this machine's `uname -m`, x86_64). RUN_PYTHON, for an interpreter that
+# cannot run here (the cross-compiled arm64 one), is a python3.11 of the same version that does: it
+# byte-compiles the project layer (.pyc files do not depend on the architecture), and the check that the
+# bundle's cni-logger runs is left to the arm64 system test (under qemu).
 #
 # SITE_DIR holds cni-logger, structlog, python-json-logger and prometheus-client as `pip install --target` left them (pure
 # Python, so any pip for Python 3.11 can make it: the project's virtualenv in scripts/build-bundle.sh, the
@@ -14,6 +19,8 @@ set -euo pipefail
 PYTHON_DIR=$1
 SITE_DIR=$2
 DIST=$3
+ARCH=${4:-$(uname -m)}
+RUN_PYTHON=${5:-}
 
 die() { printf '[assemble] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -37,7 +44,7 @@ find "$site" -depth -type d -name __pycache__ -exec rm -rf {} +
 # the source's mtime, so they stay valid whatever unpacking does to timestamps (the folder is immutable).
 # -s/-p: the file names inside them do not name this temporary directory, so BUILD_ID is reproducible
 # (at import, CPython replaces them with the real path anyway).
-"$folder/bin/python3.11" -I -m compileall -q -j0 --invalidation-mode unchecked-hash -s "$W" -p / "$site" >/dev/null
+"${RUN_PYTHON:-$folder/bin/python3.11}" -I -m compileall -q -j0 --invalidation-mode unchecked-hash -s "$W" -p / "$site" >/dev/null
 cat > "$folder/bin/cni-logger" <<'WRAPPER'
 #!/bin/sh
 # The operator CLI of this bundle, from wherever the folder is: the interpreter beside this file, isolated
@@ -47,7 +54,12 @@ here=$(dirname "$(readlink -f "$0")")
 exec "$here/python3.11" -I -c 'from cni_logger.cli import main; main()' "$@"
 WRAPPER
 chmod 0755 "$folder/bin/cni-logger"
-"$folder/bin/cni-logger" --version >/dev/null || die "the bundle's cni-logger does not run"
+if [ -z "$RUN_PYTHON" ]; then
+  "$folder/bin/cni-logger" --version >/dev/null || die "the bundle's cni-logger does not run"
+else
+  "$RUN_PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "$RUN_PYTHON is not a python3.11: its .pyc files would not be the bundle's"
+fi
 # The manifest, written last: every file of the folder (but itself and BUILD_ID) with its sha256,
 # in sha256sum's format, sorted by name. The DaemonSet's entry point (deploy/kubernetes/cni-logger-node.sh)
 # checks an unpacked folder against it with `sha256sum -c --strict` and its list of names, and unpacks anew on
@@ -63,7 +75,7 @@ build_id=$(sha256sum < "$folder/MANIFEST.sha256" | cut -c1-16)
 echo "$build_id" > "$folder/BUILD_ID"
 
 mkdir -p "$DIST"
-out="$DIST/$name-linux-$(uname -m).tar.gz"
+out="$DIST/$name-linux-$ARCH.tar.gz"
 tar -C "$W" --sort=name --owner=0 --group=0 --numeric-owner -cf - "$name" | gzip -6n > "$out.tmp"
 mv "$out.tmp" "$out"
 printf '[assemble] %s MB unpacked (%s files), %s MB tar.gz, build id %s\n' \

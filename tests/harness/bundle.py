@@ -45,11 +45,12 @@ class Bundle:
         return (self.folder / "BUILD_ID").read_text().strip()
 
 
-def build() -> Path:
-    """Run scripts/build-bundle.sh (as root; cached interpreter) and return the tarball it printed."""
+def build(*args: str) -> Path:
+    """Run scripts/build-bundle.sh ``args`` (as root; cached interpreter) and return the tarball it printed:
+    ``build("--arch", "arm64")`` for the cross-compiled arm64 bundle."""
     env = dict(os.environ)
     env.setdefault("CNI_LOGGER_VENV", str(REPO / ".venv"))
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, capture_output=True, text=True, check=False,
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), *args], env=env, capture_output=True, text=True, check=False,
                           timeout=3600)
     assert proc.returncode == 0, f"build-bundle.sh failed:\n{proc.stderr[-4000:]}"
     tarball = Path(proc.stdout.strip().splitlines()[-1])
