@@ -46,7 +46,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           prometheus                # scrapes install --watch's metrics; promtool checks the alerting rules
           )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
-  APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
+  APT_PKGS+=(podman runc crun busybox-static catatonit conmon)   # podman also builds the image (build-image.sh)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do
