@@ -16,6 +16,7 @@ import pytest
 
 from cni_logger.filesink import DROPPED_DIR
 from cni_logger.install import cli as install_cli
+from tests.harness import kustomize as harness_kustomize
 from tests.harness.bundle import PYTHON_VERSION, Bundle
 from tests.harness.nodes import shape
 from tests.harness.plugin import REPO
@@ -144,15 +145,31 @@ DEFAULT_NODE_PATHS = {"cniConfDir": "/etc/cni/net.d", "cniBinDir": "/opt/cni/bin
 """The base's node paths, which an overlay's node-paths.yaml replaces."""
 
 
-def kustomize(path: Path) -> list[dict[str, Any]]:
-    """``kubectl kustomize PATH``, parsed."""
+def kubectl_kustomize(path: Path) -> list[dict[str, Any]] | None:
+    """``kubectl kustomize PATH``, parsed; None without kubectl."""
     yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed (its kustomize renders deploy/kubernetes/overlays)")
+        return None
     proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    """PATH rendered by kubectl's kustomize, or without kubectl by tests/harness/kustomize.py."""
+    pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    rendered = kubectl_kustomize(path)
+    return rendered if rendered is not None else harness_kustomize.render(path)
+
+
+@pytest.mark.parametrize("path", ["base", *(f"overlays/{o}" for o in ("k3s", "gke", "crio"))])
+def test_the_stand_in_renders_what_kubectl_kustomize_renders(path: str) -> None:
+    pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    rendered = kubectl_kustomize(KUSTOMIZE / path)
+    if rendered is None:
+        pytest.skip("kubectl is not installed: the overlays are rendered by tests/harness/kustomize.py alone")
+    assert by_kind(harness_kustomize.render(KUSTOMIZE / path)) == by_kind(rendered)
 
 
 def by_kind(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
