@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import email.message
 import email.parser
 import hashlib
 import json
@@ -80,7 +81,7 @@ def bundle_contents(tarball: Path) -> dict[str, Any]:
             elif re.search(r"/site-packages/[^/]+\.dist-info/METADATA$", name):
                 meta = email.parser.Parser().parsestr(read_member(tar, member).decode("utf-8", "replace"))
                 dists.append({"name": meta.get("Name", ""), "version": meta.get("Version", ""),
-                              "license": meta.get("License-Expression") or "NOASSERTION",
+                              "license": declared_license(meta),
                               "homepage": meta.get("Home-page") or ""})
     if not build_id or not manifest_sha:
         raise SystemExit(f"sbom.py: {tarball} has no BUILD_ID or MANIFEST.sha256 at its top folder")
@@ -88,6 +89,15 @@ def bundle_contents(tarball: Path) -> dict[str, Any]:
         raise SystemExit(f"sbom.py: {tarball}: cannot tell the CPython version from its build configuration")
     return {"build_id": build_id, "manifest_sha256": manifest_sha, "python": python_version,
             "dists": sorted(dists, key=lambda d: d["name"].lower())}
+
+
+def declared_license(meta: email.message.Message) -> str:
+    """License-Expression, or a License field that is one SPDX identifier (not a license's text), else NOASSERTION."""
+    expression = meta.get("License-Expression")
+    if expression:
+        return str(expression)
+    text = str(meta.get("License") or "")
+    return text if re.fullmatch(r"[A-Za-z0-9.+-]{2,64}", text) else "NOASSERTION"
 
 
 def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -217,6 +217,8 @@ def test_the_sbom_lists_the_bundle_and_the_base_packages(images: tuple[Image, Im
     for info in site.glob("*.dist-info"):
         name, version = info.name.removesuffix(".dist-info").split("-")
         assert f"pkg:pypi/{name.lower().replace('_', '-')}@{version}" in purls, name
+    (own,) = [p for p in doc["packages"] if p["name"] == "cni-logger" and p.get("externalRefs")]
+    assert own["licenseDeclared"] == "Apache-2.0"
     version = run([str(bundle.python), "-I", "-c", "import platform; print(platform.python_version())"]).stdout.strip()
     assert f"pkg:generic/cpython@{version}" in purls
     (archive,) = [p for p in doc["packages"] if p["name"] == "cni-logger-bundle"]
