@@ -23,7 +23,7 @@
 #                           (scripts/build-bundle.sh --arch ARCH)
 #
 # Environment:
-#   BUNDLE        the bundle tarball (default dist/cni-logger-<version>-linux-<uname arch>.tar.gz)
+#   BUNDLE        the bundle tarball (default dist/cni-logger-<version>-linux-<x86_64|arm64>.tar.gz)
 #   IMAGE         the image's name (default cni-logger:<version>)
 #   PODMAN_ROOT   the containers storage to build in (default: a private one, removed afterwards); give one to keep
 #                 the base and the image there (e.g. for `podman --root PODMAN_ROOT push`)
@@ -57,7 +57,7 @@ command -v podman >/dev/null || die "podman is missing (scripts/setup-system.sh 
 arch=${arch:-$(dpkg --print-architecture)}
 case $arch in
   amd64) bundle_arch=x86_64 ;;
-  arm64) bundle_arch=aarch64 ;;
+  arm64) bundle_arch=arm64 ;;
   *) die "--arch must be amd64 or arm64, not '$arch'" ;;
 esac
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -1)
@@ -67,9 +67,13 @@ IMAGE=${IMAGE:-cni-logger:$version}
 bundle=${BUNDLE:-$DIST/cni-logger-$version-linux-$bundle_arch.tar.gz}
 if [ ! -f "$bundle" ]; then
   [ -z "${BUNDLE:-}" ] || die "no bundle at $bundle"
-  [ "$arch" = "$(dpkg --print-architecture)" ] || die "no $arch bundle at $bundle (scripts/build-bundle.sh --arch $arch)"
-  log "no bundle at $bundle: scripts/build-bundle.sh"
-  bundle=$(bash "$ROOT/scripts/build-bundle.sh" | tail -1)
+  if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+    log "no bundle at $bundle: scripts/build-bundle.sh"
+    bundle=$(bash "$ROOT/scripts/build-bundle.sh" | tail -1)
+  else
+    log "no bundle at $bundle: scripts/build-bundle.sh --arch $arch"
+    bundle=$(bash "$ROOT/scripts/build-bundle.sh" --arch "$arch" | tail -1)
+  fi
 fi
 [ -f "$bundle" ] || die "no bundle at $bundle"
 tar -tzf "$bundle" >/dev/null 2>&1 || die "$bundle is not a gzip'd tarball"
