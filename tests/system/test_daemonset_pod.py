@@ -467,3 +467,55 @@ def test_the_daemonset_pod_under_podman_installs_audits_updates_and_repairs(node
     assert sorted(p.name for p in node.install_dir.iterdir()) == [new.build_id]
     node.stop()
     assert conflist.read_bytes() == original, node.last_logs
+
+
+# --- both architectures in one image index ------------------------------------------------------------------------
+
+
+def arm64_inputs() -> tuple[Path, Path]:
+    """The arm64 bundle (scripts/build-bundle.sh --arch arm64, which scripts/test.sh runs up front) and an arm64
+    Debian 11 root (scripts/build-node-root-arm64.sh; or $CNI_LOGGER_ARM64_ROOTFS, a rootfs tarball)."""
+    bundle = REPO / "dist" / "cni-logger-0.1.0-linux-arm64.tar.gz"
+    if not bundle.is_file():
+        pytest.skip(f"no arm64 bundle at {bundle} (scripts/build-bundle.sh --arch arm64)")
+    if os.environ.get("CNI_LOGGER_ARM64_ROOTFS"):
+        return bundle, Path(os.environ["CNI_LOGGER_ARM64_ROOTFS"])
+    script = REPO / "scripts" / "build-node-root-arm64.sh"
+    if not script.is_file():
+        pytest.skip("no arm64 Debian root: scripts/build-node-root-arm64.sh is not here")
+    proc = run(["bash", str(script)], check=False, timeout=1800)
+    if proc.returncode != 0:
+        pytest.skip(f"no arm64 Debian root (build-node-root-arm64.sh: {proc.stderr.strip()[-300:]})")
+    return bundle, Path(proc.stdout.strip().splitlines()[-1]) / "rootfs.tar"
+
+
+def test_one_image_index_holds_the_amd64_and_the_arm64_image(bundle: Bundle, base_rootfs: Path,
+                                                             tmp_path: Path) -> None:
+    """``--arch amd64,arm64``: an OCI image index with both images, each with its own bundle, base and SBOM (no
+    RUN step, so the arm64 image builds here without emulation)."""
+    arm64_bundle, arm64_rootfs = arm64_inputs()
+    dist = tmp_path / "dist"
+    proc = run(["bash", str(BUILD_IMAGE), "--arch", "amd64,arm64", "--base-rootfs", f"amd64={base_rootfs}",
+                "--base-rootfs", f"arm64={arm64_rootfs}", "--bundle", f"amd64={bundle.tarball}",
+                "--bundle", f"arm64={arm64_bundle}"], env={**os.environ, "DIST": str(dist)}, timeout=1800)
+    archive = Path(proc.stdout.strip().splitlines()[-1])
+    assert archive == dist / "cni-logger-image-0.1.0.oci.tar"
+    (top,) = json.loads(_index(archive))["manifests"]
+    assert top["annotations"]["org.opencontainers.image.ref.name"] == "cni-logger:0.1.0"
+    index = json.loads(oci_blob(archive, top["digest"]))
+    platforms = {}
+    for descriptor in index["manifests"]:
+        manifest = json.loads(oci_blob(archive, descriptor["digest"]))
+        config = json.loads(oci_blob(archive, manifest["config"]["digest"]))
+        platforms[descriptor["platform"]["architecture"]] = (config["architecture"], manifest["layers"])
+    assert set(platforms) == {"amd64", "arm64"}
+    for arch, tarball in (("amd64", bundle.tarball), ("arm64", arm64_bundle)):
+        assert platforms[arch][0] == arch
+        layers = platforms[arch][1]
+        with tarfile.open(fileobj=_bytes_io(oci_blob(archive, layers[1]["digest"]))) as tar:
+            f = tar.extractfile(f"bundle/{tarball.name}")
+            assert f is not None and f.read() == tarball.read_bytes(), f"the {arch} image carries the {arch} bundle"
+        sbom = json.loads((dist / f"cni-logger-image-0.1.0-{arch}.spdx.json").read_text())
+        debs = [r["referenceLocator"] for p in sbom["packages"] for r in p.get("externalRefs", [])
+                if r["referenceLocator"].startswith("pkg:deb/")]
+        assert debs and all(d.endswith((f"?arch={arch}", "?arch=all")) for d in debs), arch
