@@ -47,7 +47,7 @@ APT_PKGS=(ca-certificates python3 python3-venv python3-pip iproute2 iptables jq 
           qemu-user-static          # runs the arm64 bundle and an arm64 node root (tests/system/test_bundle_arm64.py)
           )
 if [ "${WITH_PODMAN:-1}" = 1 ]; then
-  APT_PKGS+=(podman runc crun busybox-static catatonit conmon)
+  APT_PKGS+=(podman runc crun busybox-static catatonit conmon)   # podman also builds the image (build-image.sh)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do

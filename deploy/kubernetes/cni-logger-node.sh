@@ -1,11 +1,13 @@
 #!/bin/sh
-# Entry point of the cni-logger DaemonSet container (image: deploy/Dockerfile; see deploy/kubernetes/README.md).
+# Entry point of the cni-logger DaemonSet container (image: deploy/Containerfile, built by scripts/build-image.sh;
+# see deploy/kubernetes/README.md).
 #
 # The plugin runs on the HOST: the container runtime execs <bin dir>/logger in the host's mount
 # namespace, so the interpreter the launcher names must exist on the host, not only in this image.
 # The image carries the relocatable bundle (scripts/build-bundle.sh: our own CPython + the project,
-# needing only glibc >= 2.31 on the host), and this script works inside the host's root filesystem
-# (mounted read-only at $HOST_ROOT, with the few directories it writes mounted read-write on top):
+# needing only glibc >= 2.31 on the host). The pod mounts only the host directories this script and the
+# watcher read or write, each at its own host path (HOST_ROOT is then /: a path means the same inside and
+# out, so the launcher and the install journal name host paths), never the host's root:
 #
 #   1. checks the folder $INSTALL_DIR/<build id> against the bundle's manifest (MANIFEST.sha256, written by
 #      scripts/bundle/assemble.sh: every file with its sha256; BUILD_ID is the start of the manifest's own
@@ -14,25 +16,30 @@
 #      block) it unpacks the bundle beside it, syncs it to disk, checks the copy against the manifest and
 #      renames it into place: the damaged folder is renamed aside first and removed after (the launcher may
 #      name it; the swap leaves no moment with a half-copied folder under the build id);
-#   2. checks that the interpreter is an ELF executable and that, run as the runtime will run it (chrooted
-#      into the host root), the plugin answers VERSION. (chroot execs through execvp, which runs a file the
-#      kernel refuses with ENOEXEC, an empty one included, with /bin/sh: that "succeeds" without Python.)
+#   2. checks that the interpreter is an ELF executable and that, run as the runtime will run it, the plugin
+#      answers VERSION: chrooted into $CHECK_ROOT, which holds the host's loader and libraries (its /usr, /lib
+#      and /lib64, read-only) and the install dir (at $CHECK_INSTALL_DIR: the bundle is relocatable), so the
+#      host's glibc runs it, not the image's. (chroot execs through execvp, which runs a file the kernel refuses with ENOEXEC, an empty one
+#      included, with /bin/sh: that "succeeds" without Python.)
 #   3. removes the folders of older builds that the current launcher no longer names;
-#   4. execs `cni-logger install --watch` with the bundle's own interpreter, chrooted into the host root:
-#      the launcher it writes starts $INSTALL_DIR/<build id>/bin/python3.11 -IS (no host Python, no shell),
-#      and every path it reads, writes and journals is a host path. Python is then PID 1 and gets the
+#   4. execs `cni-logger install --watch` with the bundle's own interpreter (in this container, on the image's
+#      glibc; chrooted into HOST_ROOT when that is not /): the launcher it writes starts
+#      $INSTALL_DIR/<build id>/bin/python3.11 -IS (no host Python, no shell). Python is then PID 1 and gets the
 #      SIGTERM the kubelet sends (it uninstalls the entry on exit); its exit status is the container's.
 #
 # Every failure before the watcher runs (no bundle, a bundle without a valid manifest, an unpack that does not
 # match it, an interpreter that does not run on this host, a failed chroot) exits non-zero with a message:
 # never 0, which would leave a CrashLoop-free pod with the entry it wrote earlier still in the chain.
 #
-# Settings (environment): HOST_ROOT (/host), INSTALL_DIR (/opt/cni-logger, a host path), CNI_BIN_DIR
-# (/opt/cni/bin, a host path), BUNDLE (the bundle tarball in the image; default: the one in /bundle).
+# Settings (environment): HOST_ROOT (/: where the host's paths are in this container; a test playing a node in a
+# directory sets it), CHECK_ROOT (HOST_ROOT; the image sets /host), CHECK_INSTALL_DIR (INSTALL_DIR; where the
+# check root shows the install dir: the image sets /cni-logger), INSTALL_DIR (/opt/cni-logger, a host path),
+# CNI_BIN_DIR (/opt/cni/bin, a host path), BUNDLE (the bundle tarball in the image; default: the one in /bundle).
 # Arguments are passed on to `cni-logger install --watch`.
 set -eu
 
-HOST_ROOT=${HOST_ROOT:-/host}
+HOST_ROOT=${HOST_ROOT:-/}
+CHECK_ROOT=${CHECK_ROOT:-$HOST_ROOT}
 INSTALL_DIR=${INSTALL_DIR:-/opt/cni-logger}
 CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
 if [ -z "${BUNDLE:-}" ]; then
@@ -57,7 +64,8 @@ die() { log error "$*"; exit 1; }
 oneline() { head -n 3 | tr '\n' ' ' | sed 's/ *$//' | grep .; }     # up to 3 lines of stdin, or fails if none
 
 [ -f "$BUNDLE" ] || die "no bundle at '$BUNDLE'"
-[ -d "$HOST_ROOT" ] || die "no host root at '$HOST_ROOT' (the hostPath volume of /)"
+[ -d "$HOST_ROOT" ] || die "no host root at '$HOST_ROOT'"
+[ -d "$CHECK_ROOT" ] || die "no check root at '$CHECK_ROOT' (the host's /usr, /lib, /lib64 and install dir, mounted there)"
 build_id=$(tar -xzOf "$BUNDLE" --wildcards '*/BUILD_ID') || die "cannot read BUILD_ID from $BUNDLE"
 case $build_id in
     *[!0-9a-f]* | "") die "the bundle $BUNDLE has no valid BUILD_ID" ;;
@@ -65,6 +73,7 @@ esac
 manifest_id=$(tar -xzOf "$BUNDLE" --wildcards "*/$MANIFEST" 2>/dev/null | sha256sum | cut -c1-16)
 [ "$manifest_id" = "$build_id" ] || die "the bundle $BUNDLE has no $MANIFEST that matches its BUILD_ID"
 dir="$INSTALL_DIR/$build_id"
+check_dir="${CHECK_INSTALL_DIR:-$INSTALL_DIR}/$build_id"     # the same folder, as the check root shows it
 
 # intact FOLDER (a path here): FOLDER holds exactly this build (its BUILD_ID; the bundle's manifest, known by
 # its hash; every file the manifest lists, with its sha256, and no other; an executable interpreter).
@@ -111,14 +120,23 @@ unpack() {
     rm -rf "$old" "$tmp"
 }
 
+# in_root ROOT COMMAND...: COMMAND chrooted into ROOT (run as it is when ROOT is /: no CAP_SYS_CHROOT needed).
+in_root() {
+    if [ "$1" = / ]; then shift; "$@"; else chroot "$@"; fi
+}
+
 # runs: the interpreter is an ELF executable and the plugin, run by it as the runtime will run it, answers
 # VERSION. (The magic first: an exec that fails with ENOEXEC falls back to /bin/sh, which runs an empty file
 # and exits 0; the plugin's own answer then rules out any other stand-in.) Otherwise sets $why.
 runs() {
     magic=$(od -An -N4 -tx1 "$prefix$dir/bin/$PY" 2>/dev/null | tr -d ' \n')
     if [ "$magic" != 7f454c46 ]; then why="$dir/bin/$PY is not an ELF executable"; return 1; fi
+    if [ "$(cat "${CHECK_ROOT%/}$check_dir/BUILD_ID" 2>/dev/null)" != "$build_id" ]; then
+        why="the check root $CHECK_ROOT does not show $dir at $check_dir (mount the install dir's hostPath there)"
+        return 1
+    fi
     if answer=$(printf '{"cniVersion":"1.0.0"}' | CNI_COMMAND=VERSION \
-            chroot "$HOST_ROOT" "$dir/bin/$PY" -I -c 'from cni_logger.cli import main; main()' 2>&1); then
+            in_root "$CHECK_ROOT" "$check_dir/bin/$PY" -I -c 'from cni_logger.cli import main; main()' 2>&1); then
         case $answer in *'"supportedVersions":['*) return 0 ;; esac
     fi
     why="the plugin's VERSION answered: $(printf '%s\n' "$answer" | tail -n 3 | oneline)"
@@ -159,5 +177,8 @@ for old in "$prefix$INSTALL_DIR"/* "$prefix$INSTALL_DIR"/.unpack-* "$prefix$INST
     rm -rf "$old"
 done
 
+if [ "$HOST_ROOT" = / ]; then
+    exec "$dir/bin/$PY" -I -c 'from cni_logger.cli import main; main()' install --watch --bin-dir "$CNI_BIN_DIR" "$@"
+fi
 exec chroot "$HOST_ROOT" "$dir/bin/$PY" -I -c 'from cni_logger.cli import main; main()' \
     install --watch --bin-dir "$CNI_BIN_DIR" "$@"

@@ -60,5 +60,6 @@ def test_none_configured_fails_and_the_override_wins(etc: Path) -> None:
 
 
 def test_no_script_names_a_mirror_host() -> None:
-    for script in [*(REPO / "scripts").rglob("*.sh"), REPO / "deploy" / "Dockerfile"]:
+    scripts = [*(REPO / "scripts").rglob("*.sh"), *(REPO / "scripts").rglob("*.py")]
+    for script in [*scripts, REPO / "deploy" / "Containerfile"]:
         assert "deb.debian.org" not in script.read_text(), script

@@ -16,6 +16,7 @@ import pytest
 
 from cni_logger.filesink import DROPPED_DIR
 from cni_logger.install import cli as install_cli
+from tests.harness import kustomize as harness_kustomize
 from tests.harness.bundle import PYTHON_VERSION, Bundle
 from tests.harness.nodes import shape
 from tests.harness.plugin import REPO
@@ -71,35 +72,161 @@ def install_args(container: dict[str, Any]) -> argparse.Namespace:
     return parser.parse_args(["install", "--watch", "--bin-dir", env["CNI_BIN_DIR"], *container["args"]])
 
 
-def test_installer_paths_are_host_paths_mounted_under_host() -> None:
-    pod = daemonset()["spec"]["template"]["spec"]
+CHECK_ROOT = "/host"
+"""Where the image's entry point runs its VERSION check (CHECK_ROOT in deploy/Containerfile)."""
+CHECK_MOUNTS = {"/host/usr": "/usr", "/host/lib": "/lib", "/host/lib64": "/lib64"}
+"""The check root's host directories: the dynamic loader and shared libraries, nothing else of the host."""
+
+
+def pod_paths(ds: dict[str, Any]) -> tuple[dict[str, Any], argparse.Namespace, dict[str, str], list[dict[str, Any]]]:
+    """The container, its installer arguments, its volumes' host paths and its mounts."""
+    pod = ds["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    args = install_args(container)
-    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
-    mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert set(mounts) == set(host_paths), "every hostPath is mounted"
-    for name, path in host_paths.items():
-        assert mounts[name]["mountPath"] == ("/host" if path == "/" else "/host" + path), name
-    writable = {path for name, path in host_paths.items() if not mounts[name].get("readOnly")}
-    assert mounts["host-root"]["readOnly"] is True
-    assert {"/opt/cni/bin", "/etc/cni/net.d", "/var/log/cni", "/var/lib/cni-logger", "/opt/cni-logger"} <= writable
-    assert args.watch and args.bin_dir in writable and args.conf_dir in writable
-    assert args.state_dir in writable
-    assert os.path.dirname(args.log_file) in writable
+    return container, install_args(container), {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}, \
+        container["volumeMounts"]
+
+
+def check_least_privilege_mounts(ds: dict[str, Any]) -> None:
+    """Each host path is mounted at its own path (the installer's paths are then the host's, no chroot into the
+    host's root); only the directories the pod reads or writes are mounted; the check root holds the host's
+    loader and libraries and the bundle folder, read-only."""
+    container, args, host_paths, mounts = pod_paths(ds)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert "/" not in host_paths.values(), "the host's root is not mounted"
+    for path in host_paths.values():
+        assert path.rstrip("/") not in ("/etc", "/var", "/var/lib", "/run", "/home", "/root", "/var/lib/kubelet"), path
+    assert {m["name"] for m in mounts} == set(host_paths), "every hostPath is mounted"
+    own = {m["mountPath"]: m for m in mounts if not m["mountPath"].startswith(CHECK_ROOT + "/")}
+    for path, mount in own.items():
+        assert host_paths[mount["name"]] == path, f"{mount['name']} is mounted at {path}, not at its host path"
+    writable = {path for path, m in own.items() if not m.get("readOnly")}
+    assert {args.bin_dir, args.conf_dir, args.state_dir, os.path.dirname(args.log_file), env["INSTALL_DIR"],
+            os.path.dirname(DROPPED_DIR)} == writable
     assert os.path.dirname(args.ready_file) == args.state_dir
-    assert os.path.dirname(DROPPED_DIR) in writable, "the watcher claims and removes the plugin's counts of lost events"
+    assert own[args.results_cache].get("readOnly") is True, "libcni's cache is only read"
+    checks = {m["mountPath"]: m for m in mounts if m["mountPath"].startswith(CHECK_ROOT + "/")}
+    assert all(m.get("readOnly") is True for m in checks.values()), "the check root is read-only"
+    assert {path: host_paths[checks[path]["name"]] for path in CHECK_MOUNTS} == CHECK_MOUNTS
+    assert set(checks) == {*CHECK_MOUNTS, f"{CHECK_ROOT}/cni-logger"}
+    assert host_paths[checks[f"{CHECK_ROOT}/cni-logger"]["name"]] == env["INSTALL_DIR"]
+    assert env["CNI_BIN_DIR"] == args.bin_dir
     probe = container["readinessProbe"]["exec"]["command"]
-    assert probe == ["test", "-e", "/host" + args.ready_file]
+    assert probe == ["test", "-e", args.ready_file]
 
 
-def test_dockerfile_ships_the_entry_point() -> None:
-    text = (DEPLOY / "Dockerfile").read_text()
-    assert "COPY deploy/kubernetes/cni-logger-node.sh /usr/local/bin/cni-logger-node" in text
+def test_the_pod_mounts_only_what_it_reads_and_writes_at_the_host_paths() -> None:
+    check_least_privilege_mounts(daemonset())
+
+
+def test_the_pod_holds_no_capability_that_reads_around_permissions() -> None:
+    container = daemonset()["spec"]["template"]["spec"]["containers"][0]
+    context = container["securityContext"]
+    assert context["privileged"] is False and context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert set(context["capabilities"]["add"]) == {"SYS_CHROOT", "CHOWN", "FOWNER"}
+
+
+def test_containerfile_ships_the_bundle_and_the_entry_point() -> None:
+    text = (DEPLOY / "Containerfile").read_text()
+    assert "ARG BASE_IMAGE=" in text and "FROM ${BASE_IMAGE}" in text, "the base is a build argument"
+    assert "COPY --chmod=0755 cni-logger-node.sh /usr/local/bin/cni-logger-node" in text
+    assert "COPY --chmod=0644 bundle/ /bundle/" in text
     assert 'ENTRYPOINT ["/usr/local/bin/cni-logger-node"]' in text
-    # The bundle is built in Debian 11 by the very scripts scripts/build-bundle.sh runs.
-    assert "FROM debian:bullseye AS python" in text
-    for script in ("fetch-python-source.sh", "build-python.sh", "assemble.sh"):
-        assert f"scripts/bundle/{script}" in text
+    assert "ENV CHECK_ROOT=/host CHECK_INSTALL_DIR=/cni-logger" in text
+    assert not [line for line in text.splitlines() if line.startswith("RUN")], "no RUN: no runtime, any arch"
+    assert not (DEPLOY / "Dockerfile").exists(), "one way to build the interpreter: the bundle's"
+
+
+KUSTOMIZE = DEPLOY / "kubernetes"
+OVERLAYS = ("k3s", "gke", "crio")
+DEFAULT_NODE_PATHS = {"cniConfDir": "/etc/cni/net.d", "cniBinDir": "/opt/cni/bin", "installDir": "/opt/cni-logger",
+                      "cniResultsCache": "/var/lib/cni/results"}
+"""The base's node paths, which an overlay's node-paths.yaml replaces."""
+
+
+def kubectl_kustomize(path: Path) -> list[dict[str, Any]] | None:
+    """``kubectl kustomize PATH``, parsed; None without kubectl."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return None
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    """PATH rendered by kubectl's kustomize, or without kubectl by tests/harness/kustomize.py."""
+    pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    rendered = kubectl_kustomize(path)
+    return rendered if rendered is not None else harness_kustomize.render(path)
+
+
+@pytest.mark.parametrize("path", ["base", *(f"overlays/{o}" for o in ("k3s", "gke", "crio"))])
+def test_the_stand_in_renders_what_kubectl_kustomize_renders(path: str) -> None:
+    pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    rendered = kubectl_kustomize(KUSTOMIZE / path)
+    if rendered is None:
+        pytest.skip("kubectl is not installed: the overlays are rendered by tests/harness/kustomize.py alone")
+    assert by_kind(harness_kustomize.render(KUSTOMIZE / path)) == by_kind(rendered)
+
+
+def by_kind(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Documents in a fixed order (kustomize orders its output by kind)."""
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+def node_paths(overlay: str) -> dict[str, str]:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
+    data: dict[str, str] = yaml.safe_load((KUSTOMIZE / "overlays" / overlay / "node-paths.yaml").read_text())["data"]
+    return data
+
+
+def with_paths(value: Any, paths: dict[str, str]) -> Any:
+    """``value`` with every string that is a default node path (or an ``--option=`` of one) set to ``paths``'."""
+    if isinstance(value, dict):
+        return {k: with_paths(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_paths(v, paths) for v in value]
+    if isinstance(value, str):
+        for key, default in DEFAULT_NODE_PATHS.items():
+            if value == default:
+                return paths[key]
+            if value.startswith("--") and value.endswith("=" + default):
+                return value[: -len(default)] + paths[key]
+    return value
+
+
+def test_the_base_renders_the_manifest_file() -> None:
+    assert (KUSTOMIZE / "cni-logger.yaml").resolve() == (KUSTOMIZE / "base" / "cni-logger.yaml").resolve()
+    assert by_kind(kustomize(KUSTOMIZE / "base")) == by_kind(documents())
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_overlay_sets_every_node_path_from_one_place(overlay: str) -> None:
+    """The overlay's output is the base's with the node paths of its node-paths.yaml wherever the base has
+    the defaults (arguments, environment, hostPath volumes, mounts), and nothing else changed; its pod keeps
+    the least-privilege mounts; its ConfigMap is not part of the output."""
+    paths = node_paths(overlay)
+    assert set(paths) == set(DEFAULT_NODE_PATHS) and paths != DEFAULT_NODE_PATHS
+    rendered = kustomize(KUSTOMIZE / "overlays" / overlay)
+    assert by_kind(rendered) == by_kind(with_paths(documents(), paths))
+    (ds,) = [d for d in rendered if d["kind"] == "DaemonSet"]
+    container, args, _, _ = pod_paths(ds)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (args.conf_dir, args.bin_dir, env["INSTALL_DIR"], args.results_cache) == (
+        paths["cniConfDir"], paths["cniBinDir"], paths["installDir"], paths["cniResultsCache"])
+    check_least_privilege_mounts(ds)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_overlay_validates_against_the_api_schemas(overlay: str) -> None:
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate is not installed (pip install kubernetes-validate)")
+    for doc in kustomize(KUSTOMIZE / "overlays" / overlay):
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_entry_point_is_valid_posix_shell() -> None:

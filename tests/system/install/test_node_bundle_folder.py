@@ -71,12 +71,26 @@ class Node:
     def launcher(self) -> Path:
         return self.bin_dir / "logger"
 
-    def start(self, tarball: Path, *args: str, host_root: str = "/") -> subprocess.Popen[str]:
+    def start(self, tarball: Path, *args: str, host_root: str = "/", check_root: Path | None = None,
+              check_libs: bool = True, check_install: bool = True) -> subprocess.Popen[str]:
+        """The script as the kubelet starts it. With ``check_root``: the pod's layout (deploy/kubernetes), in a
+        mount namespace of its own where ``check_root`` holds the host's /usr, /lib, /lib64 (unless not
+        ``check_libs``) and the install dir at /cni-logger, read-only, as the image's CHECK_ROOT=/host."""
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOST_ROOT": host_root, "INSTALL_DIR": str(self.opt),
                "CNI_BIN_DIR": str(self.bin_dir), "BUNDLE": str(tarball)}
-        return subprocess.Popen(["sh", str(ENTRYPOINT), f"--conf-dir={self.net_d}", f"--state-dir={self.state}",
-                                 f"--ready-file={self.ready}", "--interval=0.5", *args],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        argv = ["sh", str(ENTRYPOINT), f"--conf-dir={self.net_d}", f"--state-dir={self.state}",
+                f"--ready-file={self.ready}", "--interval=0.5", *args]
+        if check_root is not None:
+            env.update(CHECK_ROOT=str(check_root), CHECK_INSTALL_DIR="/cni-logger")
+            self.opt.mkdir(exist_ok=True)
+            for sub in ("usr", "lib", "lib64", "cni-logger"):
+                (check_root / sub).mkdir(parents=True, exist_ok=True)
+            binds = ' '.join(f"/{d}" for d in ("usr", "lib", "lib64")) if check_libs else ""
+            bind_install = 'mount --bind -o ro "$INSTALL_DIR" "$CHECK_ROOT/cni-logger"; ' if check_install else ""
+            script = ('for d in ' + binds + '; do mount --bind -o ro "$d" "$CHECK_ROOT$d"; done; ' + bind_install
+                      + 'exec "$@"')
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, "sh", *argv]
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, proc: subprocess.Popen[str]) -> None:
         deadline = time.monotonic() + READY_DEADLINE
@@ -105,9 +119,11 @@ class Node:
                 proc.kill()
                 proc.communicate(timeout=10)
 
-    def run_to_exit(self, tarball: Path, *args: str, host_root: str = "/") -> subprocess.CompletedProcess[str]:
+    def run_to_exit(self, tarball: Path, *args: str, host_root: str = "/", check_root: Path | None = None,
+                    check_libs: bool = True, check_install: bool = True) -> subprocess.CompletedProcess[str]:
         """Start the script and wait for it to exit by itself (it must, within the deadline)."""
-        proc = self.start(tarball, *args, host_root=host_root)
+        proc = self.start(tarball, *args, host_root=host_root, check_root=check_root, check_libs=check_libs,
+                          check_install=check_install)
         try:
             out, err = proc.communicate(timeout=EXIT_DEADLINE)
         except subprocess.TimeoutExpired:
@@ -256,6 +272,43 @@ def test_a_host_root_without_glibc_is_a_failed_start(bundle: Bundle, node: Node,
     assert "does not run on this host" in done.stderr, done.stderr
     assert (root / str(node.opt).lstrip("/") / bundle.build_id / "BUILD_ID").is_file()
     assert not (root / str(node.bin_dir).lstrip("/")).exists()
+
+
+def test_the_check_runs_on_the_check_roots_libraries_not_the_containers(bundle: Bundle, node: Node,
+                                                                       tmp_path: Path) -> None:
+    """The pod's layout: every host path at its own path (HOST_ROOT=/, where the image's glibc would run the
+    interpreter), the check chrooted into CHECK_ROOT. A host whose libraries cannot run it (here: none at all,
+    as for the glibc a musl node lacks) fails the start before the launcher or the entry goes in."""
+    done = node.run_to_exit(bundle.tarball, check_root=tmp_path / "check", check_libs=False)
+    assert done.returncode == 1, done.stderr
+    assert "does not run on this host" in done.stderr, done.stderr
+    assert (node.opt / bundle.build_id / "BUILD_ID").is_file()
+    assert not node.launcher.exists()
+    assert (node.net_d / CONFLIST).read_bytes() == shape(CONFLIST)
+
+
+def test_with_the_hosts_libraries_in_the_check_root_the_pod_layout_installs(bundle: Bundle, node: Node,
+                                                                            tmp_path: Path) -> None:
+    proc = node.start(bundle.tarball, check_root=tmp_path / "check")
+    try:
+        node.wait_ready(proc)
+        assert node.launcher.read_text().startswith(f"#!{node.opt / bundle.build_id / INTERPRETER} -IS\n")
+        assert b'"logger"' in (node.net_d / CONFLIST).read_bytes()
+        node.stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert (node.net_d / CONFLIST).read_bytes() == shape(CONFLIST)
+
+
+def test_a_check_root_without_the_install_dir_is_a_failed_start(bundle: Bundle, node: Node, tmp_path: Path) -> None:
+    """The install dir is not mounted into the check root (a mount left out of the manifest): a failed start that
+    says so, not a check of some other folder."""
+    done = node.run_to_exit(bundle.tarball, check_root=tmp_path / "check", check_install=False)
+    assert done.returncode == 1, done.stderr
+    assert "does not show" in done.stderr and "mount the install dir" in done.stderr, done.stderr
+    assert not node.launcher.exists()
 
 
 def test_no_bundle_is_a_failed_start(node: Node, tmp_path: Path) -> None:
