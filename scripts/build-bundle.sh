@@ -11,7 +11,6 @@
 #      built by scripts/bundle/build-python.sh inside a Debian 11 (bullseye, glibc 2.31) root made with
 #      debootstrap, so it runs on every glibc >= 2.31. Cached as $CNI_LOGGER_CACHE/cpython-<key>, the key
 #      being a hash of its inputs (source tarball, build script, profile task, optimisation, architecture).
-#      deploy/Dockerfile runs the same build-python.sh in a debian:bullseye stage.
 #      --arch arm64 on an x86_64 machine: cross-compiled in the same root with Debian 11's own cross
 #      toolchain (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross: glibc 2.31) by scripts/bundle/build-python-cross.sh,
 #      the x86_64 interpreter (built first, cached) serving as the build Python. -O3 only, no PGO/LTO (the
@@ -20,7 +19,8 @@
 #      architecture is in its key and name), so neither invalidates the other.
 #   2. the project (seconds, every run): cni-logger + structlog + python-json-logger + prometheus-client
 #      (install --watch's metrics only; the plugin never imports it) installed with the
-#      virtualenv's pip (--target), then scripts/bundle/assemble.sh (also run by deploy/Dockerfile).
+#      virtualenv's pip (--target), then scripts/bundle/assemble.sh. The image (scripts/build-image.sh)
+#      takes this bundle as it is: the interpreter is built one way only.
 #
 # Environment:
 #   CNI_LOGGER_CACHE        cache directory outside the clone (default /var/cache/cni-logger)

@@ -12,8 +12,7 @@
 # bundle's cni-logger runs is left to the arm64 system test (under qemu).
 #
 # SITE_DIR holds cni-logger, structlog, python-json-logger and prometheus-client as `pip install --target` left them (pure
-# Python, so any pip for Python 3.11 can make it: the project's virtualenv in scripts/build-bundle.sh, the
-# python:3.11 stage in deploy/Dockerfile). Used by both, so the two build the same bundle the same way.
+# Python, so any pip for Python 3.11 can make it: the project's virtualenv in scripts/build-bundle.sh).
 set -euo pipefail
 
 PYTHON_DIR=$1
