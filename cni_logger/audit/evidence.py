@@ -125,19 +125,19 @@ class Stretch:
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BYTES = int(DEFAULT_MAX_SIZE_MB * MIB)
-_LOG_OPTIONS = re.compile(rb'"logOptions":(\{[^}]*\})')
 
 
 class RotationSize:
     """The size a backup must have reached: the plugin rotates its file only once an append took it to the
     appending entry's ``maxSize`` (``filesink.RotatingFile._rotate`` checks ``st_size >= max_bytes`` under its lock,
-    then renames the file whole), and that append's event is in the backup. So a backup in the plugin's own
-    naming is never smaller than the smallest ``maxSize`` among its events (``cni.config.logOptions``, the entry's
-    config as the plugin parsed it: ``settings``).
+    right after that append, then renames the file whole). So the last event of a backup in the plugin's own
+    naming is the one whose append crossed the size, and the backup is never smaller than that event's ``maxSize``
+    (``cni.config.logOptions``, the entry's config as the plugin parsed it: ``settings``). Only the last line is
+    read (``see``): a copy restored from before the file was full, or a backup with lines cut out, is short of it.
 
-    Nothing is concluded when an invocation's event does not say its ``maxSize`` (its config was shrunk away) or an
-    entry rotates by other means (``rotation`` other than ``size``). Coverage events carry no config: their writer
-    uses an entry's own ``logOptions``, whose invocations are in the trail too."""
+    Nothing is concluded when that event does not say its ``maxSize`` (a coverage event, whose writer has no
+    config; an invocation whose config was shrunk away) or its entry rotates by other means (``rotation`` other
+    than ``size``)."""
 
     __slots__ = ("known", "limit", "unknown")
 
@@ -146,7 +146,7 @@ class RotationSize:
         """The smallest ``maxSize`` seen, in bytes (0: none yet)."""
         self.unknown = False
         self.known: dict[bytes, int | None] = {}
-        """``logOptions`` objects already read (a trail's entries have a handful): parsing each line's costs most."""
+        """``logOptions`` objects already read (a trail's entries have a handful)."""
 
     def _options(self, text: bytes) -> int | None:
         """``logOptions`` (the object's text, up to its first ``}``: it holds no other object) in bytes."""
@@ -157,25 +157,22 @@ class RotationSize:
         return self.known[text]
 
     def see(self, lines: Iterable[bytes]) -> None:
-        """Read a piece's lines at once, by counting (every line read one by one costs the scan a tenth of its
-        time): an invocation's event holds its config near its end, and the config its ``logOptions`` (an object
-        without objects inside it, and no event holds that key elsewhere)."""
+        """The lines' ``maxSize``s (a backup's last line, in practice)."""
         if self.unknown:
             return
-        text = b"".join(lines)
-        configs = text.count(b',"config":{')
-        if configs < text.count(b'"cni":{"command":'):  # an invocation whose config is not in its event (shrunk)
-            self.unknown = True
-            return
-        found = _LOG_OPTIONS.findall(text)
-        limits = {self._options(options) for options in set(found)}
-        if len(found) < configs:  # a config without logOptions: the default size
-            limits.add(DEFAULT_MAX_BYTES)
-        if None in limits:
-            self.unknown = True
-            return
-        for limit in limits:
-            if limit is not None and (not self.limit or limit < self.limit):
+        for line in lines:
+            config = line.rfind(b',"config":{')  # near the end of the line: only the cached result follows it
+            if config >= 0:
+                at = line.find(b'"logOptions":', config)
+                limit = self._options(line[at + 13:line.find(b"}", at) + 1]) if at >= 0 else DEFAULT_MAX_BYTES
+            elif b'"cni":{"command":' in line:
+                limit = None  # an invocation whose config is not in its event (shrunk away)
+            else:
+                continue  # a coverage event, or not an event at all
+            if limit is None:
+                self.unknown = True
+                return
+            if not self.limit or limit < self.limit:
                 self.limit = limit
 
     def short_of(self, size: int) -> int:

@@ -237,6 +237,8 @@ class Scan:
         count = size = 0
         before_file = cursor.chunk_before
         rotated = evidence.RotationSize() if backup and sources.sequence_number(handle.path) else None
+        tail = b""
+        """The file's last line so far: a backup's last event is the one whose append rotated it (``RotationSize``)."""
         unreadable = False
 
         def advance(parts: list[bytes]) -> None:
@@ -266,8 +268,7 @@ class Scan:
                 first = first or _first_stamp(parts)
                 last = _last_stamp(parts) or last
                 count += len(parts)
-                if rotated is not None:
-                    rotated.see(parts)
+                tail = parts[-1]
                 yield from self._numbered(parts, cursor)
             if dropped > before:  # the overlong line comes after the piece's lines, and is not among them
                 advance([b"\0"])
@@ -285,9 +286,11 @@ class Scan:
             cursor.pending.append(self.evidence.add(Stretch(
                 "empty", handle.path, 0, 0, cursor.chunk_before, None, containers=None,
                 what="an empty backup (rotation never leaves one)")))
-        elif rotated is not None and not unreadable and rotated.short_of(size):
-            cursor.pending.append(self.evidence.add(evidence.shrunk(handle.path, size, rotated.short_of(size),
-                                                                    before_file)))
+        elif rotated is not None and not unreadable:
+            rotated.see((tail,))
+            if rotated.short_of(size):
+                cursor.pending.append(self.evidence.add(evidence.shrunk(handle.path, size, rotated.short_of(size),
+                                                                        before_file)))
         self.files_read += 1
         self.lines_read += count
         if not first:
