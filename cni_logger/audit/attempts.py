@@ -155,7 +155,7 @@ class Attempts:
             self._check(rec, attempt, command)
         if command == "ADD":
             key = rec.key
-            pending = self.pending.pop(key, None)
+            pending = self.pending.pop(key, None) if self.pending else None  # none pending: the logger last
             if attempt:
                 if pending is not None:
                     self._fail(pending, rec, "retry")
@@ -187,7 +187,11 @@ class Attempts:
             elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
                 if rec.ok:
                     self.seen.discard(key)
-                    self._ended(key)
+                    recent = self.recent
+                    if key not in recent:  # ``_ended``, inline; a key already there keeps its place: it is recent
+                        recent[key] = None
+                        if len(recent) > RECENT_LIMIT:
+                            recent.popitem(last=False)
             else:
                 self._deleted(rec)
         elif self.infer and not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):

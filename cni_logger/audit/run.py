@@ -486,7 +486,7 @@ def _attempt_leak(failed: Failed, kind: str, now: float) -> dict[str, Any]:
 def leaks(args: argparse.Namespace) -> int:
     def body(session: Session) -> int:
         tracker = Tracker()
-        pairing = Attempts()
+        pairing = Attempts(infer=False)  # clean-up DELs: the tracker's DELs without ADD
         orphans: list[Interval] = []
         superseded: list[Interval] = []
         unrecorded: list[Interval] = []

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the CPython of the relocatable bundle, inside a Debian 11 (bullseye, glibc 2.31) environment:
-# the chroot that scripts/build-bundle.sh makes.
+# the chroot that scripts/build-bundle.sh makes, or the `debian:bullseye` stage of deploy/Dockerfile.
 # Whatever it links against sets the bundle's glibc floor, so it must run on the oldest glibc supported.
 #
 #   build-python.sh SOURCE_TARBALL PREFIX [o3|pgo-lto]

@@ -5,7 +5,7 @@
 #
 # With a private deb-src list (nothing under /etc/apt changes) on the Debian archive this machine's apt
 # already uses (scripts/lib/apt-mirror.sh); apt checks the files against the archive's signed Release.
-# Used by scripts/build-bundle.sh on the build host.
+# Used by scripts/build-bundle.sh on the build host and by deploy/Dockerfile's debian:bullseye stage.
 set -euo pipefail
 
 DEST=$1
