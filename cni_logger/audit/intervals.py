@@ -240,12 +240,14 @@ class Tracker:
         return max(ends) if ends else None
 
     def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str) -> None:
+        last_end = self.last_end
         for address in held:
             place = (network, host, address)
-            previous = self.last_end.pop(place, "")
-            self.last_end[place] = max(previous, stamp)  # re-inserted: the most recently ended are kept
-        while len(self.last_end) > self.recent_limit:
-            del self.last_end[next(iter(self.last_end))]
+            previous = last_end.pop(place, None)  # re-inserted: the most recently ended are kept
+            last_end[place] = stamp if previous is None or stamp > previous else previous
+        if len(last_end) > self.recent_limit:
+            while len(last_end) > self.recent_limit:
+                del last_end[next(iter(last_end))]
 
     def _close(self, key: Key, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)

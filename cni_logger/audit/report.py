@@ -166,6 +166,8 @@ class Builder:
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
         self.hosts: dict[bytes, int] = {}
+        self._host, self._host_field = b"", b""
+        """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
         """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
@@ -197,8 +199,12 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            host = _host_of(rec)
-            self.hosts[host] = self.hosts.get(host, 0) + 1  # bytes: decoded once per host, in ``to_json``
+            if self._host_field and self._host_field in rec.line:  # the previous event's node (one search)
+                self.hosts[self._host] += 1
+            else:
+                host = self._host = _host_of(rec)  # bytes: decoded once per host, in ``to_json``
+                self._host_field = _HOST_AT + host + b'"' if rec.canonical else b""
+                self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
