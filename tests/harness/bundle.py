@@ -58,6 +58,17 @@ def build(*args: str) -> Path:
     return tarball
 
 
+def elf_files(folder: Path) -> list[Path]:
+    """The ELF files under ``folder`` (symlinks aside), for the bundles' glibc and architecture checks."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    found.append(path)
+    return found
+
+
 def unpack(tarball: Path, destination: Path) -> Path:
     """Unpack ``tarball`` under ``destination`` (created) and return the single folder it holds."""
     destination.mkdir(parents=True, exist_ok=True)

@@ -10,23 +10,13 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
+from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, elf_files, unpack
 from tests.harness.plugin import CNITOOL_RESULT_100, cni_env, parse_single_json, read_events
 from tests.system.install.test_watch_metrics import free_port
 
 GLIBC_FLOOR = (2, 31)
 """Debian 11 and Ubuntu 20.04: the oldest glibc the bundle supports (README.md, "The bundle")."""
 MAX_UNPACKED_BYTES = 40 * 1000 * 1000
-
-
-def elf_files(folder: Path) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    found.append(path)
-    return found
 
 
 def objdump(flag: str, path: Path) -> str:

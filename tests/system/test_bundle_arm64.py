@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, unpack
+from tests.harness.bundle import GLIBC_LIBRARIES, PYTHON_VERSION, Bundle, build, elf_files, unpack
 from tests.harness.cnitool import CNITOOL, cnitool_container_id, ipv4_cidrs
 from tests.harness.plugin import CNITOOL_RESULT_100, REPO, cni_env, parse_single_json, read_events
 from tests.system.test_node_without_python import (
@@ -55,16 +55,6 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 120, **kw: Any)
     if check:
         assert proc.returncode == 0, f"$ {' '.join(argv)}\nrc={proc.returncode}\n{proc.stdout!r}\n{proc.stderr!r}"
     return proc
-
-
-def elf_files(folder: Path) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as f:
-                if f.read(4) == b"\x7fELF":
-                    found.append(path)
-    return found
 
 
 def readelf(flag: str, path: Path) -> str:
