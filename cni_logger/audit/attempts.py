@@ -41,12 +41,11 @@ Reading the role costs almost nothing: the plugin writes ``cni.role`` right afte
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from cni_logger.audit import record
 from cni_logger.audit.coverage import ATTACHMENT
-from cni_logger.audit.intervals import RECENT_LIMIT
+from cni_logger.audit.intervals import RECENT_LIMIT, Recent
 from cni_logger.audit.record import ATTEMPT, Record
 from cni_logger.audit.stats import Histogram
 from cni_logger.audit.timeparse import is_canonical, to_epoch
@@ -135,8 +134,9 @@ class Attempts:
         """The CHECK attempt the last ``feed`` concluded failed, if any."""
         self.seen: set[Key] = set()
         """The logger last: attachments with evidence (a successful ADD or CHECK, a failed DEL) and no DEL since."""
-        self.recent: OrderedDict[Key, None] = OrderedDict()
-        """The last ``RECENT_LIMIT`` attachments ended (a DEL, a failed ADD): a DEL of one of them is no clean-up."""
+        self.recent = Recent(RECENT_LIMIT)
+        """The last ``RECENT_LIMIT`` attachments ended (a DEL, a failed ADD): a DEL of one of them is no clean-up. The
+        tracker's own ring of hashes: the same memory, and the same rule, as ``intervals.Tracker``'s."""
         self.inferred = 0
         """Failed ADDs inferred from their clean-up DEL (no ADD, no cached result), the logger last."""
         self.cleanup: Record | None = None
@@ -175,7 +175,7 @@ class Attempts:
                 elif rec.ok:
                     self.seen.add(key)
                 else:
-                    self._ended(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
+                    self.recent.add(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
         elif command == "DEL":
             key = rec.key
             pending = self.pending.pop(key, None) if self.pending else None
@@ -187,25 +187,12 @@ class Attempts:
             elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
                 if rec.ok:
                     self.seen.discard(key)
-                    recent = self.recent
-                    if key not in recent:  # ``_ended``, inline; a key already there keeps its place: it is recent
-                        recent[key] = None
-                        if len(recent) > RECENT_LIMIT:
-                            recent.popitem(last=False)
+                    self.recent.add(key)
             else:
                 self._deleted(rec)
         elif self.infer and not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
             self.seen.add(rec.key)
         return attempt
-
-    def _ended(self, key: Key) -> None:
-        recent = self.recent
-        if key in recent:
-            recent.move_to_end(key)
-            return
-        recent[key] = None
-        if len(recent) > RECENT_LIMIT:
-            recent.popitem(last=False)  # O(1): a plain dict's first key is found by skipping the deleted ones
 
     def _deleted(self, rec: Record) -> None:
         """A DEL the logger recorded, of an attachment the trail shows nothing of (``seen``): a clean-up after a
@@ -217,7 +204,7 @@ class Attempts:
         if not rec.ok:
             self.seen.add(key)  # a failed DEL: the attachment is there (intervals open one)
             return
-        self._ended(key)
+        self.recent.add(key)
         if self.concluded is not None and self.concluded.ending is rec:
             return
         if not record.cached_result(rec.doc):

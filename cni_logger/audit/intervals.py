@@ -166,8 +166,11 @@ class Interval:
         return self.closing is self.opened
 
 
-class _Recent:
-    """The last ``limit`` ended attachments, as key hashes in a ring (a few dozen bytes each)."""
+class Recent:
+    """The last ``limit`` ended attachments, as key hashes in a ring (a few dozen bytes each).
+
+    Hashes, not the keys: a key keeps its container id and network strings alive, and at the tracker's limit
+    that is megabytes more for every question that reads the whole trail (and a fuller heap to collect)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(limit, 1)
@@ -199,7 +202,7 @@ class Tracker:
         self.open: dict[Key, Interval] = {}
         self.open_ids: dict[bytes, int] = {}
         """With an address: container ids (as bytes) of open intervals; a line without any cannot close one."""
-        self.recent = _Recent(recent_limit)
+        self.recent = Recent(recent_limit)
         self.holders: dict[Place, Key] = {}
         """The open attachment holding each address, to tell a re-use (superseding) when it is ADDed again."""
         self.superseded: dict[Key, Interval] = {}
