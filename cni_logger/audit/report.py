@@ -175,7 +175,6 @@ class Builder:
         self.first = ""
         self.last = ""
         self._previous = ""
-        self._previous_epoch = 0.0
         self._entered = False
 
     def _network(self, name: str) -> NetworkUse:
@@ -270,13 +269,12 @@ class Builder:
         previous = self._previous
         if not previous:
             self.first = self._previous = self.last = stamp
-            self._previous_epoch = to_epoch(stamp)
             return
-        seconds = to_epoch(stamp)
-        if seconds - self._previous_epoch >= self.gap_seconds:
-            self.quiet.add({"from": previous, "until": stamp, "seconds": round(seconds - self._previous_epoch, 3)})
+        if self.gap_seconds < 60 or stamp[:16] != previous[:16]:  # in the same minute: less than the gap apart
+            seconds, before = to_epoch(stamp), to_epoch(previous)
+            if seconds - before >= self.gap_seconds:
+                self.quiet.add({"from": previous, "until": stamp, "seconds": round(seconds - before, 3)})
         self._previous = self.last = stamp
-        self._previous_epoch = seconds
 
     def _failure(self, rec: Record) -> None:
         doc = rec.doc

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import itertools
 import json
 import re
 import shutil
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests.harness.audit import CLI, cli
+from tests.harness.node_lines import invocation, line
 from tests.harness.trails import DAMAGED, NET, Trail, Writer, build
 
 HOSTILE = "=HYPERLINK(1)<b>x</b>\x1b[31mred"
@@ -278,6 +280,23 @@ def test_report_text_and_json(trail: Trail) -> None:
     assert "superseded (their DEL was lost; not leaks): 1" in text.stdout
     window = cli("report", "--json", "--since", trail.marks["t2"], "--until", trail.marks["t5"], *trail.args()).json
     assert window[0]["trail"]["events_in_window"] == 4
+
+
+def test_report_quiet_periods_are_the_pauses_of_at_least_the_gap(tmp_path: Path) -> None:
+    """Pauses just under and just over a minute, within one minute of the clock and across two, and hours long:
+    each is a quiet period exactly when it lasts ``--gap`` or longer."""
+    times = ["2026-11-28T10:00:00.500000Z", "2026-11-28T10:00:59.900000Z",  # 59.4 s, within one minute
+             "2026-11-28T10:02:00.000000Z",                                 # 60.1 s, across two
+             "2026-11-28T10:02:00.700000Z", "2026-11-28T12:00:00.000000Z"]  # 0.7 s, then almost two hours
+    log = tmp_path / "cni.log"
+    log.write_bytes(b"".join(line(invocation("CHECK", t, "node-a", network=NET, cid=f"c{n}")) + b"\n"
+                             for n, t in enumerate(times)))
+    pauses = [(a, b, round(epoch(b) - epoch(a), 3)) for a, b in itertools.pairwise(times)]
+    for gap, flag in [(30, "30s"), (60, "60s"), (3600, "1h")]:
+        (data,) = cli("report", "--json", "--gap", flag, "--log-file", str(log)).json
+        found = [(q["from"], q["until"], q["seconds"]) for q in data["trail"]["quiet_periods"]["listed"]]
+        assert found == [p for p in pauses if p[2] >= gap], flag
+        assert data["trail"]["quiet_periods"]["count"] == len(found)
 
 
 class _Dom(HTMLParser):
