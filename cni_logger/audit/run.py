@@ -364,7 +364,10 @@ def _who_had_subnet(session: Session, args: argparse.Namespace) -> int:
 
 def _unseen_anywhere(name: str, args: argparse.Namespace, found: Evidence) -> bool:
     """``who-had`` without ``--at`` found nobody: can the trail say so (``False``), or may holders be missing from
-    it (a stretch where events may be lost, an outage: said on stderr)?"""
+    it (no event at all, a stretch where events may be lost, an outage: said on stderr)?"""
+    if not found.start:  # an empty file, an export with nothing in it: it covers no time at all
+        output.error(name, f"no evidence about {args.ip}: the trail has no events")
+        return True
     if found.coverage.outages:
         output.error(name, f"no evidence about {args.ip} while the logger was out of a chain (see the outages)")
         return True

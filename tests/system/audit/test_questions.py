@@ -280,6 +280,19 @@ def test_leaks_older_than(trail: Trail) -> None:
     assert table.rows[0][1] == "leaked", table.stdout  # written here; its namespace /run/netns/ctr-c never existed
 
 
+def test_who_had_on_a_trail_without_events_has_no_evidence(tmp_path: Path) -> None:
+    """An empty file, or an export that is empty, covers no time: "nobody held it" would be an answer the trail
+    cannot vouch for."""
+    empty = tmp_path / "cni.log"
+    empty.write_bytes(b"")
+    for question in (["10.1.0.9"], ["10.1.0.0/24"]):
+        for source in (str(empty), "-"):  # stdin: nothing
+            result = cli("who-had", *question, "--log-file", source)
+            assert (result.rc, result.stdout) == (4, ""), (question, source)
+            assert f"no evidence about {question[0]}: the trail has no events" in result.stderr
+            assert "nobody held" not in result.stderr
+
+
 def test_leaks_on_a_clean_trail_exit_1(tmp_path: Path, trail: Trail) -> None:
     clean = tmp_path / "clean.log"
     a = [json.dumps(e) for e in trail.by_container("ctr-a")]
