@@ -110,6 +110,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, dict(commands.choices)
 
 
+def _suggest(extra: list[str], parser: argparse.ArgumentParser) -> str:
+    """``; did you mean --host?`` for each unknown option that is a typo of one the subcommand has."""
+    import difflib
+
+    known = [option for option in parser._option_string_actions if option.startswith("--")]  # no public way
+    hints = []
+    for arg in extra:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1)
+            if close:
+                hints.append(f"{arg.split('=', 1)[0]}: did you mean {close[0]}?")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def tool(argv: list[str]) -> int:
     """Operator subcommands."""
     import difflib
@@ -127,7 +141,7 @@ def tool(argv: list[str]) -> int:
         # argparse hands options a subcommand does not know back to the top level, whose usage says
         # nothing about them: the subcommand's own usage does.
         sub = subparsers.get(getattr(args, "command", None) or "", parser)
-        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+        sub.error(f"unrecognized arguments: {' '.join(extra)}{_suggest(extra, sub)}")
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2

@@ -169,6 +169,13 @@ def test_completion_is_generated_from_the_parsers() -> None:
 # -- counts in good grammar ----------------------------------------------------------------------------
 
 
+def test_a_mistyped_option_gets_a_suggestion() -> None:
+    result = cli("who-had", "10.1.0.9", "--hots", "node-a", "--log-file", "/dev/null")
+    assert result.rc == 2 and "unrecognized arguments: --hots node-a (--hots: did you mean --host?)" in result.stderr
+    assert "usage: cni-logger who-had" in result.stderr  # the subcommand's usage, where --host is
+    assert "did you mean" not in cli("who-had", "10.1.0.9", "--zzzzzz", "--log-file", "/dev/null").stderr
+
+
 def test_one_is_singular(tmp_path: Path) -> None:
     log = tmp_path / "cni.log"
     trail = Trail(tmp_path, log)
