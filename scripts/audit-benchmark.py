@@ -278,12 +278,25 @@ Run = tuple[float, int, int, bytes, bytes, int]
 """What ``measure`` returns: wall seconds, peak RSS KiB, exit status, stdout, stderr, peak PSS KiB."""
 
 
+MEASURED_ENV = {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}
+"""The environment of every measured command: without ``PYTHON*`` variables, so that this tree's ``cni-logger`` and
+the baseline's (run with ``-I``, which ignores them) run alike. With ``PYTHONDONTWRITEBYTECODE`` (set in many
+shells and CI images), a module edited since its bytecode was written is compiled again on every run, and
+``PYTHONUNBUFFERED`` makes every write to stdout a system call: either alone made this tree look slower."""
+
+
+def compile_tree(python: Path, package: Path) -> None:
+    """Byte-compile a ``cni_logger`` package before measuring it: no run pays for compiling its modules."""
+    subprocess.run([str(python), "-m", "compileall", "-q", str(package)], env=MEASURED_ENV, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def measure(argv: list[str], work: Path) -> Run:
     """Run ``argv``; wall seconds, peak RSS (KiB, of the largest process), exit status, stdout, stderr, and the
     peak PSS (KiB) of the command with its children."""
     out, err = work / "measure.out", work / "measure.err"
     report = subprocess.run([sys.executable, "-I", "-S", "-c", MEASURE, str(out), str(err), *argv],
-                            capture_output=True, text=True, check=True).stdout.split()
+                            capture_output=True, text=True, check=True, env=MEASURED_ENV).stdout.split()
     try:
         return (float(report[0]), int(report[1]), int(report[2]), out.read_bytes(), err.read_bytes(),
                 int(report[3]))
@@ -303,6 +316,7 @@ def baseline_cli(ref: str, work: Path, cli: Path) -> list[str]:
         raise SystemExit(f"--baseline {ref}: {archive.stderr.decode(errors='replace').strip()}")
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     python = cli.parent / "python"
+    compile_tree(python, tree / "cni_logger")
     return [str(python), "-I", "-c", f"import sys; sys.path.insert(0, {str(tree)!r}); sys.argv[0] = 'cni-logger'; "
             "from cni_logger.cli import main; main()"]
 
@@ -380,6 +394,8 @@ def main() -> int:
         ]
         results, before = [], []
         clis = {"this tree": [str(args.cli)]}
+        if (args.cli.parent / "python").exists():  # the project's virtualenv (its package is this tree's)
+            compile_tree(args.cli.parent / "python", REPO / "cni_logger")
         if args.baseline:
             clis[f"baseline {args.baseline}"] = baseline_cli(args.baseline, work, args.cli)
         floor = measure(["/bin/true"], work)[1]
