@@ -45,7 +45,7 @@ from typing import Any
 
 from cni_logger.audit import record
 from cni_logger.audit.coverage import ATTACHMENT
-from cni_logger.audit.intervals import RECENT_LIMIT, Recent
+from cni_logger.audit.intervals import RECENT_LIMIT
 from cni_logger.audit.record import ATTEMPT, Record
 from cni_logger.audit.stats import Histogram
 from cni_logger.audit.timeparse import is_canonical, to_epoch
@@ -132,21 +132,67 @@ class Attempts:
         self.checks_failed = 0
         self.failed_check: Record | None = None
         """The CHECK attempt the last ``feed`` concluded failed, if any."""
-        self.seen: set[Key] = set()
-        """The logger last: attachments with evidence (a successful ADD or CHECK, a failed DEL) and no DEL since."""
-        self.recent = Recent(RECENT_LIMIT)
-        """The last ``RECENT_LIMIT`` attachments ended (a DEL, a failed ADD): a DEL of one of them is no clean-up. The
-        tracker's own ring of hashes: the same memory, and the same rule, as ``intervals.Tracker``'s."""
+        self.state: dict[int, int] = {}
+        """The logger last: what the trail showed lately of each attachment (by key hash, as ``intervals.Recent``
+        keeps them): 0 while it shows the attachment there (a successful ADD or CHECK, a failed DEL, an inventory's
+        listing) and no DEL since; once it ended (a DEL, a failed ADD), the number of that end, counting ends. An
+        end older than the last ``RECENT_LIMIT`` ends is forgotten, as the tracker forgets it: a DEL then is no
+        repeat. One dictionary, one lookup per event: ``stats`` asks it of every event of the trail."""
+        self.ends = 0
+        self._prune_at = 2 * RECENT_LIMIT
         self.inferred = 0
         """Failed ADDs inferred from their clean-up DEL (no ADD, no cached result), the logger last."""
         self.cleanup: Record | None = None
         """The clean-up DEL the last ``feed`` inferred a failed ADD from, if any."""
         self.outcome_failed: dict[str, int] = {}
         """Failed attempts, by command, whose outcome entry recorded the failure itself (an event that failed)."""
+        self._said = False
+        """Whether the last ``feed`` set ``concluded``, ``resolved``, ``failed_check`` or ``cleanup``: the next one
+        clears them then only."""
 
     def feed(self, rec: Record) -> bool:
-        """Apply one event; whether it was an attempt entry's (not an attachment: callers skip it)."""
-        self.concluded = self.resolved = self.failed_check = self.cleanup = None
+        """Apply one event; whether it was an attempt entry's (not an attachment: callers skip it).
+
+        Most trails have the logger last only: with no attempt in flight, an event of an outcome entry is only the
+        inference's, and takes the short way (``stats`` feeds every event of the trail through here)."""
+        if self._said:
+            self.concluded = self.resolved = self.failed_check = self.cleanup = None
+            self._said = False
+        if rec.attempt or self.pending or self.pending_checks:
+            return self._bracketed(rec)
+        if self.infer:
+            command = rec.command
+            if command == "ADD":
+                if rec.outcome == "success":
+                    self.state[hash(rec.key)] = 0
+                else:
+                    self._end(hash(rec.key))  # a failed ADD the logger recorded: its clean-up DEL is no inference
+            elif command == "DEL":
+                digest = hash(rec.key)
+                if self.state.get(digest) != 0:
+                    self._deleted(rec, digest)
+                elif rec.outcome == "success":  # the common case: a DEL of an attachment the trail shows
+                    self._end(digest)
+            elif (command == "CHECK" and rec.outcome == "success") or rec.coverage == ATTACHMENT:
+                self.state[hash(rec.key)] = 0
+        return False
+
+    def _end(self, digest: int) -> None:
+        self.ends += 1
+        state = self.state
+        state[digest] = self.ends
+        if len(state) > self._prune_at:
+            oldest = self.ends - RECENT_LIMIT
+            self.state = {d: n for d, n in state.items() if n == 0 or n > oldest}
+            self._prune_at = max(2 * RECENT_LIMIT, 2 * len(self.state))  # amortised: a prune per as many ends
+
+    def _recent(self, digest: int) -> bool:
+        """Did the attachment end among the last ``RECENT_LIMIT`` ends?"""
+        ended = self.state.get(digest)
+        return ended is not None and ended > 0 and ended > self.ends - RECENT_LIMIT
+
+    def _bracketed(self, rec: Record) -> bool:
+        """``feed`` with an attempt entry's event, or attempts in flight."""
         attempt = rec.attempt
         if attempt:
             self.events += 1
@@ -173,9 +219,9 @@ class Attempts:
                 if not self.infer:
                     pass
                 elif rec.ok:
-                    self.seen.add(key)
+                    self.state[hash(key)] = 0
                 else:
-                    self.recent.add(key)  # a failed ADD the logger recorded: its clean-up DEL is no inference
+                    self._end(hash(key))  # a failed ADD the logger recorded: its clean-up DEL is no inference
         elif command == "DEL":
             key = rec.key
             pending = self.pending.pop(key, None) if self.pending else None
@@ -184,32 +230,30 @@ class Attempts:
                 self.cleaned_up += 1
             if attempt or not self.infer:
                 pass
-            elif key in self.seen:  # the common case, kept inline: a DEL of an attachment the trail shows
+            elif self.state.get(hash(key)) == 0:  # a DEL of an attachment the trail shows
                 if rec.ok:
-                    self.seen.discard(key)
-                    self.recent.add(key)
+                    self._end(hash(key))
             else:
-                self._deleted(rec)
+                self._deleted(rec, hash(key))
         elif self.infer and not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
-            self.seen.add(rec.key)
+            self.state[hash(rec.key)] = 0
         return attempt
 
-    def _deleted(self, rec: Record) -> None:
-        """A DEL the logger recorded, of an attachment the trail shows nothing of (``seen``): a clean-up after a
+    def _deleted(self, rec: Record, digest: int) -> None:
+        """A DEL the logger recorded, of an attachment the trail does not show there (``state``): a clean-up after a
         failed ADD when it ended nothing recently (a DEL is retried; a failed ADD the logger recorded has its DEL),
         it carries no cached result and no attempt of this trail explains it (bracket mode: ``concluded``)."""
-        key = rec.key
-        if key in self.recent:
+        if self._recent(digest):
             return
         if not rec.ok:
-            self.seen.add(key)  # a failed DEL: the attachment is there (intervals open one)
+            self.state[digest] = 0  # a failed DEL: the attachment is there (intervals open one)
             return
-        self.recent.add(key)
+        self._end(digest)
         if self.concluded is not None and self.concluded.ending is rec:
             return
         if not record.cached_result(rec.doc):
             self.inferred += 1
-            self.cleanup = rec
+            self.cleanup, self._said = rec, True
         rec.forget()
 
     def _check(self, rec: Record, attempt: bool, command: str) -> None:
@@ -221,7 +265,7 @@ class Attempts:
             if command == "CHECK" and not attempt:
                 if rec.ok:
                     self.checks_succeeded += 1
-                    self.resolved = pending
+                    self.resolved, self._said = pending, True
                 else:
                     self._check_failed(pending)
                     self.outcome_failed["CHECK"] = self.outcome_failed.get("CHECK", 0) + 1
@@ -236,11 +280,11 @@ class Attempts:
 
     def _check_failed(self, attempt: Record) -> None:
         self.checks_failed += 1
-        self.failed_check = attempt
+        self.failed_check, self._said = attempt, True
 
     def _succeed(self, attempt: Record, outcome: Record) -> None:
         self.succeeded += 1
-        self.resolved = attempt
+        self.resolved, self._said = attempt, True
         start, end = _seconds(attempt.timestamp), _seconds(outcome.timestamp)
         if start is not None and end is not None:
             self.latency.add(max(round((end - start) * 1e9), 0))
@@ -249,7 +293,7 @@ class Attempts:
         self.failed += 1
         if how == "ADD":
             self.outcome_failed["ADD"] = self.outcome_failed.get("ADD", 0) + 1
-        self.concluded = Failed(attempt, ending, how)
+        self.concluded, self._said = Failed(attempt, ending, how), True
 
     def unresolved(self) -> list[Failed]:
         """The attempts with no outcome and no DEL by the end of what was read, oldest first."""

@@ -179,7 +179,10 @@ class Recent:
         self.counts: dict[int, int] = {}
 
     def add(self, key: Key) -> None:
-        digest = hash(key)
+        self.add_digest(hash(key))
+
+    def add_digest(self, digest: int) -> None:
+        """``add`` of a key whose ``hash`` the caller has already taken."""
         evicted = self.ring[self.position]
         if evicted is not None:
             if self.counts[evicted] > 1:
