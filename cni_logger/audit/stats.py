@@ -77,18 +77,16 @@ class Histogram:
 class Stats:
     """Everything ``stats`` reports, accumulated one record at a time.
 
-    The per-record work is kept to two dictionary increments (a cell per command/outcome/network,
-    a histogram bucket per command and duration); totals and the "all" latency are derived at the end.
+    The per-record work is one dictionary lookup: a cell per command, outcome, network and latency bucket
+    (``Histogram.index``; -1 without a duration) holding [count, min, max, sum] of its durations. Totals, the
+    histograms and the "all" latency are derived from the cells at the end.
     """
 
     def __init__(self) -> None:
         self.events = 0
         self.first = ""
         self.last = ""
-        self.cells: dict[tuple[str, str, str], int] = {}
-        self.buckets: dict[tuple[str, int], int] = {}
-        self.extremes: dict[str, list[int]] = {}
-        """Per command: [min, max, sum] of durations."""
+        self.cells: dict[tuple[str, str, str, int], list[int]] = {}
 
     def add(self, rec: Record) -> None:
         self.events += 1
@@ -98,36 +96,40 @@ class Stats:
                 self.last = stamp
             if stamp < self.first or not self.first:
                 self.first = stamp
-        command = rec.command or "(none)"
-        cells, cell = self.cells, (command, rec.outcome or "(none)", rec.network or "(none)")
-        cells[cell] = cells.get(cell, 0) + 1  # a plain dict's get and store: a Counter's += is slower
         duration = rec.duration
-        if duration is not None:
-            buckets, bucket = self.buckets, (command, Histogram.index(duration))
-            buckets[bucket] = buckets.get(bucket, 0) + 1
-            extremes = self.extremes.get(command)
-            if extremes is None:
-                self.extremes[command] = [duration, duration, duration]
-            else:
-                if duration < extremes[0]:
-                    extremes[0] = duration
-                elif duration > extremes[1]:
-                    extremes[1] = duration
-                extremes[2] += duration
+        if duration is None:
+            index = -1
+        elif duration < 2 * _SUB:  # ``Histogram.index``, inlined: this runs once per event of the trail
+            index = duration if duration > 0 else 0
+        else:
+            shift = duration.bit_length() - _SUB_BITS - 1
+            index = (shift << _SUB_BITS) + (duration >> shift)
+        cell = (rec.command or "(none)", rec.outcome or "(none)", rec.network or "(none)", index)
+        found = self.cells.get(cell)
+        if found is None:
+            self.cells[cell] = [1, duration, duration, duration] if duration is not None else [1, 0, 0, 0]
+        elif duration is not None:
+            found[0] += 1
+            if duration < found[1]:
+                found[1] = duration
+            elif duration > found[2]:
+                found[2] = duration
+            found[3] += duration
+        else:
+            found[0] += 1
 
     def histograms(self) -> dict[str, Histogram]:
         """Latency per command, and over all of them under ``"all"``."""
         found: dict[str, Histogram] = {"all": Histogram()}
-        for (command, index), count in self.buckets.items():
+        for (command, _, _, index), (count, low, high, total) in self.cells.items():
+            if index < 0:
+                continue
             for name in ("all", command):
                 histogram = found.get(name)
                 if histogram is None:
                     histogram = found[name] = Histogram()
                 histogram.counts[index] += count
                 histogram.count += count
-        for command, (low, high, total) in self.extremes.items():
-            for name in ("all", command):
-                histogram = found[name]
                 histogram.min = low if histogram.min is None else min(histogram.min, low)
                 histogram.max = high if histogram.max is None else max(histogram.max, high)
                 histogram.total += total
@@ -135,15 +137,15 @@ class Stats:
 
     def _totals(self, position: int) -> dict[str, int]:
         totals: Counter[str] = Counter()
-        for cell, count in self.cells.items():
-            totals[cell[position]] += count
+        for cell, found in self.cells.items():
+            totals[cell[:3][position]] += found[0]
         return dict(totals.most_common())
 
     def by_outcome(self) -> dict[tuple[str, str], int]:
         """Events per (command, outcome): what ``attempts.failures`` counts the recorded failures from."""
         found: dict[tuple[str, str], int] = {}
-        for (command, outcome, _), count in self.cells.items():
-            found[command, outcome] = found.get((command, outcome), 0) + count
+        for (command, outcome, _, _), cell in self.cells.items():
+            found[command, outcome] = found.get((command, outcome), 0) + cell[0]
         return found
 
     def to_json(self) -> dict[str, Any]:
