@@ -174,6 +174,11 @@ class Filter:
 
         return prefilter
 
+    @property
+    def every_head(self) -> bool:
+        """Does ``matches_head`` take every record (no time, command, outcome, container or network asked)?"""
+        return not (self.since or self.until or self.commands or self.outcome or self.container or self.network)
+
     def matches_head(self, rec: Record) -> bool:
         if self.since and not (rec.timestamp and rec.timestamp >= self.since):
             return False

@@ -589,13 +589,13 @@ def stats(args: argparse.Namespace) -> int:
                     totals.add(rec)
                 rec.forget()
         else:
-            for rec in session.scan.records(query.prefilter, decode=False):
-                if query.matches_head(rec):
-                    if rec.coverage:
-                        coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
-                        pairing.feed(rec)
-                    elif not pairing.feed(rec):
-                        totals.add(rec)
+            records = session.scan.records(query.prefilter, decode=False)
+            for rec in records if query.every_head else filter(query.matches_head, records):
+                if rec.coverage:
+                    coverage[rec.coverage] = coverage.get(rec.coverage, 0) + 1
+                    pairing.feed(rec)
+                elif not pairing.feed(rec):
+                    totals.add(rec)
         summary = totals.to_json()
         summary["evidence"] = session.evidence.to_json()
         seen = session.evidence.coverage.to_json()
