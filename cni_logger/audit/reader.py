@@ -31,7 +31,8 @@ coverage, whatever else it passes over.
 
 Duplicates (the same ``event.id`` twice: a trail and a copy of it given together, or the plugin's own
 second write after its file was rotated away under it) are yielded once and counted. Memory stays
-bounded: the ids of the last ``DEDUPE_WINDOW`` events are remembered in a ring, and that is enough
+bounded: the ids of the last ``DEDUPE_WINDOW`` / 2 events at least (and ``DEDUPE_WINDOW`` at most) are
+remembered, in two generations, and that is enough
 because duplicates arrive close together: copies merged by time are adjacent (equal timestamps sort
 together), and the plugin's re-write follows its original within one invocation's stall. A duplicate
 further apart than that is counted twice (``stats`` would over-count it), which no known writer causes.
@@ -136,11 +137,11 @@ class Scan:
         self._cursors = [_Cursor(self.evidence) for _ in trails] or [_Cursor(self.evidence)]
         self._current = self._cursors[0]
         """The cursor of the trail whose line is being classified."""
-        self._seen_ids: set[str] = set()
-        self._id_ring: list[str | None] = [None] * DEDUPE_WINDOW
-        """The remembered ids in arrival order (a ring): evicting the oldest from a dict instead costs a scan over
-        the slots its earlier deletions left empty, each time."""
-        self._id_next = 0
+        self._ids: set[str] = set()
+        self._older_ids: set[str] = set()
+        """The ids remembered: this generation's, and the one before (``DEDUPE_WINDOW`` / 2 each). A full generation
+        replaces the older one whole: a set lookup and an add per event, where evicting the oldest id one at a time
+        (a ring beside the set) cost as much again."""
         self.duplicates = 0
 
     def warn(self, message: str) -> None:
@@ -166,18 +167,14 @@ class Scan:
         event_id = rec.event_id
         if not event_id:
             return False
-        seen = self._seen_ids
-        if event_id in seen:
+        ids = self._ids
+        if event_id in ids or event_id in self._older_ids:
             self.duplicates += 1
             self.evidence.duplicates += 1
             return True
-        ring, at = self._id_ring, self._id_next
-        oldest = ring[at]
-        if oldest is not None:
-            seen.discard(oldest)
-        ring[at] = event_id
-        seen.add(event_id)
-        self._id_next = (at + 1) % DEDUPE_WINDOW
+        ids.add(event_id)
+        if len(ids) >= DEDUPE_WINDOW // 2:
+            self._older_ids, self._ids = ids, set()
         return False
 
     def _advance(self, nbytes: int) -> None:

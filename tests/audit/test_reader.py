@@ -13,7 +13,8 @@ import pytest
 
 from cni_logger.audit import lines, sources
 from cni_logger.audit.output import Progress
-from cni_logger.audit.reader import Scan
+from cni_logger.audit.reader import DEDUPE_WINDOW, Scan
+from cni_logger.audit.record import Record
 from cni_logger.filesink import live_path_of
 
 STAMP = "2026-11-28T02:20:{:02d}.000000Z"
@@ -348,3 +349,15 @@ def test_without_a_child_the_file_is_inflated_here(tmp_path: Path, monkeypatch: 
     got = b"".join(sources.inflated_aside(sources.OpenFile(str(path), fd, 1), lambda n: None, print))
     os.close(fd)
     assert got == event(0) + b"\n"
+
+
+def test_event_ids_are_remembered_for_half_the_window_at_least_and_the_window_at_most() -> None:
+    scan = Scan([])
+    half = DEDUPE_WINDOW // 2
+    records = [Record(b"", "", "ADD", "success", "c", "eth0", "net", None, None, f"id-{n}")
+               for n in range(DEDUPE_WINDOW + 10)]
+    assert not any(scan.duplicate(r) for r in records)
+    assert half <= len(scan._ids) + len(scan._older_ids) <= DEDUPE_WINDOW  # bounded memory
+    assert all(scan.duplicate(r) for r in records[-half:])  # the last half window, every one
+    assert scan.duplicates == scan.evidence.duplicates == half
+    assert not scan.duplicate(records[0])  # long forgotten: yielded again
