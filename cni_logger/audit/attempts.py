@@ -133,7 +133,7 @@ class Attempts:
         self.failed_check: Record | None = None
         """The CHECK attempt the last ``feed`` concluded failed, if any."""
         self.state: dict[int, int] = {}
-        """The logger last: what the trail showed lately of each attachment (by key hash, as ``intervals.Recent``
+        """The logger last: what the trail showed lately of each attachment (by key hash, as the tracker
         keeps them): 0 while it shows the attachment there (a successful ADD or CHECK, a failed DEL, an inventory's
         listing) and no DEL since; once it ended (a DEL, a failed ADD), the number of that end, counting ends. An
         end older than the last ``RECENT_LIMIT`` ends is forgotten, as the tracker forgets it: a DEL then is no

@@ -166,11 +166,8 @@ class Interval:
         return self.closing is self.opened
 
 
-class Recent:
-    """The last ``limit`` ended attachments, as key hashes in a ring (a few dozen bytes each).
-
-    Hashes, not the keys: a key keeps its container id and network strings alive, and at the tracker's limit
-    that is megabytes more for every question that reads the whole trail (and a fuller heap to collect)."""
+class _Recent:
+    """The last ``limit`` ended attachments, as key hashes in a ring (a few dozen bytes each)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = max(limit, 1)
@@ -179,10 +176,7 @@ class Recent:
         self.counts: dict[int, int] = {}
 
     def add(self, key: Key) -> None:
-        self.add_digest(hash(key))
-
-    def add_digest(self, digest: int) -> None:
-        """``add`` of a key whose ``hash`` the caller has already taken."""
+        digest = hash(key)
         evicted = self.ring[self.position]
         if evicted is not None:
             if self.counts[evicted] > 1:
@@ -205,7 +199,7 @@ class Tracker:
         self.open: dict[Key, Interval] = {}
         self.open_ids: dict[bytes, int] = {}
         """With an address: container ids (as bytes) of open intervals; a line without any cannot close one."""
-        self.recent = Recent(recent_limit)
+        self.recent = _Recent(recent_limit)
         self.holders: dict[Place, Key] = {}
         """The open attachment holding each address, to tell a re-use (superseding) when it is ADDed again."""
         self.superseded: dict[Key, Interval] = {}
