@@ -246,16 +246,26 @@ class Tracker:
             previous = last_end.pop(place, None)  # re-inserted: the most recently ended are kept
             last_end[place] = stamp if previous is None or stamp > previous else previous
         if len(last_end) > self.recent_limit:
-            while len(last_end) > self.recent_limit:
-                del last_end[next(iter(last_end))]
+            self._forget_ends()
+
+    def _forget_ends(self) -> None:
+        last_end = self.last_end
+        while len(last_end) > self.recent_limit:
+            del last_end[next(iter(last_end))]
 
     def _close(self, key: Key, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)
-        interval.end, interval.closing, interval.closed_by = rec.timestamp, rec.forget(), how
-        for address in interval.addresses:
+        stamp = interval.end = rec.timestamp
+        interval.closing, interval.closed_by = rec.forget(), how
+        holders, last_end = self.holders, self.last_end
+        for address in interval.addresses:  # ``_ended``, inlined: one place per address, for both
             place = (key[0], interval.host, address)
-            if self.holders.get(place) == key:
-                del self.holders[place]
+            if holders.get(place) == key:
+                del holders[place]
+            previous = last_end.pop(place, None)
+            last_end[place] = stamp if previous is None or stamp > previous else previous
+        if len(last_end) > self.recent_limit:
+            self._forget_ends()
         if rec.timestamp < interval.seen:
             # The trail is read in write order, so the clock was stepped back between the two events:
             # one of the two times is wrong, and which one the trail cannot tell. Never an interval that
@@ -269,7 +279,6 @@ class Tracker:
                 self.open_ids[cid] -= 1
             else:
                 del self.open_ids[cid]
-        self._ended(key[0], interval.host, interval.addresses, rec.timestamp)
         self.recent.add(key)
         return interval
 
