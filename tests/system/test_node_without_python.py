@@ -1,4 +1,4 @@
-"""A node without Python (issue 11, proof 1): a Debian 11 minbase root (glibc 2.31, no python3 at all) gets
+"""A node without Python: a Debian 11 minbase root (glibc 2.31, no python3 at all) gets
 the bundle from the DaemonSet's entry point (deploy/kubernetes/cni-logger-node.sh, chrooted as on a node),
 and a real chain runs inside that root: cnitool with bridge + host-local + the installed logger in
 throw-away network namespaces, ADD, CHECK and DEL answered and logged to the root's audit log.

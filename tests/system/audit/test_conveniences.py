@@ -1,4 +1,4 @@
-"""What people expect from kubectl and journalctl (issue 18, "Conveniences"): ``--no-headers``, ``--limit N``,
+"""What people expect from kubectl and journalctl: ``--no-headers``, ``--limit N``,
 ``-o`` for ``--format`` (on ``report`` too), ``--version`` with the build id, bash completion generated from the
 parsers, and counts in good grammar ("1 file", "2 lines").
 

@@ -4,7 +4,7 @@ Invocation events are written by the real plugin (``tests.harness.trails.Writer`
 (``docs/coverage-events.md``) by ``tests.harness.coverage_lines``, contract-conformant lines appended through the
 plugin's own rotating sink, with the times of moments taken between the plugin's calls. The cases:
 
-(a) the new user's case from issue 17: ADD recorded, the failsafe takes the logger out, the DEL happens while
+(a) a new user's case: ADD recorded, the failsafe takes the logger out, the DEL happens while
     it is out (so it is not in the trail), the logger is restored: ``who-had IP --at now`` must not answer
     "still held", exit 0;
 (b) an uninstall/reinstall window: an ADD and DEL inside it are invisible, so answers about the window are

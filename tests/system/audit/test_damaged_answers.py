@@ -1,4 +1,4 @@
-"""No confident wrong answer the surviving data could have avoided (issue 18), in every form of the question.
+"""No confident wrong answer the surviving data could have avoided, in every form of the question.
 
 Each trail is written by the real plugin (``tests.harness.trails.Writer``); damage is added the way it happens to
 real files (a cut-short line appended, a backup replaced by an older copy), and the questions are asked of the

@@ -1,5 +1,5 @@
 """The audit tool never leaves an operator guessing: an empty answer says so, a page it cannot write is refused
-before the scan, and the command line always means the tool (issue 18, "Silence and crashes").
+before the scan, and the command line always means the tool.
 
 Every case runs the virtualenv's real ``cni-logger`` as a process, on a trail the real plugin wrote.
 """

@@ -1,5 +1,5 @@
-"""The file sink under clock steps and in hostile directories (issue 12, items 1-5), and the audit
-reader on trails those leave behind (items 11, 12).
+"""The file sink under clock steps and in hostile directories, and the audit reader on
+trails those leave behind.
 
 Every case drives the installed plugin (and the ``cni-logger`` command) as real processes:
 
