@@ -2,7 +2,7 @@
 
 Deliberately small and tolerant (no Markdown library): the check must fail on a wrong name, not on a
 sentence it cannot parse, so anything this module cannot read as a command, a path or a table row it
-skips. ``tests/test_docs.py`` states the rules it applies to what this module finds.
+skips. ``tests/system/test_docs.py`` states the rules it applies to what this module finds.
 """
 
 from __future__ import annotations
