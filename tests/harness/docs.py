@@ -156,11 +156,31 @@ def links(text: str) -> list[str]:
     return [*LINK.findall(prose), *REFERENCE.findall(prose)]
 
 
-def local_link(target: str) -> str | None:
-    """The file part of a link into the tree, or ``None`` for a URL, a ``mailto:`` or an anchor of the page."""
-    if SCHEME.match(target) or target.startswith("#"):
+HEADING = re.compile(r"^#{1,6}[ \t]+(.*?)[ \t#]*$", re.MULTILINE)
+HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
+
+
+def anchors(text: str) -> set[str]:
+    """The ``#fragments`` a page has, as GitHub makes them from its headings (lower case, punctuation but
+    ``-`` and ``_`` dropped, blanks as ``-``, ``-1``, ``-2``... after repeats), and its ``<a id=...>``."""
+    found: set[str] = set(HTML_ANCHOR.findall(text))
+    seen: dict[str, int] = {}
+    for heading in HEADING.findall(without_fences(text)):
+        slug = re.sub(r"[^\w\- ]", "", re.sub(LINK, lambda m: m.group(0).split("](")[0][1:], heading).lower())
+        slug = slug.replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(f"{slug}-{count}" if count else slug)
+    return found
+
+
+def local_link(target: str) -> tuple[str, str] | None:
+    """A link into the tree as (file, fragment): the file ``""`` for an anchor of the page itself; ``None``
+    for a URL or a ``mailto:``."""
+    if SCHEME.match(target):
         return None
-    return target.split("#", 1)[0].split("?", 1)[0] or None
+    file, _, fragment = target.partition("#")
+    return file.split("?", 1)[0], fragment
 
 
 def cells(row: str) -> list[str]:

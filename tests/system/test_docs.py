@@ -20,7 +20,8 @@ history: it may name what no longer exists). The rules, kept simple:
   (``scripts/``, ``deploy/``, ``docs/``, ...; a ``/`` or word before it makes it another path) must exist
   relative to the root; ``::test`` and ``#anchor`` tails are ignored. A segment with a placeholder
   (``<version>``, ``$ARCH``, ``{a,b}``, ``...``) stops the check there: the folder before it must exist.
-  A glob (``*``) must match something. Every relative link target must exist relative to its page.
+  A glob (``*``) must match something. Every relative link target must exist relative to its page, and a
+  ``#fragment`` into a Markdown page must be one of its headings as GitHub makes anchors of them.
 * **Config keys.** The keys the plugin's parser (``cni_logger.settings.load``) reads, found by handing it a
   config that notes every key asked for and the default passed with it, must equal the ``Key`` column of
   the key tables of ``docs/configuration.md`` and ``config/README.md``, with the same defaults (the
@@ -121,8 +122,13 @@ def test_named_paths_and_links_exist(doc: Doc) -> None:
                 if not docs.path_exists(path)]
     for target in dict.fromkeys(docs.links(text)):
         local = docs.local_link(target)
-        if local is not None and not (doc.path.parent / local).exists():
+        if local is None:
+            continue
+        page = doc.path.parent / local[0] if local[0] else doc.path
+        if not page.exists():
             problems.append(f"{doc}: the link {target} leads nowhere")
+        elif local[1] and page.suffix == ".md" and local[1] not in docs.anchors(page.read_text(encoding="utf-8")):
+            problems.append(f"{doc}: the link {target} names no heading of {page.relative_to(REPO)}")
     assert not problems, "\n".join(problems)
 
 
