@@ -45,6 +45,7 @@ from cni_logger.cli import build_parser
 from tests.harness import docs
 from tests.harness.docs import NO_DEFAULT, Doc
 from tests.harness.plugin import REPO
+from tests.harness.settings_keys import code_keys
 
 if TYPE_CHECKING:
     import argparse
@@ -133,35 +134,6 @@ def test_named_paths_and_links_exist(doc: Doc) -> None:
 
 
 # -- the logger's config keys ------------------------------------------------------------------------
-
-
-class _Asked(dict[str, Any]):
-    """A config that notes every key the parser asks it for, with the default the parser passes."""
-
-    def __init__(self, asked: dict[str, Any], prefix: str = "", **items: Any) -> None:
-        super().__init__(**items)
-        self.asked, self.prefix = asked, prefix
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.asked[self.prefix + key] = default
-        return super().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        self.asked.setdefault(self.prefix + key, None)
-        return super().__getitem__(key)
-
-    def __contains__(self, key: object) -> bool:
-        self.asked.setdefault(self.prefix + str(key), None)
-        return super().__contains__(key)
-
-
-@functools.cache
-def code_keys() -> dict[str, Any]:
-    """Every key ``settings.load`` reads (nested ones as ``logOptions.maxSize``) and its default (``None``:
-    read only when present)."""
-    asked: dict[str, Any] = {}
-    settings.load(_Asked(asked, logOptions=_Asked(asked, "logOptions.")))
-    return asked
 
 
 def same_default(documented: Any, code: Any) -> bool:
