@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from tests.harness.cnitool import CONFIG_EXAMPLES
+from tests.harness.settings_keys import STANDARD_KEYS, code_keys
 
 EXAMPLES = sorted(p for p in CONFIG_EXAMPLES.rglob("*") if p.suffix in (".conf", ".conflist", ".json"))
 KNOWN_VERSIONS = {"0.3.1", "0.4.0", "1.0.0"}
-LOGGER_KEYS = {"type", "logFile", "logToStderr", "logOptions", "failOnLogError", "capabilities"}
+LOGGER_KEYS = STANDARD_KEYS | {key for key in code_keys() if "." not in key}
+LOG_OPTIONS = {key.split(".", 1)[1] for key in code_keys() if key.startswith("logOptions.")}
 
 
 def test_examples_exist() -> None:
@@ -38,7 +40,7 @@ def test_example_is_a_valid_network_config(path: Path) -> None:
         assert "plugins" not in doc
         logger = doc
         assert logger["type"] == "logger"
-    unknown = set(logger) - LOGGER_KEYS - {"cniVersion", "name"}
+    unknown = (set(logger) - LOGGER_KEYS) | (set(logger.get("logOptions", {})) - LOG_OPTIONS)
     assert not unknown, f"keys the logger does not define: {unknown}"
     if "logFile" in logger:
         assert Path(logger["logFile"]).is_absolute()
