@@ -11,7 +11,7 @@ The renamer and the renderer are written here rather than taken from ``structlog
 that module imports the standard library's ``logging`` bridge and traceback machinery, which costs
 a plugin process about a third of its start-up for two functions of a few lines.
 
-The fields and their meaning are documented once, in docs/events.md, and checked against
+The fields and their meaning are documented once, in the README ("The event"), and checked against
 the ECS field definitions by ``tests/ecs``; ``cni_logger.ECS_VERSION`` is the one place the schema
 version is named (the diagnostics follow it too).
 """
