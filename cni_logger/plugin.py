@@ -6,7 +6,8 @@ and when and where an event is recorded:
 
 * ADD answers the ``prevResult`` in the config's version; the other commands answer nothing. First in
   a chain (bracket mode's attempt entry, ``"role": "attempt"``) there is no ``prevResult``: ADD then
-  answers the minimal result, which the main plugins that tolerate bracket mode ignore (README).
+  answers the minimal result, which the main plugins that tolerate bracket mode ignore (docs/install.md,
+  "Bracket mode").
 * Every ADD, DEL, CHECK and GC is recorded. STATUS (asked every few seconds under CNI 1.1.0) is
   recorded only with ``recordStatus: true`` or when it fails; VERSION, which carries no network
   config, only when ``CNI_LOGGER_RECORD_VERSION=1`` is in the runtime's environment (stderr only).

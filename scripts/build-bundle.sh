@@ -2,7 +2,7 @@
 # Builds the relocatable bundle dist/cni-logger-<version>-linux-<arch>.tar.gz, as root, and prints its
 # path as the last line. It unpacks to one folder cni-logger-<version>/ holding a CPython built here (not
 # this machine's), the project and its dependencies installed and byte-compiled, and nothing that needs
-# more from the node than glibc >= 2.31 and /proc (README.md, "The bundle").
+# more from the node than glibc >= 2.31 and /proc (docs/bundle.md).
 #
 #   build-bundle.sh [--arch amd64|arm64]     (default: this machine's; <arch> in the name: x86_64 or arm64)
 #

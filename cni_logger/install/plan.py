@@ -248,7 +248,7 @@ def _bracket_problem(plugins: list[Any]) -> str:
     """Why an attempt entry before this chain's main plugin would make every ADD fail ("" when none is known).
 
     The attempt entry hands the main plugin a ``prevResult`` (its own empty result). The plugins known
-    to fail on that (README, "Bracket mode") are refused here, so that no pod on the node loses its
+    to fail on that (docs/install.md, "Bracket mode") are refused here, so that no pod on the node loses its
     network to an audit option.
     """
     main = next((p for p in plugins if isinstance(p, dict) and p.get("type") != LOGGER_TYPE), None)

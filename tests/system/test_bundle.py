@@ -15,7 +15,7 @@ from tests.harness.plugin import CNITOOL_RESULT_100, cni_env, parse_single_json,
 from tests.system.install.test_watch_metrics import free_port
 
 GLIBC_FLOOR = (2, 31)
-"""Debian 11 and Ubuntu 20.04: the oldest glibc the bundle supports (README.md, "The bundle")."""
+"""Debian 11 and Ubuntu 20.04: the oldest glibc the bundle supports (docs/bundle.md)."""
 MAX_UNPACKED_BYTES = 40 * 1000 * 1000
 
 
