@@ -83,9 +83,10 @@ deb_owner() {
 
 # running_exe NAME: the executables of running processes called NAME (when /proc lets us read them).
 running_exe() {
-  local d exe
+  local d comm exe
   for d in /proc/[0-9]*; do
-    [ "$(cat "$d/comm" 2>/dev/null)" = "$1" ] || continue
+    comm=""; read -r comm 2>/dev/null <"$d/comm" || true
+    [ "$comm" = "$1" ] || continue
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
     printf '%s\n' "${exe% (deleted)}"
   done
@@ -94,10 +95,13 @@ running_exe() {
 # runtime_conflict PKG: print why PKG's commands belong to something else (and succeed), or fail when they do
 # not: a command of that name on PATH or running that no package owns, or another package owns.
 runtime_conflict() {
-  local pkg=$1 name path owners
+  local pkg=$1 name path real owners seen=" "
   for name in $(runtime_commands "$pkg"); do
     while IFS= read -r path; do
       [ -n "$path" ] || continue
+      real=$(readlink -f -- "$path" 2>/dev/null) || real=$path
+      case $seen in *" $real "*) continue ;; esac   # /bin/x and /usr/bin/x on a merged /usr: one file
+      seen+="$real "
       owners=$(deb_owner "$path") || owners=""
       case " $owners " in *" $pkg "*) continue ;; esac
       if [ -n "$owners" ]; then
@@ -111,13 +115,25 @@ runtime_conflict() {
   return 1
 }
 
+# runtime_scan: RUNTIME_CONFLICT[PKG] = runtime_conflict's answer for each runtime package ("" when none).
+declare -gA RUNTIME_CONFLICT=()
+runtime_scan() {
+  local pkg reason
+  for pkg in "${RUNTIME_PKGS[@]}"; do
+    reason=$(runtime_conflict "$pkg") || reason=""
+    RUNTIME_CONFLICT[$pkg]=$reason
+  done
+}
+
 # runtime_blocked PKG: print why installing PKG would put a container runtime beside one from another
 # package (PKG itself, or a runtime it depends on), and succeed; fail when PKG is not a runtime or is safe.
+# Reads RUNTIME_CONFLICT (runtime_scan).
 runtime_blocked() {
   local pkg=$1 dep reason
   case " ${RUNTIME_PKGS[*]} " in *" $pkg "*) ;; *) return 1 ;; esac
   for dep in "$pkg" $(runtime_needs "$pkg"); do
-    if reason=$(runtime_conflict "$dep"); then
+    reason=${RUNTIME_CONFLICT[$dep]:-}
+    if [ -n "$reason" ]; then
       if [ "$dep" = "$pkg" ]; then echo "$reason"; else echo "it needs $dep, and $reason"; fi
       return 0
     fi
@@ -139,6 +155,7 @@ setup_packages() {
 # setup_plan MODE: one line per package: "install P", "present P" or "skip P: why". Changes nothing.
 setup_plan() {
   local p reason
+  runtime_scan
   while IFS= read -r p; do
     if reason=$(runtime_blocked "$p"); then
       printf 'skip %s: %s\n' "$p" "$reason"
