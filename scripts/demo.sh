@@ -34,7 +34,7 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 ID="demo-$$"
 HOST_NS="cnil-$ID-host"
 CTR_NS="cnil-$ID-ctr"
-NET="cnil-$ID-$(date +%s)"             # unique in the kept log, also when a fresh container reuses the pid
+NET="cnil-$(date -u +%y%m%d-%H%M%S)"    # unique in the kept log, also when a fresh container reuses the pid
 BRIDGE="cnld$$"                        # <= 15 characters
 SUBNET="10.250.$(( $$ % 200 + 20 )).0/24" # exists only inside the throw-away namespaces
 W=""

@@ -275,10 +275,12 @@ setup_venv() {
     setup_log "SKIP_VENV=1: not touching $VENV"
     return 0
   fi
+  piplog=$(mktemp /tmp/cni-logger-pip.XXXXXX); SETUP_WORKDIRS+=("$piplog")
   if [ ! -x "$VENV/bin/python" ]; then
     setup_log "creating $VENV on /usr/bin/python3"
     /usr/bin/python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >"$piplog" 2>&1 \
+      || { cat "$piplog" >&2; setup_die "pip install --upgrade pip failed (output above)"; }
   fi
   if { [ -n "$extras" ] && venv_ok .cni-logger-installed; } \
      || { [ -z "$extras" ] && venv_ok .cni-logger-installed .cni-logger-installed-base; }; then
@@ -286,7 +288,6 @@ setup_venv() {
   else
     setup_log "pip install -e $spec into $VENV"
     rm -f "$VENV/$stamp"
-    piplog=$(mktemp /tmp/cni-logger-pip.XXXXXX); SETUP_WORKDIRS+=("$piplog")
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >"$piplog" 2>&1 \
       || { cat "$piplog" >&2; setup_die "pip install -e $spec failed (output above)"; }
     sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1 > "$VENV/$stamp"
