@@ -3,19 +3,25 @@
 #
 #   sudo bash scripts/demo.sh
 #
-# Installs what is needed (scripts/setup-system.sh), creates a throw-away "host" and container network
-# namespace, writes a bridge + host-local + logger network into a temp dir, runs cnitool ADD, CHECK and DEL,
-# then prints the audit events of this run as a table and where their JSON lines are. Everything it made is
-# removed on exit (also on failure or Ctrl-C) except the audit log.
+# Installs what the demo runs and nothing else (scripts/setup-demo.sh: the reference CNI plugins, cnitool,
+# a virtualenv with the project), creates a throw-away "host" and container network namespace, writes a
+# bridge + host-local + logger network into a temp dir, runs cnitool ADD, CHECK and DEL, then asks the audit
+# trail with the CLI, each command printed as you would type it: `cni-logger events` (this run's three
+# events), `cni-logger who-had` (the address the container just had) and `cni-logger report --html` (the
+# page's path is printed). Everything it made is removed on exit (also on failure or Ctrl-C) except the audit
+# log and the report page.
 #
-# Environment: LOG_FILE (default /var/log/cni/demo.log), SKIP_SETUP=1 to skip scripts/setup-system.sh.
+# Environment: LOG_FILE (default /var/log/cni/demo.log), REPORT_FILE (default demo-report.html beside it),
+# SKIP_SETUP=1 to skip scripts/setup-demo.sh; CNI_LOGGER_TOOLS, CNI_LOGGER_VENV as for the set-up.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=${CNI_LOGGER_TOOLS:-/opt/cni-logger-tools}
 VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
 LOGGER=${CNI_LOGGER_BIN:-$VENV/bin/cni-logger}
+CLI=$VENV/bin/cni-logger                  # the audit commands (CNI_LOGGER_BIN may replace only the plugin)
 LOG_FILE=${LOG_FILE:-/var/log/cni/demo.log}
+REPORT_FILE=${REPORT_FILE:-$(dirname "$LOG_FILE")/demo-report.html}
 CNITOOL=$TOOLS/bin/cnitool
 
 if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; else BOLD="" PLAIN=""; fi
@@ -28,7 +34,7 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 ID="demo-$$"
 HOST_NS="cnil-$ID-host"
 CTR_NS="cnil-$ID-ctr"
-NET="cnil-$ID"
+NET="cnil-$(date -u +%y%m%d-%H%M%S)"    # unique in the kept log, also when a fresh container reuses the pid
 BRIDGE="cnld$$"                        # <= 15 characters
 SUBNET="10.250.$(( $$ % 200 + 20 )).0/24" # exists only inside the throw-away namespaces
 W=""
@@ -55,12 +61,12 @@ trap 'exit 143' TERM
 
 # --- 1. install / reuse ----------------------------------------------------------------------------------
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
-  say "setup (scripts/setup-system.sh; reuses what is already installed)"
-  bash "$ROOT/scripts/setup-system.sh"
+  say "setup (scripts/setup-demo.sh; reuses what is already installed)"
+  bash "$ROOT/scripts/setup-demo.sh"
 fi
-[ -x "$CNITOOL" ] || die "$CNITOOL missing (scripts/setup-system.sh builds it)"
-[ -x "$LOGGER" ] || die "$LOGGER missing (scripts/setup-system.sh installs it)"
-command -v jq >/dev/null || die "jq missing (scripts/setup-system.sh installs it)"
+[ -x "$CNITOOL" ] || die "$CNITOOL missing (scripts/setup-demo.sh builds it)"
+[ -x "$LOGGER" ] || die "$LOGGER missing (scripts/setup-demo.sh installs it)"
+[ -x "$CLI" ] || die "$CLI missing (scripts/setup-demo.sh installs it)"
 
 # --- 2. throw-away namespaces, plugin dir and network config --------------------------------------------
 W=$(mktemp -d "/tmp/cnil-$ID.XXXXXX")
@@ -88,10 +94,9 @@ cat > "$W/net.d/$NET.conflist" <<EOF
 }
 EOF
 say "network $NET ($W/net.d/$NET.conflist)"
-jq -c '.plugins[]' "$W/net.d/$NET.conflist"
+cat "$W/net.d/$NET.conflist"
 
 # --- 3. ADD, CHECK, DEL through cnitool, run inside the throw-away host namespace ------------------------
-start=$(stat -c %s "$LOG_FILE" 2>/dev/null || echo 0)   # this run's events start here
 cni() {
   local cmd=$1
   if ! ip netns exec "$HOST_NS" env NETCONFPATH="$W/net.d" CNI_PATH="$W/cni-bin" \
@@ -103,34 +108,33 @@ cni() {
 }
 say "cnitool add $NET /run/netns/$CTR_NS"
 cni add
-jq -c . "$W/add.out"
-printf 'inside the container: %s\n' "$(ip -n "$CTR_NS" -4 -o addr show dev eth0 | awk '{print $2, $4}')"
+addr=$(ip -n "$CTR_NS" -4 -o addr show dev eth0 | awk '{print $4; exit}')
+[ -n "$addr" ] || die "no IPv4 address on eth0 in $CTR_NS after ADD"
+IP=${addr%/*}
+printf 'inside the container: eth0 %s\n' "$addr"
 say "cnitool check"
 cni check
 say "cnitool del"
 cni del
 
-# --- 4. the audit events of this run ----------------------------------------------------------------------
-say "audit events of this run"
-fmt='%-27s  %-7s  %-28s  %-6s  %-15s  %-7s  %11s\n'
-# shellcheck disable=SC2059
-printf "$fmt" TIME COMMAND CONTAINER IFNAME IPS OUTCOME DURATION_MS
-tail -c +"$((start + 1))" "$LOG_FILE" | jq -r --arg net "$NET" '
-  select(.network.name == $net)
-  | [ .["@timestamp"], .cni.command, .container.id, .cni.ifname,
-      ((.related.ip // []) | if length == 0 then "-" else join(",") end),
-      .event.outcome,
-      (((.event.duration // 0) / 10000 | floor) / 100 | tostring) ]
-  | @tsv' |
-while IFS=$'\t' read -r ts cmd ctr ifname ips outcome ms; do
-  # shellcheck disable=SC2059
-  printf "$fmt" "$ts" "$cmd" "$ctr" "$ifname" "$ips" "$outcome" "$(printf '%.2f' "$ms")"
-done
-count=$(tail -c +"$((start + 1))" "$LOG_FILE" | jq -c --arg net "$NET" 'select(.network.name == $net)' | wc -l)
-[ "$count" = 3 ] || die "expected 3 events (ADD, CHECK, DEL) in $LOG_FILE, found $count"
+# --- 4. the audit trail, asked with the CLI ---------------------------------------------------------------
+# Each command is printed as a reader would type it (with the virtualenv's bin on PATH) and run with $CLI.
+show() {
+  local line rc=0
+  printf -v line ' %q' "$@"
+  printf '\n%s$ cni-logger%s%s\n' "$BOLD" "$line" "$PLAIN"
+  "$CLI" "$@" || rc=$?
+  return "$rc"
+}
+say "the audit trail, asked with cni-logger ($CLI; or: . $VENV/bin/activate)"
+show events --log-file "$LOG_FILE" --network "$NET" || die "cni-logger events found no events of $NET"
+count=$("$CLI" events --log-file "$LOG_FILE" --network "$NET" --format json | wc -l)
+[ "$count" = 3 ] || die "expected 3 events (ADD, CHECK, DEL) of $NET in $LOG_FILE, found $count"
+show who-had "$IP" --log-file "$LOG_FILE" || die "cni-logger who-had $IP found no holder"
+show report --log-file "$LOG_FILE" --html "$REPORT_FILE" || die "cni-logger report failed"
+printf '\nthe report page: %s\n' "$REPORT_FILE"
 
-say "JSON lines"
-printf '%s (this run: from byte %s, %s events; e.g. jq -c "select(.network.name==\\"%s\\")" %s)\n' \
-  "$LOG_FILE" "$start" "$count" "$NET" "$LOG_FILE"
+say "kept"
+printf 'audit log: %s (this run: network %s); report page: %s\n' "$LOG_FILE" "$NET" "$REPORT_FILE"
 printf 'cleaning up on exit: namespaces %s, %s; bridge %s; %s; /var/lib/cni/results/%s-*\n' \
   "$HOST_NS" "$CTR_NS" "$BRIDGE" "$W" "$NET"

@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from tests.harness.bundle import Bundle
+from tests.harness.debian import foreign_reason
 from tests.harness.plugin import REPO, read_events
 from tests.system.cri.containerd import PrivateContainerd
 from tests.system.test_containerd_cri import POD_NAME, POD_NAMESPACE, netns_of, sandbox_config, wait_until_loaded
@@ -76,6 +77,10 @@ def podman_unavailable() -> str | None:
     for tool in ("podman", "runc", "debootstrap"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/setup-system.sh)"
+    for tool in ("podman", "runc"):
+        reason = foreign_reason(shutil.which(tool) or tool, tool)
+        if reason:
+            return reason
     return None
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.harness.debian import foreign_reason
 from tests.system.cri.client import CriClient, GeneratedCode
 
 T = TypeVar("T")
@@ -84,6 +85,10 @@ def unavailable_reason() -> str | None:
         if tool is None or not os.access(tool, os.X_OK):
             return (f"{tool or 'runc/nsenter/gcc'} is missing: install Debian's containerd (and gcc, util-linux); "
                     "scripts/setup-system.sh does")
+    for tool, package in ((CONTAINERD, "containerd"), (shutil.which("runc") or "runc", "runc")):
+        reason = foreign_reason(tool, package)
+        if reason:
+            return reason
     for plugin in ("bridge", "host-local", "portmap", "loopback"):
         if not (SYSTEM_PLUGINS / plugin).is_file():
             return f"{SYSTEM_PLUGINS / plugin} is missing: install containernetworking-plugins"

@@ -30,6 +30,7 @@ from tests.harness.cnitool import (
     retarget_example,
     run,
 )
+from tests.harness.debian import foreign_reason
 
 PODMAN_TIMEOUT = 120.0
 """Seconds for one podman call (a run takes ~0.4 s here; the first one also initialises the storage)."""
@@ -56,6 +57,10 @@ def podman_unavailable_reason() -> str | None:
     for tool in ("podman", "runc", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/setup-system.sh installs it unless WITH_PODMAN=0)"
+    for tool in ("podman", "runc"):
+        reason = foreign_reason(shutil.which(tool) or tool, tool)
+        if reason:
+            return reason
     busybox = Path("/bin/busybox")
     if not busybox.is_file():
         return "/bin/busybox missing (apt-get install busybox-static)"
