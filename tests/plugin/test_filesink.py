@@ -124,7 +124,8 @@ def test_appends_accumulate_in_order(tmp_path: Path) -> None:
 
 
 def assert_intact_after_damage(path: Path, damaged: bytes, event: bytes) -> None:
-    """README: a reader sees one line that does not parse, then the next event intact on its own line."""
+    """docs/reliability-security.md: a reader sees one line that does not parse, then the next event intact on its
+    own line."""
     data = path.read_bytes()
     assert data.endswith(b"\n")
     lines = data.split(b"\n")[:-1]

@@ -325,7 +325,8 @@ def stalled_writer(monkeypatch: pytest.MonkeyPatch, log: Path, config: dict[str,
 
 
 def test_stalled_writer_lands_in_its_backup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """README: a writer that opened the file just before a rename finishes its line into the backup."""
+    """docs/reliability-security.md: a writer that opened the file just before a rename finishes its line into the
+    backup."""
     log = tmp_path / "audit.log"
     config = load_config(log, compress=False)
     seen = stalled_writer(monkeypatch, log, config, "rotated-twice")
