@@ -50,7 +50,8 @@ PACE = GAP_MIN_SECONDS / 5
 """Seconds between steps. A backup holds about ten events (eight steps), so it spans well over
 ``evidence.GAP_MIN_SECONDS`` and a missing one is a gap the reader can infer from time alone. Without a
 pace a backup spans under a second (cnitool alone is that fast), which docs/audit.md ("Gaps") lists as
-undetectable (a backup that held only a short burst), and the damaged-trail test failed whenever the machine ran fast."""
+undetectable (a backup that held only a short burst), and the damaged-trail test failed whenever the machine
+ran fast."""
 
 
 @dataclass
