@@ -153,29 +153,32 @@ class Attempts:
     def feed(self, rec: Record) -> bool:
         """Apply one event; whether it was an attempt entry's (not an attachment: callers skip it).
 
-        Most trails have the logger last only: with no attempt in flight, an event of an outcome entry is only the
-        inference's, and takes the short way (``stats`` feeds every event of the trail through here)."""
+        Most trails have the logger last only: with no attempt in flight there is nothing to pair, and an event is only
+        the inference's (``stats`` feeds every event of the trail through here)."""
         if self._said:
             self.concluded = self.resolved = self.failed_check = self.cleanup = None
             self._said = False
-        if rec.attempt or self.pending or self.pending_checks:
-            return self._bracketed(rec)
-        if self.infer:
-            command = rec.command
-            if command == "ADD":
-                if rec.outcome == "success":
-                    self.state[hash(rec.key)] = 0
-                else:
-                    self._end(hash(rec.key))  # a failed ADD the logger recorded: its clean-up DEL is no inference
-            elif command == "DEL":
-                digest = hash(rec.key)
-                if self.state.get(digest) != 0:
-                    self._deleted(rec, digest)
-                elif rec.outcome == "success":  # the common case: a DEL of an attachment the trail shows
-                    self._end(digest)
-            elif (command == "CHECK" and rec.outcome == "success") or rec.coverage == ATTACHMENT:
+        attempt = self._paired(rec) if rec.attempt or self.pending or self.pending_checks else False
+        if self.infer and not attempt:
+            self._infer(rec)
+        return attempt
+
+    def _infer(self, rec: Record) -> None:
+        """The logger last: what an outcome entry's event says of its attachment, and a clean-up DEL inferred."""
+        command = rec.command
+        if command == "ADD":
+            if rec.outcome == "success":
                 self.state[hash(rec.key)] = 0
-        return False
+            else:
+                self._end(hash(rec.key))  # a failed ADD the logger recorded: its clean-up DEL is no inference
+        elif command == "DEL":
+            digest = hash(rec.key)
+            if self.state.get(digest) != 0:
+                self._deleted(rec, digest)
+            elif rec.outcome == "success":  # the common case: a DEL of an attachment the trail shows
+                self._end(digest)
+        elif (command == "CHECK" and rec.outcome == "success") or rec.coverage == ATTACHMENT:
+            self.state[hash(rec.key)] = 0
 
     def _end(self, digest: int) -> None:
         self.ends += 1
@@ -191,8 +194,9 @@ class Attempts:
         ended = self.state.get(digest)
         return ended is not None and ended > 0 and ended > self.ends - RECENT_LIMIT
 
-    def _bracketed(self, rec: Record) -> bool:
-        """``feed`` with an attempt entry's event, or attempts in flight."""
+    def _paired(self, rec: Record) -> bool:
+        """Bracket mode: an attempt entry's event, or any event while attempts are in flight, paired with what it
+        concludes; whether it was an attempt entry's."""
         attempt = rec.attempt
         if attempt:
             self.events += 1
@@ -216,27 +220,12 @@ class Attempts:
                         self._succeed(pending, rec)
                     else:
                         self._fail(pending, rec, "ADD")
-                if not self.infer:
-                    pass
-                elif rec.ok:
-                    self.state[hash(key)] = 0
-                else:
-                    self._end(hash(key))  # a failed ADD the logger recorded: its clean-up DEL is no inference
         elif command == "DEL":
             key = rec.key
             pending = self.pending.pop(key, None) if self.pending else None
             if pending is not None:
                 self._fail(pending, rec, "DEL")
                 self.cleaned_up += 1
-            if attempt or not self.infer:
-                pass
-            elif self.state.get(hash(key)) == 0:  # a DEL of an attachment the trail shows
-                if rec.ok:
-                    self._end(hash(key))
-            else:
-                self._deleted(rec, hash(key))
-        elif self.infer and not attempt and ((command == "CHECK" and rec.ok) or rec.coverage == ATTACHMENT):
-            self.state[hash(rec.key)] = 0
         return attempt
 
     def _deleted(self, rec: Record, digest: int) -> None:
