@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -450,10 +450,17 @@ class CniSandbox:
         return problems
 
 
-@contextlib.contextmanager
-def opened_sandbox(tmp: Path, logger: Path | None) -> Iterator[CniSandbox]:
+S = TypeVar("S", bound=CniSandbox)
+
+
+def opened_sandbox(tmp: Path, logger: Path | None) -> contextlib.AbstractContextManager[CniSandbox]:
     """A set-up sandbox that is always cleaned up; anything left behind fails the test that made it."""
-    sandbox = CniSandbox(tmp)
+    return opened(CniSandbox(tmp), logger)
+
+
+@contextlib.contextmanager
+def opened(sandbox: S, logger: Path | None) -> Iterator[S]:
+    """``sandbox`` (a ``CniSandbox`` or a subclass of it) set up, and always cleaned up, as ``opened_sandbox``."""
     try:
         sandbox.setup(logger=logger)
         yield sandbox

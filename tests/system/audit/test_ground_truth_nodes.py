@@ -19,6 +19,7 @@ answers as the node files give.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -38,6 +39,7 @@ from tests.harness.cnitool import (
     cnitool_container_id,
     environment_problem,
     ipv4_cidrs,
+    opened,
     runtime_plugin,
 )
 from tests.harness.trails import wait_for_compression
@@ -114,23 +116,10 @@ def story(tmp_path_factory: pytest.TempPathFactory, cni_logger_cli: Path) -> Ite
         yield run_story({NODES[0]: a, NODES[1]: b})
 
 
-def _node(tmp: Path, hostname: str, logger: Path) -> Any:
-    """``cnitool.opened_sandbox`` for a ``Node``: set up, and always cleaned up."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def opened() -> Iterator[Node]:
-        tmp.mkdir(parents=True)
-        node = Node(tmp, hostname)
-        try:
-            node.setup(logger=logger)
-            yield node
-        finally:
-            problems = node.cleanup()
-            if problems:
-                pytest.fail("cleanup problems:\n" + "\n".join(problems), pytrace=False)
-
-    return opened()
+def _node(tmp: Path, hostname: str, logger: Path) -> contextlib.AbstractContextManager[Node]:
+    """A ``Node`` set up, and always cleaned up (``cnitool.opened``)."""
+    tmp.mkdir(parents=True)
+    return opened(Node(tmp, hostname), logger)
 
 
 def run_story(nodes: dict[str, Node]) -> Story:
