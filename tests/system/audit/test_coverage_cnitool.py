@@ -181,16 +181,13 @@ def test_every_answer_across_outages_is_right_or_qualified(sandbox: CniSandbox, 
         if len(attached) == 5 or (attached and rng.random() < 0.45) or not free:
             name = rng.choice(sorted(attached))
             node.run("del", name)
-            _, index = attached.pop(name)
-            c, a, added, _ = truth.held[index]
-            truth.held[index] = (c, a, added, now())
+            truth.deleted(attached.pop(name)[1])
         else:
             name = rng.choice(free)
             added = now()
             node.run("add", name)
             (cidr,) = ipv4_cidrs(name, "eth0")
-            attached[name] = (cidr.split("/")[0], len(truth.held))
-            truth.held.append((cids[name], cidr.split("/")[0], added, None))
+            attached[name] = (cidr.split("/")[0], truth.added(cids[name], cidr.split("/")[0], added))
         truth.marks.append((now(), {a: cids[n] for n, (a, _) in attached.items()}))
 
     def cli(*args: str) -> helpers.Result:

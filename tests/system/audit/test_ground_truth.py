@@ -65,6 +65,16 @@ class Truth:
     """(moment, {address: container id}) between calls."""
     before: str = ""
 
+    def added(self, cid: str, address: str, before: str) -> int:
+        """``cid`` got ``address`` by an ADD that started at ``before``; the holding's index (``deleted``)."""
+        self.held.append((cid, address, before, None))
+        return len(self.held) - 1
+
+    def deleted(self, index: int) -> None:
+        """The holding at ``index`` ended: its DEL has just returned."""
+        cid, address, before, _ = self.held[index]
+        self.held[index] = (cid, address, before, now())
+
     def holder(self, address: str, at: str) -> str | None:
         for moment, holders in reversed(self.marks):
             if moment == at:
@@ -121,9 +131,7 @@ def run_story(sb: CniSandbox) -> tuple[Path, Truth]:
             if name:
                 proc = sb.cnitool("del", net, name, env={"CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={name}"})
                 assert proc.rc == 0, proc.describe()
-                _, index = attached.pop(name)
-                c, a, added, _ = truth.held[index]
-                truth.held[index] = (c, a, added, now())
+                truth.deleted(attached.pop(name)[1])
         else:
             name = rng.choice(free)
             env = {"CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={name}"}
@@ -134,8 +142,7 @@ def run_story(sb: CniSandbox) -> tuple[Path, Truth]:
             address = cidr.split("/")[0]
             assert address in addresses
             assert address not in {a for a, _ in attached.values()}  # host-local never hands out one twice
-            attached[name] = (address, len(truth.held))
-            truth.held.append((cids[name], address, added, None))
+            attached[name] = (address, truth.added(cids[name], address, added))
             if rng.random() < 0.3:
                 proc = sb.cnitool("check", net, name, env=env)
                 assert proc.rc == 0, proc.describe()

@@ -160,9 +160,7 @@ def run_story(nodes: dict[str, Node]) -> Story:
                 env = {"CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={container}"}
                 proc = node.cnitool("del", net, container, env=env)
                 assert proc.rc == 0, proc.describe()
-                _, index = here.pop(container)
-                c, a, added, _ = truth.held[index]
-                truth.held[index] = (c, a, added, now())
+                truth.deleted(here.pop(container)[1])
         else:
             container = rng.choice(free)
             added = now()
@@ -171,8 +169,7 @@ def run_story(nodes: dict[str, Node]) -> Story:
             (cidr,) = ipv4_cidrs(container, "eth0")
             address = cidr.split("/")[0]
             assert address in story.addresses
-            here[container] = (address, len(truth.held))
-            truth.held.append((cids[name][container], address, added, None))
+            here[container] = (address, truth.added(cids[name][container], address, added))
         moment = now()
         for other in NODES:
             story.truths[other].marks.append((moment, {a: cids[other][c] for c, (a, _) in attached[other].items()}))
