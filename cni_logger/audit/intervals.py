@@ -239,33 +239,23 @@ class Tracker:
         ends = [end for end in (self.last_end.get((network, host, a)) for a in held) if end is not None]
         return max(ends) if ends else None
 
-    def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str) -> None:
-        last_end = self.last_end
+    def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str, releasing: Key | None = None) -> None:
+        """``held`` let go at ``stamp`` (the floor of a later unknown start); ``releasing``: the attachment that
+        held them, whose hold on each address ends here too (one place per address, for both)."""
+        holders, last_end = self.holders, self.last_end
         for address in held:
             place = (network, host, address)
+            if releasing is not None and holders.get(place) == releasing:
+                del holders[place]
             previous = last_end.pop(place, None)  # re-inserted: the most recently ended are kept
             last_end[place] = stamp if previous is None or stamp > previous else previous
-        if len(last_end) > self.recent_limit:
-            self._forget_ends()
-
-    def _forget_ends(self) -> None:
-        last_end = self.last_end
         while len(last_end) > self.recent_limit:
             del last_end[next(iter(last_end))]
 
     def _close(self, key: Key, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)
-        stamp = interval.end = rec.timestamp
-        interval.closing, interval.closed_by = rec.forget(), how
-        holders, last_end = self.holders, self.last_end
-        for address in interval.addresses:  # ``_ended``, inlined: one place per address, for both
-            place = (key[0], interval.host, address)
-            if holders.get(place) == key:
-                del holders[place]
-            previous = last_end.pop(place, None)
-            last_end[place] = stamp if previous is None or stamp > previous else previous
-        if len(last_end) > self.recent_limit:
-            self._forget_ends()
+        interval.end, interval.closing, interval.closed_by = rec.timestamp, rec.forget(), how
+        self._ended(key[0], interval.host, interval.addresses, rec.timestamp, releasing=key)
         if rec.timestamp < interval.seen:
             # The trail is read in write order, so the clock was stepped back between the two events:
             # one of the two times is wrong, and which one the trail cannot tell. Never an interval that
