@@ -165,9 +165,10 @@ class Builder:
         self.unrecorded = Capped()
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
-        self.hosts: dict[str, int] = {}
-        """Events in the window per node (``host.name``): whose trails the report covers. Read with
-        ``record.placed``, which the trackers ask of nearly every event anyway (and ``--host`` too)."""
+        self.hosts: dict[bytes, int] = {}
+        self._host, self._host_field = b"", b""
+        """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
+        """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -197,8 +198,12 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            host = record.placed(rec)[0]
-            self.hosts[host] = self.hosts.get(host, 0) + 1
+            if self._host_field and self._host_field in rec.line:  # the previous event's node (one search)
+                self.hosts[self._host] += 1
+            else:
+                host = self._host = _host_of(rec)  # bytes: decoded once per host, in ``to_json``
+                self._host_field = _HOST_AT + host + b'"' if rec.canonical else b""
+                self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
@@ -314,6 +319,22 @@ class Builder:
         return still
 
 
+_HOST_AT = b',"host":{"name":"'
+
+
+def _host_of(rec: Record) -> bytes:
+    """The record's node, as the bytes of its JSON string: sliced from the plugin's line (one search; ``host.name``
+    has no quote or backslash in practice), else from the decoded event."""
+    line = rec.line
+    at = line.find(_HOST_AT) if rec.canonical else -1
+    if at >= 0:
+        start = at + len(_HOST_AT)
+        end = line.find(b'"', start)
+        if end > 0 and line.find(b"\\", start, end) < 0:
+            return line[start:end]
+    return record.host(rec.doc).encode("utf-8", "surrogateescape")
+
+
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
           max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "") -> Report:
     """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
@@ -373,14 +394,14 @@ class Report:
         stats = b.stats.to_json()
         return {
             "window": self.window,
-            "hosts": dict(sorted((name, count) for name, count in b.hosts.items() if name)),
+            "hosts": dict(sorted((name.decode("utf-8", "replace"), count) for name, count in b.hosts.items() if name)),
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,
                       "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
                       "duplicates_ignored": self.evidence.duplicates,
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
-                      "hosts": sorted(h for h in b.hosts if h),
+                      "hosts": sorted(h.decode("utf-8", "replace") for h in b.hosts if h),
                       "warnings": self.warnings},
             "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
                                 "conflicts": use.conflicts, "still_held": use.still_held}
