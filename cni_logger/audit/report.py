@@ -166,9 +166,9 @@ class Builder:
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
         self.hosts: dict[bytes, int] = {}
+        """Events in the window per node (``host.name``): whose trails the report covers."""
         self._host, self._host_field = b"", b""
         """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
-        """Events in the window per node (``host.name``): whose trails the report covers."""
         self.quiet = Capped()
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
