@@ -13,12 +13,11 @@ imported unless there is something to report, so a clean invocation never pays f
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
 
-from cni_logger import ECS_VERSION  # the events' schema; a diagnostic follows the same one
+from cni_logger import ECS_VERSION, skel  # the events' schema; a diagnostic follows the same one
 
 if TYPE_CHECKING:
     from typing import Any
@@ -47,11 +46,22 @@ class EcsJsonFormatter(JsonFormatter):
         return nested
 
 
+class _InvocationStderr:
+    """The stream the handler writes to: the invocation's stderr (``skel.streams``), which is fd 2 except in
+    thick mode's agent, where each request's stderr goes back to its shim."""
+
+    def write(self, text: str) -> None:
+        skel.write_stderr(text.encode("utf-8", "backslashreplace"))
+
+    def flush(self) -> None:
+        pass
+
+
 def _logger() -> logging.Logger:
     log = logging.getLogger(LOGGER_NAME)
     if not log.handlers:
         logging.raiseExceptions = False  # a broken stderr must not print a traceback anywhere
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(_InvocationStderr())
         handler.setFormatter(EcsJsonFormatter())
         log.addHandler(handler)
         log.setLevel(logging.INFO)

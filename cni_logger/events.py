@@ -177,9 +177,11 @@ def add_base_fields(_: Any, method_name: str, event_dict: EventDict) -> EventDic
     event_dict["@timestamp"] = iso_utc(request.started_ns)
     event_dict["ecs"] = {"version": ECS_VERSION}
     event_dict["log"] = {"level": method_name, "logger": LOGGER_NAME}
-    node = os.uname().nodename
+    caller = request.caller  # thick mode: the shim the runtime started, not the agent serving it
+    node = os.uname().nodename if caller is None else caller.node
     event_dict["host"] = {"name": node, "hostname": node}
-    event_dict["process"] = {"pid": os.getpid(), "parent": {"pid": os.getppid()}}
+    pid, parent = (os.getpid(), os.getppid()) if caller is None else (caller.pid, caller.parent_pid)
+    event_dict["process"] = {"pid": pid, "parent": {"pid": parent}}
     trace_id = _trace_id(request.traceparent)
     if trace_id:
         event_dict["trace"] = {"id": trace_id}
@@ -206,7 +208,7 @@ def add_event_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
         "action": f"cni-{request.command.lower()}" if request.command in _CLASSIFICATION else "cni-unknown",
         "outcome": "success" if outcome.ok else "failure",
         "duration": event_dict["_duration_ns"],
-        "id": new_event_id(),
+        "id": new_event_id() if request.caller is None else request.caller.event_id,
         "module": "cni",
         "dataset": "cni.audit",
     }
@@ -260,6 +262,11 @@ def add_cni_fields(_: Any, __: str, event_dict: EventDict) -> EventDict:
     warnings = event_dict.get("_warnings")
     if warnings:
         cni["warnings"] = list(warnings)
+    caller = request.caller
+    if caller is not None:  # thick mode: which path answered (the plain launcher records neither field)
+        cni["served_by"] = caller.served_by
+        if caller.reason:
+            cni["fallback_reason"] = caller.reason
     event_dict["cni"] = cni
     return event_dict
 

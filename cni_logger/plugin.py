@@ -16,6 +16,8 @@ and when and where an event is recorded:
   the answer stands. With
   ``failOnLogError: true`` ADD fails with code 11, STATUS reports code 50 while the file sink is
   unusable, and an invalid logger setting fails with code 7; DEL always succeeds.
+* Thick mode (``thick``): an agent serving the shim's request, or the in-process fallback after the agent may
+  have recorded it, asks ``may_record`` before appending, so that the event is in the file once.
 * An event the file sink did not take is counted (``cni_logger.dropped``: a root-only tmpfs file) and put
   on the record as one ``logger-dropped`` event by the next append that succeeds (or by ``--watch``).
 """
@@ -37,6 +39,7 @@ from cni_logger.skel import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from cni_logger.filesink import RotatingFile
@@ -64,8 +67,12 @@ class LoggerPlugin:
     internal_error = "internal error in cni-logger"
     always_succeed = frozenset({"DEL"})  # a runtime must always be able to tear a chain down
 
-    def __init__(self, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, environ: dict[str, str] | None = None,
+                 may_record: Callable[[str], bool] | None = None) -> None:
+        """``may_record(log_file)``: asked before the event is appended; False leaves it out (``thick``: the
+        shim gave up on the agent, or the agent already recorded this request). None: always record."""
         self.environ = os.environ if environ is None else environ
+        self.may_record = may_record
 
     # -- the operations ------------------------------------------------------------------------
 
@@ -125,6 +132,8 @@ class LoggerPlugin:
 
         line = events.render(request, outcome, conf, warnings)
         sink = file_sink(conf) if request.command != "VERSION" else None
+        if sink is not None and self.may_record is not None and not self.may_record(sink.path):
+            sink = None  # recorded once already, by the other path of thick mode
         if sink is not None:
             sink_error = self._append(sink, line, conf)
             if sink_error:
@@ -196,10 +205,7 @@ def _flush_dropped(sink: RotatingFile, conf: Settings) -> list[str]:
 
 
 def _write_stderr(line: bytes) -> None:
-    try:
-        os.write(2, line)
-    except OSError:
-        pass  # stderr closed: the file (if any) is the audit path
+    skel.write_stderr(line)  # a closed stderr is ignored: the file (if any) is the audit path
 
 
 def run() -> int:

@@ -20,6 +20,7 @@ import os
 import select
 import sys
 import time
+from _thread import _local  # threading.local without importing threading
 
 from cni_logger import jsonio
 
@@ -28,6 +29,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:  # typing costs start-up time on the VERSION / STATUS path; annotations are strings
     from collections.abc import Callable, Mapping
     from typing import Any, Protocol
+
+    from cni_logger.thick import Caller
 else:
     Protocol = object
 
@@ -68,6 +71,15 @@ _NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _NAME_REST = _NAME_FIRST | frozenset("_.-")
 
 
+class _Streams(_local):
+    """Where this thread's invocation writes its stderr: fd 2, unless an agent serves several at once (``thick``)."""
+
+    stderr = 2
+
+
+streams = _Streams()
+
+
 class CNIError(Exception):
     """An error the plugin reports to the runtime as the spec's error object."""
 
@@ -94,7 +106,7 @@ class Request:
     everything that was known about it. (A plain class: ``dataclasses`` imports ``inspect``.)
     """
 
-    __slots__ = ("args", "cni_version", "command", "config", "container_id", "ifname", "netns",
+    __slots__ = ("args", "caller", "cni_version", "command", "config", "container_id", "ifname", "netns",
                  "path", "started_monotonic_ns", "started_ns", "stdin", "traceparent")
 
     def __init__(self, command: str, container_id: str = "", netns: str = "", ifname: str = "",
@@ -111,6 +123,8 @@ class Request:
         self.cni_version = LATEST_VERSION
         self.started_ns = time.time_ns()
         self.started_monotonic_ns = time.monotonic_ns()
+        self.caller: Caller | None = None
+        """Who the runtime started, when this process only serves the invocation (``thick``); None: this process."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Request:
@@ -196,12 +210,15 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return pairs
 
 
-def read_stdin(fd: int, limit: int = MAX_STDIN_BYTES, timeout: float = STDIN_TIMEOUT_SECONDS) -> bytes:
-    """Read all of stdin, refusing more than ``limit`` bytes and giving up after ``timeout`` seconds."""
-    if os.isatty(fd):
+def read_stdin(fd: int, limit: int = MAX_STDIN_BYTES, timeout: float = STDIN_TIMEOUT_SECONDS,
+               prefix: bytes = b"") -> bytes:
+    """Read all of stdin, refusing more than ``limit`` bytes and giving up after ``timeout`` seconds.
+
+    ``prefix``: bytes of this stdin already read by the thick-mode shim, which handed the rest over (``thick``)."""
+    if not prefix and os.isatty(fd):
         raise CNIError(ERR_IO_FAILURE, "stdin is a terminal", "pipe the network configuration to the plugin")
-    chunks: list[bytes] = []
-    size = 0
+    chunks: list[bytes] = [prefix] if prefix else []
+    size = len(prefix)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -306,9 +323,9 @@ def validate(request: Request, environ: Mapping[str, str]) -> None:
 
 
 def parse(request: Request, environ: Mapping[str, str], stdin_fd: int,
-          versions: tuple[str, ...] = SUPPORTED_VERSIONS) -> None:
+          versions: tuple[str, ...] = SUPPORTED_VERSIONS, stdin_prefix: bytes = b"") -> None:
     """Fill ``request`` from stdin and check it against ``versions``; raises CNIError on the first problem."""
-    request.stdin = read_stdin(stdin_fd)
+    request.stdin = read_stdin(stdin_fd, prefix=stdin_prefix)
     request.config = decode_config(request.stdin)
     request.cni_version = config_version(request.config)
     validate(request, environ)
@@ -338,16 +355,17 @@ def version_answer(request: Request, versions: tuple[str, ...] = SUPPORTED_VERSI
     return {"cniVersion": asked or versions[-1], "supportedVersions": list(versions)}
 
 
-def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdin_fd: int) -> Outcome:
+def _dispatch(plugin: Plugin, request: Request, environ: Mapping[str, str], stdin_fd: int,
+              stdin_prefix: bytes = b"") -> Outcome:
     if request.command not in COMMANDS:
         raise CNIError(ERR_INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {request.command}")
     if request.command == "VERSION":
         try:
-            request.stdin = read_stdin(stdin_fd)
+            request.stdin = read_stdin(stdin_fd, prefix=stdin_prefix)
         except CNIError:
             request.stdin = b""  # VERSION needs nothing from stdin; it must always answer
         return Outcome(result=version_answer(request, plugin.versions))
-    parse(request, environ, stdin_fd, plugin.versions)
+    parse(request, environ, stdin_fd, plugin.versions, stdin_prefix)
     handlers: dict[str, Callable[[Request], Any]] = {
         "ADD": plugin.add, "CHECK": plugin.check, "DEL": plugin.delete,
         "GC": plugin.gc, "STATUS": plugin.status,
@@ -387,8 +405,12 @@ def _error_answer(plugin: Plugin, request: Request, error: CNIError) -> bytes:
     return encode_answer(error.to_json(version))
 
 
-def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int = 0, stdout_fd: int = 1,
+        caller: Caller | None = None, stdin_prefix: bytes = b"") -> int:
     """Serve one invocation: the whole life of a plugin process. Returns the exit status.
+
+    ``caller`` and ``stdin_prefix`` come from thick mode's shim (``thick``): the process the runtime started
+    when it is not this one, and the bytes of stdin it already read.
 
     The result is encoded before ``finish`` sees the outcome, so a result that cannot be written is an
     error the plugin records as such. Whatever ``finish`` or the encoder raises becomes an
@@ -396,9 +418,10 @@ def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int 
     """
     env = os.environ if environ is None else environ
     request = Request.from_environ(env)
+    request.caller = caller
     answer = b""
     try:
-        outcome = _dispatch(plugin, request, env, stdin_fd)
+        outcome = _dispatch(plugin, request, env, stdin_fd, stdin_prefix)
         if outcome.result is not None:
             answer = encode_answer(outcome.result)
     except CNIError as exc:
@@ -426,12 +449,19 @@ def run(plugin: Plugin, environ: Mapping[str, str] | None = None, stdin_fd: int 
     return 0 if outcome.error is None else 1
 
 
-def stderr_line(text: str) -> None:
-    """One line for a person on stderr (newlines escaped, any text encodable); a closed stderr is not an error."""
+def write_stderr(data: bytes) -> None:
+    """Write to this invocation's stderr (``streams``); a closed stderr is not an error."""
+    fd = streams.stderr
     try:
-        os.write(2, (text.replace("\n", "\\n") + "\n").encode("utf-8", "backslashreplace"))
+        while data:
+            data = data[os.write(fd, data):]
     except OSError:
         pass
+
+
+def stderr_line(text: str) -> None:
+    """One line for a person on stderr (newlines escaped, any text encodable); a closed stderr is not an error."""
+    write_stderr((text.replace("\n", "\\n") + "\n").encode("utf-8", "backslashreplace"))
 
 
 def about(plugin: Plugin) -> str:

@@ -187,7 +187,11 @@ def _install_once(opts: Options, notes: list[str], out: Callable[[str], object],
 
     def verify(executable: str) -> None:
         label = None if executable == installed else f"the new {installed} (run as {executable} before it goes in)"
-        warnings = selfcheck.check(executable, plan.entries, opts.bin_dir, opts.state_dir, opts.check_timeout, label)
+        # thick mode: the in-process path, which must work whenever the agent is not there (the agent's own path
+        # is checked by --watch after each pass: a failing agent is restarted, never a reason to withdraw)
+        served_by = "fallback" if opts.agent_socket is not None else None
+        warnings = selfcheck.check(executable, plan.entries, opts.bin_dir, opts.state_dir, opts.check_timeout, label,
+                                   served_by)
         notes.extend(w for w in warnings if w not in notes)
 
     if not plan.writes_launcher:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from cni_logger.filesink import DEFAULT_LOG_FILE
 from cni_logger.install import Refusal
 from cni_logger.install.runtimes import (
+    DEFAULT_AGENT_SOCKET,
+    DEFAULT_AGENT_TIMEOUT,
     DEFAULT_CHECK_TIMEOUT,
     DEFAULT_HEARTBEAT,
     DEFAULT_RESULTS_CACHE,
@@ -95,6 +97,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                               f"written into the trail [{DEFAULT_RESULTS_CACHE}]")
     install.add_argument("--ready-file", help="--watch: exists while the logger is in place and passes its "
                                               "self-check (readiness probe)")
+    install.add_argument("--agent", action="store_true",
+                         help="--watch: thick mode: write the shim as the plugin and serve its requests from this "
+                              "process (a root-only unix socket); without the agent the shim runs the plugin "
+                              "in-process")
+    install.add_argument("--agent-socket", metavar="PATH", default=None,
+                         help=f"--agent: the agent's socket, in a root-only directory [{DEFAULT_AGENT_SOCKET}]")
+    install.add_argument("--agent-timeout", type=float, default=DEFAULT_AGENT_TIMEOUT, metavar="SECONDS",
+                         help="--agent: how long the shim waits for the agent's answer before it runs the plugin "
+                              f"in-process [{DEFAULT_AGENT_TIMEOUT:g}]")
+    install.add_argument("--shim", metavar="PATH",
+                         help="--agent: the shim binary to install [<this installation>/libexec/cni-logger-shim]")
     install.add_argument("--metrics-address", metavar="HOST:PORT",
                          help="--watch: serve Prometheus metrics on http://HOST:PORT/metrics and the liveness check "
                               "on /healthz (:PORT: every address; e.g. :9740) [off]")
@@ -185,6 +198,14 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
             raise Refusal("--heartbeat must be >= 0 (0: no heartbeat)")
         if args.metrics_address is not None and not args.watch:
             raise Refusal("--metrics-address needs --watch (only the watcher keeps running to be scraped)")
+        if (args.agent or args.agent_socket or args.shim) and not args.watch:
+            raise Refusal("--agent needs --watch (the agent lives in the watcher's process)")
+        if (args.agent_socket or args.shim or args.agent_timeout != DEFAULT_AGENT_TIMEOUT) and not args.agent:
+            raise Refusal("--agent-socket, --agent-timeout and --shim are options of --agent")
+        if not 0 < args.agent_timeout <= 3600:
+            raise Refusal("--agent-timeout must be > 0 (and at most 3600)")
+        if args.agent_socket is not None and not os.path.isabs(args.agent_socket):
+            raise Refusal(f"--agent-socket must be an absolute path: {args.agent_socket}")
         capabilities = [c.strip() for c in (args.capabilities or "").split(",") if c.strip()]
         named = logger_entry(args.log_file, fail_on_log_error=args.fail_on_log_error, max_size=args.max_size,
                              max_backups=args.max_backups, max_age=args.max_age, compress=args.compress,
@@ -198,7 +219,9 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
     opts = Options(runtime=runtime, conf_dir=os.path.abspath(args.conf_dir or runtime.conf_dir),
                    bin_dir=os.path.abspath(args.bin_dir or runtime.bin_dir), conf_file=args.conf_file,
                    network=args.network, entry=entry, state_dir=os.path.abspath(args.state_dir),
-                   dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket)
+                   dry_run=args.dry_run, named=named, check_timeout=args.check_timeout, bracket=args.bracket,
+                   agent_socket=(args.agent_socket or DEFAULT_AGENT_SOCKET) if args.agent else None,
+                   shim=os.path.abspath(args.shim) if args.shim else None, agent_timeout=args.agent_timeout)
     if args.watch:
         from cni_logger.install.coverage import Keeper
 
@@ -212,8 +235,16 @@ def _run_install(args: argparse.Namespace, recorder: Recorder | None = None) -> 
                 emit([f"refused: {exc}"])
                 return 1
             recorder = metrics.recorder(recorder)
-        keeper = Keeper(opts.state_dir, os.path.abspath(args.results_cache), args.heartbeat)
-        return watch(opts, args.interval, args.ready_file, emit, recorder, keeper.tick, metrics)
+        agent = None
+        if opts.agent_socket is not None:
+            from cni_logger.install.agent import Agent
+
+            agent = Agent(opts.agent_socket, on_error=lambda text: emit([f"warning: {text}"]))
+        keeper = Keeper(opts.state_dir, os.path.abspath(args.results_cache), args.heartbeat,
+                        agent=agent.state if agent is not None else None)
+        if metrics is not None and agent is not None:
+            metrics.watch_agent(agent)
+        return watch(opts, args.interval, args.ready_file, emit, recorder, keeper.tick, metrics, agent)
     notes: list[str] = []
     try:
         install_once(opts, notes, recorder=recorder)

@@ -26,6 +26,7 @@ import os
 import stat
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from cni_logger import dropped, events, jsonio, settings
@@ -308,9 +309,15 @@ def _write_inventory(conf: Settings, networks: list[str], cache_dir: str, trigge
         return [f"inventory not written: unexpected error:\n{traceback.format_exc().rstrip()}"], False
 
 
-def write_heartbeat(conf: Settings, networks: list[str], interval: float) -> list[str]:
-    """``logger-heartbeat``: the watcher runs, and the logger is in these networks of this trail now."""
-    coverage = {"networks": sorted(networks), "interval": interval}
+def write_heartbeat(conf: Settings, networks: list[str], interval: float,
+                    agent: dict[str, Any] | None = None) -> list[str]:
+    """``logger-heartbeat``: the watcher runs, and the logger is in these networks of this trail now.
+
+    ``agent`` (thick mode): whether the agent serves, and its requests since the watcher started, by what became
+    of them (``agent.Counts``); the invocations the shim ran in-process say so in their own events."""
+    coverage: dict[str, Any] = {"networks": sorted(networks), "interval": interval}
+    if agent is not None:
+        coverage["agent"] = agent
     names = ", ".join(sorted(networks)) or "no network"
     return _append(conf, [events.coverage_event(
         "logger-heartbeat", f"cni-logger install --watch is running; the logger is in {names}",
@@ -332,8 +339,10 @@ class Keeper:
     """
 
     def __init__(self, state_dir: str, cache_dir: str = DEFAULT_RESULTS_CACHE, heartbeat: float = DEFAULT_HEARTBEAT,
-                 dropped_dir: str = DROPPED_DIR) -> None:
+                 dropped_dir: str = DROPPED_DIR, agent: Callable[[], dict[str, Any]] | None = None) -> None:
+        """``agent``: thick mode's agent state for the heartbeats (``Agent.state``)."""
         self.state_dir, self.cache_dir, self.heartbeat, self.dropped_dir = state_dir, cache_dir, heartbeat, dropped_dir
+        self.agent = agent
         self._trails: dict[str, Settings] = {}
         self._networks: dict[str, set[str]] = {}
         self._inodes: dict[str, tuple[int, int] | None] = {}
@@ -400,7 +409,8 @@ class Keeper:
                     self._owed.setdefault(path, "rotation")
             trouble: list[str] = []
             if beat:
-                trouble += write_heartbeat(conf, sorted(networks), self.heartbeat)
+                trouble += write_heartbeat(conf, sorted(networks), self.heartbeat,
+                                           self.agent() if self.agent is not None else None)
             if networks and path in self._owed:
                 reported, written = _write_inventory(conf, sorted(networks), self.cache_dir, self._owed[path])
                 if written:

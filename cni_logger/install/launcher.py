@@ -92,14 +92,7 @@ def render(python: str, paths: list[str]) -> str:
         except UnicodeEncodeError:
             raise LauncherError(f"{text!r}: a launcher cannot name a path that is not UTF-8; install the "
                                 "plugin's environment under another path") from None
-    body = (
-        "# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
-        "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
-        "import sys\n"
-        f"sys.path.extend({paths!r})\n"
-        "from cni_logger.cli import main\n"
-        "main()\n"
-    )
+    body = program(paths)
     header = f"{MARKER.decode()}, written by `cni-logger launcher` / `cni-logger install`.\n"
     if not shell:
         return f"#!{python} -IS\n{header}{body}"
@@ -113,6 +106,17 @@ def render(python: str, paths: list[str]) -> str:
             "' '''\n"
             "# The #! line names the shell: the kernel cannot take the interpreter's path from it (see above).\n"
             f"{body}")
+
+
+def program(paths: list[str], entry: str = "main") -> str:
+    """The Python the launcher runs: ``paths`` added to ``sys.path``, then ``cni_logger.cli.<entry>()``. Thick
+    mode's shim runs the same text with ``-c``, entry ``fallback`` (``install.shim``)."""
+    return ("# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
+            "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
+            "import sys\n"
+            f"sys.path.extend({paths!r})\n"
+            f"from cni_logger.cli import {entry}\n"
+            f"{entry}()\n")
 
 
 def write(target: str, python: str | None = None, paths: list[str] | None = None,
@@ -129,5 +133,8 @@ def write(target: str, python: str | None = None, paths: list[str] | None = None
 
 
 def is_launcher(data: bytes) -> bool:
-    """Whether a file's content is a launcher this module wrote (any version, for any interpreter)."""
-    return data.startswith(b"#!") and MARKER in data[:1024]
+    """Whether a file's content is a plugin executable cni-logger wrote: a launcher (any version, for any
+    interpreter) or thick mode's shim."""
+    from cni_logger.install import shim
+
+    return (data.startswith(b"#!") and MARKER in data[:1024]) or shim.is_shim(data)

@@ -48,13 +48,14 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cni_logger import __version__, dropped, jsonio
 from cni_logger.audit.follow import Tail
 from cni_logger.filesink import DROPPED_DIR
 from cni_logger.install import Refusal
+from cni_logger.install.agent import Counts
 from cni_logger.install.coverage import logger_entries, trail_settings
 from cni_logger.install.journal import load_journal
 from cni_logger.install.transaction import Recorder
@@ -172,6 +173,19 @@ def bind(address: str, app: Callable[..., Iterable[bytes]]) -> _Server:
     raise Refusal(f"cannot serve metrics on {address}: {problem}")
 
 
+SERVED_BY = ("agent", "fallback", "launcher")
+"""``cni.served_by`` of an event (``thick``); ``launcher``: an event without it, from the plain launcher."""
+
+
+class AgentLike(Protocol):
+    """What the metrics read of thick mode's agent (``agent.Agent``)."""
+
+    counts: Counts
+
+    @property
+    def running(self) -> bool: ...
+
+
 class Metrics:
     """The watcher's metrics and health; ``passed`` once per pass, from the watcher's thread only."""
 
@@ -205,6 +219,16 @@ class Metrics:
                            "directory's filesystem", ["log_file"], registry=registry)
         self.size = Gauge("cni_logger_log_filesystem_size_bytes", "Size of the log directory's filesystem",
                           ["log_file"], registry=registry)
+        self.served = Counter("cni_logger_invocations_served", "Plugin invocations recorded in the trail, by what "
+                              "ran them: agent (thick mode), fallback (thick mode's shim, in-process), launcher",
+                              ["by"], registry=registry)
+        for by in SERVED_BY:
+            self.served.labels(by)
+        self.agent_requests = Counter("cni_logger_agent_requests", "Requests the agent met, by what became of them "
+                                      "(served, refused, busy, abandoned, failed)", ["result"], registry=registry)
+        self.agent_up = Gauge("cni_logger_agent_up", "1 while thick mode's agent listens", registry=registry)
+        self._agent: AgentLike | None = None
+        self._agent_seen: dict[str, int] = {}
         self.passes = Counter("cni_logger_watch_passes", "Passes of the watcher's loop", registry=registry)
         self.last_pass = Gauge("cni_logger_watch_last_pass_timestamp_seconds", "When the watcher's last pass "
                                "ended (Unix time)", registry=registry)
@@ -223,6 +247,12 @@ class Metrics:
         self._overdue_since: float | None = None
         self._metrics_app = make_wsgi_app(registry)
         self.server = bind(address, self.app)
+
+    def watch_agent(self, agent: AgentLike) -> None:
+        """Count thick mode's agent's requests (``agent.Counts``) and whether it listens, at each pass."""
+        self._agent = agent
+        for result in agent.counts.KINDS:
+            self.agent_requests.labels(result)
 
     # -- serving -----------------------------------------------------------------------------------------
 
@@ -309,6 +339,11 @@ class Metrics:
         self._chains |= now
         for path, network in self._chains:
             self.in_chain.labels(path, network).set(1 if (path, network) in now else 0)
+        if self._agent is not None:
+            self.agent_up.set(1 if self._agent.running else 0)
+            for result, count in self._agent.counts.snapshot().items():
+                self.agent_requests.labels(result).inc(count - self._agent_seen.get(result, 0))
+                self._agent_seen[result] = count
         for log_file, tail in self._tails.items():
             self._read(log_file, tail)
             self._space(log_file)
@@ -341,6 +376,9 @@ class Metrics:
             elif cni.get("role") != "attempt" and isinstance(cni.get("command"), str):
                 command = cni["command"]
                 self.events.labels(command, str(event.get("outcome", "unknown"))).inc()
+                by = cni.get("served_by", "launcher")
+                if by in SERVED_BY:
+                    self.served.labels(by).inc()
                 duration = event.get("duration")
                 if isinstance(duration, int) and duration >= 0:
                     self.duration.labels(command).observe(duration / 1e9)

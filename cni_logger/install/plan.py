@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from cni_logger import jsonio
-from cni_logger.install import Refusal, launcher, users
+from cni_logger.install import Refusal, launcher, shim, users
 from cni_logger.install.choose import check_runnable, conf_path, runtime_pick, settled_choice
 from cni_logger.install.configs import ConfigFile, classify, order, read_config, scan
 from cni_logger.install.content import (
@@ -123,21 +123,32 @@ def same_document(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _launcher_plan(bin_dir: str) -> tuple[str, str | None]:
-    """The launcher's path and its text when it must be (re)written, None when it is already current."""
-    target = os.path.join(bin_dir, LOGGER_TYPE)
-    text = launcher.render(sys.executable, launcher.import_paths())
+def _executable(opts: Options) -> bytes:
+    """What ``<bin dir>/logger`` must hold: the launcher, or in thick mode the shim configured for this agent."""
+    paths = launcher.import_paths()
+    if opts.agent_socket is None:
+        return launcher.render(sys.executable, paths).encode("utf-8")
+    binary = shim.read_binary(opts.shim)
+    return shim.configure(binary, socket=opts.agent_socket, python=sys.executable,
+                          program=launcher.program(paths, "fallback"), reply_ms=round(opts.agent_timeout * 1000))
+
+
+def _launcher_plan(opts: Options) -> tuple[str, bytes | None]:
+    """The plugin executable's path and its content when it must be (re)written, None when it is already current:
+    the launcher, or thick mode's shim (``install.shim``)."""
+    target = os.path.join(opts.bin_dir, LOGGER_TYPE)
+    content = _executable(opts)
     try:
         with open(target, "rb") as f:
             current = f.read()
     except FileNotFoundError:
-        return target, text
+        return target, content
     if os.path.islink(target) or not launcher.is_launcher(current):
         # A failed check, not a refusal: every chain that names the logger executes this file, so the
         # failsafe (``--watch``) takes them out rather than leave them failing every ADD.
         raise CheckFailed(f"{target} exists and is not a cni-logger launcher (damaged, or another product's); "
                           "every chain that names the logger executes it: remove it or choose another --bin-dir")
-    return target, (None if current == text.encode("utf-8") and os.access(target, os.X_OK) else text)
+    return target, (None if current == content and os.access(target, os.X_OK) else content)
 
 
 def _record(journal: dict[str, Any], path: str, cfg: ConfigFile | None) -> dict[str, Any]:
@@ -202,9 +213,9 @@ def plan_install(opts: Options, journal: dict[str, Any], notes: list[str]) -> Pl
     not all installed), then the config; the journal updated to match."""
     plan = Plan()
     new_journal = copy.deepcopy(journal)
-    launcher_path, launcher_text = _launcher_plan(opts.bin_dir)
-    if launcher_text is not None:
-        plan.steps.append(Write(launcher_path, launcher_text.encode("utf-8"), _read(launcher_path), 0o755,
+    launcher_path, launcher_content = _launcher_plan(opts)
+    if launcher_content is not None:
+        plan.steps.append(Write(launcher_path, launcher_content, _read(launcher_path), 0o755,
                                 os.geteuid(), os.getegid(), launcher=True))
     new_journal["launcher"] = launcher_path
 

@@ -19,6 +19,9 @@ second; ten leave room for a loaded node's cold start without letting a hung plu
 DEFAULT_RESULTS_CACHE = "/var/lib/cni/results"
 """libcni's result cache, read for ``--watch``'s inventories (containerd, CRI-O, Podman and cnitool use the default)."""
 DEFAULT_HEARTBEAT = 300.0
+DEFAULT_AGENT_SOCKET = "/run/cni-logger/agent/agent.sock"
+DEFAULT_AGENT_TIMEOUT = 3.0
+"""``--agent``: thick mode's socket, on tmpfs (a node's reboot leaves no stale one), in a root-only directory."""
 """Seconds between ``--watch``'s ``logger-heartbeat`` events."""
 DEFAULT_CNI_VERSION = "0.4.0"
 """cniVersion for a wrapped ``.conf`` that had none, and for rkt's logger network (what Podman writes)."""
@@ -63,16 +66,20 @@ class Options:
     line gave, applied to an operator's own entry (which keeps everything else); None: all of ``entry``.
     ``bracket``: a logger entry first (``role: attempt``) and last (``role: outcome``), both made from the
     entry (True), or last only (False); None: the chain keeps its mode (the one recorded, else its own).
-    ``check_timeout``: seconds for each call of the plugin's self-check.
+    ``check_timeout``: seconds for each call of the plugin's self-check. ``agent_socket``: thick mode (the shim
+    at ``shim``, default the installation's own, written as the plugin, talking to the agent on that socket);
+    None: the launcher. ``agent_timeout``: seconds the shim waits for the agent's answer.
     """
 
-    __slots__ = ("bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry", "named", "network",
-                 "runtime", "state_dir")
+    __slots__ = ("agent_socket", "agent_timeout", "bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry",
+                 "named", "network", "runtime", "shim", "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,
                  named: dict[str, Any] | None = None, check_timeout: float = DEFAULT_CHECK_TIMEOUT,
-                 bracket: bool | None = None) -> None:
+                 bracket: bool | None = None, agent_socket: str | None = None, shim: str | None = None,
+                 agent_timeout: float = DEFAULT_AGENT_TIMEOUT) -> None:
+        self.agent_socket, self.shim, self.agent_timeout = agent_socket, shim, agent_timeout
         self.runtime, self.conf_dir, self.bin_dir = runtime, conf_dir, bin_dir
         self.conf_file, self.network, self.entry = conf_file, network, entry
         self.state_dir, self.dry_run, self.check_timeout = state_dir, dry_run, check_timeout

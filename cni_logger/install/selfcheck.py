@@ -61,8 +61,13 @@ from cni_logger.install.content import ChainEntry
 from cni_logger.install.launcher import shebang_limit
 from cni_logger.install.runtimes import DEFAULT_CHECK_TIMEOUT, DEFAULT_CNI_VERSION
 from cni_logger.settings import Settings
+from cni_logger.skel import LATEST_VERSION
 
 CONTAINER_ID = "cni-logger-self-check"
+AGENT_CHECK_NETWORK = "cni-logger-agent-check"
+SHIM_SWITCH = "CNI_LOGGER_SHIM"
+"""Set to ``inprocess``, thick mode's shim runs the in-process plugin without asking the agent (the check of
+that path, which the failsafe relies on)."""
 IFNAME = "eth0"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STDERR_TAIL_CHARS = 800
@@ -135,12 +140,14 @@ def _probe_scratch(work: str) -> str:
 
 
 def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_dir: str,
-          timeout: float = DEFAULT_CHECK_TIMEOUT, label: str | None = None) -> list[str]:
+          timeout: float = DEFAULT_CHECK_TIMEOUT, label: str | None = None, served_by: str | None = None) -> list[str]:
     """Run VERSION and, through each entry, ADD with ``executable``; raise CheckFailed saying what failed.
 
     Returns warnings (a real ``logFile`` the plugin cannot write, which it fails open on). ``label`` names the
     plugin in messages (default: ``executable``). ``CannotCheck`` (a Refusal, not a CheckFailed) means the
-    check could not be made at all.
+    check could not be made at all. ``served_by`` (thick mode's shim): ``fallback`` checks the in-process path
+    (the shim told ``CNI_LOGGER_SHIM=inprocess``), the one the failsafe depends on, since the agent can be gone
+    at any time; ``agent`` checks that the agent answered (``check_agent``). Each event must say so.
     """
     name = label or executable
     loaded = [(item, settings.load(item.entry)) for item in entries]
@@ -151,6 +158,11 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
                               f"{'; '.join(conf.problems)}")
     env = {"PATH": CLEAN_PATH, "CNI_CONTAINERID": CONTAINER_ID, "CNI_NETNS": "", "CNI_IFNAME": IFNAME,
            "CNI_PATH": cni_path, "CNI_ARGS": ""}
+    if served_by == "fallback":
+        env[SHIM_SWITCH] = "inprocess"
+        name = f"{name} (in-process, as the shim runs it without the agent)"
+    elif served_by == "agent":
+        name = f"{name} (through the agent)"
     # VERSION first, before the scratch space is needed: a plugin that does not even execute is a failed check
     # whatever the state of the scratch space (a full /var must not keep a broken logger in the chains).
     versions = list(dict.fromkeys(item.cni_version for item in entries)) or [DEFAULT_CNI_VERSION]
@@ -167,7 +179,7 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
                 result = _call(executable, name, what, config, env, timeout, "ADD")
                 if not isinstance(result, dict) or result.get("cniVersion") != item.cni_version:
                     raise CheckFailed(f"{what} answered {_short(result)}, not a {item.cni_version} result")
-                _check_log(what, log)
+                _check_log(what, log, served_by)
             except CheckFailed:
                 problem = _probe_scratch(work)
                 if problem:
@@ -334,7 +346,7 @@ def _call(executable: str, name: str, what: str, config: dict[str, Any], env: di
                           call=what, exit_status=0, stderr_tail=_tail_text(err)) from None
 
 
-def _check_log(name: str, log: str) -> None:
+def _check_log(name: str, log: str, served_by: str | None = None) -> None:
     try:
         with open(log, "rb") as f:
             lines = f.read().splitlines()
@@ -350,6 +362,17 @@ def _check_log(name: str, log: str) -> None:
         raise CheckFailed(f"{name} ADD wrote a log line that is not an event: {lines[0][:200]!r}") from None
     if command != "ADD":
         raise CheckFailed(f"{name} ADD logged an event for {command!r}, not ADD")
+    served = event["cni"].get("served_by") if isinstance(event["cni"], dict) else None
+    if served_by is not None and served != served_by:
+        how = f"by the {served} ({event['cni'].get('fallback_reason', '')})" if served else "without the shim's request"
+        raise CheckFailed(f"{name} ADD was served {how}, not by the {served_by}")
+
+
+def check_agent(executable: str, cni_path: str, state_dir: str, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
+    """Thick mode: ADD through the installed shim, answered by the agent (CheckFailed if the shim had to fall
+    back, or the answer is wrong). A plain entry of the latest version, recorded in the scratch directory."""
+    entry = ChainEntry("(the agent's check)", AGENT_CHECK_NETWORK, LATEST_VERSION, {"type": "logger"})
+    check(executable, [entry], cni_path, state_dir, timeout, served_by="agent")
 
 
 def _unblock_signals() -> None:

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from cni_logger.install import Refusal
 from cni_logger.install.apply import install_once, uninstall_once, withdraw
-from cni_logger.install.runtimes import Options
+from cni_logger.install.runtimes import LOGGER_TYPE, Options
 from cni_logger.install.selfcheck import CannotCheck, CheckFailed
 from cni_logger.install.transaction import Recorder
 from cni_logger.install.watchlog import Note
@@ -109,9 +109,55 @@ def _signalled(signals: set[signal.Signals], wait: float) -> bool:
     return info is not None and info.si_signo in signals
 
 
+class AgentLike(Protocol):
+    """Thick mode's agent (``agent.Agent``), as the watcher runs it."""
+
+    path: str
+
+    @property
+    def running(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _start_agent(agent: AgentLike, previous: str | None) -> tuple[list[str], str | None]:
+    """Start the agent if it is not running; the report (none while nothing is news) and the problem, if any."""
+    if agent.running:
+        return [], None
+    try:
+        agent.start()
+    except (Refusal, OSError) as exc:
+        problem = str(exc)
+        if problem == previous:
+            return [], problem
+        return [Note(f"the agent is not serving ({problem}): the shim runs the plugin in-process (slower, audited "
+                     "all the same); retrying every pass", "warning",
+                     event={"action": "agent-not-serving", "reason": problem})], problem
+    return [Note(f"the agent serves {agent.path}", "info", event={"action": "agent-serving"})], None
+
+
+def _check_agent(opts: Options, agent: AgentLike) -> list[str]:
+    """Ask the installed shim what a runtime asks, expecting the agent to answer; restart the agent if it does not."""
+    from cni_logger.install.selfcheck import check_agent
+
+    try:
+        check_agent(os.path.join(opts.bin_dir, LOGGER_TYPE), opts.bin_dir, opts.state_dir, opts.check_timeout)
+    except Refusal as exc:
+        agent.stop()
+        notes: list[str] = [Note(f"the agent failed its check ({exc}): restarted it; meanwhile the shim ran the "
+                                 "plugin in-process", "warning",
+                                 event={"action": "agent-restarted", "reason": str(exc)})]
+        notes += _start_agent(agent, None)[0]
+        return notes
+    return []
+
+
 def watch(opts: Options, interval: float, ready_file: str | None,
           emit: Callable[[list[str]], None], recorder: Recorder | None = None,
-          coverage: Callable[[bool], list[str]] | None = None, observer: Observer | None = None) -> int:
+          coverage: Callable[[bool], list[str]] | None = None, observer: Observer | None = None,
+          agent: AgentLike | None = None) -> int:
     """Install, then re-check every ``interval`` seconds until SIGTERM/SIGINT, then take the entry out.
 
     ``recorder`` (see ``apply.apply``) hears of every config change with its reason: ``install`` (the first
@@ -134,6 +180,7 @@ def watch(opts: Options, interval: float, ready_file: str | None,
     if observer is not None:
         observer.start()
     _touch(ready_file, False)
+    agent_problem: str | None = None
     last: list[str] = []
     last_problem: str | None = None
     rewrites: list[float] = []
@@ -144,10 +191,15 @@ def watch(opts: Options, interval: float, ready_file: str | None,
         notes: list[str] = []
         ok = changed = False
         check: str | None = None       # the self-check's result, for the observer (None: the pass made none)
+        if agent is not None:  # before the install pass, whose self-check runs the shim
+            started, agent_problem = _start_agent(agent, agent_problem)
+            notes += started
         try:
             changed = install_once(opts, notes, recorder=recorder, reason="install" if first else "agent-rewrite")
             ok = True
             check = "pass"
+            if agent is not None and agent.running:
+                notes += _check_agent(opts, agent)
         except CheckFailed as exc:
             check = "fail"
             notes = _withdraw(opts, exc, interval, broken, recorder)
@@ -190,6 +242,8 @@ def watch(opts: Options, interval: float, ready_file: str | None,
             break
     problem = _touch(ready_file, False)
     notes = [f"warning: {problem}"] if problem else []
+    if agent is not None:
+        agent.stop()  # shims fall back at once: the shim stays as the plugin (DELs of pods it set up need it)
     try:
         uninstall_once(opts.state_dir, keep_launcher=True, dry_run=False, notes=notes, recorder=recorder,
                        reason="shutdown")
