@@ -31,7 +31,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-. "$ROOT/scripts/lib/apt-mirror.sh"
+. "$ROOT/scripts/lib/build-root.sh"      # BUILD_SUITE, build_root_path, build_root_make
 CACHE=${CNI_LOGGER_CACHE:-/var/cache/cni-logger}
 OPT=${CNI_LOGGER_PYTHON_OPT:-pgo-lto}
 VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
@@ -39,7 +39,6 @@ DIST=${DIST:-$ROOT/dist}
 PY_PKG=python3.11            # Debian's source package, from bookworm
 PY_VERSION=3.11.2            # its upstream version
 PY_SUITE=bookworm
-BUILD_SUITE=bullseye         # glibc 2.31: the oldest glibc the bundle supports
 BUNDLE_SCRIPTS=$ROOT/scripts/bundle
 
 log() { printf '[build-bundle] %s\n' "$*" >&2; }
@@ -84,18 +83,9 @@ locked "$CACHE/.lock-src" fetch_source
 src_tarball=$(ls "$CACHE/src/${PY_PKG}_${PY_VERSION}".orig.tar.* | head -1)
 
 # --- 1b. A Debian 11 root to build in --------------------------------------------------------------------------
-rootfs="$CACHE/rootfs-$BUILD_SUITE-$DEB_ARCH"
-make_rootfs() {
-  [ ! -f "$rootfs/.complete" ] || return 0
-  command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/setup-system.sh installs it)"
-  local mirror
-  mirror=$(debian_mirror) || die "no Debian archive in this machine's apt configuration (set DEBIAN_MIRROR)"
-  log "debootstrap --variant=minbase $BUILD_SUITE $rootfs $mirror"
-  rm -rf "$rootfs"
-  debootstrap --variant=minbase --arch="$DEB_ARCH" "$BUILD_SUITE" "$rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
-    || { tail -30 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
-  touch "$rootfs/.complete"
-}
+# (scripts/lib/build-root.sh: shared with scripts/build-shim.sh, which builds the bundle's shim in it too)
+rootfs=$(build_root_path "$CACHE" "$DEB_ARCH")
+make_rootfs() { build_root_make "$CACHE" "$DEB_ARCH" || die "no $BUILD_SUITE root to build in (above)"; }
 
 # --- 1c. The interpreter, built in that root, cached by a hash of its inputs -----------------------------------
 key=$( { sha256sum "$src_tarball" "$BUNDLE_SCRIPTS/build-python.sh" "$BUNDLE_SCRIPTS/profile-task.py" | cut -d' ' -f1
