@@ -135,6 +135,6 @@ def write(target: str, python: str | None = None, paths: list[str] | None = None
 def is_launcher(data: bytes) -> bool:
     """Whether a file's content is a plugin executable cni-logger wrote: a launcher (any version, for any
     interpreter) or thick mode's shim."""
-    from cni_logger.install import shim
+    from cni_logger.install.shim import is_shim
 
-    return (data.startswith(b"#!") and MARKER in data[:1024]) or shim.is_shim(data)
+    return (data.startswith(b"#!") and MARKER in data[:1024]) or is_shim(data)

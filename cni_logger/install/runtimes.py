@@ -71,8 +71,8 @@ class Options:
     None: the launcher. ``agent_timeout``: seconds the shim waits for the agent's answer.
     """
 
-    __slots__ = ("agent_socket", "agent_timeout", "bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file", "dry_run", "entry",
-                 "named", "network", "runtime", "shim", "state_dir")
+    __slots__ = ("agent_socket", "agent_timeout", "bin_dir", "bracket", "check_timeout", "conf_dir", "conf_file",
+                 "dry_run", "entry", "named", "network", "runtime", "shim", "state_dir")
 
     def __init__(self, *, runtime: Runtime, conf_dir: str, bin_dir: str, conf_file: str | None, network: str | None,
                  entry: dict[str, Any], state_dir: str, dry_run: bool = False,

@@ -47,6 +47,22 @@ def shim_path(prefix: str | None = None) -> str:
     return os.path.join(prefix if prefix is not None else sys.prefix, "libexec", "cni-logger-shim")
 
 
+def read_binary(path: str | None = None) -> bytes:
+    """The built shim to install (``path``, default ``shim_path()``). Raises ``launcher.LauncherError`` when it
+    cannot be read: like a launcher's missing package, the installation is incomplete (under ``--watch``, its
+    folder damaged since start), which the self-check's failsafe handles."""
+    from cni_logger.install.launcher import LauncherError
+
+    where = path or shim_path()
+    try:
+        with open(where, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise LauncherError(f"the shim {where} cannot be read ({exc.strerror or exc}): thick mode needs it beside the "
+                            "installation (scripts/build-shim.sh builds it; the bundle has it in libexec/), or name "
+                            "one with --shim") from None
+
+
 def _area(data: bytes, what: str) -> int:
     """The offset of the config area in ``data``, after checking it is an ELF file holding exactly one."""
     if data[:4] != ELF_MAGIC:

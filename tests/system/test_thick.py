@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.harness.plugin import CNITOOL_RESULT_100, Run, cni_env
-from tests.harness.shim import built_shim
+from tests.harness.shim import built as built_shim
 from tests.harness.thick import CNI_LOGGER, ThickNode, served, wait_quiet
 from tests.harness.waiting import wait_for
 
@@ -97,7 +97,8 @@ def test_answers_are_the_in_process_plugins_whichever_path_serves_them(node: Thi
         for expected, extra in paths.items():
             thick = node.run("", stdin=stdin, env={**env, **extra})
             assert (thick.rc, thick.stdout) == (plain.rc, plain.stdout), (name, expected, thick, plain)
-            assert [stable(e) for e in thick.stderr_events] == [stable(e) for e in plain.stderr_events], (name, expected)
+            assert [stable(e) for e in thick.stderr_events] == [stable(e) for e in plain.stderr_events], \
+                (name, expected)
             for event in thick.stderr_events:
                 assert event["cni"]["served_by"] == expected, (name, event["cni"])
                 assert ("fallback_reason" in event["cni"]) == (expected == "fallback"), (name, event["cni"])
