@@ -49,12 +49,20 @@ class ThickNode:
                 "--log-file", str(self.log), *extra]
         if self.agent_timeout is not None:
             args += ["--agent-timeout", str(self.agent_timeout)]
+        self.ready.unlink(missing_ok=True)  # a killed watcher's: this one makes its own
+        before = self._socket_inode()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if not wait_for(lambda: self.ready.exists() and self.socket.exists(), 60):
+        if not wait_for(lambda: self.ready.exists() and self._socket_inode() not in (None, before), 60):
             self.proc.kill()
             out = self.proc.communicate(timeout=10)[0].decode(errors="replace")
             raise AssertionError(f"the watcher did not get ready with its agent:\n{out[-3000:]}")
         return self.proc
+
+    def _socket_inode(self) -> int | None:
+        try:
+            return self.socket.lstat().st_ino
+        except FileNotFoundError:
+            return None
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -80,7 +80,7 @@ def cases(node: ThickNode) -> list[tuple[str, dict[str, str], bytes]]:
         ("unknown command", cni_env("FROB"), good),
         ("DEL bad JSON (always succeeds)", cni_env("DEL"), b"[1,2"),
         ("ADD odd environment", {**cni_env("ADD"), "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p\u00e9",
-                                 "EMPTY": "", "WITH=EQUALS": "x"}, good),
+                                 "EMPTY": "", "SPACES": " a  b "}, good),
         ("ADD binary stdin", cni_env("ADD"), b"\x00\xff{}"),
         ("ADD too large", cni_env("ADD"), b" " * (16 * 1024 * 1024 + 1)),
     ]
@@ -130,6 +130,7 @@ def test_sigkill_mid_request_falls_back_and_records_once(node: ThickNode) -> Non
     assert shim.stdin is not None
     shim.stdin.write(json.dumps(config).encode())
     shim.stdin.close()
+    shim.stdin = None  # closed: communicate() only reads
     assert wait_for(lambda: node.cpu_ticks() > idle + 10, 30), "the agent never started on the request"
     node.kill()
     out, err = shim.communicate(timeout=120)
