@@ -81,22 +81,20 @@ def answer(environ: dict[str, str], stdin: bytes, caller: Caller,
            still_wanted: Callable[[], bool]) -> tuple[int, bytes, bytes]:
     """Run one invocation for the shim, in this (the agent's) process: (exit status, stdout, stderr).
 
-    stdin, stdout and this thread's stderr (``skel.streams``) are memory files, so that ``skel.run`` reads and
-    writes exactly as in a plugin process of its own; ``still_wanted`` is asked before the event is appended."""
+    stdout and this thread's stderr (``skel.streams``) are memory files, and stdin the bytes the shim read
+    followed by an end of input, so that ``skel.run`` reads and writes exactly as in a plugin process of its own;
+    ``still_wanted`` is asked before the event is appended."""
     from cni_logger.plugin import LoggerPlugin
 
-    fds = [os.memfd_create("cni-logger-stdin", os.MFD_CLOEXEC), os.memfd_create("cni-logger-stdout", os.MFD_CLOEXEC),
+    fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), os.memfd_create("cni-logger-stdout", os.MFD_CLOEXEC),
            os.memfd_create("cni-logger-stderr", os.MFD_CLOEXEC)]
-    stdin_fd, stdout_fd, stderr_fd = fds
+    end_of_input, stdout_fd, stderr_fd = fds
     try:
-        view = memoryview(stdin)
-        while view:
-            view = view[os.write(stdin_fd, view):]
-        os.lseek(stdin_fd, 0, os.SEEK_SET)
         skel.streams.stderr = stderr_fd
         try:
-            status = skel.run(LoggerPlugin(environ, may_record=lambda _: still_wanted()), environ, stdin_fd,
-                              stdout_fd, caller=caller)
+            # stdin is all read already: given as the prefix, then an empty file's end of input
+            status = skel.run(LoggerPlugin(environ, may_record=lambda _: still_wanted()), environ, end_of_input,
+                              stdout_fd, caller=caller, stdin_prefix=stdin)
         finally:
             skel.streams.stderr = 2
         return status, _contents(stdout_fd), _contents(stderr_fd)

@@ -169,6 +169,66 @@ def latency_cases(plugin: Path, debug: Path | None, work: Path) -> list[Case]:
     return cases
 
 
+class ThickNode:
+    """Thick mode as a DaemonSet runs it: ``<cli> install --watch --agent`` in directories of its own (its agent
+    serving the shim it installed), for the thick cases; ``stop`` ends it."""
+
+    def __init__(self, cli: Path, work: Path) -> None:
+        self.root = work
+        net_d, self.bin_dir = work / "net.d", work / "bin"
+        net_d.mkdir(parents=True)
+        (net_d / "10-bench.conflist").write_text(json.dumps(
+            {"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [{"type": "bridge", "bridge": "bench0"}]}))
+        self.socket = work / "run" / "agent" / "agent.sock"
+        ready = work / "ready"
+        self.proc = subprocess.Popen(
+            [str(cli), "install", "--watch", "--agent", "--agent-socket", str(self.socket), "--interval", "3600",
+             "--heartbeat", "0", "--conf-dir", str(net_d), "--bin-dir", str(self.bin_dir),
+             "--state-dir", str(work / "state"), "--results-cache", str(work / "results"),
+             "--ready-file", str(ready), "--log-file", str(work / "cni.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (ready.exists() and self.socket.exists()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{cli} install --watch --agent did not get ready (is its shim built? "
+                                 "scripts/build-shim.sh)")
+            time.sleep(0.1)
+
+    def down_shim(self) -> Path:
+        """The installed shim configured for a socket nobody serves: exactly the shim a node runs while its agent
+        is down (its connect fails with ENOENT, it runs the plugin in-process)."""
+        from cni_logger.install import shim
+
+        installed = (self.bin_dir / "logger").read_bytes()
+        conf = shim.read_config(installed)
+        target = self.root / "down-bin" / "logger"
+        target.parent.mkdir()
+        target.write_bytes(shim.configure(installed, socket=str(self.root / "run" / "no-agent.sock"),
+                                          python=conf["python"], program=conf["program"]))
+        target.chmod(0o755)
+        return target
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def thick_cases(node: ThickNode, prefix: str = "") -> list[Case]:
+    """Thick mode's ADD, DEL and VERSION through the installed shim with the agent up, and ADD, DEL through the
+    same shim with the agent down (the in-process fallback)."""
+    log = node.root / "cni.log"
+    add = config("1.0.0", log, prevResult=PREV_RESULT, logToStderr=False, logOptions={"maxSize": 10, "maxBackups": 2})
+    shim, down = node.bin_dir / "logger", node.down_shim()
+    return [
+        Case(f"{prefix}thick ADD (agent)", [str(shim)], {**ENV, "CNI_COMMAND": "ADD"}, add),
+        Case(f"{prefix}thick DEL (agent)", [str(shim)], {**ENV, "CNI_COMMAND": "DEL"}, add),
+        Case(f"{prefix}thick VERSION (agent)", [str(shim)], {**ENV, "CNI_COMMAND": "VERSION"},
+             b'{"cniVersion":"1.1.0"}'),
+        Case(f"{prefix}thick ADD (agent down: fallback)", [str(down)], {**ENV, "CNI_COMMAND": "ADD"}, add),
+        Case(f"{prefix}thick DEL (agent down: fallback)", [str(down)], {**ENV, "CNI_COMMAND": "DEL"}, add),
+    ]
+
+
 def throughput(plugin: Path, work: Path, parallel: int, total: int, baseline: bool = False) -> float:
     """ADDs per second with ``parallel`` concurrent processes appending to one rotating file
     (or, with ``baseline``, runs per second of the bare interpreter under the same harness).
@@ -238,6 +298,23 @@ def run_rounds(cases: list[Case], runs: int, work: Path, warmup: int = 3) -> Non
             case.record(stdin_path)
 
 
+def thick_summary(cases: list[Case]) -> dict[str, float]:
+    """The issue's comparisons, for each build measured: thick ADD (agent) against Go ``debug`` ADD (goal: at most
+    1), the fallback's ADD and DEL against the launcher's (goal: at most 1)."""
+    med = {case.name: statistics.median(case.wall) for case in cases}
+    out: dict[str, float] = {}
+    for prefix in ("", "bundle "):
+        pairs = [(f"{prefix}thick ADD (agent) / Go debug ADD", f"{prefix}thick ADD (agent)", "Go debug ADD"),
+                 (f"{prefix}thick ADD (fallback) / {prefix}launcher ADD", f"{prefix}thick ADD (agent down: fallback)",
+                  f"{prefix}logger ADD (file sink)"),
+                 (f"{prefix}thick DEL (fallback) / {prefix}launcher DEL", f"{prefix}thick DEL (agent down: fallback)",
+                  f"{prefix}logger DEL (file sink)")]
+        for label, mine, other in pairs:
+            if mine in med and other in med:
+                out[label] = round(med[mine] / med[other], 3)
+    return out
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -265,6 +342,10 @@ def main() -> None:
                         help="another launcher (e.g. the code before a change) whose ADD, DEL, VERSION and "
                              "STATUS run in the same rounds")
     parser.add_argument("--baseline-label", default="baseline", help="names the --baseline-plugin cases")
+    parser.add_argument("--thick-cli", type=Path,
+                        help="a cni-logger whose installation has the shim (libexec/cni-logger-shim): thick mode's "
+                             "cases run through the shim it installs, its agent up and down (the bundle's too, "
+                             "with --bundle)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cni-logger-bench-"))
@@ -276,6 +357,7 @@ def main() -> None:
             plugin = work / "logger"
             subprocess.run([str(REPO / ".venv" / "bin" / "cni-logger"), "launcher", str(plugin)], check=True,
                            stderr=subprocess.DEVNULL)
+        interpreter = interpreter_of(plugin)  # now: a launcher written here goes with the work directory
         debug = args.debug if args.debug.exists() else None
         latency = latency_cases(plugin, debug, work)
         sizes = [int(s) for s in args.log_sizes.split(",") if s]
@@ -284,7 +366,19 @@ def main() -> None:
         baseline_bare, baseline_plugin = (baseline_cases(args.baseline_plugin, plugin, args.baseline_label, work)
                                           if args.baseline_plugin else (None, []))
         baseline = ([baseline_bare] if baseline_bare else []) + baseline_plugin
-        run_rounds(latency + baseline + bundled + by_size, args.runs, work)
+        nodes: list[ThickNode] = []
+        thick: list[Case] = []
+        if args.thick_cli is not None:
+            nodes.append(ThickNode(args.thick_cli, work / "thick"))
+            thick += thick_cases(nodes[-1])
+        if args.bundle is not None and (args.bundle / "libexec" / "cni-logger-shim").exists():
+            nodes.append(ThickNode(args.bundle / "bin" / "cni-logger", work / "bundle-thick"))
+            thick += thick_cases(nodes[-1], "bundle ")
+        try:
+            run_rounds(latency + baseline + bundled + thick + by_size, args.runs, work)
+        finally:
+            for node in nodes:
+                node.stop()
         parallels = (1, 8, 32) if args.throughput_adds > 0 else ()
         rates = {n: throughput(plugin, work, n, args.throughput_adds) for n in parallels}
         bare_rates = {n: throughput(plugin, work, n, args.throughput_adds, baseline=True) for n in parallels}
@@ -295,9 +389,10 @@ def main() -> None:
     own_base = statistics.median(bundled[0].wall) if bundled else base
     baseline_base = statistics.median(baseline_bare.wall) if baseline_bare else base
     rows: list[dict[str, Any]] = []
-    for case in latency + baseline + bundled + by_size:
+    for case in latency + baseline + bundled + thick + by_size:
         med = statistics.median(case.wall)
-        own = own_base if case in bundled else baseline_base if case in baseline else base
+        own = (own_base if case in bundled or case.name.startswith("bundle ")
+               else baseline_base if case in baseline else base)
         rows.append({"case": case.name, "median_ms": round(med * 1000, 2),
                      "p95_ms": round(percentile(case.wall, 0.95) * 1000, 2), "ratio": round(med / base, 2),
                      "own": round(med / own, 2), "peak_rss_mib": round(max(case.rss_kib) / 1024, 1)})
@@ -307,11 +402,12 @@ def main() -> None:
     for case in baseline_plugin:
         name = case.name.removeprefix(f"{args.baseline_label}: ")
         against[name] = round(mine[name] / statistics.median(case.wall), 3)
-    result = {"machine": machine(), "interpreter": interpreter_of(plugin),
+    result = {"machine": machine(), "interpreter": interpreter,
               "bundle": str(args.bundle) if args.bundle else None,
               "baseline": ({"plugin": str(args.baseline_plugin), "label": args.baseline_label,
                             "interpreter": interpreter_of(args.baseline_plugin)} if args.baseline_plugin else None),
               "runs": args.runs, "latency": rows, "against_baseline": against or None,
+              "thick": thick_summary(latency + bundled + thick) or None,
               "throughput_adds_per_s": {str(n): round(rate, 1) for n, rate in rates.items()},
               "throughput_bare_interpreter_per_s": {str(n): round(rate, 1) for n, rate in bare_rates.items()}}
     width = max(len(r["case"]) for r in rows)
@@ -332,6 +428,10 @@ def main() -> None:
         print(f"\nthis tree against '{args.baseline_label}' (median / its median, same rounds):")
         for name, change in against.items():
             print(f"  {name:{width}}  {change:5.3f}")
+    if result["thick"]:
+        print("\nthick mode (median / median, same rounds):")
+        for name, value in result["thick"].items():
+            print(f"  {name:{width}}  {value:5.2f}")
     if rates:
         print("\nthroughput, ADDs/s into one rotating file (bare interpreter runs/s, same harness):")
     for n, rate in rates.items():

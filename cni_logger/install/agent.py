@@ -11,8 +11,9 @@ Who may connect: the socket is ``0600`` in a ``0700`` directory, both root's, an
 (``SO_PEERCRED``) are checked: a peer whose uid is not 0 (a rootless runtime's plugin: its uid as this
 namespace sees it) is refused with a reason, and its shim runs the plugin in-process instead.
 
-Requests are served concurrently, one thread each (at most ``MAX_CONCURRENT``; beyond that the shim is told
-``busy`` and falls back). The agent never makes a pod fail: whatever goes wrong here, the shim runs the
+Requests are served concurrently by worker threads, started as needed and kept waiting for the next one (a
+thread's start costs more than the plugin's work); at most ``MAX_CONCURRENT``, beyond which the shim is told
+``busy`` and falls back. The agent never makes a pod fail: whatever goes wrong here, the shim runs the
 in-process plugin with the same input (``thick``, which also says how an event is kept from being recorded
 twice). A request whose shim has gone (it gave up waiting and is falling back) is answered by nobody and not
 recorded by the agent.
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
+import select
 import socket
 import stat
 import struct
@@ -114,7 +117,10 @@ class Agent:
         self.on_error = on_error
         self._server: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
-        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self._queue: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0      # workers waiting on the queue, not yet promised a connection
+        self._workers = 0
 
     @property
     def running(self) -> bool:
@@ -188,10 +194,24 @@ class Agent:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     threading.Event().wait(0.05)  # shims fall back meanwhile
                 continue
-            if not self._slots.acquire(blocking=False):
-                self._refuse(conn, "busy", b"busy: too many requests in flight")
-                continue
-            threading.Thread(target=self._serve, args=(conn,), name="agent-request", daemon=True).start()
+            with self._lock:
+                if self._idle:
+                    self._idle -= 1
+                elif self._workers < MAX_CONCURRENT:
+                    self._workers += 1
+                    threading.Thread(target=self._work, name="agent-worker", daemon=True).start()
+                else:
+                    self._refuse(conn, "busy", b"busy: too many requests in flight")
+                    continue
+            self._queue.put(conn)
+
+    def _work(self) -> None:
+        """A worker: serve connections from the queue, one at a time, for as long as the process lives."""
+        while True:
+            conn = self._queue.get()
+            self._serve(conn)
+            with self._lock:
+                self._idle += 1
 
     def _refuse(self, conn: socket.socket, kind: str, why: bytes) -> None:
         self.counts.add(kind)
@@ -211,7 +231,6 @@ class Agent:
                               + traceback.format_exc().rstrip())
         finally:
             conn.close()
-            self._slots.release()
 
     def _serve_one(self, conn: socket.socket) -> None:
         pid, uid, _ = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
@@ -224,7 +243,6 @@ class Agent:
         if fields is None:
             self.counts.add("failed")
             return
-        conn.settimeout(None)  # blocking while the plugin runs, so that _waiting's MSG_DONTWAIT peek never waits
         event_id, shim_pid, parent_pid, node, environ_block, stdin = fields
         try:
             environ = _environ(environ_block)
@@ -240,9 +258,14 @@ class Agent:
         conn.settimeout(REQUEST_TIMEOUT_SECONDS)  # a shim that stops reading must not hold this thread forever
         reply = b"".join((REPLY, _U32.pack(status & 0xFFFFFFFF), _U32.pack(len(out)), out, _U32.pack(len(err)), err))
         try:
+            if not _waiting(conn):
+                raise BrokenPipeError("the shim closed the connection")
             conn.sendall(reply)
         except OSError:
             self.counts.add("abandoned")
+            if self.on_error is not None:
+                self.on_error(f"agent: the shim of request {caller.event_id} (pid {caller.pid}) left before the answer "
+                              "and ran the plugin in-process; the agent did not record it")
             return
         self.counts.add("served")
 
@@ -291,10 +314,10 @@ def _environ(block: bytes) -> dict[str, str]:
 
 
 def _waiting(conn: socket.socket) -> bool:
-    """Whether the shim still waits for the reply (it closes the connection when it gives up and falls back)."""
-    try:
-        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-    except BlockingIOError:
-        return True  # nothing to read: still connected
-    except OSError:
-        return False
+    """Whether the shim still waits for the reply. It sends nothing after its request, and closes the connection
+    when it gives up and falls back: anything to read (its end of file) or a hang-up means it has gone. (A poll,
+    not a peeking ``recv``: on a socket with a timeout, Python waits for data before a ``recv`` even when told not
+    to.)"""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLRDHUP)
+    return not poller.poll(0)
