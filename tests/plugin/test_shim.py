@@ -418,8 +418,11 @@ def test_off_falls_back_without_reading_stdin_or_connecting(setup: Setup) -> Non
 
 
 def test_a_terminal_on_stdin_falls_back_with_stdin_untouched(setup: Setup) -> None:
+    """A line typed ahead stays in the terminal: a shim that read it would hand it over as a prefix."""
+    setup.configure(stdin_ms=100)
     agent = setup.agent()
     leader, follower = os.openpty()
+    os.write(leader, b"typed ahead\n")
     try:
         proc = subprocess.run([str(setup.binary)], stdin=follower, env=ODD_ENV, capture_output=True, check=False,
                               timeout=60)
@@ -428,7 +431,7 @@ def test_a_terminal_on_stdin_falls_back_with_stdin_untouched(setup: Setup) -> No
         os.close(leader)
     assert proc.returncode == 0, proc
     seen = setup.seen()
-    assert seen["argv"][1:] == ["stdin", "0", "-"] and seen["tty"] is True
+    assert seen["argv"][1:] == ["stdin", "0", "-"] and seen["tty"] is True and seen["fd3_link"] is None
     assert seen["stdin_link"].startswith("/dev/pts/"), seen["stdin_link"]
     assert not agent.pending()
 
