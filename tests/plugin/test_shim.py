@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import stat
@@ -494,6 +495,15 @@ def die_mid_reply(agent: FakeAgent, conn: socket.socket) -> None:
     conn.sendall(reply(0, b"x" * 100, b"")[:50])
 
 
+def stall(agent: FakeAgent, conn: socket.socket) -> None:
+    """Greets, then never reads: the shim's request fills the socket, and its send waits."""
+    conn.sendall(b"R")
+    hangup = select.poll()
+    hangup.register(conn, select.POLLHUP)                    # only the shim's close wakes it, not its data
+    while not hangup.poll(30_000):
+        pass
+
+
 def garbling(answer: bytes) -> Callable[[FakeAgent, socket.socket], None]:
     def behave(agent: FakeAgent, conn: socket.socket) -> None:
         conn.sendall(b"R")
@@ -505,22 +515,25 @@ def garbling(answer: bytes) -> Callable[[FakeAgent, socket.socket], None]:
 
 @pytest.mark.parametrize(("behave", "reason", "reply_ms"), [
     (hang, "timeout", 300),
+    (stall, "timeout", 300),
     (die, "died", GENEROUS_MS),
     (die_mid_reply, "died", GENEROUS_MS),
     (garbling(b"X" + bytes(12)), "garbled", GENEROUS_MS),
     (garbling(b"A" + struct.pack("<II", 0, MAX_OUT + 1)), "garbled", GENEROUS_MS),
     (garbling(b"A" + struct.pack("<II", 0, 3) + b"out" + struct.pack("<I", MAX_OUT + 1)), "garbled", GENEROUS_MS),
-], ids=["timeout", "died", "died-mid-reply", "garbled-first-byte", "garbled-stdout-length", "garbled-stderr-length"])
+], ids=["timeout", "timeout-sending", "died", "died-mid-reply", "garbled-first-byte", "garbled-stdout-length",
+        "garbled-stderr-length"])
 def test_a_request_the_agent_may_have_falls_back_with_maybe_and_the_same_id(
         setup: Setup, behave: Callable[[FakeAgent, socket.socket], None], reason: str, reply_ms: int) -> None:
     setup.configure(reply_ms=reply_ms)
     agent = setup.agent(behave)
-    stdin = os.urandom(100_000)
+    stdin = os.urandom(1_000_000)                            # more than a unix socket's buffer holds
     proc = setup.run(stdin=stdin)
     agent.close()
     argv = assert_fell_back(setup, proc, reason, maybe="1", stdin=stdin)
-    [request] = agent.requests
-    assert request[0].decode() == argv[0], "the fallback must record the event under the id the agent saw"
+    if behave is not stall:
+        [request] = agent.requests
+        assert request[0].decode() == argv[0], "the fallback must record the event under the id the agent saw"
     assert proc.stderr == b""
 
 
