@@ -475,6 +475,36 @@ def test_stdin_without_eof_and_nothing_read_has_no_prefix(setup: Setup) -> None:
     assert bytes.fromhex(seen["stdin"]) == b"{}"
 
 
+@pytest.mark.parametrize(("size", "kind"), [(0, "pipe:"), (65536, "pipe:"), (65537, "/tmp/#"), (3_000_000, "/tmp/#")])
+def test_without_memfd_stdin_goes_through_a_pipe_or_an_unnamed_file(setup: Setup, size: int, kind: str) -> None:
+    """A pipe when the bytes surely fit in its buffer (no reader yet), an O_TMPFILE file in /tmp beyond."""
+    stdin = os.urandom(size)
+    proc = setup.run(stdin=stdin, prefix=[str(harness.without_memfd())])
+    assert proc.returncode == 0 and proc.stdout == b'{"from":"fallback"}\n', proc
+    seen = setup.seen()
+    assert seen["argv"][1:] == ["absent", "0", "-"]
+    assert seen["stdin_link"].startswith(kind), seen["stdin_link"]
+    assert bytes.fromhex(seen["stdin"]) == stdin
+
+
+def test_without_memfd_the_prefix_goes_through_a_pipe_on_fd_3(setup: Setup) -> None:
+    setup.configure(stdin_ms=100)
+    started = setup.dump.with_name(setup.dump.name + ".started")
+    with subprocess.Popen([str(harness.without_memfd()), str(setup.binary)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, env=ODD_ENV) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"{")
+        proc.stdin.flush()
+        assert wait_for(started.exists), "the fallback did not start"
+        proc.stdin.write(b"}")
+        proc.stdin.close()
+        proc.stdout.read()
+        proc.wait(timeout=60)
+    seen = setup.seen()
+    assert seen["argv"][1:] == ["stdin", "0", "3"] and seen["fd3_link"].startswith("pipe:"), seen
+    assert (bytes.fromhex(seen["prefix"]), bytes.fromhex(seen["stdin"])) == (b"{", b"}")
+
+
 # --- falling back after the request may have reached the agent (MAYBE=1) ----------------------------------------
 
 
