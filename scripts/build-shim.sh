@@ -30,7 +30,7 @@ MARKER='CNI-LOGGER-SHIM-CONFIG/1'
 log() { printf '[build-shim] %s\n' "$*" >&2; }
 die() { printf '[build-shim] ERROR: %s\n' "$*" >&2; exit 1; }
 
-ARCH= OUT=
+ARCH='' OUT=''
 while [ $# -gt 0 ]; do
   case $1 in
     --arch) [ $# -ge 2 ] || die "--arch needs a value (amd64 or arm64)"; ARCH=$2; shift 2 ;;

@@ -3,10 +3,11 @@
 # the demo's set-up (scripts/setup-demo.sh: the reference CNI plugins, cnitool, the virtualenv) plus the test
 # suite's Debian packages (containerd, Podman and its runtimes, chromium, debootstrap, prometheus,
 # qemu-user-static, ...; scripts/lib/setup.sh, TEST_PKGS and PODMAN_PKGS), the Go `debug` plugin built with
-# cnitool from Debian's source package of the CNI library, and the project's `test` extras in the
-# virtualenv. It says what it will install before doing it, and leaves out a container runtime package
-# when the machine already has that runtime from another package (the tests that need it then skip).
-# Re-running it reuses what is already there (packages, tools, venv).
+# cnitool from Debian's source package of the CNI library, the project's `test` extras in the
+# virtualenv, and the thick-mode shim beside it (<venv>/libexec/cni-logger-shim, scripts/build-shim.sh). It
+# says what it will install before doing it, and leaves out a container runtime package when the machine
+# already has that runtime from another package (the tests that need it then skip).
+# Re-running it reuses what is already there (packages, tools, venv, shim).
 #
 #   bash scripts/setup-system.sh --plan   # what it would install, is present or leaves out; changes nothing
 #

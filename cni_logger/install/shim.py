@@ -91,6 +91,9 @@ def _value(key: str, value: str) -> bytes:
     if b"\0" in encoded:
         raise ShimError(f"the shim's {key} contains a NUL byte, which ends an entry of its config area: "
                         f"{value!r}")
+    if MARKER.rstrip(b"\n") in encoded:
+        raise ShimError(f"the shim's {key} contains the config marker {MARKER!r}, which must occur exactly once in "
+                        "the binary (the next install could not find its config area)")
     if key in ("socket", "python") and not encoded.startswith(b"/"):
         raise ShimError(f"the shim's {key} must be an absolute path (the runtime runs the shim from any "
                         f"directory), not {value!r}")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project layer of the bundle (seconds): copies the interpreter that build-python.sh made, adds the
 # project and its dependencies, byte-compiles them with the bundle's own interpreter, writes the
-# `bin/cni-logger` wrapper, MANIFEST.sha256 and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose
-# path it prints as its last line.
+# `bin/cni-logger` wrapper, builds the thick-mode shim into `libexec/cni-logger-shim`, writes MANIFEST.sha256
+# and BUILD_ID, and packs DIST/cni-logger-<version>-linux-<arch>.tar.gz, whose path it prints as its last line.
+# As root (the shim is built in the Debian 11 root, chrooted).
 #
 #   assemble.sh PYTHON_DIR SITE_DIR DIST [ARCH [RUN_PYTHON]]
 #
@@ -22,8 +23,14 @@ ARCH=${4:-$(uname -m)}
 RUN_PYTHON=${5:-}
 
 die() { printf '[assemble] ERROR: %s\n' "$*" >&2; exit 1; }
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 [ -x "$PYTHON_DIR/bin/python3.11" ] || die "no interpreter in $PYTHON_DIR"
+case $ARCH in
+  x86_64 | amd64) SHIM_ARCH=amd64 ;;
+  aarch64 | arm64) SHIM_ARCH=arm64 ;;
+  *) die "no shim for the architecture '$ARCH' (amd64 or arm64)" ;;
+esac
 set -- "$SITE_DIR"/cni_logger-*.dist-info
 [ -d "$1" ] || die "cni-logger is not installed in $SITE_DIR"
 version=$(sed -n 's/^Version: //p' "$1/METADATA")
@@ -53,8 +60,18 @@ here=$(dirname "$(readlink -f "$0")")
 exec "$here/python3.11" -I -c 'from cni_logger.cli import main; main()' "$@"
 WRAPPER
 chmod 0755 "$folder/bin/cni-logger"
+# The thick-mode shim (shim/cni-logger-shim.c) for this bundle's architecture, where `cni-logger install --agent`
+# takes it from (cni_logger.install.shim.shim_path: <sys.prefix>/libexec). Built in the Debian 11 root the
+# interpreter was built in, with the same toolchain (the cross one for arm64): glibc 2.31 linked in statically,
+# so it needs nothing from the node, not even its libc.
+mkdir -p "$folder/libexec"
+bash "$HERE/../build-shim.sh" --arch "$SHIM_ARCH" --out "$folder/libexec/cni-logger-shim" >&2 \
+  || die "the shim's build failed (above)"
 if [ -z "$RUN_PYTHON" ]; then
   "$folder/bin/cni-logger" --version >/dev/null || die "the bundle's cni-logger does not run"
+  # Unconfigured, it answers with a CNI error naming the installer (and so it runs here).
+  shim_says=$("$folder/libexec/cni-logger-shim" </dev/null) && die "the unconfigured shim exited 0"
+  case $shim_says in *'"cni-logger shim not configured"'*) ;; *) die "the bundle's shim does not run: $shim_says" ;; esac
 else
   "$RUN_PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
     || die "$RUN_PYTHON is not a python3.11: its .pyc files would not be the bundle's"

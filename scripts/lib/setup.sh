@@ -30,7 +30,8 @@ TEST_PKGS=(
   golang-github-containernetworking-plugins-dev   # the Go `debug` plugin (its namespace helpers)
   hyperfine time                          # benchmarks
   containerd                              # a private containerd with its CRI plugin (tests/system/cri)
-  gcc libc6-dev logrotate
+  gcc libc6-dev                           # the thick-mode shim, static (libc.a): scripts/build-shim.sh
+  logrotate
   debootstrap binutils                    # scripts/build-bundle.sh, the node roots
   chromium                                # the audit report's page, rendered in the tests
   faketime                                # clock steps under the file sink (libfaketime)
@@ -299,6 +300,25 @@ setup_venv() {
   fi
 }
 
+# --- 4. The thick-mode shim, beside the virtualenv's interpreter --------------------------------------------------
+# <venv>/libexec/cni-logger-shim, where `cni-logger install --agent` looks for it (cni_logger.install.shim.shim_path),
+# built with this machine's cc by scripts/build-shim.sh whenever it is missing or its source (or the build script)
+# changed since: the project is installed editable, so a source edit reaches Python at once, and this keeps the
+# C side as current. The stamp beside it holds the hash it was built from.
+shim_key() { cat "$ROOT/shim/cni-logger-shim.c" "$ROOT/scripts/build-shim.sh" | sha256sum | cut -d' ' -f1; }
+
+setup_shim() {
+  local shim=$VENV/libexec/cni-logger-shim stamp=$VENV/libexec/.cni-logger-shim.sha256
+  if [ "${SKIP_VENV:-0}" = 1 ]; then return 0; fi
+  if [ -x "$shim" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$(shim_key)" ]; then
+    setup_log "reusing $shim"
+    return 0
+  fi
+  rm -f "$stamp"
+  bash "$ROOT/scripts/build-shim.sh" --out "$shim" || setup_die "scripts/build-shim.sh --out $shim failed (output above)"
+  shim_key > "$stamp"
+}
+
 # setup_main demo|test [--plan]: --plan prints, for every package, whether it would be installed, is present
 # or is left out (and why), then the tools and the virtualenv steps; it needs no root and changes nothing.
 setup_main() {
@@ -323,6 +343,7 @@ setup_main() {
     fi
     if [ "${SKIP_VENV:-0}" = 1 ]; then printf 'venv skip\n'
     else printf 'venv %s -e %s\n' "$VENV" "${ROOT}${extras:+[$extras]}"; fi
+    if [ "$mode" = test ] && [ "${SKIP_VENV:-0}" != 1 ]; then printf 'shim %s/libexec/cni-logger-shim\n' "$VENV"; fi
     return 0
   fi
   [ "$(id -u)" = 0 ] || setup_die "$(basename "$0") must run as root (network namespaces, apt)"
@@ -331,4 +352,5 @@ setup_main() {
   setup_apt "$mode"
   setup_tools "${SETUP_TOOLS[@]}"
   setup_venv "$extras"
+  if [ "$mode" = test ]; then setup_shim; fi
 }

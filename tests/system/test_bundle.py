@@ -20,7 +20,9 @@ MAX_UNPACKED_BYTES = 40 * 1000 * 1000
 
 
 def objdump(flag: str, path: Path) -> str:
-    proc = subprocess.run(["objdump", flag, str(path)], capture_output=True, text=True, check=True, timeout=60)
+    """objdump's output; a static executable (the shim) has no dynamic symbols, which objdump -T fails on."""
+    proc = subprocess.run(["objdump", flag, str(path)], capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0 or "not a dynamic object" in proc.stderr, proc.stderr
     return proc.stdout
 
 
@@ -37,6 +39,16 @@ def test_every_elf_file_needs_at_most_glibc_2_31_and_only_glibc_libraries(bundle
     assert bundle.python in newest, "the interpreter's dynamic symbols name no glibc version"
     too_new = {str(p.relative_to(bundle.folder)): v for p, v in newest.items() if v > GLIBC_FLOOR}
     assert not too_new, f"these need a glibc newer than {GLIBC_FLOOR}: {too_new}"
+
+
+def test_the_shim_is_a_static_executable_that_runs_unconfigured(bundle: Bundle) -> None:
+    """libexec/cni-logger-shim (built in the Debian 11 root by scripts/build-shim.sh) is where install --agent
+    takes it from; static, it needs no loader and no library, and before the installer configures it, it says so."""
+    shim = bundle.folder / "libexec" / "cni-logger-shim"
+    assert shim.is_file() and os.access(shim, os.X_OK)
+    assert "INTERP" not in objdump("-p", shim) and "NEEDED" not in objdump("-p", shim)
+    proc = subprocess.run([str(shim)], stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=60)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["msg"] == "cni-logger shim not configured", proc
 
 
 def test_the_dynamic_loader_resolves_every_library_of_the_interpreter(bundle: Bundle) -> None:

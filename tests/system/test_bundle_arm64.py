@@ -157,6 +157,17 @@ def test_every_elf_file_is_aarch64_and_needs_at_most_glibc_2_31_and_only_glibc_l
     assert not too_new, f"these need a glibc newer than {GLIBC_FLOOR}: {too_new}"
 
 
+def test_the_shim_is_a_static_aarch64_executable_that_runs_unconfigured(arm64_folder: Path) -> None:
+    """Static: qemu-aarch64-static runs it with no arm64 root at all (no loader, no library to find)."""
+    shim = arm64_folder / "libexec" / "cni-logger-shim"
+    assert re.search(r"^\s*Machine:\s+AArch64$", readelf("-h", shim), re.MULTILINE)
+    assert "Requesting program interpreter" not in readelf("-l", shim)
+    if shutil.which("qemu-aarch64-static") is None:
+        pytest.skip("qemu-aarch64-static is not installed (scripts/setup-system.sh)")
+    proc = run(["qemu-aarch64-static", str(shim)], check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["msg"] == "cni-logger shim not configured", proc
+
+
 def test_it_holds_the_same_files_as_the_x86_64_bundle(arm64_folder: Path, bundle: Bundle) -> None:
     """Same configuration as the native build (build-python.sh's Setup.local, the same trimming): the two
     folders list the same files, the architecture in the names of the extension modules and sysconfigdata

@@ -45,14 +45,15 @@ def env(path_first: Path | None = None, **extra: str) -> dict[str, str]:
 
 
 def plan(script: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """``script --plan`` as {package: "install" | "present" | "skip: why"}, plus the "tools" and "venv" lines."""
+    """``script --plan`` as {package: "install" | "present" | "skip: why"}, plus the "tools", "venv" (and "shim")
+    lines."""
     proc = subprocess.run(["bash", str(script), "--plan"], capture_output=True, text=True, check=False, timeout=120,
                           env=environ or env())
     assert proc.returncode == 0, proc.stderr
     out: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         word, _, rest = line.partition(" ")
-        if word in ("tools", "venv"):
+        if word in ("tools", "venv", "shim"):
             out[word] = rest
         else:
             assert word in ("install", "present", "skip"), line
@@ -62,7 +63,7 @@ def plan(script: Path, environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def packages(p: dict[str, str]) -> set[str]:
-    return set(p) - {"tools", "venv"}
+    return set(p) - {"tools", "venv", "shim"}
 
 
 def fake(directory: Path, name: str, body: str = "exit 0") -> Path:
@@ -79,6 +80,7 @@ def test_the_demo_installs_what_it_runs_and_no_runtime_browser_or_build_tool() -
     assert not packages(demo) & NOT_FOR_THE_DEMO, packages(demo) & NOT_FOR_THE_DEMO
     assert demo["tools"].split()[1:] == ["cnitool"]
     assert demo["venv"].endswith(str(REPO)), demo["venv"]  # the project alone, not its [test] extras
+    assert "shim" not in demo                               # the demo runs no thick mode: no compiler
 
 
 def test_the_test_setup_installs_the_demos_needs_and_the_suites() -> None:
@@ -87,6 +89,7 @@ def test_the_test_setup_installs_the_demos_needs_and_the_suites() -> None:
     assert packages(plan(DEMO)) < packages(system)
     assert system["tools"].split()[1:] == ["cnitool", "debug"]
     assert system["venv"].endswith(f"{REPO}[test]")
+    assert system["shim"] == "/nonexistent/venv/libexec/cni-logger-shim"   # built with the host cc beside it
     assert packages(plan(SYSTEM, env(WITH_PODMAN="0"))) == THE_SUITE - PODMAN
 
 
