@@ -219,6 +219,9 @@ def read_stdin(fd: int, limit: int = MAX_STDIN_BYTES, timeout: float = STDIN_TIM
         raise CNIError(ERR_IO_FAILURE, "stdin is a terminal", "pipe the network configuration to the plugin")
     chunks: list[bytes] = [prefix] if prefix else []
     size = len(prefix)
+    if size > limit:
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "network configuration too large",
+                       f"more than {limit} bytes on stdin")
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ class ThickNode:
         self.socket = root / "run" / "agent" / "agent.sock"
         self.log = root / "log" / "cni.log"
         self.ready = root / "ready"
+        self.output = root / "watch.log"
         self.proc: subprocess.Popen[bytes] | None = None
         for directory in (self.net_d, self.bin_dir, self.log.parent):
             directory.mkdir(parents=True, exist_ok=True)
@@ -51,12 +51,17 @@ class ThickNode:
             args += ["--agent-timeout", str(self.agent_timeout)]
         self.ready.unlink(missing_ok=True)  # a killed watcher's: this one makes its own
         before = self._socket_inode()
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         if not wait_for(lambda: self.ready.exists() and self._socket_inode() not in (None, before), 60):
             self.proc.kill()
-            out = self.proc.communicate(timeout=10)[0].decode(errors="replace")
-            raise AssertionError(f"the watcher did not get ready with its agent:\n{out[-3000:]}")
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"the watcher did not get ready with its agent:\n{self.said()[-3000:]}")
         return self.proc
+
+    def said(self) -> str:
+        """Everything the watchers started here printed (JSON lines), in order."""
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
 
     def _socket_inode(self) -> int | None:
         try:
@@ -66,43 +71,45 @@ class ThickNode:
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
-        os.kill(self.proc.pid, signum)
+        pid = self.proc.pid
+        os.kill(pid, signum)
+        if signum == signal.SIGSTOP:  # delivered asynchronously: wait until every thread is stopped
+            tasks = Path(f"/proc/{pid}/task")
+            assert wait_for(lambda: all(self._state(task) == "T" for task in tasks.iterdir()), 30)
+
+    @staticmethod
+    def _state(task: Path) -> str:
+        try:
+            return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return "T"  # gone
 
     def kill(self) -> None:
         """SIGKILL, as an OOM kill or a node's crash would: nothing cleaned up (the socket file stays)."""
         assert self.proc is not None
         self.proc.kill()
-        self.proc.communicate(timeout=10)
+        self.proc.wait(timeout=10)
         self.proc = None
 
     def stop(self) -> str:
-        """SIGCONT (in case it was stopped) then SIGTERM; its output."""
-        if self.proc is None:
-            return ""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-        try:
-            out = self.proc.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out = self.proc.communicate(timeout=10)[0]
-        self.proc = None
-        return out.decode(errors="replace")
+        """SIGCONT (in case it was stopped) then SIGTERM; what the watchers printed."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGCONT)
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc = None
+        return self.said()
 
     def cpu_ticks(self) -> int:
         """The watcher's own CPU time (user + system, clock ticks): grows while the agent serves a request."""
         assert self.proc is not None
         fields = (Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1]).split()
         return int(fields[11]) + int(fields[12])
-
-    def threads(self) -> int:
-        """The watcher's thread count: one more per request the agent is serving."""
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-        raise AssertionError("no Threads line")
 
     def config(self, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
         return {"cniVersion": version, "name": NETWORK, "type": "logger", "logFile": str(self.log), **extra}
@@ -134,13 +141,3 @@ def served(run: Run) -> tuple[str, str]:
     assert len(events) == 1, run
     cni = events[0]["cni"]
     return cni.get("served_by", ""), cni.get("fallback_reason", "")
-
-
-def wait_quiet(node: ThickNode, base_threads: int, limit: float = 60) -> bool:
-    """Wait until the agent serves no request (its request threads have ended)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if node.threads() <= base_threads:
-            return True
-        time.sleep(0.05)
-    return False
