@@ -42,7 +42,7 @@ def add_config(node: ThickNode, version: str = "1.0.0") -> dict[str, Any]:
 
 
 def stable(event: dict[str, Any]) -> dict[str, Any]:
-    copy = json.loads(json.dumps(event))
+    copy: dict[str, Any] = json.loads(json.dumps(event))
     for path in VOLATILE:
         holder = copy
         for key in path[:-1]:
