@@ -86,6 +86,8 @@ def answer(environ: dict[str, str], stdin: bytes, caller: Caller,
     ``still_wanted`` is asked before the event is appended."""
     from cni_logger.plugin import LoggerPlugin
 
+    if "CNI_COMMAND" not in environ:
+        return 0, b"", banner()
     fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), os.memfd_create("cni-logger-stdout", os.MFD_CLOEXEC),
            os.memfd_create("cni-logger-stderr", os.MFD_CLOEXEC)]
     end_of_input, stdout_fd, stderr_fd = fds
@@ -103,6 +105,14 @@ def answer(environ: dict[str, str], stdin: bytes, caller: Caller,
             os.close(fd)
 
 
+def banner() -> bytes:
+    """What the plugin prints when run without ``CNI_COMMAND`` (``cli.main``): on stderr, exit status 0."""
+    from cni_logger.cli import SUMMARY
+    from cni_logger.plugin import LoggerPlugin
+
+    return (skel.about(LoggerPlugin()) + "\n" + SUMMARY).encode("utf-8")
+
+
 def _contents(fd: int) -> bytes:
     size = os.lseek(fd, 0, os.SEEK_END)
     return os.pread(fd, size, 0) if size else b""
@@ -116,6 +126,9 @@ def fallback(argv: list[str]) -> int:
     the shim read before handing stdin over. Arguments that are not the shim's make this the plain plugin."""
     from cni_logger import plugin
 
+    if "CNI_COMMAND" not in os.environ:
+        skel.write_stderr(banner())
+        return 0
     if len(argv) != 4 or not valid_event_id(argv[0]) or argv[1] not in FALLBACK_REASONS or argv[2] not in ("0", "1"):
         return plugin.run()
     event_id, reason, maybe, prefix_arg = argv

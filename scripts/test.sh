@@ -31,5 +31,11 @@ if [ $# -eq 0 ]; then
     bash scripts/build-node-root-arm64.sh >/dev/null || echo "[test] no arm64 node root (above)" >&2
   fi
 fi
+if [ $# -eq 0 ]; then
+  # The protocol suite once more, the plugin being thick mode's shim with its agent (install --watch --agent):
+  # every answer and event as the in-process plugin's.
+  echo "[test] pytest: the protocol suite through the shim and the agent" >&2
+  "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/system/protocol --plugin-from=shim
+fi
 echo "[test] pytest" >&2
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

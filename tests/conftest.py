@@ -21,9 +21,10 @@ from tests.harness.bundle import Bundle, bundle, unpack  # noqa: F401  (``bundle
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run long reliability and fuzz runs")
-    parser.addoption("--plugin-from", choices=("venv", "bundle"), default="venv",
+    parser.addoption("--plugin-from", choices=("venv", "bundle", "shim"), default="venv",
                      help="which build the tests that run the plugin as a process use (the runtime tests "
-                          "always use the bundle) [venv]")
+                          "always use the bundle); shim: thick mode's shim, its agent in an `install --watch "
+                          "--agent` of the venv [venv]")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -82,6 +83,21 @@ def _plugin_from(request: pytest.FixtureRequest) -> Iterator[None]:
         plugin.PUBLIC_DIRS.append(public)
         public.chmod(0o755)
         plugin.use_launcher_of(unpack(built.tarball, public) / "bin" / "cni-logger")
+    node = None
+    if request.config.getoption("--plugin-from") == "shim" and not os.environ.get("CNI_LOGGER_BIN"):
+        import tempfile
+
+        from tests.harness.shim import built as built_shim
+        from tests.harness.thick import ThickNode
+
+        public = Path(tempfile.mkdtemp(prefix="cni-logger-test-thick-", dir="/tmp"))
+        plugin.PUBLIC_DIRS.append(public)
+        public.chmod(0o755)
+        node = ThickNode(public, built_shim())
+        node.start()
+        plugin.use_executable(node.plugin)
     yield
+    if node is not None:
+        node.stop()
     for directory in plugin.PUBLIC_DIRS:
         shutil.rmtree(directory, ignore_errors=True)

@@ -45,6 +45,11 @@ def use_launcher_of(cli: Path) -> None:
     _LAUNCHER[:] = [write_launcher(cli)]
 
 
+def use_executable(path: Path) -> None:
+    """From now on ``plugin_executable()`` is ``path`` (e.g. thick mode's shim, installed by a watcher)."""
+    _LAUNCHER[:] = [str(path)]
+
+
 def write_launcher(cli: Path) -> str:
     """``cli launcher <new public temporary dir>/logger``; returns the launcher's path."""
     import tempfile

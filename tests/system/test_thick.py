@@ -78,6 +78,7 @@ def cases(node: ThickNode) -> list[tuple[str, dict[str, str], bytes]]:
         ("ADD version unknown", cni_env("ADD"), json.dumps(node.config("9.9.9")).encode()),
         ("CHECK before 0.4.0", cni_env("CHECK"), json.dumps(node.config("0.3.1")).encode()),
         ("unknown command", cni_env("FROB"), good),
+        ("no CNI_COMMAND (the banner)", {"PATH": "/usr/bin:/bin"}, b""),
         ("DEL bad JSON (always succeeds)", cni_env("DEL"), b"[1,2"),
         ("ADD odd environment", {**cni_env("ADD"), "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p\u00e9",
                                  "EMPTY": "", "SPACES": " a  b "}, good),
