@@ -22,8 +22,11 @@ PRIMARY = {"cniVersion": "1.0.0", "name": NETWORK,
 class ThickNode:
     """One node's thick mode under ``root``: ``start`` the watcher (with the agent), run the installed shim."""
 
-    def __init__(self, root: Path, shim: Path, *, interval: float = 0.3, agent_timeout: float | None = None) -> None:
+    def __init__(self, root: Path, shim: Path, *, interval: float = 0.3, agent_timeout: float | None = None,
+                 cli: Path = CNI_LOGGER) -> None:
+        """``cli``: the installation's ``cni-logger`` (the venv's, or an unpacked bundle's)."""
         self.root, self.shim, self.interval, self.agent_timeout = root, shim, interval, agent_timeout
+        self.cli = cli
         self.net_d, self.bin_dir, self.state = root / "net.d", root / "bin", root / "state"
         self.socket = root / "run" / "agent" / "agent.sock"
         self.log = root / "log" / "cni.log"
@@ -34,7 +37,7 @@ class ThickNode:
             directory.mkdir(parents=True, exist_ok=True)
         (self.net_d / "10-thick.conflist").write_text(json.dumps(PRIMARY))
         self.plain = root / "plain" / "logger"
-        subprocess.run([str(CNI_LOGGER), "launcher", str(self.plain)], check=True, capture_output=True, timeout=60)
+        subprocess.run([str(cli), "launcher", str(self.plain)], check=True, capture_output=True, timeout=60)
 
     @property
     def plugin(self) -> Path:
@@ -42,7 +45,7 @@ class ThickNode:
 
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
         """Start the watcher and wait until it is ready and its agent listens."""
-        args = [str(CNI_LOGGER), "install", "--watch", "--agent", "--agent-socket", str(self.socket),
+        args = [str(self.cli), "install", "--watch", "--agent", "--agent-socket", str(self.socket),
                 "--shim", str(self.shim), "--interval", str(self.interval), "--heartbeat", "0",
                 "--conf-dir", str(self.net_d), "--bin-dir", str(self.bin_dir), "--state-dir", str(self.state),
                 "--results-cache", str(self.root / "results"), "--ready-file", str(self.ready),

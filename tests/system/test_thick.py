@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.bundle import Bundle, unpack
 from tests.harness.plugin import CNITOOL_RESULT_100, Run, cni_env
 from tests.harness.shim import built as built_shim
 from tests.harness.thick import CNI_LOGGER, ThickNode, served
@@ -224,3 +225,31 @@ def test_a_peer_that_is_not_root_is_refused_and_runs_in_process(node: ThickNode,
     run = node.run("ADD", add_config(node), wrapper=nobody)
     assert run.rc == 0 and run.doc == CNITOOL_RESULT_100, run
     assert served(run) == ("fallback", "denied")
+
+
+def in_chain(node: ThickNode) -> bool:
+    doc = json.loads((node.net_d / "10-thick.conflist").read_text())
+    return any(p.get("type") == "logger" for p in doc["plugins"])
+
+
+def test_the_failsafe_takes_the_logger_out_when_the_in_process_path_breaks_even_with_the_agent_up(
+        bundle: Bundle, tmp_path: Path) -> None:
+    """The agent can be gone at any moment, so the entry stays only while the in-process path works: a damaged
+    bundle (its standard library's ``encodings`` gone) is withdrawn although the agent, loaded before, still
+    answers; repaired, the logger goes back in."""
+    folder = unpack(bundle.tarball, tmp_path / "opt")
+    node = ThickNode(tmp_path / "node", folder / "libexec" / "cni-logger-shim", cli=folder / "bin" / "cni-logger")
+    try:
+        node.start()
+        assert in_chain(node)
+        assert served(node.run("ADD", add_config(node))) == ("agent", "")
+        encodings = next(folder.glob("lib/python3*/encodings"))
+        encodings.rename(encodings.with_name("encodings.away"))
+        assert wait_for(lambda: not in_chain(node), 60), node.said()[-2000:]
+        assert not node.ready.exists()
+        assert "fails its self-check" in node.said()
+        encodings.with_name("encodings.away").rename(encodings)
+        assert wait_for(lambda: in_chain(node) and node.ready.exists(), 60), node.said()[-2000:]
+        assert served(node.run("ADD", add_config(node))) == ("agent", "")
+    finally:
+        node.stop()
