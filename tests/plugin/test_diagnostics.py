@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import os
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from cni_logger import diagnostics
+from cni_logger import diagnostics, skel
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
@@ -43,14 +42,27 @@ def restore_logger() -> Iterator[None]:
         log.addHandler(handler)
 
 
-def fresh_stderr(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    """A StringIO as stderr and the module's logger without handlers, as in a new plugin process.
+class CapturedStderr:
+    """The invocation's stderr (``skel.streams``) as a memory file, read back as text."""
 
-    Called in the test body, not in a fixture: pytest re-installs its own sys.stderr and attaches a
-    capture handler to non-propagating loggers at the start of each test phase.
+    def __init__(self) -> None:
+        self.fd = os.memfd_create("stderr")
+
+    def getvalue(self) -> str:
+        return os.pread(self.fd, 1 << 20, 0).decode("utf-8")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def fresh_stderr(monkeypatch: pytest.MonkeyPatch) -> CapturedStderr:
+    """The invocation's stderr captured, and the module's logger without handlers, as in a new plugin process.
+
+    Called in the test body, not in a fixture: pytest attaches a capture handler to non-propagating loggers at
+    the start of each test phase.
     """
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
+    stream = CapturedStderr()
+    monkeypatch.setattr(skel.streams, "stderr", stream.fd)
     log = logging.getLogger(diagnostics.LOGGER_NAME)
     for handler in list(log.handlers):
         log.removeHandler(handler)
