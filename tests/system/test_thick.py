@@ -253,3 +253,37 @@ def test_the_failsafe_takes_the_logger_out_when_the_in_process_path_breaks_even_
         assert served(node.run("ADD", add_config(node))) == ("agent", "")
     finally:
         node.stop()
+
+
+def test_metrics_count_invocations_by_path_and_the_agents_requests(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    if not CNI_LOGGER.exists():
+        pytest.skip(f"{CNI_LOGGER} is not installed (scripts/setup-system.sh)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = ThickNode(tmp_path, built_shim())
+    try:
+        node.start("--metrics-address", f"127.0.0.1:{port}")
+        for _ in range(2):
+            assert served(node.run("ADD", add_config(node)))[0] == "agent"
+        assert served(node.run("ADD", add_config(node), env=cni_env("ADD", CNI_LOGGER_SHIM="inprocess"))) == \
+            ("fallback", "off")
+        assert node.run("ADD", add_config(node), executable=node.plain).rc == 0
+
+        def scrape() -> dict[str, float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith(("cni_logger_invocations_served_total", "cni_logger_agent_"))}
+
+        wanted = {'cni_logger_invocations_served_total{by="agent"}': 2.0,
+                  'cni_logger_invocations_served_total{by="fallback"}': 1.0,
+                  'cni_logger_invocations_served_total{by="launcher"}': 1.0, "cni_logger_agent_up": 1.0}
+        assert wait_for(lambda: all(scrape().get(k) == v for k, v in wanted.items()), 30), scrape()
+        # the agent's own requests: the two ADDs and the watcher's checks of the agent path, all served
+        assert scrape()['cni_logger_agent_requests_total{result="served"}'] >= 2
+        assert scrape()['cni_logger_agent_requests_total{result="refused"}'] == 0
+    finally:
+        node.stop()
