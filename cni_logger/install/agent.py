@@ -48,6 +48,8 @@ MAX_FIELD_BYTES = 64 * 1024 * 1024
 REQUEST_TIMEOUT_SECONDS = 10.0
 """How long a connected shim may take to send its whole request (it has read stdin before connecting)."""
 MAX_CONCURRENT = 256
+MAX_SOCKET_PATH = 107
+"""``sun_path`` holds 108 bytes, its NUL included."""
 GREETING_READY = b"R"
 GREETING_REFUSED = b"N"
 REPLY = b"A"
@@ -135,6 +137,9 @@ class Agent:
         from cni_logger import diagnostics, events, filesink, plugin, redact, results, settings  # noqa: F401
         # ^ loaded now, as selfcheck is: the bundle on disk may be damaged later, the agent must not be
 
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise AgentRefusal(f"the agent's socket path is longer than the {MAX_SOCKET_PATH} bytes a unix socket "
+                               f"can have: {self.path} (choose a shorter --agent-socket)")
         directory = os.path.dirname(self.path)
         _prepare_directory(directory)
         if os.path.lexists(self.path):
@@ -144,7 +149,7 @@ class Agent:
             if _live(self.path):
                 raise AgentRefusal(f"another agent already serves {self.path} (a second watcher on this node?)")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        temporary = os.path.join(directory, f".agent.{os.getpid()}.sock")
+        temporary = os.path.join(directory, f".{os.getpid():x}")  # no longer than the final name's "agent.sock"
         try:
             if os.path.lexists(temporary):
                 os.unlink(temporary)

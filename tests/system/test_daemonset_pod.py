@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from cni_logger.install.shim import read_config
 from tests.harness.bundle import Bundle
 from tests.harness.debian import foreign_reason
 from tests.harness.plugin import REPO, read_events
@@ -415,7 +416,8 @@ def test_the_daemonset_pod_under_podman_installs_audits_updates_and_repairs(node
     node.wait_ready()
     folder = node.install_dir / old.build_id
     assert (folder / "BUILD_ID").read_text().strip() == old.build_id and folder_intact(folder)
-    assert node.launcher.read_text().startswith(f"#!{folder}/bin/python3.11 -IS\n")
+    # thick mode: the plugin is the shim, whose in-process path is the folder's interpreter
+    assert read_config(node.launcher.read_bytes())["python"] == f"{folder}/bin/python3.11"
     assert json.loads(conflist.read_text())["plugins"][-1] == {"type": "logger", "logFile": str(node.trail)}
     assert node.healthz()[0] == 200, "the liveness probe's /healthz answers"
     wait_until_loaded(ctd, ["bridge", "portmap", "logger"])
@@ -435,6 +437,7 @@ def test_the_daemonset_pod_under_podman_installs_audits_updates_and_repairs(node
     assert add["container"]["id"] == sandbox
     assert add["orchestrator"]["namespace"] == POD_NAMESPACE
     assert (add["orchestrator"]["resource"]["name"], add["orchestrator"]["resource"]["id"]) == (POD_NAME, uid)
+    assert add["cni"]["served_by"] == "agent", add["cni"]  # the watcher in the pod served containerd's ADD
 
     # 3. Stopped as the kubelet stops it (SIGTERM): the entry is out within the grace period, the file as it was.
     node.stop()
@@ -449,12 +452,13 @@ def test_the_daemonset_pod_under_podman_installs_audits_updates_and_repairs(node
     node.wait_ready()
     newer = node.install_dir / new.build_id
     assert folder_intact(newer)
-    assert node.launcher.read_text().startswith(f"#!{newer}/bin/python3.11 -IS\n")
+    assert read_config(node.launcher.read_bytes())["python"] == f"{newer}/bin/python3.11"
     assert folder.exists(), "the old folder stays while the launcher named it at start"
     wait_until_loaded(ctd, ["bridge", "portmap", "logger"])
     ctd.client.stop_pod_sandbox(sandbox)
     dels = [e for e in read_events(node.trail) if e["cni"]["command"] == "DEL"]
-    assert [(e["container"]["id"], e["event"]["outcome"]) for e in dels] == [(sandbox, "success")], dels
+    assert [(e["container"]["id"], e["event"]["outcome"], e["cni"]["served_by"]) for e in dels] == \
+        [(sandbox, "success", "agent")], dels
     assert dels[0]["orchestrator"]["resource"]["id"] == uid
     node.stop()
     assert conflist.read_bytes() == original, node.last_logs
