@@ -223,7 +223,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "unknown. Listed apart, not as leaks: running attachments, clean-up DELs of failed ADDs (no ADD, "
                     "no cached result) and attachments superseded by a later holder of their address (their DEL was "
                     "lost). Exit status 0: a leak; 1: none (running ones are none); 3: only attachments this node "
-                    "cannot tell running from leaked.")
+                    "cannot tell running from leaked; 4: no evidence (the trail has no events).")
     _results_cache(parser)
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")

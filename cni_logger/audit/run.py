@@ -506,6 +506,10 @@ def leaks(args: argparse.Namespace) -> int:
                     superseded.append(closed)
                 elif closed.closed_by == "inventory":
                     unrecorded.append(closed)
+        if not session.evidence.start:  # an empty file, an export with nothing in it: it covers no time at all
+            session.nothing = None
+            output.error("leaks", "no evidence about leaks: the trail has no events")
+            return NO_EVIDENCE
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
         liveness = Liveness(args.results_cache or RESULTS_CACHE)
@@ -558,7 +562,8 @@ def leaks(args: argparse.Namespace) -> int:
 def _leaks_status(real: list[dict[str, Any]]) -> int:
     """0 when a leak is certain (an attachment this node saw leaked, a DEL without ADD, an attempt without outcome),
     3 when the only ones listed may be running (``unknown``: another node's, or the node could not look), 1 when
-    there is none (attachments still running are not leaks)."""
+    there is none (attachments still running are not leaks). A trail without any event is no evidence (4, as
+    ``who-had`` answers there): it covers no time, so "no leaks" would be an answer it cannot vouch for."""
     if any(row["state"] != UNKNOWN for row in real):
         return FOUND
     if real:
