@@ -69,7 +69,8 @@ from cni_logger.audit.stats import Stats
 from cni_logger.audit.timeparse import to_epoch
 
 LIST_LIMIT = 200
-"""Conflicts, failures, leaks, quiet periods, damaged stretches and possible gaps listed (all are counted)."""
+"""Conflicts, failures, leaks, quiet periods, damaged stretches and possible gaps listed (all are counted); ``--limit
+N`` lists N of each instead."""
 MAX_BARS = 5000
 MAX_ADDRESSES = 512
 
@@ -139,8 +140,10 @@ class Builder:
 
     def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
                  max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None,
-                 liveness: Liveness | None = None) -> None:
+                 liveness: Liveness | None = None, list_limit: int = LIST_LIMIT) -> None:
         self.window = window
+        self.list_limit = list_limit
+        """Rows each list keeps (``Capped``): ``LIST_LIMIT``, or ``--limit``."""
         self.liveness = liveness
         """Tells the attachments still open at the end running from leaked (``alive``); ``None``: not asked."""
         self.states: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -152,24 +155,24 @@ class Builder:
         self.stats = Stats()
         self.attempts = Attempts(infer=False)  # failed ADDs inferred from the tracker's DELs without ADD
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
-        self.failed_attempts = Capped()
-        self.failed_adds = Capped()
+        self.failed_attempts = Capped(list_limit)
+        self.failed_adds = Capped(list_limit)
         """Every ADD known to have failed (``failed_adds``): events that say so, bracket mode's failed attempts, and
         the ones inferred from their clean-up DEL (``cleanups``)."""
         self.networks: dict[str, NetworkUse] = {}
-        self.conflicts = Capped()
-        self.failures = Capped()
-        self.orphans = Capped()
-        self.cleanups = Capped()
-        self.superseded = Capped()
-        self.unrecorded = Capped()
+        self.conflicts = Capped(list_limit)
+        self.failures = Capped(list_limit)
+        self.orphans = Capped(list_limit)
+        self.cleanups = Capped(list_limit)
+        self.superseded = Capped(list_limit)
+        self.unrecorded = Capped(list_limit)
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
         self.hosts: dict[bytes, int] = {}
         """Events in the window per node (``host.name``): whose trails the report covers."""
         self._host, self._host_field = b"", b""
         """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
-        self.quiet = Capped()
+        self.quiet = Capped(list_limit)
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
         self.first = ""
@@ -336,10 +339,12 @@ def _host_of(rec: Record) -> bytes:
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "") -> Report:
-    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
+          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "",
+          list_limit: int = LIST_LIMIT) -> Report:
+    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it;
+    ``list_limit`` rows listed in each list)."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
-                      found=scan.evidence, liveness=liveness)
+                      found=scan.evidence, liveness=liveness, list_limit=list_limit)
     wanted = on_host(host)
     for rec in scan.records(decode=False):
         if wanted is None or wanted(rec):
@@ -360,10 +365,10 @@ class Report:
         self.skipped = scan.skipped
         self.warnings = list(scan.warnings)
         self.evidence = scan.evidence
-        self.damaged, self.possible_gaps = Capped(), Capped()
+        self.damaged, self.possible_gaps = Capped(builder.list_limit), Capped(builder.list_limit)
         for stretch in scan.evidence.stretches:
             (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
-        self.leaks, self.possibly_deleted, self.running = Capped(), Capped(), Capped()
+        self.leaks, self.possibly_deleted, self.running = (Capped(builder.list_limit) for _ in range(3))
         self.states = {RUNNING: 0, LEAKED: 0, UNKNOWN: 0}
         """Attachments still open (not possibly deleted) by state; ``unknown`` too when this node could not look."""
         for holding in still:
@@ -423,3 +428,20 @@ class Report:
                         "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,
                         "max_addresses": b.max_addresses},
         }
+
+
+def unlisted(data: dict[str, Any], limit: int) -> str:
+    """``report --limit N``: what its lists left out (each lists its first N, all counted), for stderr; "": none."""
+    sections = [data["trail"]["damaged"], data["trail"]["possible_gaps"], data["trail"]["quiet_periods"],
+                data["conflicts"], *data["leaks"].values(), data["failures"]]
+    left = sum(section["count"] - len(section["listed"]) for section in sections)
+    failed = data.get("failed_adds")
+    if failed is not None:
+        left += failed["count"] - len(failed["items"])
+    attempts = data.get("attempts")
+    if attempts:
+        left += attempts["failed_attempts"]["count"] - len(attempts["failed_attempts"]["listed"])
+    if not left:
+        return ""
+    rows = "1 row" if left == 1 else f"{left} rows"
+    return f"output limited to the first {limit} rows of each list (--limit {limit}): {rows} not listed"
