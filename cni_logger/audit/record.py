@@ -256,6 +256,28 @@ def placed(rec: Record) -> Placed:
     return found
 
 
+def node(rec: Record) -> str:
+    """The node that wrote the record (``host.name``; "" without one): part of an attachment's identity, since merged
+    trails of several nodes may hold attachments with the same network, container id and interface.
+
+    Asked of every ADD, CHECK and DEL the trackers read, so it is cheap: ``placed``'s when it was asked already,
+    else sliced from a canonical line (one search: the first ``,"host":{"name":"`` is the top-level one, as
+    ``sliced_placed`` reasons; a name with an escape is read from ``placed`` instead)."""
+    found = rec._placed
+    if found is not None:
+        return found[0]
+    if rec._doc is None and rec.canonical:
+        line = rec.line
+        cni = line.find(_CNI_KEY)
+        at = line.find(_HOST_KEY, 0, cni) if cni >= 0 else -1
+        if at >= 0:
+            start = at + len(_HOST_KEY)
+            end = line.find(b'"', start)
+            if end > 0 and line.find(b"\\", start, end) < 0:
+                return line[start:end].decode("utf-8", "replace")
+    return placed(rec)[0]
+
+
 def sliced_placed(line: bytes) -> Placed | None:
     """``placed`` of a canonical line, from its bytes; ``None`` to decode it instead.
 

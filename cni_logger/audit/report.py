@@ -146,8 +146,8 @@ class Builder:
         """Rows each list keeps (``Capped``): ``LIST_LIMIT``, or ``--limit``."""
         self.liveness = liveness
         """Tells the attachments still open at the end running from leaked (``alive``); ``None``: not asked."""
-        self.states: dict[tuple[str, str, str], tuple[str, str]] = {}
-        """``finish``: (state, why) of each attachment still open, by key."""
+        self.states: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        """``finish``: (state, why) of each attachment still open, by ``Interval.slot`` (its node included)."""
         self.gap_seconds = gap_seconds
         self.max_bars = max_bars
         self.max_addresses = max_addresses
@@ -309,8 +309,8 @@ class Builder:
     def finish(self) -> list[Holding]:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
         if self.liveness is not None:
-            for key, interval in self.occupancy.tracker.open.items():
-                self.states[key] = self.liveness.state(interval.host, *key, netns_of(interval.opened.doc))
+            for slot, interval in self.occupancy.tracker.open.items():
+                self.states[slot] = self.liveness.state(interval.host, *interval.key, netns_of(interval.opened.doc))
                 interval.opened.forget()
         parked, held = self.occupancy.finish()
         for holding in parked:
@@ -372,7 +372,8 @@ class Report:
         self.states = {RUNNING: 0, LEAKED: 0, UNKNOWN: 0}
         """Attachments still open (not possibly deleted) by state; ``unknown`` too when this node could not look."""
         for holding in still:
-            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname), ("", ""))
+            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname, holding.host),
+                                            ("", ""))
             stated = {"state": state or None, "state_reason": why or None}
             if holding.unwatched:  # the logger was out of its chain since its last evidence: maybe deleted then
                 self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json(), **stated})
