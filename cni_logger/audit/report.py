@@ -11,7 +11,8 @@ The sections, each computed by the same code as the question it summarises:
   pause across a file boundary far longer than the files' own pace), and the hosts (``host.name``) whose
   events fall in the window;
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
-  simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
+  simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``); with several
+  hosts, per network and host (``Report.networks``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
   ``who-had``; first ``LIST_LIMIT``);
 * **leaks**: attachments never deleted (``state``: running, leaked or unknown, as ``leaks`` tells them on the
@@ -159,7 +160,9 @@ class Builder:
         self.failed_adds = Capped(list_limit)
         """Every ADD known to have failed (``failed_adds``): events that say so, bracket mode's failed attempts, and
         the ones inferred from their clean-up DEL (``cleanups``)."""
-        self.networks: dict[str, NetworkUse] = {}
+        self.networks: dict[tuple[str, str], NetworkUse] = {}
+        """Occupancy per (network, host): an address is one holder's at a time on one network of one node, and merged
+        trails of several nodes share network names and ranges (``Report.networks``)."""
         self.conflicts = Capped(list_limit)
         self.failures = Capped(list_limit)
         self.orphans = Capped(list_limit)
@@ -180,10 +183,10 @@ class Builder:
         self._previous = ""
         self._entered = False
 
-    def _network(self, name: str) -> NetworkUse:
-        use = self.networks.get(name)
+    def _network(self, name: str, host: str) -> NetworkUse:
+        use = self.networks.get((name, host))
         if use is None:
-            use = self.networks[name] = NetworkUse()
+            use = self.networks[name, host] = NetworkUse()
         return use
 
     def feed(self, rec: Record) -> None:
@@ -227,14 +230,14 @@ class Builder:
         for holding in occupancy.feed(rec):
             self._ended(holding)
         for holding in occupancy.left:
-            self._network(holding.network).open -= 1
+            self._network(holding.network, holding.host).open -= 1
         if occupancy.orphans:
             for orphan in occupancy.orphans:
                 if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
                     self._orphan(orphan)
             occupancy.orphans.clear()
         for holding in occupancy.opened:
-            use = self._network(holding.network)
+            use = self._network(holding.network, holding.host)
             use.open += 1
             if inside:
                 use.peak = max(use.peak, use.open)
@@ -289,14 +292,14 @@ class Builder:
 
     def _conflict(self, holding: Holding, other: str, stamp: str) -> None:
         """``holding`` was superseded by ``other``'s ADD, yet showed it still held the address at ``stamp``."""
-        self._network(holding.network).conflicts += 1
+        self._network(holding.network, holding.host).conflicts += 1
         self.conflicts.add({"address": holding.address, "at": stamp, "host": holding.host or None,
                             "network": holding.network,
                             "container_id": holding.container_id, "pod": holding.pod or None,
                             "namespace": holding.namespace or None, "other_container_id": other})
 
     def _count(self, holding: Holding) -> None:
-        use = self._network(holding.network)
+        use = self._network(holding.network, holding.host)
         use.holdings += 1
         use.addresses.add(holding.address)
         if self.bars.maxlen is not None and len(self.bars) == self.bars.maxlen:
@@ -318,7 +321,7 @@ class Builder:
         still = [h for h in held if h.overlaps(self.window.since, self.window.until)]
         for holding in still:
             self._count(holding)
-            self._network(holding.network).still_held += 1
+            self._network(holding.network, holding.host).still_held += 1
         return still
 
 
@@ -385,6 +388,22 @@ class Report:
                 self.leaks.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
 
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Occupancy per network, as one node's trail reads it (by network name); with several hosts, per network
+        *and host* (``NETWORK on HOST``, each naming its ``network`` and ``host``): the same network name and range
+        on two nodes are two sets of addresses, whose holdings, peaks and addresses never add up."""
+        used = sorted((key, use) for key, use in self.builder.networks.items() if use.holdings)
+        several = len({host for (_, host), _ in used}) > 1
+        found: dict[str, dict[str, Any]] = {}
+        for (name, host), use in used:
+            totals = {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
+                      "conflicts": use.conflicts, "still_held": use.still_held}
+            if several:
+                found[f"{name} on {host or '(no host)'}"] = {"network": name, "host": host or None, **totals}
+            else:
+                found[name] = totals
+        return found
+
     @staticmethod
     def _picture(builder: Builder) -> tuple[list[Holding], list[str], int, int]:
         """The holdings to draw and their address rows, within the bounds."""
@@ -409,9 +428,7 @@ class Report:
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
                       "hosts": sorted(h.decode("utf-8", "replace") for h in b.hosts if h),
                       "warnings": self.warnings},
-            "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
-                                "conflicts": use.conflicts, "still_held": use.still_held}
-                         for name, use in sorted(b.networks.items()) if use.holdings},
+            "networks": self.networks(),
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
                       "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json(),

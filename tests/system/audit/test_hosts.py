@@ -342,3 +342,25 @@ def test_attachments_of_two_nodes_with_the_same_ids_are_never_paired_across_node
     report = json.loads(cli("report", "--json", *same_ids).stdout)
     assert sorted((h["host"], h["container_id"]) for h in report["leaks"]["never_deleted"]["listed"]) == [
         ("node-a", "ctr-same"), ("node-a", "ctr-two")], report["leaks"]
+
+
+def test_report_occupancy_is_per_network_and_host(nodes: list[str]) -> None:
+    """The same network name and range on two nodes are two sets of addresses: ``report`` counts addresses,
+    holdings, peaks and what is still held per network *and host*, never added across nodes (10.88.0.5 is held on
+    both: two addresses, one per node); one node's trail reads as before, by network alone."""
+    report = json.loads(cli("report", "--json", *nodes).stdout)
+    assert report["networks"] == {
+        f"{NET} on node-a": {"network": NET, "host": "node-a", "addresses": 2, "holdings": 2, "peak": 1,
+                             "conflicts": 0, "still_held": 0},
+        f"{NET} on node-b": {"network": NET, "host": "node-b", "addresses": 2, "holdings": 2, "peak": 2,
+                             "conflicts": 0, "still_held": 2}}
+    text = cli("report", *nodes).stdout.splitlines()
+    heading = text.index("address occupancy per network and host (holdings that overlap the window)")
+    assert text[heading + 1].split() == ["NETWORK", "HOST", "ADDRESSES", "HOLDINGS", "PEAK", "CONFLICTS", "STILL",
+                                         "HELD"]
+    assert text[heading + 3].split() == [NET, "node-b", "2", "2", "2", "0", "2"]
+    counts = cli("report", "-o", "csv", *nodes).stdout.splitlines()
+    assert f"network {NET} on node-b,still_held,2" in counts
+    one = json.loads(cli("report", "--json", *nodes[:2]).stdout)  # node A's trail alone
+    assert one["networks"] == {NET: {"addresses": 2, "holdings": 2, "peak": 1, "conflicts": 0, "still_held": 0}}
+    assert "address occupancy per network (holdings that overlap the window)" in cli("report", *nodes[:2]).stdout
