@@ -313,7 +313,8 @@ class Builder:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
         if self.liveness is not None:
             for slot, interval in self.occupancy.tracker.open.items():
-                self.states[slot] = self.liveness.state(interval.host, *interval.key, netns_of(interval.opened.doc))
+                self.states[slot] = self.liveness.state(interval.host, *interval.key, netns_of(interval.opened.doc),
+                                                        interval.seen)
                 interval.opened.forget()
         parked, held = self.occupancy.finish()
         for holding in parked:

@@ -466,7 +466,8 @@ def _leak(interval: Interval, now: float, found: Evidence, liveness: Liveness | 
         state = ("", "")
         if interval.end is None and liveness is not None:
             network, container_id, ifname = interval.key
-            state = liveness.state(interval.host, network, container_id, ifname, netns_of(interval.opened.doc))
+            state = liveness.state(interval.host, network, container_id, ifname, netns_of(interval.opened.doc),
+                                   interval.seen)
         return _stated(_holder(interval, found, kind=kind, age_seconds=round(age, 3)), *state)
     cached = record.cached_result(interval.opened.doc)
     leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
