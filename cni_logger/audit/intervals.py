@@ -227,10 +227,12 @@ class Tracker:
         """The last record ``slot`` was asked of, and its answer: ``occupancy`` asks before ``feed`` does."""
 
     def slot(self, rec: Record) -> Slot:
-        """A record's attachment, as the tracker keys it: (network, container id, interface, node)."""
+        """A record's attachment, as the tracker keys it: (network, container id, interface, node). A successful ADD's
+        node is read with the rest of ``placed``, which ``_open`` needs then anyway (one slicing, not two)."""
         if rec is self._slotted:
             return self._slot
-        slot = self._slot = (*rec.key, node(rec))
+        host = placed(rec)[0] if rec.command == "ADD" and self.address is None and rec.ok else node(rec)
+        slot = self._slot = (*rec.key, host)
         self._slotted = rec
         return slot
 
