@@ -103,10 +103,12 @@ class Interval:
     """One attachment's life, as far as the trail shows it."""
 
     __slots__ = ("addresses", "clock_step", "closed_by", "closing", "conflict", "end", "floor", "host", "key",
-                 "last_seen", "opened", "seen", "start", "superseded_by")
+                 "last_seen", "opened", "seen", "slot", "start", "superseded_by")
 
-    def __init__(self, key: Key, opened: Record, start: str | None) -> None:
+    def __init__(self, key: Key, opened: Record, start: str | None, slot: Slot | None = None) -> None:
         self.key = key
+        self.slot: Slot = (*key, "") if slot is None else slot
+        """Its identity in the tracker: ``key`` and its node (``host``; ``Tracker.open``'s keys)."""
         self.opened = opened
         self.start = start
         self.seen = opened.timestamp
@@ -119,15 +121,10 @@ class Interval:
         """Start unknown: the earliest it can have started (the previous holder's end), if known."""
         self.superseded_by: Record | None = None
         self.conflict = False
-        self.host = ""
+        self.host = self.slot[3]
         self.addresses: tuple[str, ...] = ()
         self.clock_step = ""
         """Set when the closing event's time precedes the opening one's: the recorded times, as written."""
-
-    @property
-    def slot(self) -> Slot:
-        """Its identity in the tracker: ``key`` and its node (``Tracker.open``'s keys)."""
-        return (*self.key, self.host)
 
     def covers(self, at: str) -> bool:
         return self.seen <= at and (self.end is None or at <= self.end)
@@ -222,6 +219,8 @@ class Tracker:
         most ``recent_limit`` addresses; a forgotten one only loses its floor, which makes answers more cautious)."""
         self.listed: dict[str, set[Slot]] = {}
         """The attachments each inventory being read lists so far (``cni-attachment``), by inventory id."""
+        self.opened: Interval | None = None
+        """The interval opened last (by the record whose ``opened`` it is: ``occupancy`` holds its addresses)."""
         self._slotted: Record | None = None
         self._slot: Slot = ("", "", "", "")
         """The last record ``slot`` was asked of, and its answer: ``occupancy`` asks before ``feed`` does."""
@@ -250,8 +249,8 @@ class Tracker:
     def _open(self, rec: Record, key: Slot, start: str | None) -> Interval:
         held = self._placed(rec)[1]
         host = key[3]
-        interval = self.open[key] = Interval(rec.key, rec.forget(), start)
-        interval.host, interval.addresses = host, held
+        interval = self.open[key] = self.opened = Interval(rec.key, rec.forget(), start, key)
+        interval.addresses = held
         if start is None:
             interval.floor = self._floor(key[0], host, held)
         if self.address is not None:  # only who-had's prefilter needs them
@@ -358,9 +357,9 @@ class Tracker:
                 pass
             elif rec.ok:
                 self.recent.add(key)
-                orphan = Interval(rec.key, rec.forget(), None)
+                orphan = Interval(rec.key, rec.forget(), None, key)
                 orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
-                orphan.host, orphan.addresses = key[3], self._placed(rec)[1]
+                orphan.addresses = self._placed(rec)[1]
                 orphan.floor = self._floor(key[0], orphan.host, orphan.addresses)
                 self._ended(key[0], orphan.host, orphan.addresses, rec.timestamp)
                 return (orphan,)

@@ -192,7 +192,10 @@ class Occupancy:
 
     def feed(self, rec: Record) -> list[Holding]:
         """Apply one event; the holdings it ended (or settled: a superseded one after its DEL)."""
-        key = self.tracker.slot(rec) if rec.command in ("ADD", "CHECK", "DEL") or rec.coverage == ATTACHMENT else None
+        # The record's attachment matters here only while superseded holdings are parked (``tracker.slot``): what
+        # the record opens, the tracker says itself (``tracker.opened``).
+        key = self.tracker.slot(rec) if self.parked and (rec.command in ("ADD", "CHECK", "DEL") or
+                                                         rec.coverage == ATTACHMENT) else None
         came_back = None
         if key is not None and key in self.parked:
             interval = self.tracker.superseded.get(key)
@@ -227,10 +230,9 @@ class Occupancy:
                     ended += self._settled(self.parked.pop(next(iter(self.parked))))
             else:
                 ended += self._settled(holdings)
-        if key is not None:
-            opened = self.tracker.open.get(key)
-            if opened is not None and opened.opened is rec and key not in self.open:
-                self._hold(opened, rec)
+        opened = self.tracker.opened
+        if opened is not None and opened.opened is rec and opened.slot not in self.open:
+            self._hold(opened, rec)
         return ended
 
     def _conflict(self, interval: Interval, rec: Record) -> None:

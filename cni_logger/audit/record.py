@@ -276,23 +276,27 @@ def node(rec: Record) -> str:
         return found[0]
     at = rec._network_end
     if at > 0:
+        global _last_node
         line = rec.line
+        needle, known = _last_node
+        if line.startswith(needle, at):  # the last record's node: a trail's records are mostly one node's
+            return known
         if line.startswith(_AFTER_NETWORK, at):
             start = at + _HOST_AFTER
             end = line.find(b'"', start)
             name = line[start:end]
-            known = _NODES.get(name)
-            if known is not None:
-                return known
-            if end > 0 and b"\\" not in name and len(_NODES) < _NODES_LIMIT:  # an escape: ``placed`` decodes it
-                known = _NODES[name] = name.decode("utf-8", "replace")
+            if end > 0 and b"\\" not in name:  # an escape: ``placed`` decodes it
+                known = name.decode("utf-8", "replace")
+                _last_node = ((line[at:end + 1],), known)
                 return known
     return placed(rec)[0]
 
 
-_NODES: dict[bytes, str] = {}
-"""Host names as sliced, decoded: a cluster has few nodes, and a dictionary lookup costs less than decoding."""
-_NODES_LIMIT = 4096
+_last_node: tuple[tuple[bytes, ...], str] = ((), "")
+"""The last node sliced, as its line spells it (``}``, the host key, the name and its closing quote), and its name:
+one comparison tells the next record of the same node (none before the first is sliced: ``startswith(())`` is
+false)."""
+
 
 
 def sliced_placed(line: bytes) -> Placed | None:

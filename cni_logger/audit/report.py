@@ -53,6 +53,7 @@ from cni_logger.audit.alive import LEAKED, RUNNING, UNKNOWN, Liveness, netns_of
 from cni_logger.audit.attempts import ADD_FAILED, ATTEMPT_FAILED, Attempts
 from cni_logger.audit.attempts import CLEANUP_DEL as INFERRED
 from cni_logger.audit.evidence import Evidence
+from cni_logger.audit.formats import plural
 from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
 from cni_logger.audit.output import (
@@ -462,5 +463,4 @@ def unlisted(data: dict[str, Any], limit: int) -> str:
         left += attempts["failed_attempts"]["count"] - len(attempts["failed_attempts"]["listed"])
     if not left:
         return ""
-    rows = "1 row" if left == 1 else f"{left} rows"
-    return f"output limited to the first {limit} rows of each list (--limit {limit}): {rows} not listed"
+    return f"output limited to the first {limit} rows of each list (--limit {limit}): {plural(left, 'row')} not listed"
