@@ -11,6 +11,15 @@ without a DEL. The node can, for the attachments the trail's own host made:
 
 ``running``: both still there (or the cache entry, when the event names no namespace). ``leaked``: the namespace
 is gone (the sandbox is gone, and its DEL never came), or, when the event names none, the cache entry is.
+
+A namespace named by a process (``/proc/PID/ns/net``, as some runtimes pass it) exists as long as *a* process has
+that PID, and PIDs are reused: the path then names another process's namespace, and would make a leaked
+attachment look running. So the process's start time (``process_start``: ``/proc/PID/stat``'s ``starttime``
+after boot, on ``CLOCK_BOOTTIME``, to the clock tick) is compared with the attachment's first evidence (its ADD):
+the sandbox's process was started before its ADD, so one started later (by more than ``START_TOLERANCE``) is
+another process, the sandbox's is gone, and the attachment is ``leaked``; one started around the ADD itself, or
+whose start cannot be read, is ``unknown``, never ``running``. (The event records the path, not the namespace's
+inode, so nothing better can be compared; the node's clock stepped since the pod started can mislead it.)
 ``unknown``: the trail's host is another node (this one cannot look), neither the namespace's directory nor
 the cache can be seen here (a container without the node's mounts), the cache cannot be read, or the
 namespace still exists with no cache entry (a DEL the trail did not record, or a runtime that caches
@@ -22,11 +31,34 @@ The host is compared as the plugin writes it (``host.name``: ``os.uname().nodena
 from __future__ import annotations
 
 import os
+import re
+import time
 from typing import Any
+
+from cni_logger.audit.timeparse import from_epoch, to_epoch
 
 RESULTS_CACHE = "/var/lib/cni/results"
 """libcni's default (``/var/lib/cni`` + ``results``), as ``install --results-cache`` has it."""
 RUNNING, LEAKED, UNKNOWN = "running", "leaked", "unknown"
+START_TOLERANCE = 0.05
+"""Seconds by which a process's start may follow the ADD and still be told apart from it: the start time is read
+to the clock tick (10 ms at the usual ``CLK_TCK`` of 100), the event's time to the microsecond."""
+_PROCESS_NETNS = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?ns/net$")
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started, in epoch seconds (``None``: no such process, or unreadable): its ``starttime``
+    (clock ticks after boot) from ``/proc/PID/stat``, whose command name may hold spaces and parentheses (the fields
+    after the last ``)``), on the boot-time clock (suspend included, as ``starttime`` counts it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+        ticks = int(raw[raw.rindex(b")") + 2:].split()[19])
+        hertz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return booted + ticks / hertz
 
 
 def this_host() -> str:
@@ -65,13 +97,16 @@ class Liveness:
                 self._readable = False
         return self._readable
 
-    def state(self, host: str, network: str, container_id: str, ifname: str, netns: str) -> tuple[str, str]:
-        """(state, why) of an attachment still open at the end of the trail."""
-        found = self._state(host, network, container_id, ifname, netns)
+    def state(self, host: str, network: str, container_id: str, ifname: str, netns: str,
+              since: str = "") -> tuple[str, str]:
+        """(state, why) of an attachment still open at the end of the trail; ``since``: its first evidence (its ADD),
+        before which the process a ``/proc/PID/ns/net`` path names must have started ("": not asked)."""
+        found = self._state(host, network, container_id, ifname, netns, since)
         self.counts[found[0]] = self.counts.get(found[0], 0) + 1
         return found
 
-    def _state(self, host: str, network: str, container_id: str, ifname: str, netns: str) -> tuple[str, str]:
+    def _state(self, host: str, network: str, container_id: str, ifname: str, netns: str,
+               since: str) -> tuple[str, str]:
         if host != self.host:
             self.elsewhere[host or "(no host)"] = self.elsewhere.get(host or "(no host)", 0) + 1
             return UNKNOWN, f"recorded on {host or 'an unnamed host'}, not this node ({self.host}): run leaks there"
@@ -82,6 +117,9 @@ class Liveness:
             cached = self._cache_readable() and os.path.exists(self._entry(network, container_id, ifname))
             return LEAKED, f"its network namespace {netns} is gone" + (
                 f", yet {self.cache_dir} still lists it" if cached else "") + ", and no DEL was recorded"
+        reused = _reused(netns, since)
+        if reused is not None:
+            return reused
         if not self._cache_readable():
             return UNKNOWN, self.problem
         if os.path.exists(self._entry(network, container_id, ifname)):
@@ -103,3 +141,28 @@ class Liveness:
         if self.problem:
             said.append(f"{self.problem}; cannot tell running from leaked here (--results-cache names another)")
         return said
+
+
+def _reused(netns: str, since: str) -> tuple[str, str] | None:
+    """A ``/proc/PID/ns/net`` path that exists: is the process there the sandbox's (``None``: nothing against it),
+    or another one that was given the PID since (``leaked``), or can this node not tell (``unknown``)?"""
+    named = _PROCESS_NETNS.match(netns)
+    if named is None or not since:
+        return None
+    pid = int(named[1])
+    started = process_start(pid)
+    if started is None:
+        return UNKNOWN, (f"its network namespace {netns} names process {pid}, whose start cannot be read here: "
+                         "cannot tell whether it is still the sandbox's (PIDs are reused)")
+    try:
+        added = to_epoch(since)
+    except ValueError:
+        return UNKNOWN, f"its first event's time {since!r} cannot be read: cannot tell whether process {pid} is its own"
+    if started > added + START_TOLERANCE:
+        return LEAKED, (f"its network namespace {netns} names process {pid}, which started at {from_epoch(started)}, "
+                        f"after the ADD at {since}: the PID was reused, the sandbox's process is gone, and no DEL was "
+                        "recorded")
+    if started > added:
+        return UNKNOWN, (f"its network namespace {netns} names process {pid}, which started within "
+                         f"{START_TOLERANCE:g}s of the ADD at {since}: cannot tell whether it is the sandbox's")
+    return None

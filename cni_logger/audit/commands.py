@@ -223,7 +223,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "unknown. Listed apart, not as leaks: running attachments, clean-up DELs of failed ADDs (no ADD, "
                     "no cached result) and attachments superseded by a later holder of their address (their DEL was "
                     "lost). Exit status 0: a leak; 1: none (running ones are none); 3: only attachments this node "
-                    "cannot tell running from leaked.")
+                    "cannot tell running from leaked; 4: no evidence (the trail has no events).")
     _results_cache(parser)
     parser.add_argument("--older-than", type=_duration, default=0.0, metavar="DURATION",
                         help="only attachments added at least this long ago (90s, 30m, 2h, 7d; default 0)")
@@ -232,9 +232,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(run=_checked(parser, "leaks"))
 
     parser = commands.add_parser(
-        "stats", parents=[files, output, filters], help="counts and plugin latency percentiles",
+        "stats", parents=[files, output, filters, limit], help="counts and plugin latency percentiles",
         description="Events per command, outcome and network, and the plugin's latency (event.duration) "
-                    "percentiles in milliseconds, overall and per command.")
+                    "percentiles in milliseconds, overall and per command. --limit N: the N largest counts of "
+                    "each table (command, outcome, network).")
     parser.set_defaults(run=_checked(parser, "stats"))
 
     parser = commands.add_parser(
@@ -250,7 +251,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--no-trunc", **no_trunc)
     parser.set_defaults(run=_checked(parser, "follow"))
 
-    _register_report(commands, files)
+    _register_report(commands, files, limit)
 
     parser = commands.add_parser(
         "completion", help="print a shell completion script (bash)",
@@ -315,18 +316,18 @@ def _results_cache(parser: argparse.ArgumentParser) -> None:
 
 
 def _register_report(commands: argparse._SubParsersAction[argparse.ArgumentParser],
-                     files: argparse.ArgumentParser) -> None:
+                     files: argparse.ArgumentParser, limit: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "report", parents=[files], help="what the trail covers, occupancy, conflicts, leaks, failures, latency",
+        "report", parents=[files, limit], help="what the trail covers, occupancy, conflicts, leaks, failures, latency",
         description="One pass over the trail: the files and span it covers, damaged stretches and possible gaps "
                     "(as every command reports them), quiet periods (--gap), per-network address occupancy, "
                     "conflicts (a superseded holder seen holding its address again), leaks (superseded attachments "
                     "and clean-up DELs listed apart), failed invocations and latency percentiles, for the window "
                     "--since/--until (the whole trail is read: what is still held at its end decides the leaks). "
                     "Text for a terminal (--format table), --json for machines, CSV/TSV of the counts (one row per "
-                    "section and count), and --html FILE: one self-contained page with a "
-                    "picture of address occupancy. Exit status 0: events in the window; 1: none; 3: --strict and "
-                    "the input was damaged.")
+                    "section and count), and --html FILE: one self-contained page with a picture of address "
+                    "occupancy. Each list shows its first 200 rows (--limit N: its first N), all of them counted. "
+                    "Exit status 0: events in the window; 1: none; 3: --strict and the input was damaged.")
     parser.add_argument("--since", type=_time, metavar="TIME", help=f"window start: {TIME_HELP}")
     parser.add_argument("--until", type=_time, metavar="TIME", help="window end (not before --since)")
     _host_option(parser)

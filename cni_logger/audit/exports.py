@@ -24,9 +24,16 @@ object with the plugin's ``event.dataset``) or a line that is not JSON is kept a
 the reader to skip and count as it does in a node file.
 
 The events are spooled into one temporary file per host, sorted by time (stable: equal times keep the
-export's order), which the reader then reads and merges like node trails (``sources.resolve``). Sorting holds
-one export's lines in memory (a node file is never sorted, so never held). Detection is by content
-(``exported``), never by file name: a file whose first recognisable line is the plugin's own is a node trail.
+export's order), which the reader then reads and merges like node trails (``sources.resolve``). Sorting is an
+external merge sort, bounded in memory: up to ``CHUNK_BYTES`` of lines are held, and each time that fills, every
+host's lines are sorted and written out as a *run* (a temporary file); at the end the runs of each host are
+merged (``heapq.merge``, at most ``MERGE_WIDTH`` files open at once) into its trail. An export smaller than one
+chunk is sorted in memory, as before, and both paths write the same bytes. Why not a bounded window (sorting
+only the last N lines)? Nothing bounds how far an export's order is from time order: a search's hits come in
+shard and index order, a scroll of several indices or nodes interleaves whole stretches, a shipper's file
+output follows its own flushes; a window would mis-order silently, and the trackers read in time order. A node
+file is never sorted, so never held. Detection is by content (``exported``), never by file name: a file whose
+first recognisable line is the plugin's own is a node trail.
 """
 
 from __future__ import annotations
@@ -81,6 +88,13 @@ _KUBECTL_PREFIX = re.compile(rb"^\[[^\]\s]+/[^\]\s]+(?:/[^\]\s]+)?\] ")
 _FLUENT_BIT = re.compile(rb"^[A-Za-z0-9_.\-]+: \[")
 PEEK = 1 << 16
 """Bytes of a named file looked at to tell an export from a node trail."""
+CHUNK_BYTES = 64 << 20
+"""Lines of an export held in memory at once (their length, plus ``LINE_OVERHEAD`` each), before they are sorted and
+written out as runs (``Spool``)."""
+LINE_OVERHEAD = 100
+"""What holding one line costs beyond its bytes (the tuple, the time string, the count), roughly, in bytes."""
+MERGE_WIDTH = 64
+"""Runs merged at once (files open at once); more are merged in rounds."""
 
 
 def _ordered(value: Any, order: tuple[str, ...], *, keep_rest: bool) -> Any:
@@ -270,15 +284,28 @@ def exported(path: str) -> bool:
     return first[:1] in (b"{", b"[") and _json(first) is None and len(lines) > 2
 
 
-class Spool:
-    """The events of exports, one group per host, written out sorted by time as temporary trails."""
+Item = tuple[str, int, bytes]
+"""(time, position in the export, line): the sort key and what is written."""
 
-    def __init__(self) -> None:
-        self.groups: dict[str, list[tuple[str, int, bytes]]] = {}
+
+class Spool:
+    """The events of exports, one group per host, written out sorted by time as temporary trails (in memory up to
+    ``chunk_bytes``, then as runs on disk merged at the end: the module docstring)."""
+
+    def __init__(self, chunk_bytes: int | None = None, merge_width: int | None = None) -> None:
+        self.groups: dict[str, list[Item]] = {}
         self._count = 0
         self._last: tuple[str, str] = ("", "")
         """The host and time of the last event: a line that is not one stays right after it."""
         self.directory = ""
+        self.chunk_bytes = max(CHUNK_BYTES if chunk_bytes is None else chunk_bytes, 1)
+        self.merge_width = max(MERGE_WIDTH if merge_width is None else merge_width, 2)
+        self.held = 0
+        """What the lines in ``groups`` cost in memory, roughly (``LINE_OVERHEAD``)."""
+        self.runs: dict[str, list[str]] = {}
+        """Each host's runs on disk, each sorted, in the order written (their lines' positions increase)."""
+        self.spilled = 0
+        """Runs written in all (whether the disk path ran)."""
 
     def add(self, item: Any) -> None:
         if isinstance(item, bytes):
@@ -301,6 +328,61 @@ class Spool:
         self._last = (host, stamp)
         self._count += 1
         self.groups.setdefault(host, []).append((stamp, self._count, line))
+        self.held += len(line) + LINE_OVERHEAD
+        if self.held >= self.chunk_bytes:
+            self._spill()
+
+    def _private(self) -> str:
+        """The private temporary directory of the trails and runs (made once, removed at exit)."""
+        if not self.directory:
+            import atexit
+            import shutil
+            import tempfile
+
+            self.directory = tempfile.mkdtemp(prefix="cni-logger-export-")
+            atexit.register(shutil.rmtree, self.directory, True)
+        return self.directory
+
+    def _spill(self) -> None:
+        """Every host's lines held, sorted, each written out as a run; memory held back to nothing."""
+        for host, items in self.groups.items():
+            items.sort(key=lambda item: (item[0], item[1]))
+            self.runs.setdefault(host, []).append(self._run(items))
+        self.groups, self.held = {}, 0
+
+    def _run(self, items: Iterator[Item] | list[Item]) -> str:
+        """A run file of sorted items, each a header line ``TIME_BYTES POSITION LINE_BYTES`` then the time and the
+        line, as they are: any time and any line (even one holding a newline, as a message cut short may) read back
+        exactly."""
+        self.spilled += 1
+        path = os.path.join(self._private(), f"run-{self.spilled}")
+        with open(path, "wb") as out:
+            for stamp, count, line in items:
+                raw = stamp.encode("utf-8", "surrogateescape")
+                out.write(b"%d %d %d\n" % (len(raw), count, len(line)) + raw + line)
+        return path
+
+    @staticmethod
+    def _items(path: str) -> Iterator[Item]:
+        """A run read back, item by item (then removed: each run is read once)."""
+        with open(path, "rb") as handle:
+            for header in iter(handle.readline, b""):
+                size, count, length = (int(n) for n in header.split())
+                data = handle.read(size + length)
+                yield data[:size].decode("utf-8", "surrogateescape"), count, data[size:]
+        os.unlink(path)
+
+    def _merged(self, runs: list[str]) -> Iterator[Item]:
+        """The runs of one host as one sorted stream, merging ``merge_width`` at a time (rounds of runs first)."""
+        import heapq
+
+        def key(item: Item) -> tuple[str, int]:
+            return item[0], item[1]
+
+        while len(runs) > self.merge_width:
+            batch, runs = runs[:self.merge_width], runs[self.merge_width:]
+            runs.append(self._run(heapq.merge(*(self._items(r) for r in batch), key=key)))
+        return heapq.merge(*(self._items(r) for r in runs), key=key)
 
     def read(self, stream: IO[bytes]) -> None:
         """Every item of one export."""
@@ -330,30 +412,32 @@ class Spool:
                 self.add(item)
 
     def write(self, label: str) -> list[str]:
-        """The groups as files (``<label>.<host>.log``) in a private temporary directory, removed at exit."""
-        if not self.directory:
-            import atexit
-            import shutil
-            import tempfile
-
-            self.directory = tempfile.mkdtemp(prefix="cni-logger-export-")
-            atexit.register(shutil.rmtree, self.directory, True)
+        """The groups as files (``<label>.<host>.log``) in a private temporary directory, removed at exit: sorted in
+        memory, or, once runs were written, the rest written as runs too and each host's runs merged."""
+        directory = self._private()
+        if self.runs and self.groups:
+            self._spill()
         paths = []
-        if not self.groups:
+        if not self.groups and not self.runs:
             self.groups[""] = []  # an empty export is an empty trail: "the trail has no events", not silence
-        for host, lines in sorted(self.groups.items()):
-            lines.sort(key=lambda item: (item[0], item[1]))
+        for host in sorted({*self.groups, *self.runs}):
+            items: Iterator[Item] | list[Item]
+            if host in self.runs:
+                items = self._merged(self.runs[host])
+            else:
+                items = self.groups[host]
+                items.sort(key=lambda item: (item[0], item[1]))
             name = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{label}.{host}" if host else label)
-            path = os.path.join(self.directory, f"{name}.log")
+            path = os.path.join(directory, f"{name}.log")
             number = 1
             while os.path.exists(path):
                 number += 1
-                path = os.path.join(self.directory, f"{name}-{number}.log")
+                path = os.path.join(directory, f"{name}-{number}.log")
             with open(path, "wb") as out:
-                for _, _, line in lines:
+                for _, _, line in items:
                     out.write(line + b"\n")
             paths.append(path)
-        self.groups, self._count, self._last = {}, 0, ("", "")
+        self.groups, self.runs, self.held, self._count, self._last = {}, {}, 0, 0, ("", "")
         return paths
 
 

@@ -1,9 +1,12 @@
 """Attachments as time intervals: an ADD opens one, the matching DEL closes it (who-had, leaks).
 
-An attachment is keyed by (network, container id, interface name), the triple CNI itself uses to
-name one. Only *successful* invocations change state: a failed ADD left nothing attached (the
-runtime cleans up with a DEL), and a failed DEL did not tear anything down (the logger runs first in
-the DEL chain, so a runtime retries the whole DEL).
+An attachment is named by (network, container id, interface name), the triple CNI itself uses to
+name one (``Interval.key``), and identified by that triple and its node (``Slot``: ``record.node``): merged
+trails of several nodes may hold attachments with the same triple (sandboxes named by the runtime, ids
+reused, a node restored), and one node's ADD, DEL, CHECK, GC or inventory never pairs with, closes or
+supersedes another node's attachment. Only *successful* invocations change state: a failed ADD left
+nothing attached (the runtime cleans up with a DEL), and a failed DEL did not tear anything down (the
+logger runs first in the DEL chain, so a runtime retries the whole DEL).
 
 * ADD opens an interval at its timestamp. With an address given (who-had), only an ADD whose result
   holds the address opens one, and a later ADD of the same attachment without it closes it. A second
@@ -75,13 +78,16 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.coverage import ATTACHMENT, INVENTORY, INVENTORY_GRACE, Outage, details
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses, placed
+from cni_logger.audit.record import Record, addresses, node, placed
 from cni_logger.audit.timeparse import from_epoch, to_epoch
 
 if TYPE_CHECKING:
     from cni_logger.audit.evidence import Evidence, Stretch
 
 Key = tuple[str, str, str]
+"""(network, container id, interface name): how CNI names an attachment, and how answers show it."""
+Slot = tuple[str, str, str, str]
+"""(network, container id, interface name, host): an attachment's identity in the tracker, its node included."""
 Place = tuple[str, str, str]
 """(network, host, address): where an address belongs to one attachment at a time."""
 HELD, POSSIBLY = "held", "possibly"
@@ -97,10 +103,12 @@ class Interval:
     """One attachment's life, as far as the trail shows it."""
 
     __slots__ = ("addresses", "clock_step", "closed_by", "closing", "conflict", "end", "floor", "host", "key",
-                 "last_seen", "opened", "seen", "start", "superseded_by")
+                 "last_seen", "opened", "seen", "slot", "start", "superseded_by")
 
-    def __init__(self, key: Key, opened: Record, start: str | None) -> None:
+    def __init__(self, key: Key, opened: Record, start: str | None, slot: Slot | None = None) -> None:
         self.key = key
+        self.slot: Slot = (*key, "") if slot is None else slot
+        """Its identity in the tracker: ``key`` and its node (``host``; ``Tracker.open``'s keys)."""
         self.opened = opened
         self.start = start
         self.seen = opened.timestamp
@@ -113,7 +121,7 @@ class Interval:
         """Start unknown: the earliest it can have started (the previous holder's end), if known."""
         self.superseded_by: Record | None = None
         self.conflict = False
-        self.host = ""
+        self.host = self.slot[3]
         self.addresses: tuple[str, ...] = ()
         self.clock_step = ""
         """Set when the closing event's time precedes the opening one's: the recorded times, as written."""
@@ -175,7 +183,7 @@ class _Recent:
         self.position = 0
         self.counts: dict[int, int] = {}
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Slot) -> None:
         digest = hash(key)
         evicted = self.ring[self.position]
         if evicted is not None:
@@ -187,7 +195,7 @@ class _Recent:
         self.counts[digest] = self.counts.get(digest, 0) + 1
         self.position = (self.position + 1) % self.limit
 
-    def __contains__(self, key: Key) -> bool:
+    def __contains__(self, key: Slot) -> bool:
         return hash(key) in self.counts
 
 
@@ -196,20 +204,36 @@ class Tracker:
 
     def __init__(self, address: str | None = None, recent_limit: int = RECENT_LIMIT) -> None:
         self.address = canonical_address(address) if address else None
-        self.open: dict[Key, Interval] = {}
+        self.open: dict[Slot, Interval] = {}
+        """The open intervals, by attachment and node (``Interval.slot``)."""
         self.open_ids: dict[bytes, int] = {}
         """With an address: container ids (as bytes) of open intervals; a line without any cannot close one."""
         self.recent = _Recent(recent_limit)
-        self.holders: dict[Place, Key] = {}
+        self.holders: dict[Place, Slot] = {}
         """The open attachment holding each address, to tell a re-use (superseding) when it is ADDed again."""
-        self.superseded: dict[Key, Interval] = {}
+        self.superseded: dict[Slot, Interval] = {}
         """Recently superseded intervals (at most ``recent_limit``), to notice a conflict or a late DEL."""
         self.recent_limit = max(recent_limit, 1)
         self.last_end: dict[Place, str] = {}
         """The latest end of a holding of each address per (network, host): the floor of a later unknown start (at
         most ``recent_limit`` addresses; a forgotten one only loses its floor, which makes answers more cautious)."""
-        self.listed: dict[str, set[Key]] = {}
+        self.listed: dict[str, set[Slot]] = {}
         """The attachments each inventory being read lists so far (``cni-attachment``), by inventory id."""
+        self.opened: Interval | None = None
+        """The interval opened last (by the record whose ``opened`` it is: ``occupancy`` holds its addresses)."""
+        self._slotted: Record | None = None
+        self._slot: Slot = ("", "", "", "")
+        """The last record ``slot`` was asked of, and its answer: ``occupancy`` asks before ``feed`` does."""
+
+    def slot(self, rec: Record) -> Slot:
+        """A record's attachment, as the tracker keys it: (network, container id, interface, node). A successful ADD's
+        node is read with the rest of ``placed``, which ``_open`` needs then anyway (one slicing, not two)."""
+        if rec is self._slotted:
+            return self._slot
+        host = placed(rec)[0] if rec.command == "ADD" and self.address is None and rec.ok else node(rec)
+        slot = self._slot = (*rec.key, host)
+        self._slotted = rec
+        return slot
 
     def _holds(self, rec: Record) -> bool:
         if self.address is None:
@@ -222,10 +246,11 @@ class Tracker:
             return host, (self.address,)
         return host, tuple(found)  # as the IPAM spelled them: one IPAM per network spells them alike
 
-    def _open(self, rec: Record, key: Key, start: str | None) -> Interval:
-        host, held = self._placed(rec)
-        interval = self.open[key] = Interval(key, rec.forget(), start)
-        interval.host, interval.addresses = host, held
+    def _open(self, rec: Record, key: Slot, start: str | None) -> Interval:
+        held = self._placed(rec)[1]
+        host = key[3]
+        interval = self.open[key] = self.opened = Interval(rec.key, rec.forget(), start, key)
+        interval.addresses = held
         if start is None:
             interval.floor = self._floor(key[0], host, held)
         if self.address is not None:  # only who-had's prefilter needs them
@@ -239,7 +264,7 @@ class Tracker:
         ends = [end for end in (self.last_end.get((network, host, a)) for a in held) if end is not None]
         return max(ends) if ends else None
 
-    def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str, releasing: Key | None = None) -> None:
+    def _ended(self, network: str, host: str, held: tuple[str, ...], stamp: str, releasing: Slot | None = None) -> None:
         """``held`` let go at ``stamp`` (the floor of a later unknown start); ``releasing``: the attachment that
         held them, whose hold on each address ends here too (one place per address, for both)."""
         holders, last_end = self.holders, self.last_end
@@ -252,7 +277,7 @@ class Tracker:
         while len(last_end) > self.recent_limit:
             del last_end[next(iter(last_end))]
 
-    def _close(self, key: Key, rec: Record, how: str) -> Interval:
+    def _close(self, key: Slot, rec: Record, how: str) -> Interval:
         interval = self.open.pop(key)
         interval.end, interval.closing, interval.closed_by = rec.timestamp, rec.forget(), how
         self._ended(key[0], interval.host, interval.addresses, rec.timestamp, releasing=key)
@@ -272,7 +297,7 @@ class Tracker:
         self.recent.add(key)
         return interval
 
-    def _supersede(self, key: Key, rec: Record) -> tuple[Interval, ...]:
+    def _supersede(self, key: Slot, rec: Record) -> tuple[Interval, ...]:
         """A new holder of ``key``'s addresses: end whichever other open attachment held them there."""
         interval = self.open[key]
         ended: list[Interval] = []
@@ -289,7 +314,7 @@ class Tracker:
             self.holders[place] = key
         return tuple(ended)
 
-    def _came_back(self, key: Key, rec: Record, how: str) -> bool:
+    def _came_back(self, key: Slot, rec: Record, how: str) -> bool:
         """Evidence of a superseded attachment: a conflict if it still names the address; ``True`` if it was one."""
         interval = self.superseded.get(key)
         if interval is None:
@@ -311,7 +336,7 @@ class Tracker:
             return ()  # bracket mode's first entry: it records that an ADD started, not an attachment
         command = rec.command
         if command == "ADD":
-            key = rec.key
+            key = self.slot(rec)
             if not rec.ok:
                 self.recent.add(key)
             elif self._holds(rec):
@@ -323,7 +348,7 @@ class Tracker:
             elif key in self.open:
                 return (self._close(key, rec, "ADD"),)
         elif command == "DEL":
-            key = rec.key
+            key = self.slot(rec)
             if key in self.open:
                 if rec.ok:
                     return (self._close(key, rec, "DEL"),)
@@ -332,16 +357,16 @@ class Tracker:
                 pass
             elif rec.ok:
                 self.recent.add(key)
-                orphan = Interval(key, rec.forget(), None)
+                orphan = Interval(rec.key, rec.forget(), None, key)
                 orphan.end, orphan.closing, orphan.closed_by = rec.timestamp, orphan.opened, "DEL"
-                orphan.host, orphan.addresses = self._placed(rec)
+                orphan.addresses = self._placed(rec)[1]
                 orphan.floor = self._floor(key[0], orphan.host, orphan.addresses)
                 self._ended(key[0], orphan.host, orphan.addresses, rec.timestamp)
                 return (orphan,)
             else:
                 self._open(rec, key, None)
         elif command == "CHECK":
-            key = rec.key
+            key = self.slot(rec)
             if rec.ok and key in self.open:
                 self.open[key].last_seen = rec.timestamp
             elif rec.ok and key in self.superseded:
@@ -362,7 +387,7 @@ class Tracker:
         with an unknown start when none is open; an attachment that ended lately is the cache lagging its DEL, not a
         new one); a complete ``logger-inventory`` ends what it does not list (``_inventory``)."""
         if rec.coverage == ATTACHMENT:
-            key = rec.key
+            key = self.slot(rec)
             inventory = str(details(rec).get("inventory", ""))
             listed = self.listed.get(inventory)
             if listed is None:
@@ -393,7 +418,7 @@ class Tracker:
         if found.get("complete") is not True or not isinstance(networks, list) or not rec.timestamp or (
                 isinstance(count, int) and count > len(listed)):
             return ()
-        host = self._placed(rec)[0]
+        host = node(rec)
         try:
             cutoff = from_epoch(to_epoch(rec.timestamp) - INVENTORY_GRACE)
         except ValueError:
@@ -411,7 +436,7 @@ class Tracker:
         valid = _valid_attachments(rec.doc)
         if valid is None:
             return ()
-        host = self._placed(rec)[0]
+        host = node(rec)
         return tuple(self._close(key, rec, "GC") for key in [
             k for k, interval in self.open.items()
             if k[0] == rec.network and interval.host == host and (k[1], k[2]) not in valid])

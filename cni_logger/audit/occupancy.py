@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit import record
 from cni_logger.audit.coverage import ATTACHMENT
-from cni_logger.audit.intervals import Interval, Key, Tracker, qualifications
+from cni_logger.audit.intervals import Interval, Slot, Tracker, qualifications
 from cni_logger.audit.query import canonical_address
 from cni_logger.audit.record import Record
 
@@ -155,8 +155,8 @@ class Occupancy:
         """The scan's evidence: for the qualifications of a holding when it is handed out."""
         self.at = at
         self.tracker = Tracker()
-        self.open: dict[Key, list[Holding]] = {}
-        self.parked: dict[Key, list[Holding]] = {}
+        self.open: dict[Slot, list[Holding]] = {}
+        self.parked: dict[Slot, list[Holding]] = {}
         """Superseded holdings, until their DEL (which may show a conflict) or a new ADD of their attachment."""
         self.orphans: list[Interval] = []
         """With ``keep_orphans``: the DELs without ADD (``leaks``' other kind); the caller may clear the list."""
@@ -192,7 +192,10 @@ class Occupancy:
 
     def feed(self, rec: Record) -> list[Holding]:
         """Apply one event; the holdings it ended (or settled: a superseded one after its DEL)."""
-        key = rec.key if rec.command in ("ADD", "CHECK", "DEL") else rec.key if rec.coverage == ATTACHMENT else None
+        # The record's attachment matters here only while superseded holdings are parked (``tracker.slot``): what
+        # the record opens, the tracker says itself (``tracker.opened``).
+        key = self.tracker.slot(rec) if self.parked and (rec.command in ("ADD", "CHECK", "DEL") or
+                                                         rec.coverage == ATTACHMENT) else None
         came_back = None
         if key is not None and key in self.parked:
             interval = self.tracker.superseded.get(key)
@@ -217,20 +220,19 @@ class Occupancy:
                 # then, from an unknown start (``who-had IP`` lists it so); a clean-up DEL names none.
                 ended += self._settled(self._holdings(interval, interval.opened))
                 continue
-            holdings = self.open.pop(interval.key, None)
+            holdings = self.open.pop(interval.slot, None)
             if not holdings:
                 continue
             self.left += holdings
             if interval.closed_by == "superseded":
-                self.parked[interval.key] = holdings
+                self.parked[interval.slot] = holdings
                 if len(self.parked) > self.tracker.recent_limit:  # the tracker forgets it too: settled as it is
                     ended += self._settled(self.parked.pop(next(iter(self.parked))))
             else:
                 ended += self._settled(holdings)
-        if key is not None:
-            opened = self.tracker.open.get(key)
-            if opened is not None and opened.opened is rec and key not in self.open:
-                self._hold(opened, rec)
+        opened = self.tracker.opened
+        if opened is not None and opened.opened is rec and opened.slot not in self.open:
+            self._hold(opened, rec)
         return ended
 
     def _conflict(self, interval: Interval, rec: Record) -> None:
@@ -238,8 +240,8 @@ class Occupancy:
         later = interval.superseded_by
         if later is None:
             return
-        parked = self.parked.get(interval.key, [])
-        others = self.open.get(later.key, [])
+        parked = self.parked.get(interval.slot, [])
+        others = self.open.get(self.tracker.slot(later), [])
         for holding in parked:
             holding.conflicts_with.append(later.container_id)
             # The later holder got the address by its ADD: its ``conflict`` stays as intervals has it (false);
@@ -260,7 +262,7 @@ class Occupancy:
     def _hold(self, interval: Interval, rec: Record) -> None:
         holdings = self._holdings(interval, rec)
         if holdings:
-            self.open[interval.key] = holdings
+            self.open[interval.slot] = holdings
             self.opened = holdings
 
     def finish(self) -> tuple[list[Holding], list[Holding]]:

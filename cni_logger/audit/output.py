@@ -755,11 +755,13 @@ def report(out: Out, data: dict[str, Any], *, percentiles: Sequence[int], html: 
                  "loss)", quiet, (("FROM", 24), ("UNTIL", 24), ("LENGTH", 0)),
             lambda g: [short(g["from"]), short(g["until"]), human_duration(g["seconds"])])
     out.text("")
-    out.text("address occupancy per network (holdings that overlap the window)")
-    table = Table(out, (("NETWORK", 18), ("ADDRESSES", 9), ("HOLDINGS", 8), ("PEAK", 5), ("CONFLICTS", 9),
-                        ("STILL HELD", 0)), indent="  ")
+    per_host = any("host" in use for use in data["networks"].values())  # several hosts: per network and host
+    out.text(f"address occupancy per network{' and host' if per_host else ''} (holdings that overlap the window)")
+    table = Table(out, (("NETWORK", 18), *((HOST,) if per_host else ()), ("ADDRESSES", 9), ("HOLDINGS", 8),
+                        ("PEAK", 5), ("CONFLICTS", 9), ("STILL HELD", 0)), indent="  ")
     for name, use in data["networks"].items():
-        table.row([name or "-", str(use["addresses"]), str(use["holdings"]), str(use["peak"]), str(use["conflicts"]),
+        where = [use["network"] or "-", use["host"] or "-"] if per_host else [name or "-"]
+        table.row([*where, str(use["addresses"]), str(use["holdings"]), str(use["peak"]), str(use["conflicts"]),
                    str(use["still_held"])])
     if not data["networks"]:
         out.text("  (no address was held)")

@@ -249,7 +249,8 @@ def _picture(report: Report, data: dict[str, Any], start: str | None, end: str |
     rows = {address: number for number, address in enumerate(report.rows)}
     height = AXIS_HEIGHT + len(report.rows) * ROW_HEIGHT + 4
     width = LABEL_WIDTH + PLOT_WIDTH + RIGHT_MARGIN
-    colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(sorted(data["networks"]))}
+    names = sorted({use.get("network", name) for name, use in data["networks"].items()})  # several hosts: one colour
+    colours = {name: PALETTE[n % len(PALETTE)] for n, name in enumerate(names)}
     conflicted = {bar.address for bar in report.bars if bar.conflicts_with}
     svg = [f"<div class='scroll'><svg id='occupancy' width='{width}' "
            f"height='{height}' viewBox='0 0 {width} {height}'>",
@@ -526,10 +527,16 @@ def _tables(data: dict[str, Any], pods: dict[str, str]) -> tuple[str, list[str]]
           ["since", "address", "network", "ifname", "pod", "container"],
           [[_time(h["from"]) if h["from"] else "<= " + _time(h["seen"]), h["address"], h["network"], h["ifname"],
             pod_label(h["namespace"], h["pod"]), h["container_id"]] for h in running], running)
-    table("Per network", "networks", None,
-          ["network", "addresses", "holdings", "peak at once", "conflicts", "still held"],
-          [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]
-           for name, u in data["networks"].items()])
+    if any("host" in u for u in data["networks"].values()):  # several hosts: an address is one holder's per node
+        table("Per network and host", "networks", None,
+              ["network", "host", "addresses", "holdings", "peak at once", "conflicts", "still held"],
+              [[u["network"] or "-", u["host"] or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"],
+                u["still_held"]] for u in data["networks"].values()])
+    else:
+        table("Per network", "networks", None,
+              ["network", "addresses", "holdings", "peak at once", "conflicts", "still held"],
+              [[name or "-", u["addresses"], u["holdings"], u["peak"], u["conflicts"], u["still_held"]]
+               for name, u in data["networks"].items()])
     orphans = data["leaks"]["del_without_add"]["listed"]
     table("DELs without ADD", "del-without-add", data["leaks"]["del_without_add"],
           ["at", "network", "ifname", "pod", "container"],

@@ -62,8 +62,8 @@ _NETWORK = re.compile(rb',"network":\{"name":"([^"]*)"')
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_canonical", "_doc", "_placed", "attempt", "command", "container_id", "duration", "event_id",
-                 "ifname", "key", "line", "network", "outcome", "timestamp")
+    __slots__ = ("_canonical", "_doc", "_network_end", "_placed", "attempt", "command", "container_id", "duration",
+                 "event_id", "ifname", "key", "line", "network", "outcome", "timestamp")
 
     coverage: str = ""
     """A coverage event's ``event.action`` (``logger-left``, ``cni-attachment``, ...; ``docs/coverage-events.md``),
@@ -72,7 +72,7 @@ class Record:
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
-                 event_id: str = "", attempt: bool = False) -> None:
+                 event_id: str = "", attempt: bool = False, network_end: int = -1) -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -92,6 +92,9 @@ class Record:
         attachment. Read with the head, sliced or decoded, as it costs nothing then."""
         self._placed: Placed | None = None
         """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
+        self._network_end = network_end
+        """Sliced from a canonical line (``head_from_line``): where the network's name ends in it, right before the
+        host (``node``); -1 otherwise."""
 
     @property
     def canonical(self) -> bool:
@@ -184,7 +187,7 @@ def head_from_line(line: bytes) -> Record | None:
     try:
         return Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
                       ifname.decode(), network[1].decode(), int(duration), None,
-                      event_id.decode() if event_id else "", role == ATTEMPT_ROLE)
+                      event_id.decode() if event_id else "", role == ATTEMPT_ROLE, network.end())
     except UnicodeDecodeError:
         return None
 
@@ -231,6 +234,10 @@ _ORCHESTRATOR_KEY = b',"orchestrator":{'
 _ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"]*",)?(?:"namespace":"([^"]*)",)?'
                            rb'"resource":\{(?:"type":"[^"]*",)?(?:"name":"([^"]*)")?[,}]')
 _HOST_KEY = b',"host":{"name":"'
+_AFTER_NETWORK = b"}" + _HOST_KEY
+_HOST_AFTER = len(_AFTER_NETWORK)
+"""The end of the ``network`` object (``{"name":".."}``, after the name's closing quote: ``_NETWORK``'s match end),
+then the host."""
 _HOST = re.compile(rb',"host":\{"name":"([^"]*)"')
 _RELATED_KEY = b',"related":{"ip":['
 _RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"]*"(?:,"[^"]*")*)?)\]\}')
@@ -254,6 +261,42 @@ def placed(rec: Record) -> Placed:
             sliced = _text(_dict(doc.get("host")).get("name")), addresses(doc), namespace(doc), pod(doc)
         found = rec._placed = sliced
     return found
+
+
+def node(rec: Record) -> str:
+    """The node that wrote the record (``host.name``; "" without one): part of an attachment's identity, since merged
+    trails of several nodes may hold attachments with the same network, container id and interface.
+
+    Asked of every ADD, CHECK and DEL the trackers read, so it is cheap: ``placed``'s when it was asked already, else,
+    for a record sliced from a canonical line, read where the plugin writes ``host``: right after the ``network``
+    object (``{"name":".."}``, its only key), whose end ``head_from_line`` found (the top-level one, by its
+    reasoning): no search. Anything else (no host there, an escape in the name) is read by ``placed``."""
+    found = rec._placed
+    if found is not None:
+        return found[0]
+    at = rec._network_end
+    if at > 0:
+        global _last_node
+        line = rec.line
+        needle, known = _last_node
+        if line.startswith(needle, at):  # the last record's node: a trail's records are mostly one node's
+            return known
+        if line.startswith(_AFTER_NETWORK, at):
+            start = at + _HOST_AFTER
+            end = line.find(b'"', start)
+            name = line[start:end]
+            if end > 0 and b"\\" not in name:  # an escape: ``placed`` decodes it
+                known = name.decode("utf-8", "replace")
+                _last_node = ((line[at:end + 1],), known)
+                return known
+    return placed(rec)[0]
+
+
+_last_node: tuple[tuple[bytes, ...], str] = ((), "")
+"""The last node sliced, as its line spells it (``}``, the host key, the name and its closing quote), and its name:
+one comparison tells the next record of the same node (none before the first is sliced: ``startswith(())`` is
+false)."""
+
 
 
 def sliced_placed(line: bytes) -> Placed | None:

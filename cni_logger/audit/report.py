@@ -11,7 +11,8 @@ The sections, each computed by the same code as the question it summarises:
   pause across a file boundary far longer than the files' own pace), and the hosts (``host.name``) whose
   events fall in the window;
 * **networks**: per network, the addresses held in the window, the holdings, the peak of
-  simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``);
+  simultaneous holdings, conflicts and what is still held (``occupancy``, as ``who-had CIDR``); with several
+  hosts, per network and host (``Report.networks``);
 * **conflicts**: a superseded holder seen holding its address again (``intervals``' notion, as
   ``who-had``; first ``LIST_LIMIT``);
 * **leaks**: attachments never deleted (``state``: running, leaked or unknown, as ``leaks`` tells them on the
@@ -52,6 +53,7 @@ from cni_logger.audit.alive import LEAKED, RUNNING, UNKNOWN, Liveness, netns_of
 from cni_logger.audit.attempts import ADD_FAILED, ATTEMPT_FAILED, Attempts
 from cni_logger.audit.attempts import CLEANUP_DEL as INFERRED
 from cni_logger.audit.evidence import Evidence
+from cni_logger.audit.formats import plural
 from cni_logger.audit.intervals import Interval
 from cni_logger.audit.occupancy import Holding, Occupancy, address_key, line_fields
 from cni_logger.audit.output import (
@@ -69,7 +71,8 @@ from cni_logger.audit.stats import Stats
 from cni_logger.audit.timeparse import to_epoch
 
 LIST_LIMIT = 200
-"""Conflicts, failures, leaks, quiet periods, damaged stretches and possible gaps listed (all are counted)."""
+"""Conflicts, failures, leaks, quiet periods, damaged stretches and possible gaps listed (all are counted); ``--limit
+N`` lists N of each instead."""
 MAX_BARS = 5000
 MAX_ADDRESSES = 512
 
@@ -139,12 +142,14 @@ class Builder:
 
     def __init__(self, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
                  max_addresses: int = MAX_ADDRESSES, found: Evidence | None = None,
-                 liveness: Liveness | None = None) -> None:
+                 liveness: Liveness | None = None, list_limit: int = LIST_LIMIT) -> None:
         self.window = window
+        self.list_limit = list_limit
+        """Rows each list keeps (``Capped``): ``LIST_LIMIT``, or ``--limit``."""
         self.liveness = liveness
         """Tells the attachments still open at the end running from leaked (``alive``); ``None``: not asked."""
-        self.states: dict[tuple[str, str, str], tuple[str, str]] = {}
-        """``finish``: (state, why) of each attachment still open, by key."""
+        self.states: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        """``finish``: (state, why) of each attachment still open, by ``Interval.slot`` (its node included)."""
         self.gap_seconds = gap_seconds
         self.max_bars = max_bars
         self.max_addresses = max_addresses
@@ -152,24 +157,26 @@ class Builder:
         self.stats = Stats()
         self.attempts = Attempts(infer=False)  # failed ADDs inferred from the tracker's DELs without ADD
         """Bracket mode: the attempt entries' events, paired with their outcomes (in the window)."""
-        self.failed_attempts = Capped()
-        self.failed_adds = Capped()
+        self.failed_attempts = Capped(list_limit)
+        self.failed_adds = Capped(list_limit)
         """Every ADD known to have failed (``failed_adds``): events that say so, bracket mode's failed attempts, and
         the ones inferred from their clean-up DEL (``cleanups``)."""
-        self.networks: dict[str, NetworkUse] = {}
-        self.conflicts = Capped()
-        self.failures = Capped()
-        self.orphans = Capped()
-        self.cleanups = Capped()
-        self.superseded = Capped()
-        self.unrecorded = Capped()
+        self.networks: dict[tuple[str, str], NetworkUse] = {}
+        """Occupancy per (network, host): an address is one holder's at a time on one network of one node, and merged
+        trails of several nodes share network names and ranges (``Report.networks``)."""
+        self.conflicts = Capped(list_limit)
+        self.failures = Capped(list_limit)
+        self.orphans = Capped(list_limit)
+        self.cleanups = Capped(list_limit)
+        self.superseded = Capped(list_limit)
+        self.unrecorded = Capped(list_limit)
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
         self.hosts: dict[bytes, int] = {}
         """Events in the window per node (``host.name``): whose trails the report covers."""
         self._host, self._host_field = b"", b""
         """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
-        self.quiet = Capped()
+        self.quiet = Capped(list_limit)
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
         self.first = ""
@@ -177,10 +184,10 @@ class Builder:
         self._previous = ""
         self._entered = False
 
-    def _network(self, name: str) -> NetworkUse:
-        use = self.networks.get(name)
+    def _network(self, name: str, host: str) -> NetworkUse:
+        use = self.networks.get((name, host))
         if use is None:
-            use = self.networks[name] = NetworkUse()
+            use = self.networks[name, host] = NetworkUse()
         return use
 
     def feed(self, rec: Record) -> None:
@@ -224,14 +231,14 @@ class Builder:
         for holding in occupancy.feed(rec):
             self._ended(holding)
         for holding in occupancy.left:
-            self._network(holding.network).open -= 1
+            self._network(holding.network, holding.host).open -= 1
         if occupancy.orphans:
             for orphan in occupancy.orphans:
                 if orphan.seen in self.window and (cleanup is None or orphan.closing is not cleanup):
                     self._orphan(orphan)
             occupancy.orphans.clear()
         for holding in occupancy.opened:
-            use = self._network(holding.network)
+            use = self._network(holding.network, holding.host)
             use.open += 1
             if inside:
                 use.peak = max(use.peak, use.open)
@@ -286,14 +293,14 @@ class Builder:
 
     def _conflict(self, holding: Holding, other: str, stamp: str) -> None:
         """``holding`` was superseded by ``other``'s ADD, yet showed it still held the address at ``stamp``."""
-        self._network(holding.network).conflicts += 1
+        self._network(holding.network, holding.host).conflicts += 1
         self.conflicts.add({"address": holding.address, "at": stamp, "host": holding.host or None,
                             "network": holding.network,
                             "container_id": holding.container_id, "pod": holding.pod or None,
                             "namespace": holding.namespace or None, "other_container_id": other})
 
     def _count(self, holding: Holding) -> None:
-        use = self._network(holding.network)
+        use = self._network(holding.network, holding.host)
         use.holdings += 1
         use.addresses.add(holding.address)
         if self.bars.maxlen is not None and len(self.bars) == self.bars.maxlen:
@@ -306,8 +313,9 @@ class Builder:
     def finish(self) -> list[Holding]:
         """Account for the end of the trail; the holdings still held (the never-deleted leaks)."""
         if self.liveness is not None:
-            for key, interval in self.occupancy.tracker.open.items():
-                self.states[key] = self.liveness.state(interval.host, *key, netns_of(interval.opened.doc))
+            for slot, interval in self.occupancy.tracker.open.items():
+                self.states[slot] = self.liveness.state(interval.host, *interval.key, netns_of(interval.opened.doc),
+                                                        interval.seen)
                 interval.opened.forget()
         parked, held = self.occupancy.finish()
         for holding in parked:
@@ -315,7 +323,7 @@ class Builder:
         still = [h for h in held if h.overlaps(self.window.since, self.window.until)]
         for holding in still:
             self._count(holding)
-            self._network(holding.network).still_held += 1
+            self._network(holding.network, holding.host).still_held += 1
         return still
 
 
@@ -336,10 +344,12 @@ def _host_of(rec: Record) -> bytes:
 
 
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
-          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "") -> Report:
-    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it)."""
+          max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "",
+          list_limit: int = LIST_LIMIT) -> Report:
+    """Read the whole trail once and assemble the report (of the nodes ``host`` names, a glob: all without it;
+    ``list_limit`` rows listed in each list)."""
     builder = Builder(window, gap_seconds=gap_seconds, max_bars=max_bars, max_addresses=max_addresses,
-                      found=scan.evidence, liveness=liveness)
+                      found=scan.evidence, liveness=liveness, list_limit=list_limit)
     wanted = on_host(host)
     for rec in scan.records(decode=False):
         if wanted is None or wanted(rec):
@@ -360,14 +370,15 @@ class Report:
         self.skipped = scan.skipped
         self.warnings = list(scan.warnings)
         self.evidence = scan.evidence
-        self.damaged, self.possible_gaps = Capped(), Capped()
+        self.damaged, self.possible_gaps = Capped(builder.list_limit), Capped(builder.list_limit)
         for stretch in scan.evidence.stretches:
             (self.possible_gaps if stretch.kind == "gap" else self.damaged).add(stretch.to_json())
-        self.leaks, self.possibly_deleted, self.running = Capped(), Capped(), Capped()
+        self.leaks, self.possibly_deleted, self.running = (Capped(builder.list_limit) for _ in range(3))
         self.states = {RUNNING: 0, LEAKED: 0, UNKNOWN: 0}
         """Attachments still open (not possibly deleted) by state; ``unknown`` too when this node could not look."""
         for holding in still:
-            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname), ("", ""))
+            state, why = builder.states.get((holding.network, holding.container_id, holding.ifname, holding.host),
+                                            ("", ""))
             stated = {"state": state or None, "state_reason": why or None}
             if holding.unwatched:  # the logger was out of its chain since its last evidence: maybe deleted then
                 self.possibly_deleted.add({"kind": POSSIBLY_DELETED, **holding.to_json(), **stated})
@@ -378,6 +389,22 @@ class Report:
             else:
                 self.leaks.add({"kind": NEVER_DELETED, **holding.to_json(), **stated})
         self.bars, self.rows, self.bars_not_drawn, self.rows_not_drawn = self._picture(builder)
+
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Occupancy per network, as one node's trail reads it (by network name); with several hosts, per network
+        *and host* (``NETWORK on HOST``, each naming its ``network`` and ``host``): the same network name and range
+        on two nodes are two sets of addresses, whose holdings, peaks and addresses never add up."""
+        used = sorted((key, use) for key, use in self.builder.networks.items() if use.holdings)
+        several = len({host for (_, host), _ in used}) > 1
+        found: dict[str, dict[str, Any]] = {}
+        for (name, host), use in used:
+            totals = {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
+                      "conflicts": use.conflicts, "still_held": use.still_held}
+            if several:
+                found[f"{name} on {host or '(no host)'}"] = {"network": name, "host": host or None, **totals}
+            else:
+                found[name] = totals
+        return found
 
     @staticmethod
     def _picture(builder: Builder) -> tuple[list[Holding], list[str], int, int]:
@@ -403,9 +430,7 @@ class Report:
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
                       "hosts": sorted(h.decode("utf-8", "replace") for h in b.hosts if h),
                       "warnings": self.warnings},
-            "networks": {name: {"addresses": len(use.addresses), "holdings": use.holdings, "peak": use.peak,
-                                "conflicts": use.conflicts, "still_held": use.still_held}
-                         for name, use in sorted(b.networks.items()) if use.holdings},
+            "networks": self.networks(),
             "conflicts": b.conflicts.to_json(),
             "leaks": {"never_deleted": self.leaks.to_json(), "del_without_add": b.orphans.to_json(),
                       "superseded": b.superseded.to_json(), "cleanup_del": b.cleanups.to_json(),
@@ -423,3 +448,19 @@ class Report:
                         "rows_not_drawn": self.rows_not_drawn, "max_bars": b.max_bars,
                         "max_addresses": b.max_addresses},
         }
+
+
+def unlisted(data: dict[str, Any], limit: int) -> str:
+    """``report --limit N``: what its lists left out (each lists its first N, all counted), for stderr; "": none."""
+    sections = [data["trail"]["damaged"], data["trail"]["possible_gaps"], data["trail"]["quiet_periods"],
+                data["conflicts"], *data["leaks"].values(), data["failures"]]
+    left = sum(section["count"] - len(section["listed"]) for section in sections)
+    failed = data.get("failed_adds")
+    if failed is not None:
+        left += failed["count"] - len(failed["items"])
+    attempts = data.get("attempts")
+    if attempts:
+        left += attempts["failed_attempts"]["count"] - len(attempts["failed_attempts"]["listed"])
+    if not left:
+        return ""
+    return f"output limited to the first {limit} rows of each list (--limit {limit}): {plural(left, 'row')} not listed"

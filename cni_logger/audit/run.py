@@ -79,6 +79,9 @@ class Session:
         self.shown = self.total = 0
         self.noun = ""
         """``--limit``: answers printed and found, and what they are (``limited``)."""
+        self.cut = ""
+        """``--limit`` on ``stats`` and ``report``, whose tables and lists each keep their first N rows: what was left
+        out, said on stderr by ``finish`` ("": nothing)."""
         self.nothing: str | None = "no events match"
         self.verb = "searched"
         """What an empty answer (nothing found, status 1) says on stderr, as ``kubectl``'s "No resources found"
@@ -120,6 +123,8 @@ class Session:
         if self.total > self.shown:
             output.error(self.name, f"output limited to the first {self.shown} of {plural(self.total, self.noun)} "
                                     f"(--limit {self.limit})")
+        if self.cut:
+            output.error(self.name, self.cut)
         report_damage(self.name, self.scan.evidence, self.scan.skipped)
         if self.failed:
             return USAGE
@@ -461,7 +466,8 @@ def _leak(interval: Interval, now: float, found: Evidence, liveness: Liveness | 
         state = ("", "")
         if interval.end is None and liveness is not None:
             network, container_id, ifname = interval.key
-            state = liveness.state(interval.host, network, container_id, ifname, netns_of(interval.opened.doc))
+            state = liveness.state(interval.host, network, container_id, ifname, netns_of(interval.opened.doc),
+                                   interval.seen)
         return _stated(_holder(interval, found, kind=kind, age_seconds=round(age, 3)), *state)
     cached = record.cached_result(interval.opened.doc)
     leak = _holder(interval, found, kind=DEL_WITHOUT_ADD if cached else CLEANUP_DEL, age_seconds=None)
@@ -506,6 +512,10 @@ def leaks(args: argparse.Namespace) -> int:
                     superseded.append(closed)
                 elif closed.closed_by == "inventory":
                     unrecorded.append(closed)
+        if not session.evidence.start:  # an empty file, an export with nothing in it: it covers no time at all
+            session.nothing = None
+            output.error("leaks", "no evidence about leaks: the trail has no events")
+            return NO_EVIDENCE
         now = time.time()
         cutoff = from_epoch(now - args.older_than)
         liveness = Liveness(args.results_cache or RESULTS_CACHE)
@@ -558,7 +568,8 @@ def leaks(args: argparse.Namespace) -> int:
 def _leaks_status(real: list[dict[str, Any]]) -> int:
     """0 when a leak is certain (an attachment this node saw leaked, a DEL without ADD, an attempt without outcome),
     3 when the only ones listed may be running (``unknown``: another node's, or the node could not look), 1 when
-    there is none (attachments still running are not leaks)."""
+    there is none (attachments still running are not leaks). A trail without any event is no evidence (4, as
+    ``who-had`` answers there): it covers no time, so "no leaks" would be an answer it cannot vouch for."""
     if any(row["state"] != UNKNOWN for row in real):
         return FOUND
     if real:
@@ -605,12 +616,28 @@ def stats(args: argparse.Namespace) -> int:
         if pairing.events:
             summary["attempts"] = pairing.to_json()
         summary["failed"] = failures(totals.by_outcome(), pairing)
+        if session.limit is not None:
+            session.cut = _top_counts(summary, session.limit)
         output.stats(session.out, summary, fmt=args.format, percentiles=PERCENTILES)
         if totals.events and not pairing.events:
             output.error("stats", HINT)  # only the inference: failed ADDs may be missing, failed CHECKs are
         return totals.events + pairing.events + sum(coverage.values()) > 0
 
     return _session("stats", args, body)
+
+
+def _top_counts(summary: dict[str, Any], limit: int) -> str:
+    """``stats --limit N``: each count table (per command, outcome, network; largest first) keeps its first N rows,
+    in every format; what was left out, for stderr ("": nothing). The totals and the latency stay whole."""
+    left: list[str] = []
+    for key, noun in (("commands", "command"), ("outcomes", "outcome"), ("networks", "network")):
+        counts: dict[str, int] = summary[key]
+        if len(counts) > limit:
+            left.append(plural(len(counts) - limit, noun))
+            summary[key] = dict(list(counts.items())[:limit])
+    if not left:
+        return ""
+    return f"output limited to the first {limit} rows of each table (--limit {limit}): {', '.join(left)} not shown"
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -634,10 +661,13 @@ def report(args: argparse.Namespace) -> int:
                                          "the trail has no events"), "read"
         liveness = Liveness(args.results_cache or RESULTS_CACHE)
         built = summary.build(session.scan, window, gap_seconds=args.gap, max_bars=args.max_bars,
-                              max_addresses=args.max_addresses, liveness=liveness, host=args.host or "")
+                              max_addresses=args.max_addresses, liveness=liveness, host=args.host or "",
+                              list_limit=session.limit or summary.LIST_LIMIT)
         for warning in liveness.warnings():
             output.error("report", warning)
         data = built.to_json()
+        if session.limit is not None:
+            session.cut = summary.unlisted(data, session.limit)
         if args.html:
             try:
                 page.write(args.html, built, data)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit import record
 from cni_logger.audit.attempts import Attempts
-from cni_logger.audit.intervals import Interval, Tracker, qualifications
+from cni_logger.audit.intervals import Interval, Slot, Tracker, qualifications
 from cni_logger.audit.query import is_glob, literal_bytes, matcher, pod_spec
 from cni_logger.audit.record import Record
 from cni_logger.audit.timeparse import epoch, short
@@ -182,21 +182,22 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
     """The attachments of every container whose id starts with ``prefix`` (and whose lines pass ``line_filter``,
     and that ``wants``), by first appearance, with their periods: ``records`` are the whole trail, for the
     tracker (``evidence``: the scan's, for the periods' notes)."""
-    found: dict[tuple[str, str, str], Attachment] = {}
+    found: dict[Slot, Attachment] = {}
+    """By attachment and node (``Interval.slot``): two nodes' attachments are two, whatever their ids."""
     tracker = Tracker()
     pairing = Attempts()  # every event of an attachment is here: pairing per attachment is the whole trail's
     attempts: dict[int, Step] = {}
     """The steps of the attempts ``pairing`` holds pending, by their record's id."""
     for rec in records:
-        step = _step(found, rec, prefix, wants, line_filter, evidence)
+        step = _step(found, rec, prefix, wants, line_filter, evidence, tracker)
         if step is not None:
             _pair(pairing, attempts, rec, step)
         for interval in tracker.feed(rec):
-            attachment = found.get(interval.key)
+            attachment = found.get(interval.slot)
             if attachment is not None:
                 attachment.intervals.append(interval)
-    for key, interval in tracker.open.items():
-        attachment = found.get(key)
+    for slot, interval in tracker.open.items():
+        attachment = found.get(slot)
         if attachment is not None:
             attachment.intervals.append(interval)
     for step in attempts.values():
@@ -204,18 +205,19 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
     return sorted(found.values(), key=lambda a: (a.steps[0].timestamp, a.network, a.ifname))
 
 
-def _step(found: dict[tuple[str, str, str], Attachment], rec: Record, prefix: str,
+def _step(found: dict[Slot, Attachment], rec: Record, prefix: str,
           wants: Callable[[Record], bool] | None, line_filter: Callable[[bytes], bool] | None,
-          evidence: Evidence | None) -> Step | None:
+          evidence: Evidence | None, tracker: Tracker) -> Step | None:
     """A matching record becomes a step of its attachment (``None``: it does not match)."""
     if rec.command not in COMMANDS or not rec.container_id.startswith(prefix):
         return None
     if (line_filter is not None and not line_filter(rec.line)) or (wants is not None and not wants(rec)):
         return None
     doc = rec.doc
-    attachment = found.get(rec.key)
+    slot = tracker.slot(rec)
+    attachment = found.get(slot)
     if attachment is None:
-        attachment = found[rec.key] = Attachment(rec.network, rec.container_id, rec.ifname, found=evidence)
+        attachment = found[slot] = Attachment(rec.network, rec.container_id, rec.ifname, found=evidence)
     attachment.pod = attachment.pod or record.pod(doc)
     attachment.namespace = attachment.namespace or record.namespace(doc)
     attachment.host = attachment.host or record.host(doc)

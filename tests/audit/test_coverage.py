@@ -180,8 +180,8 @@ def test_dropped_events_are_a_stretch_for_the_containers_listed_or_anyone() -> N
 def test_an_attachment_is_evidence_as_a_check_is() -> None:
     found, tracker = Evidence(), Tracker("10.0.0.5")
     feed(tracker, found, rec(1, "ADD", "a", "10.0.0.5"), *inventory(4, [("a", "10.0.0.5"), ("b", "10.0.0.6")]))
-    assert tracker.open[(NET, "a", "eth0")].last_seen == T.format(4)
-    assert list(tracker.open) == [(NET, "a", "eth0")]  # b does not hold the address
+    assert [(i.key, i.last_seen) for i in tracker.open.values()] == [((NET, "a", "eth0"), T.format(4))]
+    # b does not hold the address
     found, tracker = Evidence(), Tracker()
     feed(tracker, found, *inventory(4, [("old", "10.0.0.9")]))
     (interval,) = tracker.open.values()
@@ -216,7 +216,7 @@ def test_an_incomplete_or_partly_read_inventory_ends_nothing() -> None:
         found, tracker = Evidence(), Tracker()
         feed(tracker, found, rec(1, "ADD", "a", "10.0.0.5"))
         assert feed(tracker, found, *inventory(30, [("b", "10.0.0.6")], **more)) == []
-        assert (NET, "a", "eth0") in tracker.open
+        assert (NET, "a", "eth0") in [i.key for i in tracker.open.values()]
 
 
 def test_occupancy_holds_an_inventoried_address_and_ends_an_unlisted_one() -> None:

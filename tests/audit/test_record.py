@@ -15,8 +15,10 @@ from cni_logger.audit.record import (
     addresses,
     head_from_doc,
     head_from_line,
+    host,
     is_canonical_line,
     namespace,
+    node,
     pod,
     sliced_placed,
 )
@@ -38,6 +40,7 @@ def agree(line: bytes) -> Record | None:
         assert fields(fast) == fields(slow), line
         assert slow is not None
         assert fast.attempt is slow.attempt, line  # the role sliced with the head, as decoding reads it
+        assert node(fast) == host(json.loads(line)), line  # the node, read where the sliced head says it is
     place = sliced_placed(line)
     if place is not None:
         doc = json.loads(line)
@@ -57,7 +60,8 @@ def test_the_plugin_lines_of_the_trail_are_sliced_and_agree(trail: Trail) -> Non
 PLAIN = st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=12)
 HOSTILE = st.text(max_size=24) | st.sampled_from([
     '","cni":{"command":"DEL","container_id":"x","netns":"y","ifname":"z"', '\\', '"', '\n', "é", "\ud800",
-    ',"network":{"name":"evil"}', '"outcome":"failure","duration":1,', "eyJhbGciOi.eyJzdWIiOi.sig"])
+    ',"network":{"name":"evil"}', '"outcome":"failure","duration":1,', "eyJhbGciOi.eyJzdWIiOi.sig",
+    '"},"host":{"name":"evil"}', 'a"b'])
 
 
 @st.composite

@@ -75,6 +75,44 @@ def test_limit_prints_the_first_rows_and_says_so_on_stderr(trail: Trail) -> None
     assert cli("events", "--limit", "0", *trail.args()).rc == 2
 
 
+def test_stats_limit_keeps_the_largest_counts_of_each_table(trail: Trail) -> None:
+    """``stats --limit N``: each count table keeps its N largest rows, in every format; the totals and the latency
+    stay whole, and stderr says what was left out."""
+    full = json.loads(cli("stats", "--json", *trail.args()).stdout)
+    assert full["commands"] == {"ADD": 6, "DEL": 1}
+    limited = cli("stats", "--json", "--limit", "1", *trail.args())
+    assert limited.rc == 0
+    data = json.loads(limited.stdout)
+    assert data["commands"] == {"ADD": 6} and data["events"] == 7 and data["latency_ms"] == full["latency_ms"]
+    assert limited.stderr.splitlines()[-1] == ("cni-logger stats: output limited to the first 1 rows of each table "
+                                               "(--limit 1): 1 command not shown")
+    table = cli("stats", "--limit", "1", *trail.args()).stdout.split("\n\n")
+    assert "COMMAND                   EVENTS\nADD                       6" in table  # the DEL row left out
+    assert any(block.startswith("LATENCY") and "\nDEL " in block for block in table)  # the latency stays whole
+    rows = cli("stats", "-o", "csv", "--limit", "1", *trail.args()).stdout.splitlines()
+    assert any(r.startswith("command,ADD,6") for r in rows) and not any(r.startswith("command,DEL") for r in rows)
+    assert cli("stats", "--limit", "2", *trail.args()).stderr == cli("stats", *trail.args()).stderr  # all shown
+    assert cli("stats", "--limit", "0", *trail.args()).rc == 2
+
+
+def test_report_limit_lists_the_first_rows_of_each_list(trail: Trail) -> None:
+    """``report --limit N``: each list shows its first N rows, every one still counted (text, JSON and the page
+    alike); stderr says how many were not listed; the exit status is the whole report's."""
+    full = json.loads(cli("report", "--json", *trail.args()).stdout)
+    never = full["leaks"]["never_deleted"]
+    assert never["count"] == 5 and len(never["listed"]) == 5
+    limited = cli("report", "--json", "--limit", "2", *trail.args())
+    assert limited.rc == 0
+    data = json.loads(limited.stdout)
+    assert data["leaks"]["never_deleted"] == {"count": 5, "listed": never["listed"][:2]}
+    assert data["stats"] == full["stats"] and data["networks"] == full["networks"]
+    assert ("cni-logger report: output limited to the first 2 rows of each list (--limit 2): 3 rows not listed"
+            in limited.stderr.splitlines())
+    text = cli("report", "--limit", "2", *trail.args()).stdout
+    assert "never deleted (still held at the end of the trail): 5 (first 2 listed)" in text.splitlines()
+    assert "output limited" not in cli("report", "--limit", "5", *trail.args()).stderr
+
+
 # -- -o, --format on report -----------------------------------------------------------------------------
 
 

@@ -299,3 +299,68 @@ def test_report_names_the_hosts_it_covers(nodes: list[str]) -> None:
 def test_an_empty_export_is_an_empty_trail() -> None:
     answer = fed("events", "--log-file", "-", stdin=b"")
     assert (answer.rc, answer.stdout) == (1, "") and "the trail has no events" in answer.stderr, answer
+
+
+@pytest.fixture
+def same_ids(tmp_path: Path) -> list[str]:
+    """Two nodes whose attachments share container id, interface and network (a merged trail: runtimes that name
+    sandboxes, a restored node, or ids reused): node A's ``ctr-same`` holds 10.88.0.5 throughout, node B's
+    ``ctr-same`` is added and deleted meanwhile; node A's ``ctr-two`` is still open when node B records a DEL of
+    its own ``ctr-two`` (with the cached result, and no ADD on node B)."""
+    a = write(tmp_path / "node-a.log", [
+        invocation("ADD", at(0), "node-a", network=NET, cid="ctr-same", address="10.88.0.5", pod="a", namespace="x"),
+        invocation("ADD", at(1), "node-a", network=NET, cid="ctr-two", address="10.88.0.6", pod="a2", namespace="x"),
+        invocation("CHECK", at(40), "node-a", network=NET, cid="ctr-same", address="10.88.0.5", pod="a",
+                   namespace="x"),
+    ])
+    b = write(tmp_path / "node-b.log", [
+        invocation("ADD", at(10), "node-b", network=NET, cid="ctr-same", address="10.88.0.7", pod="b", namespace="x"),
+        invocation("DEL", at(15), "node-b", network=NET, cid="ctr-two", address="10.88.0.8", pod="b2", namespace="x"),
+        invocation("DEL", at(20), "node-b", network=NET, cid="ctr-same", address="10.88.0.7", pod="b", namespace="x"),
+    ])
+    return ["--log-file", str(a), "--log-file", str(b)]
+
+
+def test_attachments_of_two_nodes_with_the_same_ids_are_never_paired_across_nodes(same_ids: list[str]) -> None:
+    """An attachment's identity includes its node: node B's ADD of ``ctr-same`` does not end node A's (as a
+    re-ADD without DEL would), node B's DELs close nothing of node A's, and node A's attachments are still open
+    at the end of the trail."""
+    held = cli("who-had", "10.88.0.5", "--at", at(30), "--json", *same_ids)
+    assert held.rc == 0, held  # certain: node A's ctr-same holds it, its DEL was never missing
+    assert [(r["host"], r["container_id"], r["certainty"], r["until"]) for r in held.json] == [
+        ("node-a", "ctr-same", "held", None)]
+    assert held.json[0]["notes"] == []
+    six = cli("who-had", "10.88.0.6", "--json", *same_ids)
+    assert [(r["host"], r["until"], r["ended_by"]) for r in six.json] == [("node-a", None, None)], six
+    leaks = cli("leaks", "--json", *same_ids)
+    rows = sorted((r["kind"], r["host"], r["container_id"]) for r in leaks.json)
+    assert rows == [("del-without-add", "node-b", "ctr-two"), ("never-deleted", "node-a", "ctr-same"),
+                    ("never-deleted", "node-a", "ctr-two")], leaks
+    timeline = cli("timeline", "ctr-same", "--json", *same_ids)
+    periods = {(r["host"], p["detached"]) for r in timeline.json for p in r["periods"]}
+    assert periods == {("node-a", None), ("node-b", at(20))}, timeline.stdout
+    report = json.loads(cli("report", "--json", *same_ids).stdout)
+    assert sorted((h["host"], h["container_id"]) for h in report["leaks"]["never_deleted"]["listed"]) == [
+        ("node-a", "ctr-same"), ("node-a", "ctr-two")], report["leaks"]
+
+
+def test_report_occupancy_is_per_network_and_host(nodes: list[str]) -> None:
+    """The same network name and range on two nodes are two sets of addresses: ``report`` counts addresses,
+    holdings, peaks and what is still held per network *and host*, never added across nodes (10.88.0.5 is held on
+    both: two addresses, one per node); one node's trail reads as before, by network alone."""
+    report = json.loads(cli("report", "--json", *nodes).stdout)
+    assert report["networks"] == {
+        f"{NET} on node-a": {"network": NET, "host": "node-a", "addresses": 2, "holdings": 2, "peak": 1,
+                             "conflicts": 0, "still_held": 0},
+        f"{NET} on node-b": {"network": NET, "host": "node-b", "addresses": 2, "holdings": 2, "peak": 2,
+                             "conflicts": 0, "still_held": 2}}
+    text = cli("report", *nodes).stdout.splitlines()
+    heading = text.index("address occupancy per network and host (holdings that overlap the window)")
+    assert text[heading + 1].split() == ["NETWORK", "HOST", "ADDRESSES", "HOLDINGS", "PEAK", "CONFLICTS", "STILL",
+                                         "HELD"]
+    assert text[heading + 3].split() == [NET, "node-b", "2", "2", "2", "0", "2"]
+    counts = cli("report", "-o", "csv", *nodes).stdout.splitlines()
+    assert f"network {NET} on node-b,still_held,2" in counts
+    one = json.loads(cli("report", "--json", *nodes[:2]).stdout)  # node A's trail alone
+    assert one["networks"] == {NET: {"addresses": 2, "holdings": 2, "peak": 1, "conflicts": 0, "still_held": 0}}
+    assert "address occupancy per network (holdings that overlap the window)" in cli("report", *nodes[:2]).stdout

@@ -41,7 +41,7 @@ def test_add_del_and_address_reuse() -> None:
     closed = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(2, "ADD", "x", "10.0.0.6"),
                   rec(3, "DEL", "a", "10.0.0.5"), rec(4, "ADD", "b", "10.0.0.5"), rec(5, "DEL", "x", "10.0.0.6"))
     assert spans(closed) == [("a", "01", "03", "DEL")]
-    assert list(tracker.open) == [("net", "b", "eth0")]
+    assert [i.key for i in tracker.open.values()] == [("net", "b", "eth0")]
     assert tracker.open_ids == {b"b": 1}
     assert closed[0].covers(T.format(1)) and closed[0].covers(T.format(3)) and not closed[0].covers(T.format(4))
 
@@ -76,7 +76,7 @@ def test_leaks_mode_orphans_repeats_and_failed_adds() -> None:
                   rec(6, "DEL", "ghost"), rec(7, "DEL", "ghost"),                       # no ADD, DEL retried
                   rec(8, "ADD", "leak"))
     assert [(i.key[1], i.orphan) for i in closed] == [("a", False), ("ghost", True)]
-    assert list(tracker.open) == [("net", "leak", "eth0")]
+    assert [i.key for i in tracker.open.values()] == [("net", "leak", "eth0")]
 
 
 def test_recently_ended_attachments_are_bounded() -> None:
@@ -136,7 +136,7 @@ def test_a_lost_del_is_superseded_by_the_next_holder_not_a_co_holder() -> None:
         assert not a.end_known
         assert [a.certainty(T.format(n)) for n in (0, 1, 2, 4, 6, 7)] == [None, "held", "held", "possibly",
                                                                            "possibly", None]
-        assert list(tracker.open) == [("net", "b", "eth0")]
+        assert [i.key for i in tracker.open.values()] == [("net", "b", "eth0")]
         assert feed(tracker, rec(8, "DEL", "a")) == []  # its late clean-up DEL: no orphan, no conflict
         assert not a.conflict
 
@@ -182,4 +182,4 @@ def test_a_second_add_of_an_open_attachment_ends_the_first_with_an_unknown_end()
     tracker = Tracker("10.0.0.5")
     (first,) = feed(tracker, rec(1, "ADD", "a", "10.0.0.5"), rec(5, "ADD", "a", "10.0.0.5"))
     assert (first.closed_by, first.end_known, first.certainty(T.format(3))) == ("ADD", False, "possibly")
-    assert tracker.open[("net", "a", "eth0")].start == T.format(5)
+    assert tracker.open[("net", "a", "eth0", "")].start == T.format(5)  # (an event without host.name: "")

@@ -293,6 +293,19 @@ def test_who_had_on_a_trail_without_events_has_no_evidence(tmp_path: Path) -> No
             assert "nobody held" not in result.stderr
 
 
+def test_leaks_on_a_trail_without_events_has_no_evidence(tmp_path: Path) -> None:
+    """``leaks`` on an empty file, or an empty export on stdin, cannot say "no leaks": the trail covers no time,
+    so it answers as ``who-had`` does there (no evidence, status 4, said on stderr)."""
+    empty = tmp_path / "cni.log"
+    empty.write_bytes(b"")
+    for source in (str(empty), "-"):  # stdin: nothing
+        for fmt in ("table", "json"):
+            result = cli("leaks", "--format", fmt, "--log-file", source)
+            assert (result.rc, result.stdout) == (4, ""), (source, fmt, result)
+            assert "no evidence about leaks: the trail has no events" in result.stderr, result
+            assert "no leaks" not in result.stderr, result
+
+
 def test_leaks_on_a_clean_trail_exit_1(tmp_path: Path, trail: Trail) -> None:
     clean = tmp_path / "clean.log"
     a = [json.dumps(e) for e in trail.by_container("ctr-a")]
