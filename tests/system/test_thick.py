@@ -287,3 +287,16 @@ def test_metrics_count_invocations_by_path_and_the_agents_requests(tmp_path: Pat
         assert scrape()['cni_logger_agent_requests_total{result="refused"}'] == 0
     finally:
         node.stop()
+
+
+def test_sigterm_leaves_the_shim_for_dels_and_uninstall_removes_it(node: ThickNode) -> None:
+    node.start()
+    node.stop()
+    assert not node.socket.exists(), "the agent's socket goes with it"
+    assert node.plugin.exists(), "the shim stays: pods set up with it still need it for DEL"
+    run = node.run("DEL", add_config(node))
+    assert run.rc == 0 and served(run) == ("fallback", "absent")
+    done = subprocess.run([str(CNI_LOGGER), "uninstall", "--state-dir", str(node.state)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not node.plugin.exists(), done.stderr
