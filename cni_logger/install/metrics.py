@@ -48,14 +48,14 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cni_logger import __version__, dropped, jsonio
 from cni_logger.audit.follow import Tail
 from cni_logger.filesink import DROPPED_DIR
 from cni_logger.install import Refusal
-from cni_logger.install.agent import Counts
+from cni_logger.install.agent import Agent
 from cni_logger.install.coverage import logger_entries, trail_settings
 from cni_logger.install.journal import load_journal
 from cni_logger.install.transaction import Recorder
@@ -177,15 +177,6 @@ SERVED_BY = ("agent", "fallback", "launcher")
 """``cni.served_by`` of an event (``thick``); ``launcher``: an event without it, from the plain launcher."""
 
 
-class AgentLike(Protocol):
-    """What the metrics read of thick mode's agent (``agent.Agent``)."""
-
-    counts: Counts
-
-    @property
-    def running(self) -> bool: ...
-
-
 class Metrics:
     """The watcher's metrics and health; ``passed`` once per pass, from the watcher's thread only."""
 
@@ -227,7 +218,7 @@ class Metrics:
         self.agent_requests = Counter("cni_logger_agent_requests", "Requests the agent met, by what became of them "
                                       "(served, refused, busy, abandoned, failed)", ["result"], registry=registry)
         self.agent_up = Gauge("cni_logger_agent_up", "1 while thick mode's agent listens", registry=registry)
-        self._agent: AgentLike | None = None
+        self._agent: Agent | None = None
         self._agent_seen: dict[str, int] = {}
         self.passes = Counter("cni_logger_watch_passes", "Passes of the watcher's loop", registry=registry)
         self.last_pass = Gauge("cni_logger_watch_last_pass_timestamp_seconds", "When the watcher's last pass "
@@ -248,7 +239,7 @@ class Metrics:
         self._metrics_app = make_wsgi_app(registry)
         self.server = bind(address, self.app)
 
-    def watch_agent(self, agent: AgentLike) -> None:
+    def watch_agent(self, agent: Agent) -> None:
         """Count thick mode's agent's requests (``agent.Counts``) and whether it listens, at each pass."""
         self._agent = agent
         for result in agent.counts.KINDS:

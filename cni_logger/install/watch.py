@@ -21,7 +21,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cni_logger.install import Refusal
 from cni_logger.install.apply import install_once, uninstall_once, withdraw
@@ -29,6 +29,9 @@ from cni_logger.install.runtimes import LOGGER_TYPE, Options
 from cni_logger.install.selfcheck import CannotCheck, CheckFailed
 from cni_logger.install.transaction import Recorder
 from cni_logger.install.watchlog import Note
+
+if TYPE_CHECKING:
+    from cni_logger.install.agent import Agent
 
 FIGHT_WINDOW_SECONDS = 60.0
 FIGHT_REWRITES = 3
@@ -109,20 +112,7 @@ def _signalled(signals: set[signal.Signals], wait: float) -> bool:
     return info is not None and info.si_signo in signals
 
 
-class AgentLike(Protocol):
-    """Thick mode's agent (``agent.Agent``), as the watcher runs it."""
-
-    path: str
-
-    @property
-    def running(self) -> bool: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-def _start_agent(agent: AgentLike, previous: str | None) -> tuple[list[str], str | None]:
+def _start_agent(agent: Agent, previous: str | None) -> tuple[list[str], str | None]:
     """Start the agent if it is not running; the report (none while nothing is news) and the problem, if any."""
     if agent.running:
         return [], None
@@ -138,7 +128,7 @@ def _start_agent(agent: AgentLike, previous: str | None) -> tuple[list[str], str
     return [Note(f"the agent serves {agent.path}", "info", event={"action": "agent-serving"})], None
 
 
-def _check_agent(opts: Options, agent: AgentLike) -> list[str]:
+def _check_agent(opts: Options, agent: Agent) -> list[str]:
     """Ask the installed shim what a runtime asks, expecting the agent to answer; restart the agent if it does not."""
     from cni_logger.install.selfcheck import check_agent
 
@@ -157,7 +147,7 @@ def _check_agent(opts: Options, agent: AgentLike) -> list[str]:
 def watch(opts: Options, interval: float, ready_file: str | None,
           emit: Callable[[list[str]], None], recorder: Recorder | None = None,
           coverage: Callable[[bool], list[str]] | None = None, observer: Observer | None = None,
-          agent: AgentLike | None = None) -> int:
+          agent: Agent | None = None) -> int:
     """Install, then re-check every ``interval`` seconds until SIGTERM/SIGINT, then take the entry out.
 
     ``recorder`` (see ``apply.apply``) hears of every config change with its reason: ``install`` (the first
