@@ -29,7 +29,9 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """The lines ``data`` completes, without their newlines."""
-        parts = (self.rest + data if self.rest else data).split(b"\n")
+        parts = data.split(b"\n")
+        if self.rest:  # joined to its end only, not the piece copied whole behind it
+            parts[0] = self.rest + parts[0]
         self.rest = parts.pop()
         if self._discarding:
             if not parts:

@@ -186,8 +186,10 @@ class Scan:
     def lines(self) -> Iterator[bytes]:
         """Every line of every trail (without its newline), oldest first."""
         if len(self.trails) == 1:
-            yield from self._trail_lines(self.trails[0], self._cursors[0])
-            return
+            return self._trail_lines(self.trails[0], self._cursors[0])  # not a ``yield from``: one level less per line
+        return self._merged_lines()
+
+    def _merged_lines(self) -> Iterator[bytes]:
         cursors = self._cursors
         for _, line, index in heapq.merge(*(_keyed(self._trail_lines(trail, cursor), n)
                                             for n, (trail, cursor) in enumerate(zip(self.trails, cursors,
@@ -196,6 +198,25 @@ class Scan:
             yield line
 
     def _trail_lines(self, trail: sources.Trail, cursor: _Cursor) -> Iterator[bytes]:
+        """The trail's lines, numbering them and ending open damage at the next good line.
+
+        The files' pieces come whole from ``_trail_pieces``, and their lines are yielded here, in one generator:
+        each level of generators a line passes through costs a resumption per line, and this loop runs once per
+        line of the trail.
+        """
+        for parts in self._trail_pieces(trail, cursor):
+            number = cursor.base
+            for line in parts:
+                number += 1
+                cursor.lineno = number
+                yield line
+                if cursor.pending and cursor.skipped_at != number:
+                    stamp = _stamp(line)
+                    if stamp:
+                        cursor.settle(stamp)
+
+    def _trail_pieces(self, trail: sources.Trail, cursor: _Cursor) -> Iterator[list[bytes]]:
+        """The lines of the trail's files, a piece at a time (``cursor.base`` numbers each piece's first line)."""
         previous: tuple[str, tuple[str, str, int]] | None = None
         numbered = 0  # the sequence number of the last backup read (0: none yet, or not numbered)
         missing: tuple[int, int] | None = None  # numbers absent since the last file with events: first, last
@@ -205,7 +226,7 @@ class Scan:
                 missing = (missing[0] if missing else numbered + 1, number - 1)
             numbered = number
             try:
-                span = yield from self._file_lines(handle, cursor, backup=handle.path != trail.live)
+                span = yield from self._file_pieces(handle, cursor, backup=handle.path != trail.live)
             finally:
                 handle.close()
             if span is None:
@@ -217,9 +238,10 @@ class Scan:
             previous, missing = (handle.path, span), None
         cursor.pending = []  # what is still open reaches the end of the trail (``before`` stays None)
 
-    def _file_lines(self, handle: sources.OpenFile, cursor: _Cursor, *,
-                    backup: bool) -> Generator[bytes, None, tuple[str, str, int] | None]:
-        """The file's lines; returns (first, last, lines) of its events, or ``None`` without any."""
+    def _file_pieces(self, handle: sources.OpenFile, cursor: _Cursor, *,
+                     backup: bool) -> Generator[list[bytes], None, tuple[str, str, int] | None]:
+        """The file's lines, a piece at a time, each read whole before the next is asked for; returns (first, last,
+        lines) of its events, or ``None`` without any."""
         dropped = 0
 
         def on_drop() -> None:
@@ -266,7 +288,7 @@ class Scan:
                 last = _last_stamp(parts) or last
                 count += len(parts)
                 tail = parts[-1]
-                yield from self._numbered(parts, cursor)
+                yield parts
             if dropped > before:  # the overlong line comes after the piece's lines, and is not among them
                 advance([b"\0"])
                 cursor.lineno = cursor.base + 1
@@ -277,7 +299,7 @@ class Scan:
             rest = [splitter.rest + b"\n"]
             advance(rest)
             count += 1
-            yield from self._numbered(rest, cursor)
+            yield rest
         advance([])
         if backup and size == 0:
             cursor.pending.append(self.evidence.add(Stretch(
@@ -295,17 +317,6 @@ class Scan:
         self.evidence.saw(first)
         self.evidence.saw(last)
         return first, last, count
-
-    @staticmethod
-    def _numbered(parts: list[bytes], cursor: _Cursor) -> Iterator[bytes]:
-        """The piece's lines, numbering them and ending open damage at the next good line."""
-        for number, line in enumerate(parts, cursor.base + 1):
-            cursor.lineno = number
-            yield line
-            if cursor.pending and cursor.skipped_at != number:
-                stamp = _stamp(line)
-                if stamp:
-                    cursor.settle(stamp)
 
     # -- records ----------------------------------------------------------------------------------
 
