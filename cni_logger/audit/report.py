@@ -66,7 +66,7 @@ from cni_logger.audit.output import (
 )
 from cni_logger.audit.query import on_host
 from cni_logger.audit.reader import Scan
-from cni_logger.audit.record import Record
+from cni_logger.audit.record import Record, node
 from cni_logger.audit.stats import Stats
 from cni_logger.audit.timeparse import to_epoch
 
@@ -172,10 +172,8 @@ class Builder:
         self.unrecorded = Capped(list_limit)
         """Holdings a complete inventory no longer listed (their DEL not recorded): listed apart, as not leaks."""
         self.coverage_events = 0
-        self.hosts: dict[bytes, int] = {}
+        self.hosts: dict[str, int] = {}
         """Events in the window per node (``host.name``): whose trails the report covers."""
-        self._host, self._host_field = b"", b""
-        """The last event's node, and how its canonical line names it: a trail's events are mostly one node's."""
         self.quiet = Capped(list_limit)
         self.bars: deque[Holding] = deque(maxlen=max(max_bars, 0) or None)
         self.bars_dropped = 0
@@ -205,12 +203,8 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            if self._host_field and self._host_field in rec.line:  # the previous event's node (one search)
-                self.hosts[self._host] += 1
-            else:
-                host = self._host = _host_of(rec)  # bytes: decoded once per host, in ``to_json``
-                self._host_field = _HOST_AT + host + b'"' if rec.canonical else b""
-                self.hosts[host] = self.hosts.get(host, 0) + 1
+            host = node(rec)  # the trackers ask it too: sliced once, where head_from_line found the network's end
+            self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1
             else:
@@ -327,22 +321,6 @@ class Builder:
         return still
 
 
-_HOST_AT = b',"host":{"name":"'
-
-
-def _host_of(rec: Record) -> bytes:
-    """The record's node, as the bytes of its JSON string: sliced from the plugin's line (one search; ``host.name``
-    has no quote or backslash in practice), else from the decoded event."""
-    line = rec.line
-    at = line.find(_HOST_AT) if rec.canonical else -1
-    if at >= 0:
-        start = at + len(_HOST_AT)
-        end = line.find(b'"', start)
-        if end > 0 and line.find(b"\\", start, end) < 0:
-            return line[start:end]
-    return record.host(rec.doc).encode("utf-8", "surrogateescape")
-
-
 def build(scan: Scan, window: Window, *, gap_seconds: float, max_bars: int = MAX_BARS,
           max_addresses: int = MAX_ADDRESSES, liveness: Liveness | None = None, host: str = "",
           list_limit: int = LIST_LIMIT) -> Report:
@@ -421,14 +399,14 @@ class Report:
         stats = b.stats.to_json()
         return {
             "window": self.window,
-            "hosts": dict(sorted((name.decode("utf-8", "replace"), count) for name, count in b.hosts.items() if name)),
+            "hosts": dict(sorted((name, count) for name, count in b.hosts.items() if name)),
             "trail": {"files": self.files, "first": b.first or None, "last": b.last or None,
                       "events_in_window": stats["events"], "first_in_window": stats["first"],
                       "last_in_window": stats["last"], "skipped_lines": self.skipped,
                       "damaged": self.damaged.to_json(), "possible_gaps": self.possible_gaps.to_json(),
                       "duplicates_ignored": self.evidence.duplicates,
                       "quiet_periods": {**b.quiet.to_json(), "min_seconds": b.gap_seconds},
-                      "hosts": sorted(h.decode("utf-8", "replace") for h in b.hosts if h),
+                      "hosts": sorted(h for h in b.hosts if h),
                       "warnings": self.warnings},
             "networks": self.networks(),
             "conflicts": b.conflicts.to_json(),
