@@ -37,18 +37,6 @@ def main() -> None:
     skel.main_exit(tool(sys.argv[1:]))
 
 
-def fallback() -> None:
-    """Thick mode's in-process path, as the shim runs it (``python -IS -c <program> ID REASON MAYBE PREFIX``, see
-    ``thick.fallback``): ``main``'s plugin path, told by the shim's arguments which request it serves."""
-    import gc
-
-    gc.disable()
-    from cni_logger import deferred, skel, thick
-
-    deferred.install()
-    skel.main_exit(thick.fallback(sys.argv[1:]))
-
-
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("launcher", "write the plugin executable (e.g. /opt/cni/bin/logger)"),
     ("install", "install the plugin and add it to the node's network config"),

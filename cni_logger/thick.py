@@ -4,8 +4,8 @@ In thick mode the runtime executes a small C shim (``shim/cni-logger-shim.c``) a
 the request (a random version-4 UUID), reads stdin, and hands the environment and stdin to the agent that
 ``install --watch --agent`` runs (``install.agent``: a root-only unix socket), which answers through
 ``answer`` below; the shim relays the answer's stdout, stderr and exit status. When the agent is absent,
-refuses, is slow to greet, or dies or stalls mid-request, the shim executes the interpreter with
-``fallback`` as the program instead, with the same environment and stdin. Either way the invocation runs
+refuses, is slow to greet, or dies or stalls mid-request, the shim executes the interpreter with ``main``
+below as the program instead, with the same environment and stdin. Either way the invocation runs
 ``skel.run`` with ``plugin.LoggerPlugin``: one implementation of the protocol and of the event. What differs is
 only where it runs, which the event says (``cni.served_by``: ``agent`` or ``fallback``, and
 ``cni.fallback_reason``), and whose process it names: the shim's pid, parent pid and node name, as the
@@ -116,6 +116,19 @@ def banner() -> bytes:
 def _contents(fd: int) -> bytes:
     size = os.lseek(fd, 0, os.SEEK_END)
     return os.pread(fd, size, 0) if size else b""
+
+
+def main() -> None:
+    """The shim's in-process path, as a process (``python -IS -c <program> ID REASON MAYBE PREFIX``): ``cli.main``'s
+    plugin path without ``cli`` itself (the shim has already spent its own exec on this path)."""
+    import gc
+    import sys
+
+    gc.disable()  # one short-lived invocation allocates little; collection only costs time
+    from cni_logger import deferred
+
+    deferred.install()
+    skel.main_exit(fallback(sys.argv[1:]))
 
 
 def fallback(argv: list[str]) -> int:

@@ -108,15 +108,15 @@ def render(python: str, paths: list[str]) -> str:
             f"{body}")
 
 
-def program(paths: list[str], entry: str = "main") -> str:
-    """The Python the launcher runs: ``paths`` added to ``sys.path``, then ``cni_logger.cli.<entry>()``. Thick
-    mode's shim runs the same text with ``-c``, entry ``fallback`` (``install.shim``)."""
+def program(paths: list[str], module: str = "cni_logger.cli") -> str:
+    """The Python the launcher runs: ``paths`` added to ``sys.path``, then ``<module>.main()``. Thick mode's shim
+    runs the same text with ``-c`` and ``cni_logger.thick``, its in-process path (``install.shim``)."""
     return ("# -I ignores the runtime's PYTHON* variables; -S skips site processing: the plugin's import\n"
             "# paths are listed here instead (after the standard library, so nothing can shadow it).\n"
             "import sys\n"
             f"sys.path.extend({paths!r})\n"
-            f"from cni_logger.cli import {entry}\n"
-            f"{entry}()\n")
+            f"from {module} import main\n"
+            "main()\n")
 
 
 def write(target: str, python: str | None = None, paths: list[str] | None = None,

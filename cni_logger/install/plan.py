@@ -130,7 +130,8 @@ def _executable(opts: Options) -> bytes:
         return launcher.render(sys.executable, paths).encode("utf-8")
     binary = shim.read_binary(opts.shim)
     return shim.configure(binary, socket=opts.agent_socket, python=sys.executable,
-                          program=launcher.program(paths, "fallback"), reply_ms=round(opts.agent_timeout * 1000))
+                          program=launcher.program(paths, "cni_logger.thick"),
+                          reply_ms=round(opts.agent_timeout * 1000))
 
 
 def _launcher_plan(opts: Options) -> tuple[str, bytes | None]:

@@ -14,7 +14,7 @@ from cni_logger.install import launcher
 from tests.harness.plugin import CNITOOL_RESULT_100, REPO, cni_env
 
 PYTHON = str(REPO / ".venv" / "bin" / "python")
-PROGRAM = launcher.program(launcher.import_paths(), "fallback")
+PROGRAM = launcher.program(launcher.import_paths(), "cni_logger.thick")
 
 
 def fallback(tmp: Path, *args: str, stdin: bytes, env: dict[str, str] | None = None,

@@ -121,7 +121,7 @@ def test_every_top_level_module_is_on_the_plugins_path(tmp_path: Path) -> None:
     Path(dropped_path(blocked)).unlink(missing_ok=True)
     top_level = {f"cni_logger.{p.stem}" for p in (REPO / "cni_logger").glob("*.py")} - {"cni_logger.__init__"}
     # __main__ is the entry point of ``python -m cni_logger`` itself; thick is the plugin's path in thick mode
-    # (cli.fallback, run by the shim instead of the launcher: tests/system/test_thick.py): the other ways in.
+    # (thick.main, run by the shim instead of the launcher: tests/system/test_thick.py): the other ways in.
     assert top_level - {"cni_logger.__main__", "cni_logger.thick"} <= seen, sorted(top_level - seen)
     assert {p.name for p in (REPO / "cni_logger").iterdir() if p.is_dir() and p.name != "__pycache__"} == \
         {"audit", "install"}
