@@ -143,7 +143,7 @@ class LoggerPlugin:
                     outcome = Outcome(error=CNIError(ERR_TRY_AGAIN_LATER, "audit log unavailable", sink_error))
                 line = events.render(request, outcome, conf, warnings)
         if conf.log_to_stderr or request.command == "VERSION":
-            _write_stderr(line)
+            skel.write_stderr(line)  # a closed stderr is ignored: the file (if any) is the audit path
         return outcome
 
     def _append(self, sink: RotatingFile, line: bytes, conf: Settings) -> str:
@@ -202,10 +202,6 @@ def _flush_dropped(sink: RotatingFile, conf: Settings) -> list[str]:
         return dropped.flush(sink, conf.extra_redact_keys)
     except Exception as exc:  # the invocation's own event is written: the answer stands
         return [f"earlier lost events not put on the record: {type(exc).__name__}: {exc}"]
-
-
-def _write_stderr(line: bytes) -> None:
-    skel.write_stderr(line)  # a closed stderr is ignored: the file (if any) is the audit path
 
 
 def run() -> int:

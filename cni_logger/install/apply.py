@@ -126,8 +126,7 @@ def _carry_out(step: Write | Remove, verify: Callable[[str], None] | None) -> No
     if isinstance(step, Write) and step.launcher:
         check = functools.partial(verify, atomicfile.temporary_path(step.path)) if verify else None
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(step.path)), exist_ok=True)
-            atomicfile.write_atomic(os.path.abspath(step.path), step.data, 0o755, before_replace=check)
+            atomicfile.write_atomic(step.path, step.data, 0o755, before_replace=check)
         except selfcheck.CheckFailed:
             for directory in created:
                 try:

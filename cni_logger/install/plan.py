@@ -47,7 +47,8 @@ class Write:
     """Replace ``path`` (``old``: its content now, None if it does not exist) with ``data``.
 
     ``expect`` is the file as read: the write is abandoned if it changed since (another agent wrote it
-    meanwhile). ``launcher``: written by ``launcher.write`` (the same text, rendered for this interpreter).
+    meanwhile). ``launcher``: the plugin executable (the launcher, or thick mode's shim), checked under its
+    temporary name before it replaces the old one (``apply``).
     ``key``: the config path whose journal records this step carries out (default: ``path``; see
     ``transaction.commit``).
     """

@@ -156,6 +156,13 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
             raise CheckFailed(f"the logger entry for {item.where} has failOnLogError true and a setting the plugin "
                               f"rejects, so every ADD would fail (error 7, invalid logger setting): "
                               f"{'; '.join(conf.problems)}")
+    _run(executable, entries, cni_path, state_dir, timeout, name, served_by)
+    return _check_logs(loaded, timeout)
+
+
+def _run(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_dir: str, timeout: float, name: str,
+         served_by: str | None) -> None:
+    """``check``'s calls: VERSION, then ADD through each entry into the scratch directory."""
     env = {"PATH": CLEAN_PATH, "CNI_CONTAINERID": CONTAINER_ID, "CNI_NETNS": "", "CNI_IFNAME": IFNAME,
            "CNI_PATH": cni_path, "CNI_ARGS": ""}
     if served_by == "fallback":
@@ -185,7 +192,6 @@ def check(executable: str, entries: Sequence[ChainEntry], cni_path: str, state_d
                 if problem:
                     raise CannotCheck(problem) from None
                 raise
-        return _check_logs(loaded, timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -370,9 +376,10 @@ def _check_log(name: str, log: str, served_by: str | None = None) -> None:
 
 def check_agent(executable: str, cni_path: str, state_dir: str, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
     """Thick mode: ADD through the installed shim, answered by the agent (CheckFailed if the shim had to fall
-    back, or the answer is wrong). A plain entry of the latest version, recorded in the scratch directory."""
+    back, or the answer is wrong). A plain entry of the latest version, recorded in the scratch directory; no
+    real log file is probed (the pass's own check did that for the chains' entries)."""
     entry = ChainEntry("(the agent's check)", AGENT_CHECK_NETWORK, LATEST_VERSION, {"type": "logger"})
-    check(executable, [entry], cni_path, state_dir, timeout, served_by="agent")
+    _run(executable, [entry], cni_path, state_dir, timeout, executable, "agent")
 
 
 def _unblock_signals() -> None:
