@@ -1,7 +1,7 @@
 """Attachments as time intervals: an ADD opens one, the matching DEL closes it (who-had, leaks).
 
 An attachment is named by (network, container id, interface name), the triple CNI itself uses to
-name one (``Interval.key``), and identified by that triple and its node (``Slot``: ``record.node``): merged
+name one (``Interval.key``), and identified by that triple and its node (``Slot``: ``Record.slot``): merged
 trails of several nodes may hold attachments with the same triple (sandboxes named by the runtime, ids
 reused, a node restored), and one node's ADD, DEL, CHECK, GC or inventory never pairs with, closes or
 supersedes another node's attachment. Only *successful* invocations change state: a failed ADD left
@@ -78,7 +78,7 @@ from typing import TYPE_CHECKING, Any
 
 from cni_logger.audit.coverage import ATTACHMENT, INVENTORY, INVENTORY_GRACE, Outage, details
 from cni_logger.audit.query import canonical_address
-from cni_logger.audit.record import Record, addresses, node, placed
+from cni_logger.audit.record import Record, addresses, placed
 from cni_logger.audit.timeparse import from_epoch, to_epoch
 
 if TYPE_CHECKING:
@@ -221,19 +221,6 @@ class Tracker:
         """The attachments each inventory being read lists so far (``cni-attachment``), by inventory id."""
         self.opened: Interval | None = None
         """The interval opened last (by the record whose ``opened`` it is: ``occupancy`` holds its addresses)."""
-        self._slotted: Record | None = None
-        self._slot: Slot = ("", "", "", "")
-        """The last record ``slot`` was asked of, and its answer: ``occupancy`` asks before ``feed`` does."""
-
-    def slot(self, rec: Record) -> Slot:
-        """A record's attachment, as the tracker keys it: (network, container id, interface, node). A successful ADD's
-        node is read with the rest of ``placed``, which ``_open`` needs then anyway (one slicing, not two)."""
-        if rec is self._slotted:
-            return self._slot
-        host = placed(rec)[0] if rec.command == "ADD" and self.address is None and rec.ok else node(rec)
-        slot = self._slot = (*rec.key, host)
-        self._slotted = rec
-        return slot
 
     def _holds(self, rec: Record) -> bool:
         if self.address is None:
@@ -336,7 +323,7 @@ class Tracker:
             return ()  # bracket mode's first entry: it records that an ADD started, not an attachment
         command = rec.command
         if command == "ADD":
-            key = self.slot(rec)
+            key = rec.slot
             if not rec.ok:
                 self.recent.add(key)
             elif self._holds(rec):
@@ -348,7 +335,7 @@ class Tracker:
             elif key in self.open:
                 return (self._close(key, rec, "ADD"),)
         elif command == "DEL":
-            key = self.slot(rec)
+            key = rec.slot
             if key in self.open:
                 if rec.ok:
                     return (self._close(key, rec, "DEL"),)
@@ -366,7 +353,7 @@ class Tracker:
             else:
                 self._open(rec, key, None)
         elif command == "CHECK":
-            key = self.slot(rec)
+            key = rec.slot
             if rec.ok and key in self.open:
                 self.open[key].last_seen = rec.timestamp
             elif rec.ok and key in self.superseded:
@@ -387,7 +374,7 @@ class Tracker:
         with an unknown start when none is open; an attachment that ended lately is the cache lagging its DEL, not a
         new one); a complete ``logger-inventory`` ends what it does not list (``_inventory``)."""
         if rec.coverage == ATTACHMENT:
-            key = self.slot(rec)
+            key = rec.slot
             inventory = str(details(rec).get("inventory", ""))
             listed = self.listed.get(inventory)
             if listed is None:
@@ -418,7 +405,7 @@ class Tracker:
         if found.get("complete") is not True or not isinstance(networks, list) or not rec.timestamp or (
                 isinstance(count, int) and count > len(listed)):
             return ()
-        host = node(rec)
+        host = rec.node
         try:
             cutoff = from_epoch(to_epoch(rec.timestamp) - INVENTORY_GRACE)
         except ValueError:
@@ -436,7 +423,7 @@ class Tracker:
         valid = _valid_attachments(rec.doc)
         if valid is None:
             return ()
-        host = node(rec)
+        host = rec.node
         return tuple(self._close(key, rec, "GC") for key in [
             k for k, interval in self.open.items()
             if k[0] == rec.network and interval.host == host and (k[1], k[2]) not in valid])
@@ -453,9 +440,9 @@ class Tracker:
                 return True
             if not open_ids:
                 return False
-            if GC_MARK in line:
+            if line.find(GC_MARK) >= 0:
                 return True
-            return any(cid in line for cid in open_ids)
+            return any(line.find(cid) >= 0 for cid in open_ids)
 
         return prefilter
 

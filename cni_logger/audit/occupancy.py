@@ -192,9 +192,9 @@ class Occupancy:
 
     def feed(self, rec: Record) -> list[Holding]:
         """Apply one event; the holdings it ended (or settled: a superseded one after its DEL)."""
-        # The record's attachment matters here only while superseded holdings are parked (``tracker.slot``): what
+        # The record's attachment matters here only while superseded holdings are parked (``Record.slot``): what
         # the record opens, the tracker says itself (``tracker.opened``).
-        key = self.tracker.slot(rec) if self.parked and (rec.command in ("ADD", "CHECK", "DEL") or
+        key = rec.slot if self.parked and (rec.command in ("ADD", "CHECK", "DEL") or
                                                          rec.coverage == ATTACHMENT) else None
         came_back = None
         if key is not None and key in self.parked:
@@ -241,7 +241,7 @@ class Occupancy:
         if later is None:
             return
         parked = self.parked.get(interval.slot, [])
-        others = self.open.get(self.tracker.slot(later), [])
+        others = self.open.get(later.slot, [])
         for holding in parked:
             holding.conflicts_with.append(later.container_id)
             # The later holder got the address by its ADD: its ``conflict`` stays as intervals has it (false);

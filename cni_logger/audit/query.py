@@ -76,10 +76,10 @@ def address_test(address: str) -> Callable[[bytes], bool]:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        return lambda line: any(s in line for s in spellings)
+        return lambda line: any(line.find(s) >= 0 for s in spellings)
     if parsed.version == 4:
         needle = spellings[0]
-        return lambda line: needle in line
+        return lambda line: line.find(needle) >= 0  # not ``needle in line``: see ``record.contains``
     groups = [g.lstrip("0").encode() for g in parsed.exploded.split(":")]
     head = [g for g in groups[:6] if g]
     tail = [g for g in groups[6:] if g]
@@ -87,7 +87,7 @@ def address_test(address: str) -> Callable[[bytes], bool]:
 
     def test(line: bytes) -> bool:
         for spelling in spellings:
-            if spelling in line:
+            if line.find(spelling) >= 0:
                 return True
         low = line.lower()
         return all(g in low for g in head) and (all(g in low for g in tail) or dotted in low)
@@ -168,7 +168,7 @@ class Filter:
 
         def prefilter(line: bytes) -> bool:
             for needle in required:
-                if needle not in line:
+                if line.find(needle) < 0:
                     return False
             return names_address is None or names_address(line)
 

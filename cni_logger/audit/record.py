@@ -50,20 +50,25 @@ how: every message the plugin writes starts with ``CNI ``, a coverage event's ne
 line without it may be a coverage event, which every question needs: ``may_be_coverage``."""
 MESSAGE_AT = 42
 _STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
-_CNI_KEY = b',"cni":{"command":"'
-_CNI_HEAD = re.compile(rb',"cni":\{"command":"([^"]*)","container_id":"([^"]*)","netns":"[^"]*","ifname":"([^"]*)"'
-                       rb'(?:,"role":"([^"]*)")?')
 _OUTCOME_KEY = b'"outcome":"'
 _OUTCOME = re.compile(rb'"outcome":"([^"]*)","duration":(\d+)(?:,"id":"([^"]*)")?[,}]')
 _NETWORK_KEY = b',"network":{"name":"'
-_NETWORK = re.compile(rb',"network":\{"name":"([^"]*)"')
+_BODY = re.compile(rb',"network":\{"name":"([^"]*)"\},"host":\{"name":"([^"]*)"(?:,"hostname":"[^"]*")?\}'
+                   rb'(?:,"process":\{"pid":\d+,"parent":\{"pid":\d+\}\})?(?:,"trace":\{"id":"[^"]*"\})?'
+                   rb'(?:,"related":\{"ip":\[((?:"[^"]*"(?:,"[^"]*")*)?)\]\})?'
+                   rb',"cni":\{"command":"([^"]*)","container_id":"([^"]*)","netns":"[^"]*","ifname":"([^"]*)"'
+                   rb'(?:,"role":"([^"]*)")?')
+"""From ``network`` to the head of ``cni``, as the plugin writes them one after the other (``events``): the network's
+name, the host's, ``process`` and ``trace`` if any, the addresses of ``related`` if any, then command, container id,
+netns and ifname (and the bracket ``role``, written right after ifname: without it there, the line has none). One
+match reads them all; a line laid out otherwise there is decoded instead."""
 
 
 class Record:
     """An event line with its identifying fields; ``doc`` decodes the whole event on first use."""
 
-    __slots__ = ("_canonical", "_doc", "_network_end", "_placed", "attempt", "command", "container_id", "duration",
-                 "event_id", "ifname", "key", "line", "network", "outcome", "timestamp")
+    __slots__ = ("_canonical", "_doc", "_network_at", "_placed", "_related", "attempt", "command", "container_id",
+                 "duration", "event_id", "ifname", "key", "line", "network", "node", "outcome", "slot", "timestamp")
 
     coverage: str = ""
     """A coverage event's ``event.action`` (``logger-left``, ``cni-attachment``, ...; ``docs/coverage-events.md``),
@@ -72,7 +77,8 @@ class Record:
 
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
-                 event_id: str = "", attempt: bool = False, network_end: int = -1) -> None:
+                 event_id: str = "", attempt: bool = False, node: str = "", related: bytes | None = None,
+                 network_at: int = -1) -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -82,6 +88,12 @@ class Record:
         self.network = network
         self.key = (network, container_id, ifname)
         """The attachment an ADD creates and its DEL removes: network, container id, interface."""
+        self.node = node
+        """The node that wrote the event (``host.name``; "" without one)."""
+        self.slot = (network, container_id, ifname, node)
+        """``key`` and ``node``: an attachment as the trackers key it, since merged trails of several nodes may hold
+        attachments with the same network, container id and interface. Made here, once per record, because every
+        tracker asks it of every ADD, CHECK and DEL it reads."""
         self.duration = duration
         self._doc = doc
         self.event_id = event_id
@@ -92,9 +104,11 @@ class Record:
         attachment. Read with the head, sliced or decoded, as it costs nothing then."""
         self._placed: Placed | None = None
         """``placed``, once asked (the tracker and occupancy both ask it of every ADD)."""
-        self._network_end = network_end
-        """Sliced from a canonical line (``head_from_line``): where the network's name ends in it, right before the
-        host (``node``); -1 otherwise."""
+        self._related = related
+        """Sliced from a canonical line (``head_from_line``): ``related.ip`` as the line spells it (the quoted addresses
+        and the commas between them; empty without it); ``None`` otherwise."""
+        self._network_at = network_at
+        """Sliced from a canonical line: where its ``network`` object starts (``orchestrator``, if any, ends there)."""
 
     @property
     def canonical(self) -> bool:
@@ -156,14 +170,15 @@ def is_canonical_line(line: bytes) -> bool:
 def head_from_line(line: bytes) -> Record | None:
     """The identifying fields sliced from a canonical line, or ``None`` to decode it in full instead.
 
-    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern; outcome and
-    duration are adjacent in ``event``, command to ifname (and the bracket ``role``, which the plugin
-    writes right after ifname) in ``cni``: without it there, the plugin's line has none (no attempt).
-    The patterns read a string up to its next quote
-    (``re`` runs that as a tight loop, several times faster than a class that also excludes the
-    backslash), so escapes are refused by a search for a backslash in what each pattern read (when the
-    line has one at all, which one search of the whole line tells): a line with one there (a network
-    name with a quote, say) is decoded instead.
+    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern: outcome and duration
+    (adjacent in ``event``), the time, and everything from ``network`` to the head of ``cni`` (``_BODY``). The
+    addresses of ``related`` come with it, for ``placed``. The patterns read a string up to its next quote (``re``
+    runs that as a tight loop, several times faster than a class that also excludes the backslash), so escapes are
+    refused by a search for a backslash in what the patterns read (when the line has one at all, which one search of
+    the whole line tells): a line with one there (a network name with a quote, say) is decoded instead.
+
+    Bytes are searched with ``find``, never ``in``: ``needle in line`` first tries the needle as an integer (a byte
+    value) and raises and clears a ``TypeError`` when it is not, which costs more than the search.
     """
     # In the order they appear, each search starting where the last one matched.
     start = line.find(_OUTCOME_KEY)
@@ -171,23 +186,22 @@ def head_from_line(line: bytes) -> Record | None:
         return None
     event = _OUTCOME.match(line, start)
     at = line.find(_NETWORK_KEY, start)
-    network = _NETWORK.match(line, at) if at >= 0 else None
-    cni = line.find(_CNI_KEY, at)
-    if cni < 0:
+    if at < 0 or event is None:
         return None
-    head = _CNI_HEAD.match(line, cni)
+    body = _BODY.match(line, at)
     stamp = _STAMP.match(line)
-    if head is None or event is None or network is None or stamp is None:
+    if body is None or stamp is None:
         return None
-    if b"\\" in line and (line.find(b"\\", start, event.end()) >= 0 or line.find(b"\\", at, network.end()) >= 0
-                          or line.find(b"\\", cni, head.end()) >= 0):
+    if line.find(b"\\") >= 0 and (line.find(b"\\", start, event.end()) >= 0 or
+                                  line.find(b"\\", at, body.end()) >= 0):
         return None
     outcome, duration, event_id = event.groups()
-    command, container_id, ifname, role = head.groups()
+    network, node, related, command, container_id, ifname, role = body.groups()
     try:
         return Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
-                      ifname.decode(), network[1].decode(), int(duration), None,
-                      event_id.decode() if event_id else "", role == ATTEMPT_ROLE, network.end())
+                      ifname.decode(), network.decode(), int(duration), None,
+                      event_id.decode() if event_id else "", role == ATTEMPT_ROLE, node.decode(),
+                      related or b"", at)
     except UnicodeDecodeError:
         return None
 
@@ -218,6 +232,7 @@ def head_from_doc(line: bytes, doc: Any) -> Record | None:
         doc,
         _text(event.get("id")),
         cni.get("role") == ATTEMPT,
+        host(doc),
     )
 
 
@@ -227,20 +242,12 @@ def _coverage_record(line: bytes, doc: dict[str, Any], event: dict[str, Any], cn
     network = _text(_dict(doc.get("network")).get("name"))
     return CoverageRecord(action, line, normalize(_text(doc.get("@timestamp"))) or "", "", _text(event.get("outcome")),
                           _text(cni.get("container_id")), _text(cni.get("ifname")), network, None, doc,
-                          _text(event.get("id")), False)
+                          _text(event.get("id")), False, host(doc))
 
 
 _ORCHESTRATOR_KEY = b',"orchestrator":{'
 _ORCHESTRATOR = re.compile(rb',"orchestrator":\{(?:"type":"[^"]*",)?(?:"namespace":"([^"]*)",)?'
                            rb'"resource":\{(?:"type":"[^"]*",)?(?:"name":"([^"]*)")?[,}]')
-_HOST_KEY = b',"host":{"name":"'
-_AFTER_NETWORK = b"}" + _HOST_KEY
-_HOST_AFTER = len(_AFTER_NETWORK)
-"""The end of the ``network`` object (``{"name":".."}``, after the name's closing quote: ``_NETWORK``'s match end),
-then the host."""
-_HOST = re.compile(rb',"host":\{"name":"([^"]*)"')
-_RELATED_KEY = b',"related":{"ip":['
-_RELATED = re.compile(rb',"related":\{"ip":\[((?:"[^"]*"(?:,"[^"]*")*)?)\]\}')
 Placed = tuple[str, list[str], str, str]
 """(host, addresses without prefix length, namespace, pod): where an attachment lives, and whose it is."""
 
@@ -249,91 +256,49 @@ def placed(rec: Record) -> Placed:
     """Where an attachment's addresses live and whose they are, read once per record.
 
     An address is one holder's at a time only on one network of one host (host-local allocates per
-    node): ``intervals`` needs the host and addresses of every ADD, ``occupancy`` its addresses, pod
-    and namespace. Sliced from a canonical line when it can be (``sliced_placed``), else read from
-    the decoded event.
+    node): ``intervals`` needs the addresses of every ADD, ``occupancy`` its addresses, pod and
+    namespace. Completed from what ``head_from_line`` sliced when it can be (``_sliced_placed``), else
+    read from the decoded event.
     """
     found = rec._placed
     if found is None:
-        sliced = sliced_placed(rec.line) if rec._doc is None and rec.canonical else None
+        sliced = None
+        if rec._doc is None:
+            if rec._related is None and rec.canonical:  # decoded once, and forgotten since
+                head = head_from_line(rec.line)
+                sliced = _sliced_placed(head) if head is not None else None
+            elif rec._related is not None:
+                sliced = _sliced_placed(rec)
         if sliced is None:
             doc = rec.doc
-            sliced = _text(_dict(doc.get("host")).get("name")), addresses(doc), namespace(doc), pod(doc)
+            sliced = host(doc), addresses(doc), namespace(doc), pod(doc)
         found = rec._placed = sliced
     return found
 
 
-def node(rec: Record) -> str:
-    """The node that wrote the record (``host.name``; "" without one): part of an attachment's identity, since merged
-    trails of several nodes may hold attachments with the same network, container id and interface.
-
-    Asked of every ADD, CHECK and DEL the trackers read, so it is cheap: ``placed``'s when it was asked already, else,
-    for a record sliced from a canonical line, read where the plugin writes ``host``: right after the ``network``
-    object (``{"name":".."}``, its only key), whose end ``head_from_line`` found (the top-level one, by its
-    reasoning): no search. Anything else (no host there, an escape in the name) is read by ``placed``."""
-    found = rec._placed
-    if found is not None:
-        return found[0]
-    at = rec._network_end
-    if at > 0:
-        global _last_node
-        line = rec.line
-        needle, known = _last_node
-        if line.startswith(needle, at):  # the last record's node: a trail's records are mostly one node's
-            return known
-        if line.startswith(_AFTER_NETWORK, at):
-            start = at + _HOST_AFTER
-            end = line.find(b'"', start)
-            name = line[start:end]
-            if end > 0 and b"\\" not in name:  # an escape: ``placed`` decodes it
-                known = name.decode("utf-8", "replace")
-                _last_node = ((line[at:end + 1],), known)
-                return known
-    return placed(rec)[0]
-
-
-_last_node: tuple[tuple[bytes, ...], str] = ((), "")
-"""The last node sliced, as its line spells it (``}``, the host key, the name and its closing quote), and its name:
-one comparison tells the next record of the same node (none before the first is sliced: ``startswith(())`` is
-false)."""
-
-
-
 def sliced_placed(line: bytes) -> Placed | None:
-    """``placed`` of a canonical line, from its bytes; ``None`` to decode it instead.
+    """``placed`` of a canonical line, from its bytes; ``None`` to decode it instead."""
+    head = head_from_line(line)
+    return None if head is None else _sliced_placed(head)
 
-    ``orchestrator``, ``network``, ``host`` and ``related`` come in this order, all before ``cni``, and
-    every object before them is laid out by the plugin, so each first key found is the top-level one
-    (the reasoning of ``head_from_line``, escapes refused the same way). ``orchestrator`` is written
-    whenever ``K8S_POD_*`` arguments are; ``related`` whenever the event names an address.
-    """
-    cni = line.find(_CNI_KEY)
-    if cni < 0:
-        return None
-    escaped = b"\\" in line
-    at = line.find(_ORCHESTRATOR_KEY, 0, cni)
+
+def _sliced_placed(rec: Record) -> Placed | None:
+    """``placed`` of a record sliced from its line: its node and ``related`` came with the head, and ``orchestrator``
+    is the object right before ``network`` (found backwards from there, by the reasoning of ``head_from_line``, escapes
+    refused the same way). The plugin writes it whenever ``K8S_POD_*`` arguments are."""
+    line, at = rec.line, rec._network_at
     namespace_ = pod_ = b""
-    if at >= 0:
-        orchestrator = _ORCHESTRATOR.match(line, at)
-        if orchestrator is None or (escaped and line.find(b"\\", at, orchestrator.end()) >= 0):
+    start = line.rfind(_ORCHESTRATOR_KEY, 0, at)
+    if start >= 0:
+        orchestrator = _ORCHESTRATOR.match(line, start)
+        if orchestrator is None or line.find(b"\\", start, orchestrator.end()) >= 0:
             return None
         namespace_, pod_ = orchestrator.groups(b"")
-    elif line.find(b'"K8S_POD_', cni) >= 0:
+    elif line.find(b'"K8S_POD_', at) >= 0:
         return None  # orchestrator.* is written whenever these are: something unusual
-    at = line.find(_HOST_KEY, max(at, 0), cni)
-    host = _HOST.match(line, at) if at >= 0 else None
-    if host is None or (escaped and line.find(b"\\", at, host.end()) >= 0):
-        return None
-    at = line.find(_RELATED_KEY, at, cni)
-    listed = b""
-    if at >= 0:
-        related = _RELATED.match(line, at)
-        if related is None or (escaped and line.find(b"\\", at, related.end()) >= 0):
-            return None
-        listed = related[1]
+    listed = rec._related
     ips = [a[1:-1].decode("utf-8", "surrogateescape") for a in listed.split(b",")] if listed else []
-    return (host[1].decode("utf-8", "replace"), ips, namespace_.decode("utf-8", "surrogateescape"),
-            pod_.decode("utf-8", "surrogateescape"))
+    return rec.node, ips, namespace_.decode("utf-8", "surrogateescape"), pod_.decode("utf-8", "surrogateescape")
 
 
 # -- fields of a decoded event ---------------------------------------------------------------------

@@ -66,7 +66,7 @@ from cni_logger.audit.output import (
 )
 from cni_logger.audit.query import on_host
 from cni_logger.audit.reader import Scan
-from cni_logger.audit.record import Record, node
+from cni_logger.audit.record import Record
 from cni_logger.audit.stats import Stats
 from cni_logger.audit.timeparse import to_epoch
 
@@ -203,7 +203,7 @@ class Builder:
                 self._entered = True
                 for use in self.networks.values():
                     use.peak = max(use.peak, use.open)
-            host = node(rec)  # the trackers ask it too: sliced once, where head_from_line found the network's end
+            host = rec.node
             self.hosts[host] = self.hosts.get(host, 0) + 1
             if rec.coverage:  # the trail's own coverage (``coverage``): never an invocation, success or failure
                 self.coverage_events += 1

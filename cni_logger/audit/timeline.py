@@ -136,7 +136,7 @@ def prefilter(prefix: str) -> Callable[[bytes], bool] | None:
     needle = literal_bytes(prefix)
     if needle is None:
         return None
-    return lambda line: needle in line
+    return lambda line: line.find(needle) >= 0
 
 
 COMMANDS = frozenset({"ADD", "CHECK", "DEL"})
@@ -160,7 +160,7 @@ class Pod:
         needle, ids = self._needle, self._ids
         if needle is None:
             return None
-        return lambda line: needle in line or any(cid in line for cid in ids)
+        return lambda line: line.find(needle) >= 0 or any(line.find(cid) >= 0 for cid in ids)
 
     def wants(self, rec: Record) -> bool:
         if rec.container_id in self.sandboxes:
@@ -189,7 +189,7 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
     attempts: dict[int, Step] = {}
     """The steps of the attempts ``pairing`` holds pending, by their record's id."""
     for rec in records:
-        step = _step(found, rec, prefix, wants, line_filter, evidence, tracker)
+        step = _step(found, rec, prefix, wants, line_filter, evidence)
         if step is not None:
             _pair(pairing, attempts, rec, step)
         for interval in tracker.feed(rec):
@@ -207,14 +207,14 @@ def collect(records: Iterable[Record], prefix: str, wants: Callable[[Record], bo
 
 def _step(found: dict[Slot, Attachment], rec: Record, prefix: str,
           wants: Callable[[Record], bool] | None, line_filter: Callable[[bytes], bool] | None,
-          evidence: Evidence | None, tracker: Tracker) -> Step | None:
+          evidence: Evidence | None) -> Step | None:
     """A matching record becomes a step of its attachment (``None``: it does not match)."""
     if rec.command not in COMMANDS or not rec.container_id.startswith(prefix):
         return None
     if (line_filter is not None and not line_filter(rec.line)) or (wants is not None and not wants(rec)):
         return None
     doc = rec.doc
-    slot = tracker.slot(rec)
+    slot = rec.slot
     attachment = found.get(slot)
     if attachment is None:
         attachment = found[slot] = Attachment(rec.network, rec.container_id, rec.ifname, found=evidence)

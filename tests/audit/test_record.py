@@ -18,14 +18,14 @@ from cni_logger.audit.record import (
     host,
     is_canonical_line,
     namespace,
-    node,
     pod,
     sliced_placed,
 )
 from cni_logger.skel import CNIError, Outcome, Request
 from tests.harness.trails import Trail
 
-FIELDS = ("timestamp", "command", "outcome", "container_id", "ifname", "network", "duration", "event_id")
+FIELDS = ("timestamp", "command", "outcome", "container_id", "ifname", "network", "duration", "event_id", "node",
+          "slot")
 
 
 def fields(rec: Record | None) -> tuple[Any, ...] | None:
@@ -40,7 +40,7 @@ def agree(line: bytes) -> Record | None:
         assert fields(fast) == fields(slow), line
         assert slow is not None
         assert fast.attempt is slow.attempt, line  # the role sliced with the head, as decoding reads it
-        assert node(fast) == host(json.loads(line)), line  # the node, read where the sliced head says it is
+        assert fast.node == host(json.loads(line)), line  # the node, sliced with the network
     place = sliced_placed(line)
     if place is not None:
         doc = json.loads(line)
@@ -120,4 +120,5 @@ def test_what_is_not_an_event_has_no_head() -> None:
         assert head_from_doc(b"", doc) is None
     rec = head_from_doc(b"", {"event": {"action": "cni-del", "outcome": "success", "duration": True},
                               "@timestamp": "2026-11-28T02:20:15+00:00", "container": {"id": "c"}})
-    assert fields(rec) == ("2026-11-28T02:20:15.000000Z", "DEL", "success", "c", "", "", None, "")
+    assert fields(rec) == ("2026-11-28T02:20:15.000000Z", "DEL", "success", "c", "", "", None, "", "",
+                           ("", "c", "", ""))
