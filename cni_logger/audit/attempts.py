@@ -158,13 +158,12 @@ class Attempts:
         if self._said:
             self.concluded = self.resolved = self.failed_check = self.cleanup = None
             self._said = False
-        attempt = self._paired(rec) if rec.attempt or self.pending or self.pending_checks else False
-        if self.infer and not attempt:
-            self._infer(rec)
-        return attempt
-
-    def _infer(self, rec: Record) -> None:
-        """The logger last: what an outcome entry's event says of its attachment, and a clean-up DEL inferred."""
+        if (rec.attempt or self.pending or self.pending_checks) and self._paired(rec):
+            return True
+        if not self.infer:
+            return False
+        # The logger last: what an outcome entry's event says of its attachment, and a clean-up DEL inferred (here,
+        # not in a method of its own: one call fewer per event).
         command = rec.command
         if command == "ADD":
             if rec.outcome == "success":
@@ -179,6 +178,7 @@ class Attempts:
                 self._end(digest)
         elif (command == "CHECK" and rec.outcome == "success") or rec.coverage == ATTACHMENT:
             self.state[hash(rec.key)] = 0
+        return False
 
     def _end(self, digest: int) -> None:
         self.ends += 1

@@ -327,7 +327,8 @@ class Scan:
         never reject one that could). ``decode=False`` slices the identifying fields from canonical
         lines instead of decoding them (``Record.doc`` still decodes on demand).
         """
-        # classify(), inlined: this loop runs once per line of the trail.
+        # classify() and duplicate(), inlined: this loop runs once per line of the trail.
+        ids, older = self._ids, self._older_ids
         for line in self.lines():
             if line.startswith(EVENT_START) and line.endswith(b"}") and (line.find(b"@", 3) < 0 or
                                                                           line.find(EVENT_START, 1) < 0):
@@ -339,13 +340,22 @@ class Scan:
                     record = head_from_line(line)
                     if record is not None:
                         record._canonical = True
-                        if not (record.event_id and self.duplicate(record)):
-                            yield record
+                        event_id = record.event_id
+                        if event_id:
+                            if event_id in ids or event_id in older:
+                                self.duplicates += 1
+                                self.evidence.duplicates += 1
+                                continue
+                            ids.add(event_id)
+                            if len(ids) >= DEDUPE_WINDOW // 2:
+                                self._older_ids, self._ids = older, ids = ids, set()
+                        yield record
                         continue
             elif not line.strip():
                 continue
             record = self._decode(line)
             if record is not None and not (record.event_id and self.duplicate(record)):
+                ids, older = self._ids, self._older_ids  # ``duplicate`` may have begun a generation
                 if record.coverage:
                     self.evidence.note(record)
                 yield record
