@@ -174,20 +174,26 @@ class Attempts:
             digest = hash(rec.key)
             if self.state.get(digest) != 0:
                 self._deleted(rec, digest)
-            elif rec.outcome == "success":  # the common case: a DEL of an attachment the trail shows
-                self._end(digest)
+            elif rec.outcome == "success":  # the usual DEL, of an attachment the trail shows (``_end``, inlined)
+                self.ends += 1
+                self.state[digest] = self.ends
+                if len(self.state) > self._prune_at:
+                    self._prune()
         elif (command == "CHECK" and rec.outcome == "success") or rec.coverage == ATTACHMENT:
             self.state[hash(rec.key)] = 0
         return False
 
     def _end(self, digest: int) -> None:
         self.ends += 1
-        state = self.state
-        state[digest] = self.ends
-        if len(state) > self._prune_at:
-            oldest = self.ends - RECENT_LIMIT
-            self.state = {d: n for d, n in state.items() if n == 0 or n > oldest}
-            self._prune_at = max(2 * RECENT_LIMIT, 2 * len(self.state))  # amortised: a prune per as many ends
+        self.state[digest] = self.ends
+        if len(self.state) > self._prune_at:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget the attachments that ended before the last ``RECENT_LIMIT`` ends."""
+        oldest = self.ends - RECENT_LIMIT
+        self.state = {d: n for d, n in self.state.items() if n == 0 or n > oldest}
+        self._prune_at = max(2 * RECENT_LIMIT, 2 * len(self.state))  # amortised: a prune per as many ends
 
     def _recent(self, digest: int) -> bool:
         """Did the attachment end among the last ``RECENT_LIMIT`` ends?"""

@@ -339,7 +339,6 @@ class Scan:
                 if not decode:
                     record = head_from_line(line)
                     if record is not None:
-                        record._canonical = True
                         event_id = record.event_id
                         if event_id:
                             if event_id in ids or event_id in older:

@@ -78,7 +78,7 @@ class Record:
     def __init__(self, line: bytes, timestamp: str, command: str, outcome: str, container_id: str,
                  ifname: str, network: str, duration: int | None, doc: dict[str, Any] | None = None,
                  event_id: str = "", attempt: bool = False, node: str = "", related: bytes | None = None,
-                 network_at: int = -1) -> None:
+                 network_at: int = -1, canonical: bool | None = None) -> None:
         self.line = line
         self.timestamp = timestamp
         self.command = command
@@ -98,7 +98,7 @@ class Record:
         self._doc = doc
         self.event_id = event_id
         """``event.id``: the de-duplication key ("" when the line has none)."""
-        self._canonical: bool | None = None
+        self._canonical = canonical
         self.attempt = attempt
         """Written by the attempt entry of a bracketed chain (``cni.role`` is ``attempt``, see ``attempts``): not an
         attachment. Read with the head, sliced or decoded, as it costs nothing then."""
@@ -112,7 +112,8 @@ class Record:
 
     @property
     def canonical(self) -> bool:
-        """``is_canonical_line(line)``, computed once (the reader knows it of the lines it sliced)."""
+        """``is_canonical_line(line)``, computed once (a sliced record knows it: ``head_from_line`` is given canonical
+        lines only)."""
         if self._canonical is None:
             self._canonical = is_canonical_line(self.line)
         return self._canonical
@@ -201,7 +202,7 @@ def head_from_line(line: bytes) -> Record | None:
         return Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
                       ifname.decode(), network.decode(), int(duration), None,
                       event_id.decode() if event_id else "", role == ATTEMPT_ROLE, node.decode(),
-                      related or b"", at)
+                      related or b"", at, True)
     except UnicodeDecodeError:
         return None
 

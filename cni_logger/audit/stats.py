@@ -104,7 +104,7 @@ class Stats:
         else:
             shift = duration.bit_length() - _SUB_BITS - 1
             index = (shift << _SUB_BITS) + (duration >> shift)
-        cell = (rec.command or "(none)", rec.outcome or "(none)", rec.network or "(none)", index)
+        cell = (rec.command, rec.outcome, rec.network, index)  # "" is named "(none)" at the end (``_named``)
         found = self.cells.get(cell)
         if found is None:
             self.cells[cell] = [1, duration, duration, duration] if duration is not None else [1, 0, 0, 0]
@@ -118,10 +118,15 @@ class Stats:
         else:
             found[0] += 1
 
+    def _named(self) -> list[tuple[tuple[str, str, str, int], list[int]]]:
+        """The cells, an empty command, outcome or network named ``(none)``."""
+        return [((command or "(none)", outcome or "(none)", network or "(none)", index), found)
+                for (command, outcome, network, index), found in self.cells.items()]
+
     def histograms(self) -> dict[str, Histogram]:
         """Latency per command, and over all of them under ``"all"``."""
         found: dict[str, Histogram] = {"all": Histogram()}
-        for (command, _, _, index), (count, low, high, total) in self.cells.items():
+        for (command, _, _, index), (count, low, high, total) in self._named():
             if index < 0:
                 continue
             for name in ("all", command):
@@ -137,14 +142,14 @@ class Stats:
 
     def _totals(self, position: int) -> dict[str, int]:
         totals: Counter[str] = Counter()
-        for cell, found in self.cells.items():
+        for cell, found in self._named():
             totals[cell[:3][position]] += found[0]
         return dict(totals.most_common())
 
     def by_outcome(self) -> dict[tuple[str, str], int]:
         """Events per (command, outcome): what ``attempts.failures`` counts the recorded failures from."""
         found: dict[tuple[str, str], int] = {}
-        for (command, outcome, _, _), cell in self.cells.items():
+        for (command, outcome, _, _), cell in self._named():
             found[command, outcome] = found.get((command, outcome), 0) + cell[0]
         return found
 
