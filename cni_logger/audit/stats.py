@@ -15,6 +15,8 @@ from cni_logger.audit.record import Record
 
 _SUB_BITS = 7
 _SUB = 1 << _SUB_BITS
+_LINEAR = 2 * _SUB
+"""Below this many nanoseconds, each value has a bucket of its own."""
 PERCENTILES = (50, 90, 99)
 
 
@@ -83,23 +85,26 @@ class Stats:
     """
 
     def __init__(self) -> None:
-        self.events = 0
         self.first = ""
         self.last = ""
         self.cells: dict[tuple[str, str, str, int], list[int]] = {}
 
+    @property
+    def events(self) -> int:
+        return sum(found[0] for found in self.cells.values())
+
     def add(self, rec: Record) -> None:
-        self.events += 1
         stamp = rec.timestamp
-        if stamp:
-            if stamp > self.last:
-                self.last = stamp
-            if stamp < self.first or not self.first:
+        if stamp > self.last:  # the usual case: times come in order (give or take a few milliseconds)
+            self.last = stamp
+            if not self.first:
                 self.first = stamp
+        elif stamp and stamp < self.first:
+            self.first = stamp
         duration = rec.duration
         if duration is None:
             index = -1
-        elif duration < 2 * _SUB:  # ``Histogram.index``, inlined: this runs once per event of the trail
+        elif duration < _LINEAR:  # ``Histogram.index``, inlined: this runs once per event of the trail
             index = duration if duration > 0 else 0
         else:
             shift = duration.bit_length() - _SUB_BITS - 1
