@@ -49,7 +49,10 @@ PLUGIN_MESSAGE = b'","message":"CNI '
 how: every message the plugin writes starts with ``CNI ``, a coverage event's never does. A prefilter's rejected
 line without it may be a coverage event, which every question needs: ``may_be_coverage``."""
 MESSAGE_AT = 42
-_STAMP = re.compile(rb'\{"@timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"')
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_STAMP_SHAPE = b"0000-00-00T00:00:00.000000Z"
+"""A canonical time (``timeparse.is_canonical``) with its digits made ``0`` (``_DIGITS``): one translation and one
+comparison tell it, several times faster than a pattern that checks it character by character."""
 _OUTCOME_KEY = b'"outcome":"'
 _OUTCOME = re.compile(rb'"outcome":"([^"]*)","duration":(\d+)(?:,"id":"([^"]*)")?[,}]')
 _NETWORK_KEY = b',"network":{"name":"'
@@ -171,8 +174,9 @@ def is_canonical_line(line: bytes) -> bool:
 def head_from_line(line: bytes) -> Record | None:
     """The identifying fields sliced from a canonical line, or ``None`` to decode it in full instead.
 
-    Each piece is located with ``bytes.find`` (fast) and read with an anchored pattern: outcome and duration
-    (adjacent in ``event``), the time, and everything from ``network`` to the head of ``cni`` (``_BODY``). The
+    The time is where every canonical line has it, its shape checked (``_STAMP_SHAPE``). The other pieces are
+    located with ``bytes.find`` (fast) and read with an anchored pattern: outcome and duration (adjacent in
+    ``event``), and everything from ``network`` to the head of ``cni`` (``_BODY``). The
     addresses of ``related`` come with it, for ``placed``. The patterns read a string up to its next quote (``re``
     runs that as a tight loop, several times faster than a class that also excludes the backslash), so escapes are
     refused by a search for a backslash in what the patterns read (when the line has one at all, which one search of
@@ -190,8 +194,8 @@ def head_from_line(line: bytes) -> Record | None:
     if at < 0 or event is None:
         return None
     body = _BODY.match(line, at)
-    stamp = _STAMP.match(line)
-    if body is None or stamp is None:
+    stamp = line[15:42]  # after ``EVENT_START``, which every canonical line starts with
+    if body is None or stamp.translate(_DIGITS) != _STAMP_SHAPE or line[42:43] != b'"':
         return None
     if line.find(b"\\") >= 0 and (line.find(b"\\", start, event.end()) >= 0 or
                                   line.find(b"\\", at, body.end()) >= 0):
@@ -199,7 +203,7 @@ def head_from_line(line: bytes) -> Record | None:
     outcome, duration, event_id = event.groups()
     network, node, related, command, container_id, ifname, role = body.groups()
     try:
-        return Record(line, stamp[1].decode(), command.decode(), outcome.decode(), container_id.decode(),
+        return Record(line, stamp.decode(), command.decode(), outcome.decode(), container_id.decode(),
                       ifname.decode(), network.decode(), int(duration), None,
                       event_id.decode() if event_id else "", role == ATTEMPT_ROLE, node.decode(),
                       related or b"", at, True)

@@ -115,6 +115,22 @@ def test_escapes_make_slicing_give_up_rather_than_guess() -> None:
     assert fields(head_from_doc(line, json.loads(line)))[3] == 'a"b'  # type: ignore[index]
 
 
+def test_a_time_not_in_the_plugin_shape_is_decoded_not_sliced() -> None:
+    request = Request("ADD", container_id="abc", netns="/x", ifname="eth0")
+    request.config = {"cniVersion": "1.0.0", "name": "net", "type": "logger"}
+    line = events.render(request, Outcome(result={}), logger_settings.load(request.config), [])[:-1]
+    assert head_from_line(line) is not None
+    stamp = line[15:42]
+    for bad in (stamp[:5] + b"x" + stamp[6:], stamp[:26] + b"0", stamp[:10] + b" " + stamp[11:],
+                stamp.replace(b"-", b"/"), stamp[:-1], stamp + b"0", stamp[:20] + "\u0663".encode() + stamp[21:],
+                b"2026-11-28T02:20:15+00:00"):
+        damaged = line[:15] + bad + line[42:]
+        assert is_canonical_line(damaged)
+        assert head_from_line(damaged) is None, bad
+        decoded = head_from_doc(damaged, json.loads(damaged))
+        assert decoded is not None and decoded.timestamp != bad.decode(), bad  # normalised, or no time
+
+
 def test_what_is_not_an_event_has_no_head() -> None:
     for doc in ({}, {"event": "x"}, [1], "s", {"message": "hi"}):
         assert head_from_doc(b"", doc) is None
