@@ -234,14 +234,15 @@ def milliseconds(duration_ns: int | None) -> str:
     return "-" if duration_ns is None else f"{duration_ns / 1e6:.1f}"
 
 
-_HEX = frozenset("0123456789abcdef")
+_HEX = re.compile("[0-9a-f]+")
+"""A hex id (one match: a table asks it of every row's container)."""
 
 
 def container(cid: str, full: bool) -> str:
     """A container id for a table: a hex id to 12 characters (``docker ps``), others whole up to 32."""
     if full or len(cid) <= SHORT_ID:
         return cid
-    if _HEX.issuperset(cid):
+    if _HEX.fullmatch(cid):
         return cid[:SHORT_ID]
     return cid if len(cid) <= LONG_ID else cid[:LONG_ID - 1] + "~"
 
@@ -477,6 +478,8 @@ def _note(row: dict[str, Any], full_ids: bool = False) -> str:
     notes = list(row.get("notes") or [])
     if row.get("certainty") == "possibly":
         notes.insert(0, "POSSIBLY")
+    if not notes:
+        return "-"  # most rows: no note to shorten ids in
     text = "; ".join(notes) or "-"
     return text if full_ids else _LONG_HEX.sub(lambda m: container(m.group(0), False), text)
 
