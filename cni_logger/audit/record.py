@@ -269,11 +269,10 @@ def placed(rec: Record) -> Placed:
     if found is None:
         sliced = None
         if rec._doc is None:
-            if rec._related is None and rec.canonical:  # decoded once, and forgotten since
-                head = head_from_line(rec.line)
-                sliced = _sliced_placed(head) if head is not None else None
-            elif rec._related is not None:
+            if rec._related is not None:
                 sliced = _sliced_placed(rec)
+            elif rec.canonical:  # decoded once, and forgotten since
+                sliced = sliced_placed(rec.line)
         if sliced is None:
             doc = rec.doc
             sliced = host(doc), addresses(doc), namespace(doc), pod(doc)
