@@ -79,7 +79,7 @@ def address_test(address: str) -> Callable[[bytes], bool]:
         return lambda line: any(line.find(s) >= 0 for s in spellings)
     if parsed.version == 4:
         needle = spellings[0]
-        return lambda line: line.find(needle) >= 0  # not ``needle in line``: see ``record.contains``
+        return lambda line: line.find(needle) >= 0  # not ``needle in line``: see ``record.head_from_line``
     groups = [g.lstrip("0").encode() for g in parsed.exploded.split(":")]
     head = [g for g in groups[:6] if g]
     tail = [g for g in groups[6:] if g]
@@ -90,7 +90,7 @@ def address_test(address: str) -> Callable[[bytes], bool]:
             if line.find(spelling) >= 0:
                 return True
         low = line.lower()
-        return all(g in low for g in head) and (all(g in low for g in tail) or dotted in low)
+        return all(low.find(g) >= 0 for g in head) and (all(low.find(g) >= 0 for g in tail) or low.find(dotted) >= 0)
 
     return test
 
