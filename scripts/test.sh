@@ -9,6 +9,19 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Some tests run the plugin as nobody (permission denied, thick mode's refused peer), through the checkout's
+# virtualenv: every directory above the checkout must let others through (a `mktemp -d` parent is 0700).
+if ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -r "$ROOT/scripts/test.sh" 2>/dev/null; then
+  blocked=""
+  IFS=/ read -ra parts <<<"${ROOT#/}"
+  for part in "${parts[@]}"; do  # the first directory from the top that nobody may not pass
+    blocked=$blocked/$part
+    setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$blocked" 2>/dev/null || break
+  done
+  echo "[test] the checkout $ROOT is out of reach of user nobody ($blocked is mode $(stat -c %a "$blocked")):" \
+       "the tests run the plugin as nobody. Clone into a directory others may pass (e.g. chmod o+x $blocked)." >&2
+  exit 2
+fi
 bash scripts/setup-system.sh
 VENV=${CNI_LOGGER_VENV:-$ROOT/.venv}
 echo "[test] ruff" >&2
