@@ -11,13 +11,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # Some tests run the plugin as nobody (permission denied, thick mode's refused peer), through the checkout's
 # virtualenv: every directory above the checkout must let others through (a `mktemp -d` parent is 0700).
-if [ "$(id -u)" = 0 ] && ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -r "$ROOT/scripts/test.sh" \
-    2>/dev/null; then  # (as another user, setup-system.sh says that root is needed)
+as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+if [ "$(id -u)" = 0 ] && ! "${as_nobody[@]}" test -r "$ROOT/scripts/test.sh" 2>/dev/null; then
+  # (as another user, setpriv cannot switch, and setup-system.sh says that root is needed)
   blocked=""
   IFS=/ read -ra parts <<<"${ROOT#/}"
   for part in "${parts[@]}"; do  # the first directory from the top that nobody may not pass
     blocked=$blocked/$part
-    setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$blocked" 2>/dev/null || break
+    "${as_nobody[@]}" test -x "$blocked" 2>/dev/null || break
   done
   echo "[test] the checkout $ROOT is out of reach of user nobody ($blocked is mode $(stat -c %a "$blocked")):" \
        "the tests run the plugin as nobody. Clone into a directory others may pass (e.g. chmod o+x $blocked)." >&2
