@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,23 @@ def _plugin_from(request: pytest.FixtureRequest) -> Iterator[None]:
         node.stop()
     for directory in plugin.PUBLIC_DIRS:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _clear_immutable(root: Path) -> None:
+    """Undo ``chattr +i`` below ``root`` (the reliability tests make directories immutable): rmtree cannot."""
+    if shutil.which("chattr"):
+        for path in [root, *root.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                subprocess.run(["chattr", "-i", str(path)], capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory under /tmp (not the 0700 pytest tree) that the user ``nobody`` can traverse."""
+    path = Path(tempfile.mkdtemp(prefix="cni-logger-test-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        _clear_immutable(path)
+        shutil.rmtree(path, ignore_errors=True)

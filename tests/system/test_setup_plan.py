@@ -149,11 +149,9 @@ def test_the_runtime_tests_skip_a_runtime_from_another_package(tmp_path: Path) -
         assert foreign_reason(system, "containerd") is None
 
 
-def test_the_suite_refuses_a_checkout_that_nobody_cannot_reach(tmp_path: Path) -> None:
+def test_the_suite_refuses_a_checkout_that_nobody_cannot_reach(tmp_path: Path, public_dir: Path) -> None:
     # Some tests run the plugin as nobody from the checkout's virtualenv: a checkout under a 0700 directory (pytest's
     # own base, or `mktemp -d`) fails them late and obscurely, so scripts/test.sh says so before installing anything.
-    import tempfile
-
     def checkout(parent: Path) -> Path:
         scripts = parent / "clone" / "scripts"
         scripts.mkdir(parents=True)
@@ -168,11 +166,6 @@ def test_the_suite_refuses_a_checkout_that_nobody_cannot_reach(tmp_path: Path) -
     assert refused.stderr.startswith(f"[test] the checkout {private}/clone is out of reach of user nobody (")
     assert "set-up reached" not in refused.stderr
 
-    public = Path(tempfile.mkdtemp(prefix="cni-logger-test-clone-", dir="/tmp"))
-    try:
-        public.chmod(0o755)
-        passed = subprocess.run(["bash", str(checkout(public))], capture_output=True, text=True, timeout=60,
-                                check=False)
-        assert (passed.returncode, passed.stderr) == (42, "set-up reached\n")
-    finally:
-        shutil.rmtree(public)
+    passed = subprocess.run(["bash", str(checkout(public_dir))], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (passed.returncode, passed.stderr) == (42, "set-up reached\n")

@@ -1,11 +1,10 @@
-"""Fixtures for the reliability suite: a tiny tmpfs, a directory an unprivileged user can reach."""
+"""Fixtures for the reliability suite: a tiny tmpfs, and whether an unprivileged user can be switched to
+(``public_dir``, a directory that user can reach, is every test directory's: ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,25 +36,6 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 def remount(mountpoint: Path, option: str) -> None:
     done = _run("mount", "-o", f"remount,{option}", str(mountpoint))
     assert done.returncode == 0, done.stderr
-
-
-def _clear_immutable(root: Path) -> None:
-    if shutil.which("chattr"):
-        for path in [root, *root.rglob("*")]:
-            if path.is_dir() and not path.is_symlink():
-                _run("chattr", "-i", str(path))
-
-
-@pytest.fixture
-def public_dir() -> Iterator[Path]:
-    """A directory under /tmp (not the 0700 pytest tree) that the user ``nobody`` can traverse."""
-    path = Path(tempfile.mkdtemp(prefix="cni-logger-rel-", dir="/tmp"))
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        _clear_immutable(path)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
