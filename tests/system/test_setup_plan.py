@@ -149,23 +149,36 @@ def test_the_runtime_tests_skip_a_runtime_from_another_package(tmp_path: Path) -
         assert foreign_reason(system, "containerd") is None
 
 
-def test_the_suite_refuses_a_checkout_that_nobody_cannot_reach(tmp_path: Path, public_dir: Path) -> None:
-    # Some tests run the plugin as nobody from the checkout's virtualenv: a checkout under a 0700 directory (pytest's
-    # own base, or `mktemp -d`) fails them late and obscurely, so scripts/test.sh says so before installing anything.
-    def checkout(parent: Path) -> Path:
-        scripts = parent / "clone" / "scripts"
+def test_the_suite_opens_a_closed_checkout_and_refuses_one_under_a_closed_directory(tmp_path: Path,
+                                                                                  public_dir: Path) -> None:
+    # Some tests run the plugin as nobody from the checkout's virtualenv, so scripts/test.sh sees to it, before
+    # installing anything, that nobody can reach the checkout: a clone into `mktemp -d` (a 0700 checkout) is opened,
+    # saying so; a checkout under a closed directory that is not the project's (pytest's own base) is refused.
+    def checkout(root: Path, mode: int = 0o755) -> Path:
+        scripts = root / "scripts"
         scripts.mkdir(parents=True)
+        root.chmod(mode)
         shutil.copy(REPO / "scripts" / "test.sh", scripts)
         (scripts / "setup-system.sh").write_text("echo set-up reached >&2; exit 42\n")
         return scripts / "test.sh"
 
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    refused = subprocess.run(["bash", str(checkout(private))], capture_output=True, text=True, timeout=60, check=False)
+    refused = subprocess.run(["bash", str(checkout(private / "clone"))], capture_output=True, text=True, timeout=60,
+                             check=False)
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.startswith(f"[test] the checkout {private}/clone is out of reach of user nobody (")
     assert "set-up reached" not in refused.stderr
+    assert private.stat().st_mode & 0o777 == 0o700  # nothing above the checkout is opened
 
-    passed = subprocess.run(["bash", str(checkout(public_dir))], capture_output=True, text=True, timeout=60,
+    closed = public_dir / "closed"
+    opened = subprocess.run(["bash", str(checkout(closed, 0o700))], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert opened.returncode == 42, opened.stderr
+    assert opened.stderr == (f"[test] the tests run the plugin as user nobody, who may not pass the checkout {closed} "
+                             "(mode 700, as `mktemp -d` makes): adding o+x to it\nset-up reached\n")
+    assert closed.stat().st_mode & 0o777 == 0o701
+
+    passed = subprocess.run(["bash", str(checkout(public_dir / "open"))], capture_output=True, text=True, timeout=60,
                             check=False)
     assert (passed.returncode, passed.stderr) == (42, "set-up reached\n")
