@@ -10,17 +10,20 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # Some tests run the plugin as nobody (permission denied, thick mode's refused peer), through the checkout's
-# virtualenv: nobody must reach the checkout. A clone into `mktemp -d` is itself 0700: that directory is the
-# project's own, so it is opened (o+x, said on stderr); a closed directory above the checkout is the machine's,
-# so the run stops there, naming it. (As another user, setpriv cannot switch, and setup-system.sh says that root
-# is needed.)
+# virtualenv and a launcher that imports from the checkout without site processing: nobody must pass and list
+# the checkout. A clone into `mktemp -d` is itself 0700: that directory is the project's own, so it is opened
+# (o+rx, said on stderr); a closed directory above the checkout is the machine's, so the run stops there, naming
+# it. (As another user, setpriv cannot switch, and setup-system.sh says that root is needed.)
 as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-reaches() { "${as_nobody[@]}" test -r "$ROOT/scripts/test.sh" 2>/dev/null; }
+reaches() {
+  "${as_nobody[@]}" test -r "$ROOT" 2>/dev/null && "${as_nobody[@]}" test -x "$ROOT" 2>/dev/null &&
+    "${as_nobody[@]}" test -r "$ROOT/scripts/test.sh" 2>/dev/null
+}
 if [ "$(id -u)" = 0 ] && ! reaches; then
-  if "${as_nobody[@]}" test -x "$(dirname "$ROOT")" 2>/dev/null && ! "${as_nobody[@]}" test -x "$ROOT" 2>/dev/null; then
-    echo "[test] the tests run the plugin as user nobody, who may not pass the checkout $ROOT (mode" \
-         "$(stat -c %a "$ROOT"), as \`mktemp -d\` makes): adding o+x to it" >&2
-    chmod o+x "$ROOT"
+  if "${as_nobody[@]}" test -x "$(dirname "$ROOT")" 2>/dev/null; then
+    echo "[test] the tests run the plugin as user nobody, who may not read the checkout $ROOT (mode" \
+         "$(stat -c %a "$ROOT"), as \`mktemp -d\` makes): adding o+rx to it" >&2
+    chmod o+rx "$ROOT"
   fi
   if ! reaches; then
     blocked=""
@@ -30,7 +33,7 @@ if [ "$(id -u)" = 0 ] && ! reaches; then
       "${as_nobody[@]}" test -x "$blocked" 2>/dev/null || break
     done
     echo "[test] the checkout $ROOT is out of reach of user nobody ($blocked is mode $(stat -c %a "$blocked")):" \
-         "the tests run the plugin as nobody. Clone into a directory others may pass (e.g. chmod o+x $blocked)." >&2
+         "the tests run the plugin as nobody. Clone into a directory others may pass (e.g. chmod o+rx $blocked)." >&2
     exit 2
   fi
 fi

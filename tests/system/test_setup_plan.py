@@ -152,8 +152,9 @@ def test_the_runtime_tests_skip_a_runtime_from_another_package(tmp_path: Path) -
 def test_the_suite_opens_a_closed_checkout_and_refuses_one_under_a_closed_directory(tmp_path: Path,
                                                                                   public_dir: Path) -> None:
     # Some tests run the plugin as nobody from the checkout's virtualenv, so scripts/test.sh sees to it, before
-    # installing anything, that nobody can reach the checkout: a clone into `mktemp -d` (a 0700 checkout) is opened,
-    # saying so; a checkout under a closed directory that is not the project's (pytest's own base) is refused.
+    # installing anything, that nobody can reach the checkout. A clone into `mktemp -d` (a 0700 checkout) is opened
+    # (o+rx: the launcher imports from it without site processing, which lists it), saying so. A checkout under a
+    # closed directory that is not the project's (pytest's own base) is refused.
     def checkout(root: Path, mode: int = 0o755) -> Path:
         scripts = root / "scripts"
         scripts.mkdir(parents=True)
@@ -175,9 +176,9 @@ def test_the_suite_opens_a_closed_checkout_and_refuses_one_under_a_closed_direct
     opened = subprocess.run(["bash", str(checkout(closed, 0o700))], capture_output=True, text=True, timeout=60,
                             check=False)
     assert opened.returncode == 42, opened.stderr
-    assert opened.stderr == (f"[test] the tests run the plugin as user nobody, who may not pass the checkout {closed} "
-                             "(mode 700, as `mktemp -d` makes): adding o+x to it\nset-up reached\n")
-    assert closed.stat().st_mode & 0o777 == 0o701
+    assert opened.stderr == (f"[test] the tests run the plugin as user nobody, who may not read the checkout {closed} "
+                             "(mode 700, as `mktemp -d` makes): adding o+rx to it\nset-up reached\n")
+    assert closed.stat().st_mode & 0o777 == 0o705
 
     passed = subprocess.run(["bash", str(checkout(public_dir / "open"))], capture_output=True, text=True, timeout=60,
                             check=False)
